@@ -1,0 +1,40 @@
+"""The camera contract. One driver owns the cell's cameras; each camera is its own Source."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from raas_drivers.lifecycle import Device
+from raas_drivers.source import Sample, Source
+
+#: The cell's cameras, as on the Dactyl rig: about 50 cm from the hand.
+CAMERA_NAMES: tuple[str, ...] = ("left", "right", "top")
+
+
+@dataclass(slots=True)
+class CameraFrame(Sample):
+    """One triggered frame: `image` is (H, W, 3) uint8 RGB. It may be a view of a shared buffer
+    that the next frame overwrites: copy it to keep it."""
+
+    camera: str = ""
+    image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), dtype=np.uint8))
+
+
+class CameraDriver(Device, abc.ABC):
+    """Frames are taken on the trigger board's pulse; `sources()` gives one Source per camera."""
+
+    @property
+    @abc.abstractmethod
+    def camera_names(self) -> tuple[str, ...]: ...
+
+    @property
+    @abc.abstractmethod
+    def resolution(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+
+    @abc.abstractmethod
+    def sources(self) -> Sequence[Source]: ...
