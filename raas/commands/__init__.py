@@ -1,0 +1,1 @@
+"""The subcommands of raasd, one module each."""
