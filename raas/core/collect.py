@@ -1,0 +1,71 @@
+"""The collect phase: poll every source until it has cycle k's sample or its deadline passes.
+
+Never blocks past the latest per-source deadline. A source that missed its deadline is marked
+stale for the cycle and keeps its previous sample with that sample's age.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from raas_drivers.source import Source
+
+from raas.core.clock import Clock
+from raas.core.observation import Observation, SourceReading
+
+
+class Collector:
+    def __init__(self, clock: Clock, sources: Sequence[tuple[Source, SourceReading]]) -> None:
+        self.clock = clock
+        self._sources = list(sources)
+        self._fds = sorted({s.fileno() for s, _ in self._sources})
+        self._pending: list[tuple[Source, SourceReading]] = []
+
+    def readings(self) -> dict[str, SourceReading]:
+        return {r.name: r for _, r in self._sources}
+
+    def collect(self, obs: Observation, cycle: int, trigger_ns: int) -> None:
+        """Fill `obs.sources` for `cycle`. Raises DeviceLostError from a source."""
+        clock = self.clock
+        pending = self._pending
+        pending.clear()
+        for pair in self._sources:
+            pair[1].stale = True
+            pending.append(pair)
+        while pending:
+            i = 0
+            while i < len(pending):
+                source, reading = pending[i]
+                sample = source.poll(cycle)
+                if sample is not None:
+                    reading.sample = sample
+                    reading.capture_ns = sample.capture_ns
+                    reading.arrival_ns = clock.now_ns()
+                    reading.stale = False
+                    reading.consecutive_stale = 0
+                    pending.pop(i)
+                else:
+                    i += 1
+            if not pending:
+                break
+            now = clock.now_ns()
+            # Expire sources whose deadline has passed.
+            i = 0
+            while i < len(pending):
+                reading = pending[i][1]
+                deadline = trigger_ns + reading.deadline_ns
+                if now >= deadline:
+                    reading.stale_cycles += 1
+                    reading.consecutive_stale += 1
+                    pending.pop(i)
+                else:
+                    i += 1
+            if not pending:
+                break
+            soonest = min(trigger_ns + r.deadline_ns for _, r in pending)
+            clock.wait_readable(self._fds, soonest)
+        for _, reading in self._sources:
+            reading.age_ns = trigger_ns - reading.capture_ns if reading.capture_ns >= 0 else -1
+            if reading.stale and reading.age_ns > reading.max_age_ns:
+                reading.max_age_ns = reading.age_ns
+        obs.cycle = cycle

@@ -1,0 +1,27 @@
+"""What decides the action of a cycle: an in-loop policy, a scripted gait, or a remote client."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from raas.core.observation import Observation
+
+
+class Controller(Protocol):
+    #: Shown in status lines and stats.
+    name: str
+    #: Sources the controller reads; the loop waits for these before deciding and collects the
+    #: others (e.g. cameras for a state-based policy) after applying, so they add no latency.
+    needs: frozenset[str]
+
+    def reset(self) -> None:
+        """Start of an episode: forget recurrent state."""
+        ...
+
+    def decide(self, obs: Observation, out: np.ndarray) -> bool:
+        """Write the desired action (20 position targets, rad) into `out`.
+
+        Return False when there is no action for this cycle (the loop then takes the fallback)."""
+        ...

@@ -1,0 +1,335 @@
+"""The control loop: the cycle contract of docs/architecture.md, one cycle at a time.
+
+    t_k = t_0 + k T     sleep-then-spin until t_k (absolute grid, no drift)
+    trigger             one trigger to every device, the hand's state request
+    collect (needed)    the sources the controller reads, each until its own deadline
+    decide              controller -> desired action; late, missing or non-finite -> fallback
+    condition           clip to the hand's limits (the safety pipeline grows here)
+    apply               at t_k + L when a fixed phase is configured, else at once
+    collect (rest)      sources only published (e.g. cameras for a state policy)
+    publish             timing record, publishers, live status
+A cycle that ends after t_{k+1} is an overrun: the slots it ran into are missed cycles, counted
+and skipped, never caught up. The loop never waits for anything past its deadlines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from raas_drivers.errors import DriverError
+from raas_drivers.hand import HandDriver
+from raas_drivers.source import Source
+from raas_drivers.trigger import TriggerDriver
+
+from raas.core.clock import Clock, DeviceTimeoutError
+from raas.core.collect import Collector
+from raas.core.controller import Controller
+from raas.core.fallback import Fallback, FallbackKind
+from raas.core.grid import DeadlineGrid
+from raas.core.observation import Observation, SourceReading, Step
+from raas.core.rt import RtReport, freeze_heap, release_heap
+from raas.core.status import StatusLine
+from raas.core.timing import TimingLog, capacity_for
+from raas.errors import DeviceLost, LoopStateError
+
+_MS = 1_000_000
+
+
+class LoopConfig(BaseModel):
+    """The loop's settings. Unknown fields are refused, so a typo names itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_hz: float = Field(default=12.5, gt=0, le=10_000, description="cycle rate")
+    duration_s: float | None = Field(default=None, gt=0, description="measured run length")
+    warmup_cycles: int = Field(default=25, ge=0, description="cycles before measuring")
+    max_repeats: int = Field(default=3, ge=0, description="N: repeats before the idle action")
+    decide_budget_ms: float | None = Field(
+        default=None, gt=0, description="decide slower than this -> fallback (default T/2)"
+    )
+    apply_phase_ms: float | None = Field(
+        default=None, ge=0, description="apply at t_k + L (fixed phase); None: as soon as ready"
+    )
+    status_interval_s: float = Field(default=1.0, gt=0)
+
+    @property
+    def period_ns(self) -> int:
+        return round(1e9 / self.rate_hz)
+
+    @property
+    def decide_budget_ns(self) -> int:
+        if self.decide_budget_ms is not None:
+            return round(self.decide_budget_ms * _MS)
+        return self.period_ns // 2
+
+
+class Publisher(Protocol):
+    def publish(self, step: Step) -> None:
+        """Hand the step on without blocking (copy what you keep)."""
+        ...
+
+
+@dataclass(slots=True)
+class SourceSpec:
+    source: Source
+    deadline_ns: int
+    required: bool = True
+
+
+@dataclass(slots=True)
+class LoopResult:
+    cycles: int = 0  # measured cycles run (after warm-up)
+    warmup_cycles: int = 0
+    missed: int = 0  # grid slots skipped because a cycle overran or woke too late
+    overruns: int = 0  # cycles that ended after the next cycle's start
+    fallbacks_repeat: int = 0
+    fallbacks_idle: int = 0
+    apply_late: int = 0  # fixed-phase apply could not be met
+    clipped: int = 0  # cycles whose desired action was clipped to limits
+    stop_reason: str = ""
+    lost_device: str | None = None
+    wall_s: float = 0.0
+    grid_s: float = 0.0  # time on the loop's clock (sim time in lockstep)
+    stale: dict[str, int] = field(default_factory=dict)
+    max_age_us: dict[str, float] = field(default_factory=dict)
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        config: LoopConfig,
+        clock: Clock,
+        hand: HandDriver,
+        trigger: TriggerDriver,
+        sources: Sequence[SourceSpec],
+        controller: Controller,
+        publishers: Sequence[Publisher] = (),
+        rt_report: RtReport | None = None,
+        status: StatusLine | None = None,
+        on_cycle: Callable[[Step], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.hand = hand
+        self.trigger = trigger
+        self.controller = controller
+        self.publishers = list(publishers)
+        self.rt_report = rt_report
+        self.status = status
+        self.on_cycle = on_cycle
+        self.state = "IDLE"
+        self._stop_reason: str | None = None
+        n_act = len(hand.actuator_names)
+        self.desired = np.zeros(n_act)
+        self.target = np.zeros(n_act)
+        self.applied = np.zeros(n_act)
+        self.lower = np.array(hand.limits[:, 0], dtype=np.float64)
+        self.upper = np.array(hand.limits[:, 1], dtype=np.float64)
+        self.fallback = Fallback(hand.idle_action, config.max_repeats)
+
+        first: list[tuple[Source, SourceReading]] = []
+        rest: list[tuple[Source, SourceReading]] = []
+        self.obs = Observation()
+        for spec in sources:
+            name = spec.source.source_name
+            reading = SourceReading(name=name, deadline_ns=spec.deadline_ns, required=spec.required)
+            self.obs.sources[name] = reading
+            (first if name in controller.needs or name == hand.source_name else rest).append(
+                (spec.source, reading)
+            )
+        self.collect_first = Collector(clock, first)
+        self.collect_rest = Collector(clock, rest)
+        duration = config.duration_s
+        self.log = TimingLog(capacity_for(config.rate_hz, duration))
+        self.result = LoopResult()
+        self._ran = False
+        self._done = 0
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current cycle (safe from a signal handler)."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    def run(self) -> LoopResult:
+        if self._ran:
+            raise LoopStateError("a ControlLoop runs once; build a new one")
+        self._ran = True
+        cfg = self.config
+        clock = self.clock
+        period = cfg.period_ns
+        budget = cfg.decide_budget_ns
+        apply_phase = None if cfg.apply_phase_ms is None else round(cfg.apply_phase_ms * _MS)
+        target_cycles = (
+            None if cfg.duration_s is None else max(1, round(cfg.duration_s * cfg.rate_hz))
+        )
+        res = self.result
+        obs = self.obs
+        step = Step(obs=obs, desired=self.desired, applied=self.applied)
+        phases = step.phases
+        sw = clock.stopwatch_ns
+        lower, upper = self.lower, self.upper
+        desired, target = self.desired, self.target
+        fallback = self.fallback
+        controller = self.controller
+        hand, trigger = self.hand, self.trigger
+        warmup = cfg.warmup_cycles
+        status = self.status
+        self.controller.reset()
+
+        # Start the grid two periods out so the first cycle is not already late.
+        grid = DeadlineGrid(clock.now_ns() + 2 * period, period)
+        wall_start = time.monotonic()
+        k = 0
+        done = 0  # cycles run, warm-up included
+        self.state = "RUNNING"
+        try:
+            while self._stop_reason is None:
+                t_k = grid.t(k)
+                clock.sleep_until(t_k)
+                now = clock.now_ns()
+                if now >= t_k + period:  # woke a whole slot late: skip to the current slot
+                    k2 = grid.index_at(now)
+                    if done >= warmup:
+                        res.missed += k2 - k
+                    k = k2
+                    t_k = grid.t(k)
+
+                # 1. trigger
+                s0 = sw()
+                trig_ns = clock.now_ns()
+                trigger.fire(k)
+                hand.request_state(k)
+                obs.t_k_ns = t_k
+                obs.trigger_ns = trig_ns
+                s1 = sw()
+                phases.trigger = s1 - s0
+
+                # 2. collect what the controller reads
+                self.collect_first.collect(obs, k, trig_ns)
+                s2 = sw()
+                phases.collect = s2 - s1
+
+                # 3. decide
+                ok = controller.decide(obs, desired)
+                s3 = sw()
+                step.decide_ns = s3 - s2
+                if ok and step.decide_ns <= budget and np.isfinite(desired).all():
+                    kind = FallbackKind.NONE
+                else:
+                    kind = fallback.choose(desired)
+                step.fallback = kind
+                phases.decide = s3 - s2
+
+                # 4. condition
+                np.clip(desired, lower, upper, out=target)
+                if not np.array_equal(target, desired):
+                    res.clipped += 1
+                s4 = sw()
+                phases.condition = s4 - s3
+
+                # 5. apply
+                if apply_phase is not None:
+                    at = t_k + apply_phase
+                    if clock.now_ns() > at:
+                        res.apply_late += 1
+                    else:
+                        clock.sleep_until(at)
+                applied = hand.apply(target, k)
+                apply_ns = clock.now_ns()
+                self.applied[:] = applied
+                fallback.record_applied(applied, kind)
+                step.apply_ns = apply_ns
+                step.trigger_to_apply_ns = apply_ns - trig_ns
+                step.lateness_ns = trig_ns - t_k
+                s5 = sw()
+                phases.apply = s5 - s4
+
+                # 6. collect the rest, publish
+                self.collect_rest.collect(obs, k, trig_ns)
+                for pub in self.publishers:
+                    pub.publish(step)
+                if self.on_cycle is not None:
+                    self.on_cycle(step)
+                phases.publish = sw() - s5
+
+                done += 1
+                self._done = done
+                if done > warmup:
+                    self.log.record(step)
+                    res.cycles += 1
+                elif done == warmup:
+                    self._end_warmup()
+                if status is not None:
+                    now = clock.now_ns()
+                    if status.due(now):
+                        status.show(
+                            now,
+                            self.log,
+                            res.missed,
+                            fallback.total,
+                            sum(r.stale_cycles for r in obs.sources.values()),
+                            self.state,
+                        )
+                if target_cycles is not None and res.cycles >= target_cycles:
+                    self._stop_reason = "duration"
+                    break
+
+                # Overrun: the slots this cycle ran into are missed, never caught up.
+                end = clock.now_ns()
+                if end >= t_k + period:
+                    nxt = grid.index_at(end) + 1
+                    if done > warmup:
+                        res.overruns += 1
+                        res.missed += nxt - (k + 1)
+                    k = nxt
+                else:
+                    k += 1
+        except (DriverError, DeviceTimeoutError) as exc:
+            device = getattr(exc, "device", "unknown")
+            res.lost_device = device
+            self._stop_reason = f"device lost: {device}"
+            self._go_idle()
+            raise DeviceLost(device, str(exc)) from exc
+        finally:
+            self._finish(wall_start, grid, k)
+        return res
+
+    def _end_warmup(self) -> None:
+        # Warm-up counted nothing; reset the counters that ran during it, freeze the heap.
+        self.fallback.repeats = 0
+        self.fallback.idles = 0
+        self.result.clipped = 0
+        self.result.apply_late = 0
+        for r in self.obs.sources.values():
+            r.stale_cycles = 0
+            r.max_age_ns = 0
+        if self.rt_report is not None and self.rt_report.requested:
+            freeze_heap(self.rt_report)
+
+    def _go_idle(self) -> None:
+        """Best effort: send the declared idle action to the hand."""
+        with contextlib.suppress(DriverError):
+            self.hand.apply(self.hand.idle_action, -1)
+
+    def _finish(self, wall_start: float, grid: DeadlineGrid, k: int) -> None:
+        res = self.result
+        res.stop_reason = self._stop_reason or "stopped"
+        res.warmup_cycles = min(self.config.warmup_cycles, self._done)
+        res.fallbacks_repeat = self.fallback.repeats
+        res.fallbacks_idle = self.fallback.idles
+        res.wall_s = time.monotonic() - wall_start
+        res.grid_s = max(0.0, (self.clock.now_ns() - grid.t0_ns) / 1e9)
+        for name, r in self.obs.sources.items():
+            res.stale[name] = r.stale_cycles
+            res.max_age_us[name] = r.max_age_ns / 1e3
+        self.state = "STOPPED"
+        if self.rt_report is not None and self.rt_report.gc_frozen:
+            release_heap()
+        if self.status is not None:
+            self.status.close()

@@ -1,0 +1,120 @@
+"""The end-of-run figures: one dict that the summary prints and `--stats-json` writes.
+
+Its shape is fixed by `stats_schema.json` beside this file (documented in docs/stats-json.md);
+the schema's `$id` carries the version and changes when a field does.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import resources
+from typing import Any
+
+from raas import __version__
+from raas.core.loop import ControlLoop
+from raas.core.timing import fallback_counts, percentiles_us, phase_summary
+
+SCHEMA_ID = "https://raas.dev/schemas/run-stats/1"
+
+
+def schema() -> dict[str, Any]:
+    text = resources.files("raas.core").joinpath("stats_schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def build_stats(loop: ControlLoop, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    res = loop.result
+    log = loop.log
+    cfg = loop.config
+    fb = fallback_counts(log)
+    sources = {
+        name: {
+            "stale_cycles": res.stale.get(name, 0),
+            "max_stale_age_us": round(res.max_age_us.get(name, 0.0), 3),
+            "deadline_us": round(r.deadline_ns / 1e3, 3),
+            "required": r.required,
+        }
+        for name, r in loop.obs.sources.items()
+    }
+    stats: dict[str, Any] = {
+        "schema": SCHEMA_ID,
+        "software": {"raas": __version__, "python": platform.python_version()},
+        "config": {
+            "rate_hz": cfg.rate_hz,
+            "period_us": cfg.period_ns / 1e3,
+            "duration_s": cfg.duration_s,
+            "warmup_cycles": cfg.warmup_cycles,
+            "max_repeats": cfg.max_repeats,
+            "decide_budget_us": cfg.decide_budget_ns / 1e3,
+            "apply_phase_ms": cfg.apply_phase_ms,
+            "controller": loop.controller.name,
+            "clock": "realtime" if loop.clock.realtime else "lockstep",
+        },
+        "rt": loop.rt_report.as_dict() if loop.rt_report is not None else None,
+        "cycles": {
+            "run": res.cycles,
+            "warmup": res.warmup_cycles,
+            "missed": res.missed,
+            "overruns": res.overruns,
+            "fallbacks": fb["repeat"] + fb["idle"],
+            "fallbacks_repeat": fb["repeat"],
+            "fallbacks_idle": fb["idle"],
+            "apply_late": res.apply_late,
+            "clipped": res.clipped,
+        },
+        "lateness_us": percentiles_us(log.series("lateness")),
+        "period_error_us": percentiles_us(log.period_error(cfg.period_ns)),
+        "trigger_to_apply_us": percentiles_us(log.series("trigger_to_apply")),
+        "phases_us": phase_summary(log),
+        "sources": sources,
+        "run": {
+            "stop_reason": res.stop_reason,
+            "lost_device": res.lost_device,
+            "wall_s": round(res.wall_s, 6),
+            "clock_s": round(res.grid_s, 6),
+            "speed_vs_realtime": round(res.grid_s / res.wall_s, 3) if res.wall_s > 0 else None,
+        },
+    }
+    if extra:
+        stats.update(extra)
+    return stats
+
+
+def format_summary(stats: dict[str, Any]) -> str:
+    """The human summary printed at the end of `raasd run`."""
+    c = stats["cycles"]
+    cfg = stats["config"]
+    run = stats["run"]
+
+    def row(label: str, p: dict[str, float]) -> str:
+        return (
+            f"  {label:<20} p50 {p['p50']:>10.1f}  p99 {p['p99']:>10.1f}  "
+            f"p99.9 {p['p999']:>10.1f}  max {p['max']:>10.1f}  (us)"
+        )
+
+    lines = [
+        f"raasd: {c['run']} cycles at {cfg['rate_hz']:g} Hz ({cfg['clock']}, "
+        f"controller {cfg['controller']}) in {run['wall_s']:.2f} s wall, "
+        f"{run['clock_s']:.2f} s on the loop clock; stop: {run['stop_reason']}",
+        f"  missed cycles {c['missed']}  overruns {c['overruns']}  fallbacks {c['fallbacks']} "
+        f"(repeat {c['fallbacks_repeat']}, idle {c['fallbacks_idle']})  "
+        f"apply late {c['apply_late']}  clipped {c['clipped']}",
+        row("lateness", stats["lateness_us"]),
+        row("period error", stats["period_error_us"]),
+        row("trigger->apply", stats["trigger_to_apply_us"]),
+    ]
+    lines += [row(f"phase {name}", p) for name, p in stats["phases_us"].items()]
+    stale = ", ".join(f"{n} {s['stale_cycles']}" for n, s in stats["sources"].items())
+    lines.append(f"  stale cycles per source: {stale}")
+    rt = stats.get("rt")
+    if rt:
+        lines.append(
+            f"  real-time: {rt['sched_policy']}"
+            + (f" prio {rt['fifo_priority']}" if rt["fifo_priority"] is not None else "")
+            + f", cpus {rt['affinity']}, mlockall {'yes' if rt['mlockall'] else 'no'}, "
+            f"heap frozen {'yes' if rt['gc_frozen'] else 'no'}"
+            + (f" ({'; '.join(rt['notes'])})" if rt["notes"] else "")
+        )
+    return "\n".join(lines)

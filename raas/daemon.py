@@ -1,0 +1,160 @@
+"""The robot daemon: bring the simulated cell up, run the control loop, report, shut down.
+
+Order matters: the rig processes start first (so they do not inherit the loop's SCHED_FIFO and
+CPU pinning), then devices are configured and activated, then this process asks for its
+real-time settings and runs the loop. Whatever happens, devices are shut down and the rig
+processes are stopped; a lost device gives exit code 3 with the device named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from raas_drivers.lifecycle import Device
+from raas_drivers.sim import SimRig
+from raas_drivers.source import Source
+
+from raas.config import CellConfig
+from raas.controllers import make_controller
+from raas.core.clock import Clock, LockstepClock, MonotonicClock
+from raas.core.loop import ControlLoop, Publisher, SourceSpec
+from raas.core.rt import RtReport, RtRequest, acquire
+from raas.core.stats import build_stats, format_summary
+from raas.core.status import StatusLine
+from raas.errors import DeviceLost
+
+EXIT_OK = 0
+EXIT_DEVICE_LOST = 3
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    exit_code: int
+    stats: dict[str, Any]
+
+
+def _rt_request(cfg: CellConfig) -> RtRequest:
+    cpus = cfg.rt.cpus
+    if cpus is None:
+        n = os.cpu_count() or 1
+        cpus = (n - 1,) if n >= 2 else None
+    return RtRequest(
+        enabled=cfg.rt.enabled, fifo_priority=cfg.rt.fifo_priority, cpus=cpus, mlock=cfg.rt.mlock
+    )
+
+
+def _clock(cfg: CellConfig, report: RtReport) -> Clock:
+    if cfg.rig.clock == "lockstep":
+        return LockstepClock()
+    spin_us = cfg.rt.spin_us
+    if spin_us is None:
+        spin_us = 200 if report.sched_policy == "SCHED_FIFO" else 1000
+    return MonotonicClock(spin_ns=spin_us * 1000)
+
+
+@contextmanager
+def _stop_on_signals(loop: ControlLoop) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.request_stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_cell(
+    cfg: CellConfig,
+    *,
+    stats_json: Path | None = None,
+    status_stream: TextIO | None = None,
+    publishers: list[Publisher] | None = None,
+    out: TextIO | None = None,
+) -> RunOutcome:
+    """Run the simulated cell until the duration ends, a signal arrives or a device is lost."""
+    out = out if out is not None else sys.stdout
+    period_ns = cfg.loop.period_ns
+    deadlines = cfg.deadlines.resolve(period_ns)
+    with SimRig(cfg.rig) as rig:
+        devs = rig.devices()
+        devices: list[Device] = [devs.hand, devs.trigger, devs.mocap]
+        specs = [
+            SourceSpec(devs.hand, deadlines["hand"]),
+            SourceSpec(devs.trigger, deadlines["trigger"], required=False),
+            SourceSpec(devs.mocap, deadlines["mocap"]),
+        ]
+        if devs.cameras is not None:
+            devices.append(devs.cameras)
+            cam_sources: list[Source] = list(devs.cameras.sources())
+            specs += [SourceSpec(s, deadlines["cameras"], required=False) for s in cam_sources]
+        try:
+            for d in devices:
+                d.configure()
+            for d in devices:
+                d.activate()
+            report = acquire(_rt_request(cfg))
+            clock = _clock(cfg, report)
+            status = StatusLine(round(cfg.loop.status_interval_s * 1e9), status_stream)
+            loop = ControlLoop(
+                cfg.loop,
+                clock,
+                devs.hand,
+                devs.trigger,
+                specs,
+                make_controller(cfg.controller, period_ns / 1e9),
+                publishers=publishers or [],
+                rt_report=report,
+                status=status if status_stream is not None else None,
+            )
+            print(
+                f"raasd: simulated cell up ({cfg.rig.clock}, {cfg.loop.rate_hz:g} Hz, "
+                f"{cfg.rig.cameras} cameras at {cfg.rig.camera_width}x{cfg.rig.camera_height}, "
+                f"renderer {rig.renderer_backend or 'none'}); real-time: {report.summary()}",
+                file=out,
+                flush=True,
+            )
+            exit_code = EXIT_OK
+            with _stop_on_signals(loop):
+                try:
+                    loop.run()
+                except DeviceLost as exc:
+                    print(
+                        f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); "
+                        "idle action sent, stopping",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    exit_code = EXIT_DEVICE_LOST
+        finally:
+            for d in reversed(devices):
+                try:
+                    d.shutdown()
+                except Exception as exc:
+                    print(f"raasd: shutdown of {d.name} failed: {exc}", file=sys.stderr)
+        stats = build_stats(
+            loop,
+            {
+                "rig": {
+                    "renderer": rig.renderer_backend,
+                    "clock": cfg.rig.clock,
+                    "seed": cfg.rig.seed,
+                }
+            },
+        )
+    print(format_summary(stats), file=out, flush=True)
+    if stats_json is not None:
+        stats_json.parent.mkdir(parents=True, exist_ok=True)
+        stats_json.write_text(json.dumps(stats, indent=2) + "\n")
+        print(f"raasd: statistics written to {stats_json}", file=out)
+    return RunOutcome(exit_code, stats)

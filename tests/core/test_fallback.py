@@ -1,0 +1,60 @@
+"""The declared fallback: repeat the last action up to N cycles, then idle; each one counted."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raas.core.clock import FakeClock
+from raas.core.fallback import Fallback, FallbackKind
+
+MS = 1_000_000
+
+
+def test_repeat_then_idle_then_recover() -> None:
+    fb = Fallback(np.zeros(3), max_repeats=2)
+    out = np.empty(3)
+    fb.record_applied(np.array([1.0, 2.0, 3.0]), FallbackKind.NONE)
+    kinds = []
+    for _ in range(4):
+        kinds.append(fb.choose(out))
+        fb.record_applied(out, kinds[-1])
+    assert kinds == [FallbackKind.REPEAT, FallbackKind.REPEAT, FallbackKind.IDLE, FallbackKind.IDLE]
+    assert fb.repeats == 2 and fb.idles == 2 and fb.total == 4
+    np.testing.assert_array_equal(out, np.zeros(3))
+    fb.record_applied(np.ones(3), FallbackKind.NONE)  # a good action resets the run
+    assert fb.choose(out) is FallbackKind.REPEAT
+
+
+def test_nothing_applied_yet_goes_straight_to_idle() -> None:
+    fb = Fallback(np.full(2, 0.5), max_repeats=3)
+    out = np.empty(2)
+    assert fb.choose(out) is FallbackKind.IDLE
+    np.testing.assert_array_equal(out, [0.5, 0.5])
+
+
+def test_loop_counts_missing_actions(make_loop) -> None:
+    loop, dev = make_loop(
+        duration_s=0.2, max_repeats=3, behaviour=lambda k, c: False if 5 <= k < 10 else None
+    )
+    res = loop.run()
+    assert res.fallbacks_repeat == 3
+    assert res.fallbacks_idle == 2
+    applied = {k: a for k, _, a in dev["hand"].applied}
+    np.testing.assert_array_equal(applied[5], applied[4])  # repeat of the last applied
+    np.testing.assert_array_equal(applied[9], dev["hand"].idle_action)  # then the idle action
+    assert np.count_nonzero(loop.log.series("fallback")) == 5
+
+
+def test_slow_decide_and_nan_take_the_fallback_and_never_reach_the_hand(make_loop) -> None:
+    def bad(cycle: int, clock: FakeClock) -> object:
+        if cycle == 3:
+            clock.advance(6 * MS)  # budget is T/2 = 5 ms
+        if cycle == 7:
+            return "nan"
+        return None
+
+    loop, dev = make_loop(duration_s=0.2, behaviour=bad)
+    res = loop.run()
+    assert res.fallbacks_repeat == 2
+    for _, _, targets in dev["hand"].applied:
+        assert np.isfinite(targets).all()
