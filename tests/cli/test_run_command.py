@@ -1,0 +1,72 @@
+"""`raasd run` end to end: real processes, real rig, the JSON figures checked against the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from raas.core.stats import schema
+
+pytestmark = [pytest.mark.system]
+
+
+def test_lockstep_run_writes_valid_stats(run_raasd, tmp_path: Path) -> None:
+    out = tmp_path / "stats.json"
+    proc = run_raasd(
+        "run", "--sim", "--clock", "lockstep", "--rate", "12.5", "--duration", "4",
+        "--cameras", "0", "--quiet", "--stats-json", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(out.read_text())
+    jsonschema.validate(stats, schema())
+    assert stats["cycles"]["run"] == 50
+    assert stats["cycles"]["missed"] == 0
+    assert stats["config"]["clock"] == "lockstep"
+    assert stats["run"]["speed_vs_realtime"] > 1.0
+    assert set(stats["sources"]) == {"hand", "trigger", "mocap"}
+    assert "lateness" in proc.stdout and "trigger->apply" in proc.stdout
+
+
+def test_realtime_run_with_cameras_and_live_status(run_raasd, tmp_path: Path) -> None:
+    out = tmp_path / "stats.json"
+    proc = run_raasd(
+        "run", "--sim", "--clock", "realtime", "--rate", "12.5", "--duration", "3",
+        "--cameras", "3", "--no-rt", "--stats-json", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(out.read_text())
+    jsonschema.validate(stats, schema())
+    assert stats["config"]["clock"] == "realtime"
+    assert {"camera:left", "camera:right", "camera:top"} <= set(stats["sources"])
+    assert stats["cycles"]["run"] == round(3 * 12.5)
+    assert stats["rt"]["requested"] is False
+    # The live status line went to stderr while running.
+    assert "[raasd] RUNNING" in proc.stderr
+    assert stats["lateness_us"]["n"] == stats["cycles"]["run"]
+
+
+def test_invalid_flag_value_names_the_field(run_raasd) -> None:
+    proc = run_raasd("run", "--sim", "--rate", "-5", "--duration", "1")
+    assert proc.returncode == 2
+    assert "loop.rate_hz" in proc.stderr
+
+
+def test_invalid_config_file_names_the_field(run_raasd, tmp_path: Path) -> None:
+    cfg = tmp_path / "cell.toml"
+    cfg.write_text("[loop]\nrte_hz = 5\n")
+    proc = run_raasd("run", "--sim", "--config", str(cfg), "--duration", "1")
+    assert proc.returncode == 2
+    assert "loop.rte_hz" in proc.stderr
+    cfg.write_text("[rig]\ncameras = 7\n")
+    proc = run_raasd("run", "--sim", "--config", str(cfg), "--duration", "1")
+    assert proc.returncode == 2
+    assert "rig.cameras" in proc.stderr
+
+
+def test_run_without_sim_is_refused(run_raasd) -> None:
+    proc = run_raasd("run", "--duration", "1")
+    assert proc.returncode == 2
+    assert "--sim" in proc.stderr
