@@ -1,0 +1,155 @@
+"""Robots: records (staff), heartbeats and health reports (the robot's daemon), availability."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import PlainTextResponse
+
+from raas.service.crud import audit
+from raas.service.crud import robots as robot_crud
+from raas.service.crud import tokens as token_crud
+from raas.service.deps import (
+    AnyPrincipal,
+    Now,
+    ObjectId,
+    Person,
+    ReadDB,
+    Staff,
+    State,
+    WriteDB,
+    require_robot_or_staff,
+)
+from raas.service.errors import InvalidTimeRange, NotFound
+from raas.service.schemas import (
+    Availability,
+    HealthClear,
+    Heartbeat,
+    RobotCreate,
+    RobotPublic,
+    RobotUpdate,
+    TokenCreate,
+    TokenCreated,
+    TokenPublic,
+    UTCTime,
+)
+
+router = APIRouter(prefix="/robots", tags=["robots"])
+MAX_AVAILABILITY_WINDOW = timedelta(days=366)
+
+
+def _timeout(state: State) -> timedelta:
+    return timedelta(seconds=state.settings.heartbeat_timeout_s)
+
+
+@router.get("")
+def list_robots(_: Person, db: ReadDB, state: State, now: Now) -> list[RobotPublic]:
+    return [robot_crud.public(r, now, _timeout(state)) for r in robot_crud.list_robots(db)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_robot(
+    body: RobotCreate, staff: Staff, db: WriteDB, state: State, now: Now
+) -> RobotPublic:
+    robot = robot_crud.create(db, body, state.public_key_pem, now)
+    audit.record(db, staff.user, "robot.create", f"robot:{robot.id}", now, name=robot.name)
+    db.commit()
+    return robot_crud.public(robot, now, _timeout(state))
+
+
+@router.get("/{robot_id}")
+def get_robot(
+    robot_id: ObjectId, principal: AnyPrincipal, db: ReadDB, state: State, now: Now
+) -> RobotPublic:
+    if principal.robot_id is not None and principal.robot_id != robot_id:
+        raise NotFound(f"no robot {robot_id}")
+    return robot_crud.public(robot_crud.get(db, robot_id), now, _timeout(state))
+
+
+@router.patch("/{robot_id}")
+def update_robot(
+    robot_id: ObjectId, body: RobotUpdate, staff: Staff, db: WriteDB, state: State, now: Now
+) -> RobotPublic:
+    robot = robot_crud.update(db, robot_crud.get(db, robot_id, lock=True), body)
+    fields = sorted(body.model_dump(exclude_none=True))
+    audit.record(db, staff.user, "robot.update", f"robot:{robot.id}", now, fields=fields)
+    db.commit()
+    return robot_crud.public(robot, now, _timeout(state))
+
+
+@router.post("/{robot_id}/heartbeat")
+def heartbeat(
+    robot_id: ObjectId,
+    body: Heartbeat,
+    principal: AnyPrincipal,
+    db: WriteDB,
+    state: State,
+    now: Now,
+) -> RobotPublic:
+    """The daemon reports in: keeps the robot's status current. `health_ok: false` (a failed
+    post-session health check) blocks new bookings until staff clear it."""
+    require_robot_or_staff(principal, robot_id)
+    robot = robot_crud.get(db, robot_id, lock=True)
+    if robot_crud.heartbeat(db, robot, body, now):
+        audit.record(
+            db, principal.user, "robot.health_failed", f"robot:{robot.id}", now, note=body.note
+        )
+    db.commit()
+    return robot_crud.public(robot, now, _timeout(state))
+
+
+@router.post("/{robot_id}/clear-health")
+def clear_health(
+    robot_id: ObjectId, body: HealthClear, staff: Staff, db: WriteDB, state: State, now: Now
+) -> RobotPublic:
+    """Staff clear a failed health check: the robot takes bookings again."""
+    robot = robot_crud.clear_health(db, robot_crud.get(db, robot_id, lock=True), body.note)
+    audit.record(db, staff.user, "robot.health_cleared", f"robot:{robot.id}", now, note=body.note)
+    db.commit()
+    return robot_crud.public(robot, now, _timeout(state))
+
+
+@router.post("/{robot_id}/tokens", status_code=status.HTTP_201_CREATED)
+def create_robot_token(
+    robot_id: ObjectId, body: TokenCreate, staff: Staff, db: WriteDB, now: Now
+) -> TokenCreated:
+    """A token for the robot's daemon: it may only send heartbeats and read revocations."""
+    robot = robot_crud.get(db, robot_id)
+    lifetime = timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    token, secret = token_crud.issue(
+        db, staff.user, kind="robot", name=body.name, now=now, lifetime=lifetime, robot_id=robot.id
+    )
+    audit.record(db, staff.user, "robot.token_create", f"robot:{robot.id}", now, token=token.id)
+    db.commit()
+    return TokenCreated(token=secret, **TokenPublic.model_validate(token).model_dump())
+
+
+@router.get("/{robot_id}/availability")
+def availability(
+    robot_id: ObjectId,
+    starts_at: Annotated[UTCTime, Query()],
+    ends_at: Annotated[UTCTime, Query()],
+    _: Person,
+    db: ReadDB,
+) -> Availability:
+    """Busy intervals (confirmed reservations and maintenance) between two times."""
+    if ends_at <= starts_at or ends_at - starts_at > MAX_AVAILABILITY_WINDOW:
+        raise InvalidTimeRange("need starts_at < ends_at, at most 366 days apart")
+    robot = robot_crud.get(db, robot_id)
+    return Availability(
+        robot_id=robot.id,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        bookable=robot_crud.bookable(robot),
+        busy=robot_crud.busy(db, robot.id, starts_at, ends_at),
+    )
+
+
+@router.get("/{robot_id}/lease-key", response_class=PlainTextResponse)
+def lease_key(robot_id: ObjectId, principal: AnyPrincipal, db: ReadDB) -> str:
+    """PEM of the Ed25519 public key this robot's daemon verifies leases with."""
+    if principal.robot_id is not None and principal.robot_id != robot_id:
+        raise NotFound(f"no robot {robot_id}")
+    return robot_crud.get(db, robot_id).lease_public_key

@@ -1,0 +1,75 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from raas import __version__
+from raas.leases.keys import load_or_create_private_key
+from raas.service.api import api_router
+from raas.service.db import Database
+from raas.service.errors import ServiceError
+from raas.service.migrate import upgrade
+from raas.service.models import utcnow
+from raas.service.settings import Settings
+from raas.service.state import ServiceState
+
+
+def create_state(settings: Settings, clock: Callable[[], datetime] | None = None) -> ServiceState:
+    """Open the database (migrating it to the newest schema) and load the signing key."""
+    db = Database(settings.database_url)
+    if settings.migrate:
+        upgrade(db.engine)
+    key = load_or_create_private_key(settings.signing_key_path)
+    return ServiceState(settings=settings, db=db, signing_key=key, clock=clock or utcnow)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    state = create_state(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.db.dispose()
+
+    app = FastAPI(
+        title="raas reservation service",
+        version=__version__,
+        description="Book robot time; bookings become signed, time-bounded leases.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    app.include_router(api_router)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, "error": exc.code}, status_code=exc.status_code)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity_error(_: Request, exc: IntegrityError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "conflicts with existing data", "error": "conflict"}, status_code=409
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _busy(_: Request, exc: OperationalError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "database busy, retry", "error": "database_busy"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    if settings.web_dir is not None and settings.web_dir.is_dir():
+        # Last, so every API route above wins; the booking page gets the rest.
+        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+    return app

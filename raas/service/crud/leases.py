@@ -1,0 +1,102 @@
+"""Issue lease tokens for reservations and revoke them."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from raas.leases import LeaseClaims, sign_lease
+from raas.service.errors import ReservationNotActive
+from raas.service.models import Lease, Reservation, ReservationStatus, Revocation, Robot, User
+
+
+def issue(
+    db: Session,
+    reservation: Reservation,
+    robot: Robot,
+    holder: User,
+    *,
+    scope: str,
+    key: Ed25519PrivateKey,
+    issuer: str,
+    now: datetime,
+) -> tuple[Lease, str]:
+    if reservation.status != ReservationStatus.confirmed.value:
+        raise ReservationNotActive(f"reservation {reservation.id} is {reservation.status}")
+    if reservation.ends_at <= now:
+        raise ReservationNotActive(f"reservation {reservation.id} has ended")
+    nbf = math.ceil(reservation.starts_at.timestamp())
+    exp = math.floor(reservation.ends_at.timestamp())
+    lease = Lease(
+        jti=uuid.uuid4().hex,
+        reservation_id=reservation.id,
+        robot_id=robot.id,
+        user_id=holder.id,
+        scope=scope,
+        not_before=datetime.fromtimestamp(nbf, UTC),
+        expires_at=datetime.fromtimestamp(exp, UTC),
+        issued_at=now,
+    )
+    db.add(lease)
+    db.flush()
+    claims = LeaseClaims(
+        iss=issuer,
+        sub=holder.email,
+        robot=robot.name,
+        rid=reservation.id,
+        scope="control" if scope == "control" else "observe",
+        nbf=nbf,
+        exp=exp,
+        jti=lease.jti,
+        iat=int(now.timestamp()),
+    )
+    return lease, sign_lease(key, claims)
+
+
+def revoke_for_reservation(
+    db: Session, reservation: Reservation, *, reason: str, now: datetime
+) -> list[Revocation]:
+    """Revoke every live lease of the reservation; each becomes an entry in the robot's feed."""
+    leases = db.scalars(
+        select(Lease).where(Lease.reservation_id == reservation.id, Lease.revoked_at.is_(None))
+    ).all()
+    out = []
+    for lease in leases:
+        lease.revoked_at = now
+        entry = Revocation(
+            robot_id=lease.robot_id,
+            jti=lease.jti,
+            reservation_id=reservation.id,
+            expires_at=lease.expires_at,
+            reason=reason,
+            revoked_at=now,
+        )
+        db.add(entry)
+        out.append(entry)
+    db.flush()
+    return out
+
+
+def revocations_since(db: Session, robot_id: int, since: int, limit: int) -> list[Revocation]:
+    stmt = (
+        select(Revocation)
+        .where(Revocation.robot_id == robot_id, Revocation.seq > since)
+        .order_by(Revocation.seq)
+        .limit(limit)
+    )
+    return list(db.scalars(stmt))
+
+
+def latest_seq(db: Session, robot_id: int) -> int:
+    stmt = (
+        select(Revocation.seq)
+        .where(Revocation.robot_id == robot_id)
+        .order_by(Revocation.seq.desc())
+        .limit(1)
+    )
+    return db.scalars(stmt).first() or 0

@@ -1,0 +1,135 @@
+"""Robots: records, heartbeats, health blocks, availability."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from raas.service.errors import AlreadyExists, NotFound
+from raas.service.models import (
+    MaintenanceBlock,
+    Reservation,
+    ReservationStatus,
+    Robot,
+    RobotStatus,
+)
+from raas.service.schemas import (
+    BusyInterval,
+    Heartbeat,
+    RobotCreate,
+    RobotPublic,
+    RobotUpdate,
+)
+
+
+def get(db: Session, robot_id: int, *, lock: bool = False) -> Robot:
+    """Fetch a robot; `lock` takes its row lock (PostgreSQL) so writers to one robot queue."""
+    stmt = select(Robot).where(Robot.id == robot_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    robot = db.scalars(stmt).first()
+    if robot is None:
+        raise NotFound(f"no robot {robot_id}")
+    return robot
+
+
+def list_robots(db: Session) -> list[Robot]:
+    return list(db.scalars(select(Robot).order_by(Robot.id)))
+
+
+def bookable(robot: Robot) -> bool:
+    return robot.status != RobotStatus.maintenance.value and not robot.health_blocked
+
+
+def public(robot: Robot, now: datetime, heartbeat_timeout: timedelta) -> RobotPublic:
+    online = robot.last_heartbeat_at is not None and now - robot.last_heartbeat_at <= (
+        heartbeat_timeout
+    )
+    return RobotPublic(
+        id=robot.id,
+        name=robot.name,
+        kind=robot.kind,
+        endpoint=robot.endpoint,
+        status=RobotStatus(robot.status),
+        online=online,
+        last_heartbeat_at=robot.last_heartbeat_at,
+        health_blocked=robot.health_blocked,
+        health_note=robot.health_note,
+        lease_public_key=robot.lease_public_key,
+        bookable=bookable(robot),
+    )
+
+
+def create(db: Session, data: RobotCreate, default_public_key: str, now: datetime) -> Robot:
+    robot = Robot(
+        name=data.name,
+        kind=data.kind,
+        endpoint=data.endpoint,
+        status=data.status.value,
+        lease_public_key=data.lease_public_key or default_public_key,
+        health_blocked=False,
+        health_note="",
+        created_at=now,
+    )
+    db.add(robot)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise AlreadyExists(f"a robot named {data.name!r} exists") from exc
+    return robot
+
+
+def update(db: Session, robot: Robot, data: RobotUpdate) -> Robot:
+    if data.kind is not None:
+        robot.kind = data.kind
+    if data.endpoint is not None:
+        robot.endpoint = data.endpoint
+    if data.status is not None:
+        robot.status = data.status.value
+    if data.lease_public_key is not None:
+        robot.lease_public_key = data.lease_public_key
+    db.flush()
+    return robot
+
+
+def heartbeat(db: Session, robot: Robot, beat: Heartbeat, now: datetime) -> bool:
+    """Record a heartbeat; returns True when it newly blocked the robot (failed health check)."""
+    robot.last_heartbeat_at = now
+    robot.status = beat.status.value
+    newly_blocked = beat.health_ok is False and not robot.health_blocked
+    if beat.health_ok is False:
+        robot.health_blocked = True
+        robot.health_note = beat.note or "post-session health check failed"
+    db.flush()
+    return newly_blocked
+
+
+def clear_health(db: Session, robot: Robot, note: str) -> Robot:
+    robot.health_blocked = False
+    robot.health_note = note
+    db.flush()
+    return robot
+
+
+def busy(db: Session, robot_id: int, start: datetime, end: datetime) -> list[BusyInterval]:
+    reservations = db.execute(
+        select(Reservation.starts_at, Reservation.ends_at).where(
+            Reservation.robot_id == robot_id,
+            Reservation.status == ReservationStatus.confirmed.value,
+            Reservation.starts_at < end,
+            Reservation.ends_at > start,
+        )
+    ).all()
+    blocks = db.execute(
+        select(MaintenanceBlock.starts_at, MaintenanceBlock.ends_at).where(
+            MaintenanceBlock.robot_id == robot_id,
+            MaintenanceBlock.starts_at < end,
+            MaintenanceBlock.ends_at > start,
+        )
+    ).all()
+    out = [BusyInterval(starts_at=s, ends_at=e, kind="reservation") for s, e in reservations]
+    out += [BusyInterval(starts_at=s, ends_at=e, kind="maintenance") for s, e in blocks]
+    return sorted(out, key=lambda b: (b.starts_at, b.ends_at))

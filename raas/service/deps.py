@@ -1,0 +1,122 @@
+"""FastAPI dependencies, as `Annotated` aliases routes declare in their signatures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from raas.service.crud import tokens as token_crud
+from raas.service.errors import Forbidden, NotAuthenticated
+from raas.service.models import ApiToken, Role, User
+from raas.service.state import ServiceState
+
+MAX_ID = 2**31 - 1
+ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_now(state: State) -> datetime:
+    return state.clock()
+
+
+Now = Annotated[datetime, Depends(get_now)]
+
+
+def get_write_session(state: State) -> Iterator[Session]:
+    """A session whose transaction takes the write lock first (SQLite BEGIN IMMEDIATE).
+    Routes commit explicitly before answering; anything uncommitted is rolled back."""
+    with state.db.writer() as session:
+        yield session
+
+
+def get_read_session(state: State) -> Iterator[Session]:
+    with state.db.reader() as session:
+        yield session
+
+
+WriteDB = Annotated[Session, Depends(get_write_session)]
+ReadDB = Annotated[Session, Depends(get_read_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="API token or login session token")
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    token: ApiToken
+
+    @property
+    def robot_id(self) -> int | None:
+        """Set when the credential is a robot daemon's token."""
+        return self.token.robot_id if self.token.kind == "robot" else None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.robot_id is None and self.user.role in (Role.staff.value, Role.admin.value)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.robot_id is None and self.user.role == Role.admin.value
+
+
+def get_principal(
+    request: Request,
+    state: State,
+    now: Now,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    secret = credentials.credentials if credentials else None
+    if secret is None:
+        secret = request.cookies.get(state.settings.cookie_name)
+    if not secret:
+        raise NotAuthenticated()
+    with state.db.read() as db:
+        token, user = token_crud.authenticate(db, secret, now)
+    return Principal(user=user, token=token)
+
+
+AnyPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def get_person(principal: AnyPrincipal) -> Principal:
+    """A person (any role), not a robot daemon."""
+    if principal.robot_id is not None:
+        raise Forbidden("robot tokens may only report heartbeats and read revocations")
+    return principal
+
+
+def get_staff(principal: Annotated[Principal, Depends(get_person)]) -> Principal:
+    if not principal.is_staff:
+        raise Forbidden("staff or admin only")
+    return principal
+
+
+def get_admin(principal: Annotated[Principal, Depends(get_person)]) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("admin only")
+    return principal
+
+
+Person = Annotated[Principal, Depends(get_person)]
+Staff = Annotated[Principal, Depends(get_staff)]
+Admin = Annotated[Principal, Depends(get_admin)]
+
+
+def require_robot_or_staff(principal: Principal, robot_id: int) -> None:
+    """The robot's own daemon token, or staff/admin."""
+    if principal.robot_id == robot_id or principal.is_staff:
+        return
+    raise Forbidden("only this robot's daemon or staff")

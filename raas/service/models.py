@@ -1,0 +1,217 @@
+"""Database tables (SQLAlchemy 2 declarative). The schema itself is owned by the Alembic
+migrations in `raas/service/migrations`; these classes must match them (a test checks)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes everywhere. SQLite keeps them as naive UTC text in one
+    fixed format, so text comparison (used by the overlap trigger) is time comparison."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass timezone-aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    researcher = "researcher"
+    staff = "staff"
+    admin = "admin"
+
+
+class RobotStatus(StrEnum):
+    available = "available"
+    maintenance = "maintenance"
+    offline = "offline"
+
+
+class ReservationStatus(StrEnum):
+    confirmed = "confirmed"
+    cancelled = "cancelled"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('researcher', 'staff', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer credential: an API token, a login session, or a robot daemon's token.
+    Only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: Set for a robot daemon's token: it acts for that robot only (heartbeat, revocations).
+    robot_id: Mapped[int | None] = mapped_column(ForeignKey("robots.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # api | session | robot
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Robot(Base):
+    __tablename__ = "robots"
+    __table_args__ = (
+        CheckConstraint("status IN ('available', 'maintenance', 'offline')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(100))
+    endpoint: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(20), default=RobotStatus.available.value)
+    #: PEM of the Ed25519 public key the robot's daemon uses to verify leases.
+    lease_public_key: Mapped[str] = mapped_column(Text)
+    last_heartbeat_at: Mapped[datetime | None]
+    #: Set when the daemon reports a failed post-session health check; blocks new bookings.
+    health_blocked: Mapped[bool] = mapped_column(default=False)
+    health_note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="positive_duration"),
+        CheckConstraint("status IN ('confirmed', 'cancelled')", name="status"),
+        Index("ix_reservations_robot_time", "robot_id", "starts_at", "ends_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default=ReservationStatus.confirmed.value)
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class MaintenanceBlock(Base):
+    __tablename__ = "maintenance_blocks"
+    __table_args__ = (CheckConstraint("ends_at > starts_at", name="positive_duration"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"), index=True)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Quota(Base):
+    """Per-user limits; a user without a row gets the defaults of their role."""
+
+    __tablename__ = "quotas"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: Booked hours allowed per calendar week (Monday 00:00 UTC); None = unlimited.
+    hours_per_week: Mapped[float | None]
+    #: How far ahead a booking may end, in days; None = unlimited.
+    max_days_ahead: Mapped[int | None]
+
+
+class Lease(Base):
+    __tablename__ = "leases"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reservation_id: Mapped[int] = mapped_column(ForeignKey("reservations.id"), index=True)
+    robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    scope: Mapped[str] = mapped_column(String(20))
+    not_before: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class Revocation(Base):
+    """Append-only feed of revoked leases; `seq` is the cursor daemons resume from."""
+
+    __tablename__ = "revocations"
+    __table_args__ = (Index("ix_revocations_robot_seq", "robot_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"))
+    jti: Mapped[str] = mapped_column(String(64))
+    reservation_id: Mapped[int] = mapped_column(ForeignKey("reservations.id"))
+    expires_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")

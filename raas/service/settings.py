@@ -1,0 +1,48 @@
+"""Service configuration: one immutable object, built from arguments or RAAS_* environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+DEFAULT_STATE_DIR = Path(os.environ.get("RAAS_STATE_DIR", "var"))
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    #: SQLAlchemy URL. `sqlite:///path.db` (default) or `postgresql+psycopg://user@host/db`.
+    database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'raas.db'}"
+    #: The service's Ed25519 lease signing key; generated on first start.
+    signing_key_path: Path = DEFAULT_STATE_DIR / "lease-signing-key.pem"
+    #: `iss` of every lease this service signs.
+    issuer: str = "raas-reservations"
+    #: Name of the login session cookie the booking page uses.
+    cookie_name: str = "raas_session"
+    #: Mark the session cookie Secure (set when served over HTTPS).
+    cookie_secure: bool = False
+    #: Lifetime of a login session (hours).
+    session_hours: float = 12.0
+    #: A robot without a heartbeat for this long is reported offline.
+    heartbeat_timeout_s: float = 30.0
+    #: Longest a revocation long-poll may wait (seconds).
+    max_poll_wait_s: float = 30.0
+    #: Directory of the booking page's static files, served at `/` when it exists.
+    web_dir: Path | None = None
+    #: Run Alembic migrations at start-up.
+    migrate: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR, then overrides."""
+        values: dict[str, object] = {}
+        if url := os.environ.get("RAAS_DATABASE_URL"):
+            values["database_url"] = url
+        if key := os.environ.get("RAAS_SIGNING_KEY"):
+            values["signing_key_path"] = Path(key)
+        if web := os.environ.get("RAAS_WEB_DIR"):
+            values["web_dir"] = Path(web)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
