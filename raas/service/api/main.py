@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from raas.service.api.routes import (
     audit,
     auth,
+    calendar,
     health,
     maintenance,
     reservations,
@@ -16,5 +17,15 @@ from raas.service.api.routes import (
 )
 
 api_router = APIRouter()
-for module in (health, auth, users, robots, revocations, reservations, maintenance, audit):
+for module in (
+    health,
+    auth,
+    users,
+    robots,
+    revocations,
+    reservations,
+    maintenance,
+    audit,
+    calendar,
+):
     api_router.include_router(module.router)
