@@ -8,7 +8,6 @@ from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from raas import __version__
@@ -20,6 +19,7 @@ from raas.service.migrate import upgrade
 from raas.service.models import utcnow
 from raas.service.settings import Settings
 from raas.service.state import ServiceState
+from raas.service.web import make_web_router
 
 
 def create_state(settings: Settings, clock: Callable[[], datetime] | None = None) -> ServiceState:
@@ -69,7 +69,5 @@ def create_app(
             headers={"Retry-After": "1"},
         )
 
-    if settings.web_dir is not None and settings.web_dir.is_dir():
-        # Last, so every API route above wins; the booking page gets the rest.
-        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+    app.include_router(make_web_router(settings.web_dir))  # the booking page (raas/service/web.py)
     return app
