@@ -39,7 +39,7 @@ def make_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=30, pool_timeout=60, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=15, pool_timeout=60, pool_pre_ping=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -7,7 +7,9 @@ fails under RAAS_REQUIRE_ALL=1.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +33,17 @@ def pg_server() -> Iterator[PgServer]:
 def postgres_url(pg_server: PgServer) -> str:
     """SQLAlchemy URL (postgresql+psycopg) of an empty database on the throwaway server."""
     return pg_server.url()
+
+
+# -- reservation service fixtures (service core) ----------------------------------------------
+
+_DB_COUNTER = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a fresh database on the throwaway PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'raas.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.create_database(f"raas_{os.getpid()}_{next(_DB_COUNTER)}")

@@ -47,7 +47,7 @@ def authenticate(db: Session, secret: str, now: datetime) -> tuple[ApiToken, Use
     ).first()
     if row is None:
         raise NotAuthenticated("unknown token")
-    token, user = row.tuple()
+    token, user = row
     if token.revoked_at is not None:
         raise TokenRevoked()
     if token.expires_at is not None and token.expires_at <= now:
