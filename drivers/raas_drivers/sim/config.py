@@ -1,0 +1,93 @@
+"""RigConfig: everything the simulated rig can be told, faults included.
+
+Unknown fields are refused (extra="forbid"), so a typo or a bad value names its field.
+The config travels to the rig and renderer processes as JSON on their command line.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from raas_drivers.sim.params import WorldParams
+
+
+class RigConfig(BaseModel):
+    """The simulated cell. Defaults are the real cell's where it has one (docs/simulated-rig.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clock: Literal["lockstep", "realtime"] = Field(
+        default="lockstep",
+        description="lockstep: each trigger advances the world one period, sim-time stamps, "
+        "deterministic; realtime: the world follows CLOCK_MONOTONIC",
+    )
+    rate_hz: float = Field(default=12.5, gt=0, le=2000, description="trigger rate the loop runs at")
+    seed: int = Field(default=0, ge=0, description="seeds the block's start pose and every fault")
+
+    # physics
+    timestep_s: float = Field(default=0.002, gt=0, le=0.01, description="physics step")
+    init_pos_noise_m: float = Field(default=0.005, ge=0, description="block start position noise")
+    motor_ambient_c: float = Field(default=25.0, description="motor temperature at rest")
+    motor_heating_c: float = Field(
+        default=40.0, ge=0, description="steady temperature rise at sustained full actuator force"
+    )
+    motor_tau_s: float = Field(default=60.0, gt=0, description="motor thermal time constant")
+
+    # cameras
+    cameras: int = Field(default=3, ge=0, le=3, description="how many of left, right, top")
+    camera_width: int = Field(default=200, ge=16, le=1920, description="pixels")
+    camera_height: int = Field(default=200, ge=16, le=1440, description="pixels")
+    camera_slots: int = Field(
+        default=3, ge=2, le=16, description="shared-memory frames per camera (ring)"
+    )
+    render_threads: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="LP_NUM_THREADS for Mesa llvmpipe in the camera process (0: Mesa's default, "
+        "one per core); 1 leaves the other core to the physics and the loop",
+    )
+    render_nice: int = Field(
+        default=5, ge=0, le=19, description="niceness of the camera process (below the physics)"
+    )
+    camera_distance_m: float = Field(default=0.5, gt=0.1, le=3.0)
+    camera_fovy_deg: float = Field(default=35.0, gt=5, lt=170)
+    camera_offset_us: float = Field(
+        default=0.0, ge=0, description="capture time of a frame after the trigger pulse"
+    )
+
+    # motion capture
+    mocap_noise_m: float = Field(default=0.0005, ge=0, description="gaussian noise std per axis")
+    mocap_dropout_rate_hz: float = Field(
+        default=0.2, ge=0, description="Poisson rate at which a visible marker vanishes"
+    )
+    mocap_dropout_s: float = Field(default=1.0, ge=0, description="mean time a marker stays frozen")
+    mocap_dropout_jitter_s: float = Field(
+        default=0.2, ge=0, description="frozen time is uniform in mean +- jitter"
+    )
+    mocap_offset_us: float = Field(
+        default=0.0, ge=0, description="capture time of a mocap frame after the trigger pulse"
+    )
+    hand_offset_us: float = Field(
+        default=0.0, ge=0, description="lockstep: capture time of the hand state after the trigger"
+    )
+
+    # processes
+    ready_timeout_s: float = Field(default=20.0, gt=0, description="start-up handshake deadline")
+
+    @property
+    def period_ns(self) -> int:
+        return round(1e9 / self.rate_hz)
+
+    def world_params(self) -> WorldParams:
+        return WorldParams(
+            timestep=self.timestep_s,
+            camera_distance=self.camera_distance_m,
+            camera_fovy=self.camera_fovy_deg,
+            init_pos_noise=self.init_pos_noise_m,
+            motor_ambient_c=self.motor_ambient_c,
+            motor_heating_c=self.motor_heating_c,
+            motor_tau_s=self.motor_tau_s,
+        )

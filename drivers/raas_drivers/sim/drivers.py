@@ -1,0 +1,489 @@
+"""Drivers of the simulated rig: the real contracts, reached only through IPC.
+
+Each driver owns its own connection(s) to the rig's processes; nothing here calls rig objects.
+  SimHandDriver, SimTriggerDriver  sim/link.py (SEQPACKET + msgpack; later: serial on a pty)
+  SimMocapDriver                   control link + UDP datagrams on loopback, like a PhaseSpace
+  SimCameraDriver                  one DGRAM notification socket per camera + shared memory
+
+Every call that touches a link raises DeviceLostError naming the device (or the camera source,
+e.g. "cameras.left") once the peer process is gone. poll() never blocks; fileno() is the fd that
+turns readable when poll() may have something new, for select.poll / epoll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raas_drivers.cameras.driver import CAMERA_NAMES, CameraDriver, CameraFrame
+from raas_drivers.errors import (
+    DeviceLostError,
+    DeviceNotReadyError,
+    LifecycleTransitionError,
+    TargetShapeError,
+)
+from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, JOINT_NAMES
+from raas_drivers.hand.config import default_idle_action as _default_idle
+from raas_drivers.hand.driver import HandDriver, HandState
+from raas_drivers.mocap.driver import MocapDriver, MocapFrame
+from raas_drivers.sim import link
+from raas_drivers.sim.link import LinkClosedError, LinkConn, LinkFullError, RigLink
+from raas_drivers.sim.protocol import (
+    FRAME_MAGIC,
+    FRAME_NOTE,
+    MOCAP_HEADER,
+    MOCAP_MAGIC,
+    ShmSegment,
+    mocap_datagram_size,
+)
+from raas_drivers.trigger.driver import TriggerAck, TriggerDriver
+
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+_NJ = len(JOINT_NAMES)
+_NA = len(ACTUATOR_NAMES)
+_STATE_LEN = 2 * _NJ + 2 * _NA
+
+
+def _open_link(name: str, path: str, role: str, timeout_s: float) -> tuple[RigLink, dict[str, Any]]:
+    rl = RigLink(path, role)
+    try:
+        info = rl.open(timeout_s)
+    except (OSError, TimeoutError, ValueError) as exc:
+        rl.close()
+        raise DeviceNotReadyError(name, f"no hello from the rig at {path}: {exc}") from exc
+    return rl, info
+
+
+class SimHandDriver(HandDriver):
+    """The simulated Shadow hand. apply() clamps to the rig's ctrlrange (learned at configure),
+    sends, and returns the clamped targets without waiting for the rig."""
+
+    def __init__(
+        self, name: str, rig_sock: str, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    ) -> None:
+        super().__init__(name)
+        self.rig_sock = rig_sock
+        self.connect_timeout_s = connect_timeout_s
+        self._link: RigLink | None = None
+        self.ctrlrange = ACTUATOR_LIMITS.copy()
+        self._lo = np.ascontiguousarray(self.ctrlrange[:, 0])
+        self._hi = np.ascontiguousarray(self.ctrlrange[:, 1])
+        self._idle = np.clip(_default_idle(), self._lo, self._hi)
+        self._send_buf = np.zeros(_NA)
+        self._latest: list[Any] | None = None
+        self.rig_info: dict[str, Any] = {}
+
+    # lifecycle
+    def _on_configure(self) -> None:
+        self._link, self.rig_info = _open_link(
+            self.name, self.rig_sock, "hand", self.connect_timeout_s
+        )
+        if list(self.rig_info.get("actuators", [])) != list(ACTUATOR_NAMES):
+            self._link.close()
+            raise DeviceNotReadyError(self.name, "the rig's actuators differ from ACTUATOR_NAMES")
+        self.ctrlrange = np.array(self.rig_info["ctrlrange"], dtype=np.float64)
+        self._lo = np.ascontiguousarray(self.ctrlrange[:, 0])
+        self._hi = np.ascontiguousarray(self.ctrlrange[:, 1])
+        self._idle = np.clip(_default_idle(), self._lo, self._hi)
+
+    def _on_shutdown(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    # contract
+    @property
+    def idle_action(self) -> np.ndarray:
+        idle: np.ndarray = self._idle.copy()
+        return idle
+
+    def _rl(self) -> RigLink:
+        if self._link is None:
+            raise LifecycleTransitionError(self.name, f"not connected (state {self.state.value})")
+        return self._link
+
+    def fileno(self) -> int:
+        return self._rl().fileno()
+
+    def request_state(self, cycle: int) -> None:
+        self.require_active("request_state")
+        try:
+            self._rl().request_state(cycle)
+        except (LinkClosedError, LinkFullError) as exc:
+            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
+
+    def poll(self, cycle: int) -> HandState | None:
+        rl = self._rl()
+        try:
+            while (message := rl.recv()) is not None:
+                if message[0] == link.STATE:
+                    self._latest = message
+        except LinkClosedError as exc:
+            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
+        m = self._latest
+        if m is None or m[1] != cycle:
+            return None
+        values = np.frombuffer(m[4], dtype=np.float64, count=_STATE_LEN).copy()
+        return HandState(
+            cycle=m[1],
+            capture_ns=m[2],
+            positions=values[:_NJ],
+            velocities=values[_NJ : 2 * _NJ],
+            efforts=values[2 * _NJ : 2 * _NJ + _NA],
+            temperatures=values[2 * _NJ + _NA :],
+            applied_seq=m[3],
+        )
+
+    def apply(self, targets: np.ndarray, cycle: int) -> np.ndarray:
+        """Targets (20,) rad; applied_seq in later states is the `cycle` given here."""
+        self.require_active("apply")
+        arr = np.asarray(targets, dtype=np.float64)
+        if arr.shape != (_NA,):
+            raise TargetShapeError(self.name, f"targets must have shape ({_NA},), got {arr.shape}")
+        if not np.isfinite(arr).all():
+            bad = [ACTUATOR_NAMES[i] for i in np.flatnonzero(~np.isfinite(arr))]
+            raise TargetShapeError(self.name, f"non-finite targets for {', '.join(bad)}")
+        np.clip(arr, self._lo, self._hi, out=self._send_buf)
+        try:
+            self._rl().send_targets(cycle, self._send_buf.tobytes())
+        except (LinkClosedError, LinkFullError) as exc:
+            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
+        return self._send_buf.copy()
+
+
+class SimTriggerDriver(TriggerDriver):
+    """The simulated trigger board: fire(k) sends the pulse, the ack carries the rig's time of it
+    (host CLOCK_MONOTONIC in realtime, sim time in lockstep)."""
+
+    def __init__(
+        self, name: str, rig_sock: str, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    ) -> None:
+        super().__init__(name)
+        self.rig_sock = rig_sock
+        self.connect_timeout_s = connect_timeout_s
+        self._link: RigLink | None = None
+        self._ack_cycle = -1
+        self._ack_ns = 0
+        self.rig_info: dict[str, Any] = {}
+
+    def _on_configure(self) -> None:
+        self._link, self.rig_info = _open_link(
+            self.name, self.rig_sock, "trigger", self.connect_timeout_s
+        )
+
+    def _on_shutdown(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    def _rl(self) -> RigLink:
+        if self._link is None:
+            raise LifecycleTransitionError(self.name, f"not connected (state {self.state.value})")
+        return self._link
+
+    def fileno(self) -> int:
+        return self._rl().fileno()
+
+    def fire(self, cycle: int) -> int:
+        self.require_active("fire")
+        rl = self._rl()
+        sent = time.monotonic_ns()
+        try:
+            rl.send_trigger(cycle)
+        except (LinkClosedError, LinkFullError) as exc:
+            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
+        return sent
+
+    def poll(self, cycle: int) -> TriggerAck | None:
+        rl = self._rl()
+        try:
+            while (message := rl.recv()) is not None:
+                if message[0] == link.ACK:
+                    self._ack_cycle, self._ack_ns = message[1], message[2]
+        except LinkClosedError as exc:
+            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
+        if self._ack_cycle != cycle:
+            return None
+        return TriggerAck(cycle=cycle, capture_ns=self._ack_ns)
+
+
+class _Watch:
+    """A control link whose only job after the handshake is to say whether the peer lives."""
+
+    def __init__(self, name: str, path: str, hello: list[Any], timeout_s: float) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(path)
+            self.conn = LinkConn(sock)
+            self.conn.send(hello)
+            answer = self.conn.recv_wait(timeout_s)
+        except (OSError, TimeoutError, ValueError) as exc:
+            sock.close()
+            raise DeviceNotReadyError(name, f"no hello at {path}: {exc}") from exc
+        if answer[0] != "hello" or not isinstance(answer[1], dict):
+            sock.close()
+            raise DeviceNotReadyError(name, f"unexpected answer {answer[:1]!r} at {path}")
+        self.info: dict[str, Any] = answer[1]
+
+    def check(self, name: str) -> None:
+        try:
+            while self.conn.recv() is not None:
+                pass
+        except LinkClosedError as exc:
+            raise DeviceLostError(name, f"server process gone: {exc}") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class SimMocapDriver(MocapDriver):
+    """PhaseSpace-like: subscribe on the control link with our UDP port, then read one datagram
+    per triggered frame. A frame is decoded only when it is the one asked for."""
+
+    def __init__(
+        self, name: str, control_sock: str, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    ) -> None:
+        super().__init__(name)
+        self.control_sock = control_sock
+        self.connect_timeout_s = connect_timeout_s
+        self._markers: tuple[str, ...] = ()
+        self._udp: socket.socket | None = None
+        self._watch: _Watch | None = None
+        self._buf = bytearray(65536)
+        self._have = 0  # length of the last datagram kept in _keep
+        self._keep = bytearray(65536)
+        self._keep_cycle = -1
+
+    @property
+    def marker_names(self) -> tuple[str, ...]:
+        return self._markers
+
+    def _on_configure(self) -> None:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        udp.bind(("127.0.0.1", 0))
+        udp.setblocking(False)
+        try:
+            self._watch = _Watch(
+                self.name,
+                self.control_sock,
+                ["sub", udp.getsockname()[1]],
+                self.connect_timeout_s,
+            )
+        except DeviceNotReadyError:
+            udp.close()
+            raise
+        self._udp = udp
+        self._markers = tuple(self._watch.info["markers"])
+
+    def _on_shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    def _sock(self) -> socket.socket:
+        if self._udp is None:
+            raise LifecycleTransitionError(self.name, f"not connected (state {self.state.value})")
+        return self._udp
+
+    def fileno(self) -> int:
+        return self._sock().fileno()
+
+    def poll(self, cycle: int) -> MocapFrame | None:
+        udp = self._sock()
+        found = False
+        while True:
+            try:
+                n = udp.recv_into(self._buf)
+            except BlockingIOError:
+                break
+            if n < MOCAP_HEADER.size:
+                continue
+            magic, frame_cycle, _, _ = MOCAP_HEADER.unpack_from(self._buf, 0)
+            if magic != MOCAP_MAGIC:
+                continue
+            if frame_cycle == cycle or frame_cycle > self._keep_cycle:
+                self._keep[:n] = self._buf[:n]
+                self._have = n
+                self._keep_cycle = frame_cycle
+                found = found or frame_cycle == cycle
+        if self._keep_cycle != cycle:
+            if self._watch is not None:
+                self._watch.check(self.name)
+            return None
+        _, frame_cycle, capture_ns, m = MOCAP_HEADER.unpack_from(self._keep, 0)
+        if self._have < mocap_datagram_size(m):
+            return None
+        off = MOCAP_HEADER.size
+        positions = np.frombuffer(self._keep, dtype=np.float64, count=3 * m, offset=off)
+        visible = np.frombuffer(self._keep, dtype=np.uint8, count=m, offset=off + 24 * m)
+        return MocapFrame(
+            cycle=frame_cycle,
+            capture_ns=capture_ns,
+            positions=positions.reshape(m, 3).copy(),
+            visible=visible.astype(bool),
+        )
+
+
+class SimCameraSource:
+    """One camera of SimCameraDriver, a Source of CameraFrame (image: a view of shared memory)."""
+
+    def __init__(self, driver: SimCameraDriver, camera: str, sock: socket.socket) -> None:
+        self.driver = driver
+        self.camera = camera
+        self.sock = sock
+        self._name = f"{driver.name}.{camera}"
+        self._note = bytearray(FRAME_NOTE.size)
+        self._cycle = -1
+        self._capture_ns = 0
+        self._slot = 0
+
+    @property
+    def source_name(self) -> str:
+        return self._name
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def poll(self, cycle: int) -> CameraFrame | None:
+        while True:
+            try:
+                n = self.sock.recv_into(self._note)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                raise DeviceLostError(self._name, f"notification socket: {exc}") from exc
+            if n != FRAME_NOTE.size:
+                continue
+            magic, frame_cycle, capture_ns, slot = FRAME_NOTE.unpack_from(self._note, 0)
+            if magic == FRAME_MAGIC and (frame_cycle == cycle or frame_cycle > self._cycle):
+                self._cycle, self._capture_ns, self._slot = frame_cycle, capture_ns, slot
+        if self._cycle != cycle:
+            self.driver.check_alive(self._name)
+            return None
+        return CameraFrame(
+            cycle=cycle,
+            capture_ns=self._capture_ns,
+            camera=self.camera,
+            image=self.driver.slot_view(self.camera, self._slot),
+        )
+
+
+class SimCameraDriver(CameraDriver):
+    """The cell's cameras, rendered by the camera process into shared-memory slots.
+
+    A frame's image is a view of slot `cycle % slots` of its camera's segment: it stays valid
+    until the renderer comes round to that slot again (slots - 1 cycles later). Copy to keep."""
+
+    def __init__(
+        self,
+        name: str,
+        render_sock: str,
+        sock_dir: str,
+        cameras: Sequence[str] = CAMERA_NAMES,
+        *,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    ) -> None:
+        super().__init__(name)
+        self.render_sock = render_sock
+        self.sock_dir = Path(sock_dir)
+        self._cameras = tuple(cameras)
+        self.connect_timeout_s = connect_timeout_s
+        self._resolution = (0, 0)
+        self._watch: _Watch | None = None
+        self._socks: dict[str, socket.socket] = {}
+        self._sources: list[SimCameraSource] = []
+        self._segments: dict[str, ShmSegment] = {}
+        self._slots: dict[str, list[np.ndarray]] = {}
+        self.renderer_info: dict[str, Any] = {}
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return self._cameras
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return self._resolution
+
+    def sources(self) -> Sequence[SimCameraSource]:
+        if not self._sources:
+            raise LifecycleTransitionError(self.name, "sources() needs the driver configured")
+        return self._sources
+
+    def _on_configure(self) -> None:
+        paths: dict[str, str] = {}
+        try:
+            for camera in self._cameras:
+                path = self.sock_dir / f"cam-{camera}.sock"
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                sock.bind(str(path))
+                sock.setblocking(False)
+                self._socks[camera] = sock
+                paths[camera] = str(path)
+            self._watch = _Watch(
+                self.name, self.render_sock, ["sub", paths], self.connect_timeout_s
+            )
+            info = self._watch.info
+            self.renderer_info = info
+            w, h = int(info["width"]), int(info["height"])
+            self._resolution = (w, h)
+            frame = w * h * 3
+            for camera in self._cameras:
+                seg_name, nslots = info["slots"][camera]
+                seg = ShmSegment(seg_name)
+                self._segments[camera] = seg
+                self._slots[camera] = [
+                    np.ndarray((h, w, 3), dtype=np.uint8, buffer=seg.buf, offset=i * frame)
+                    for i in range(int(nslots))
+                ]
+        except (OSError, KeyError, ValueError) as exc:
+            self._on_shutdown()
+            raise DeviceNotReadyError(self.name, f"camera set-up failed: {exc!r}") from exc
+        except DeviceNotReadyError:
+            self._on_shutdown()
+            raise
+        self._sources = [SimCameraSource(self, c, self._socks[c]) for c in self._cameras]
+
+    def _on_shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        for camera, sock in self._socks.items():
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                (self.sock_dir / f"cam-{camera}.sock").unlink()
+        self._socks.clear()
+        self._sources = []
+        self._slots.clear()
+        for seg in self._segments.values():
+            seg.close()
+        self._segments.clear()
+
+    def check_alive(self, who: str) -> None:
+        if self._watch is None:
+            raise LifecycleTransitionError(who, f"not connected (state {self.state.value})")
+        self._watch.check(who)
+
+    def slot_view(self, camera: str, slot: int) -> np.ndarray:
+        return self._slots[camera][slot]
+
+
+__all__ = [
+    "SimCameraDriver",
+    "SimCameraSource",
+    "SimHandDriver",
+    "SimMocapDriver",
+    "SimTriggerDriver",
+]

@@ -1,0 +1,204 @@
+"""The hand and trigger-board transport to the simulated rig: msgpack over AF_UNIX SOCK_SEQPACKET.
+
+This module is the seam a later issue replaces with the serial firmware protocol on a pty: the
+sim drivers talk to the rig only through `RigLink` (client) and the rig only through
+`LinkServer` / `LinkConn`. SOCK_SEQPACKET keeps message boundaries and ordering, is reliable,
+and reports a dead peer at once (EOF on recv, EPIPE on send), which is how a killed rig becomes a
+DeviceLostError.
+
+Messages are msgpack arrays, first element the kind:
+  client -> rig   ["hello", role]                         role: "hand" | "trigger"
+                  ["trig", cycle]                         trigger pulse for `cycle`
+                  ["req", cycle]                          hand state for `cycle` please
+                  ["apply", cycle, f64 bytes (20,)]       position targets (no reply)
+  rig -> client   ["hello", {info}]                       clock, period_ns, ctrlrange, names
+                  ["ack", cycle, capture_ns]              the pulse's time on the rig's clock
+                  ["state", cycle, capture_ns, applied_seq, f64 bytes (88,)]
+                                                          positions 24, velocities 24,
+                                                          efforts 20, temperatures 20
+                  ["error", text]
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import time
+from typing import Any
+
+import msgpack
+
+MAX_MESSAGE = 65536
+
+# message kinds (short strings: msgpack keeps them tiny)
+HELLO = "hello"
+TRIGGER = "trig"
+ACK = "ack"
+REQUEST = "req"
+STATE = "state"
+APPLY = "apply"
+ERROR = "error"
+
+
+class LinkClosedError(ConnectionError):
+    """The peer closed the link or died."""
+
+
+class LinkFullError(ConnectionError):
+    """The peer's receive queue is full: it is not reading (stuck or busy)."""
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def pack(message: list[Any]) -> bytes:
+    out: bytes = _packer.pack(message)
+    return out
+
+
+def unpack(data: bytes) -> list[Any]:
+    message = msgpack.unpackb(data, raw=False, use_list=True)
+    if not isinstance(message, list) or not message:
+        raise ValueError(f"malformed link message: {message!r}")
+    return message
+
+
+def _closed_error(exc: OSError) -> bool:
+    return exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF)
+
+
+class LinkConn:
+    """One end of a SEQPACKET connection with non-blocking send and receive."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.role = ""
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, message: list[Any]) -> None:
+        self.send_bytes(pack(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        try:
+            self.sock.send(data)
+        except BlockingIOError as exc:
+            # the peer is not reading; a device link does not queue without bound
+            raise LinkFullError("peer's receive queue is full") from exc
+        except OSError as exc:
+            if _closed_error(exc):
+                raise LinkClosedError(str(exc)) from exc
+            raise
+
+    def recv(self) -> list[Any] | None:
+        """One message if one is waiting, None if not. Raises LinkClosedError on EOF."""
+        try:
+            data = self.sock.recv(MAX_MESSAGE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if _closed_error(exc):
+                raise LinkClosedError(str(exc)) from exc
+            raise
+        if not data:
+            raise LinkClosedError("peer closed the link")
+        return unpack(data)
+
+    def recv_wait(self, timeout_s: float) -> list[Any]:
+        """Block (with a deadline) for one message; TimeoutError when none came."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            message = self.recv()
+            if message is not None:
+                return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no answer on the link")
+            _wait_readable(self.sock, remaining)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _wait_readable(sock: socket.socket, timeout_s: float) -> None:
+    p = select.poll()
+    p.register(sock.fileno(), select.POLLIN)
+    p.poll(max(1, int(timeout_s * 1000)))
+
+
+class LinkServer:
+    """The rig's listening socket."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def accept(self) -> LinkConn | None:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return None
+        return LinkConn(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RigLink:
+    """Client side, used by SimHandDriver and SimTriggerDriver: one connection per device."""
+
+    def __init__(self, path: str, role: str) -> None:
+        self.path = path
+        self.role = role
+        self.conn: LinkConn | None = None
+        self.info: dict[str, Any] = {}
+
+    def open(self, timeout_s: float) -> dict[str, Any]:
+        """Connect and say hello; return the rig's info. TimeoutError / OSError on failure."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.conn = LinkConn(sock)
+        self.conn.send([HELLO, self.role])
+        answer = self.conn.recv_wait(timeout_s)
+        if answer[0] != HELLO or not isinstance(answer[1], dict):
+            raise ConnectionError(f"unexpected hello answer {answer[:1]!r}")
+        self.info = answer[1]
+        return self.info
+
+    def _conn(self) -> LinkConn:
+        if self.conn is None:
+            raise LinkClosedError("link not open")
+        return self.conn
+
+    def fileno(self) -> int:
+        return self._conn().fileno()
+
+    def send_trigger(self, cycle: int) -> None:
+        self._conn().send([TRIGGER, cycle])
+
+    def request_state(self, cycle: int) -> None:
+        self._conn().send([REQUEST, cycle])
+
+    def send_targets(self, cycle: int, targets: bytes) -> None:
+        self._conn().send([APPLY, cycle, targets])
+
+    def recv(self) -> list[Any] | None:
+        return self._conn().recv()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
