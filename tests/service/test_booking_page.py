@@ -2,13 +2,15 @@
 
 A researcher signs in, books a slot, sees it on the week calendar and cancels it; a staff member
 lays a maintenance block; the researcher then cannot book over it. The final state (the
-researcher's week with their booking, someone else's and the block) is saved as
-docs/images/booking-page.png.
+researcher's week with their booking, someone else's and the block) is saved as a screenshot:
+to docs/images/booking-page.png with RAAS_UPDATE_SCREENSHOTS=1, else into the test's tmp dir
+(so a test run leaves the work tree clean).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -79,12 +81,13 @@ def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, Seeded]]:
 @pytest.mark.system
 @pytest.mark.slow
 def test_book_cancel_and_maintenance_in_a_real_browser(
-    server: tuple[ServerProcess, Seeded],
+    server: tuple[ServerProcess, Seeded], tmp_path: Path
 ) -> None:
     why = chromium_missing()
     require("Chromium", why is None, why or "")
     from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+    expect.set_options(timeout=15_000)  # a loaded 2-core CI box; the page polls every 5 s
     proc, seeded = server
     robot_id = seeded.robots["shadow-1"]
     monday = next_monday()
@@ -178,8 +181,10 @@ def test_book_cancel_and_maintenance_in_a_real_browser(
             book(alice, tuesday, 9, "3", "in-hand reorientation")
             expect(alice.locator(".event.mine")).to_have_count(1)
             alice.locator(".grid").evaluate("el => { el.scrollTop = 7 * 28 - 12; }")
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            alice.screenshot(path=str(SCREENSHOT), full_page=True)
+            update = os.environ.get("RAAS_UPDATE_SCREENSHOTS") == "1"
+            shot = SCREENSHOT if update else tmp_path / SCREENSHOT.name
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            alice.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
 
