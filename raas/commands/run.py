@@ -84,9 +84,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"raasd run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
-    from raas.daemon import run_cell
+    from raas_drivers.errors import DriverError
 
-    outcome = run_cell(
-        cfg, stats_json=args.stats_json, status_stream=None if args.quiet else sys.stderr
-    )
+    from raas.daemon import EXIT_DEVICE_LOST, run_cell
+
+    try:
+        outcome = run_cell(
+            cfg, stats_json=args.stats_json, status_stream=None if args.quiet else sys.stderr
+        )
+    except DriverError as exc:
+        print(f"raasd run: the cell did not come up: {exc}", file=sys.stderr)
+        return EXIT_DEVICE_LOST
     return outcome.exit_code

@@ -55,7 +55,7 @@ class Observation:
         return r.sample if r is not None and isinstance(r.sample, MocapFrame) else None
 
     def camera(self, name: str) -> CameraFrame | None:
-        r = self.sources.get(f"camera:{name}")
+        r = self.sources.get(f"cameras.{name}")
         return r.sample if r is not None and isinstance(r.sample, CameraFrame) else None
 
     @property

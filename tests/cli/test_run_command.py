@@ -40,7 +40,7 @@ def test_realtime_run_with_cameras_and_live_status(run_raasd, tmp_path: Path) ->
     stats = json.loads(out.read_text())
     jsonschema.validate(stats, schema())
     assert stats["config"]["clock"] == "realtime"
-    assert {"camera:left", "camera:right", "camera:top"} <= set(stats["sources"])
+    assert {"cameras.left", "cameras.right", "cameras.top"} <= set(stats["sources"])
     assert stats["cycles"]["run"] == round(3 * 12.5)
     assert stats["rt"]["requested"] is False
     # The live status line went to stderr while running.
