@@ -3,8 +3,9 @@
 Dropout, as seen on the Dactyl rig: each visible marker vanishes as a Poisson process of rate
 `dropout_rate_hz` (0.2/s), stays frozen at its last reported position, flagged invisible, for
 `dropout_s` +- `dropout_jitter_s` (uniform; about 1 s), then reappears. A frozen marker cannot
-vanish again. All randomness comes from one seeded generator and the model advances by the time
-between captures, so in lockstep (sim-time captures) the output is identical run to run.
+vanish again, nor can one in the frame it reappears in (else two occlusions would merge).
+All randomness comes from one seeded generator and the model advances by the time between
+captures, so in lockstep (sim-time captures) the output is identical run to run.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class MocapModel:
         self._noise = np.zeros((n_markers, 3))
         self._u = np.zeros(n_markers)
         self._fresh = np.zeros(n_markers, dtype=bool)
+        self._back = np.zeros(n_markers, dtype=bool)
         self._t: float | None = None
         self.dropouts = 0  # onsets so far (statistics)
 
@@ -48,14 +50,17 @@ class MocapModel:
         Returns views of internal buffers that the next call overwrites."""
         dt = 0.0 if self._t is None else max(0.0, t_s - self._t)
         self._t = t_s
-        # markers whose occlusion is over come back
-        self.visible |= self._hidden_until <= t_s
+        # markers whose occlusion is over come back, and are seen in this frame at least
+        np.less_equal(self._hidden_until, t_s, out=self._back)
+        self._back &= ~self.visible
+        self.visible |= self._back
         # visible markers vanish with probability 1 - exp(-rate dt) over the elapsed time
         if self.rate > 0 and dt > 0:
             p = -math.expm1(-self.rate * dt)
             self.rng.random(out=self._u)
             np.less(self._u, p, out=self._fresh)
             self._fresh &= self.visible
+            self._fresh &= ~self._back
             k = int(self._fresh.sum())
             if k:
                 self.dropouts += k

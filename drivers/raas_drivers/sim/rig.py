@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import os
 import select
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from raas_drivers.sim import link
 from raas_drivers.sim.config import RigConfig
 from raas_drivers.sim.link import LinkClosedError, LinkConn, LinkFullError, LinkServer
 from raas_drivers.sim.mocap_model import MocapModel
-from raas_drivers.sim.proc import die_with_parent, log, report_ready
+from raas_drivers.sim.proc import die_with_parent, exit_on_sigterm, log, report_ready
 from raas_drivers.sim.protocol import MOCAP_HEADER, MOCAP_MAGIC, mocap_datagram_size
 from raas_drivers.sim.world import MARKER_NAMES, World
 
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
     die_with_parent(args.parent_pid)
+    exit_on_sigterm()
     cfg = RigConfig.model_validate_json(args.config)
     rig = RigProcess(cfg, Path(args.dir), args.render_sock or None)
     report_ready(
@@ -334,8 +336,13 @@ def main(argv: list[str] | None = None) -> int:
             "markers": list(MARKER_NAMES),
         },
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        rig.serve()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            rig.serve()
+    finally:
+        if args.parent_pid and os.getppid() != args.parent_pid:
+            # the launcher died without cleaning up (PR_SET_PDEATHSIG sent us here): do its part
+            shutil.rmtree(args.dir, ignore_errors=True)
     return 0
 
 
