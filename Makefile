@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/raasd run --sim --clock realtime $(RUN_ARGS)
+	$(VENV)/bin/raasd up -- --clock realtime $(RUN_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -12,7 +12,12 @@ from raas import __version__
 
 #: Modules that add subcommands. Each has `register(subparsers) -> None` and sets `func` on its
 #: parser to a callable taking the parsed args and returning the exit code.
-_COMMAND_MODULES: tuple[str, ...] = ("raas.commands.run", "raas.service.cli", "raas.leases.cli")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "raas.commands.run",
+    "raas.commands.up",
+    "raas.service.cli",
+    "raas.leases.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
