@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-FALLBACK_POLL_S = 0.5
+FALLBACK_POLL_S = 0.25
 
 
 class RevocationHub:
