@@ -73,7 +73,7 @@ def seed(
                 if unlimited:
                     user_crud.set_quota(db, user, QuotaUpdate())
                 _, secret = token_crud.issue(
-                    db, user, kind="api", name="test", now=now, lifetime=timedelta(days=1)
+                    db, user, kind="api", name="test", now=now, lifetime=None
                 )
                 out.users[email] = (user.id, secret)
             issuer = user_crud.list_users(db, limit=1, offset=0)[0]
