@@ -185,6 +185,13 @@ def test_book_cancel_and_maintenance_in_a_real_browser(
             shot = SCREENSHOT if update else tmp_path / SCREENSHOT.name
             shot.parent.mkdir(parents=True, exist_ok=True)
             alice.screenshot(path=str(shot), full_page=True)
+
+            # staff can take the block away again
+            staff.reload()
+            staff.once("dialog", lambda dialog: dialog.accept())
+            staff.locator(".event.maintenance").click()
+            expect(staff.locator("#message")).to_contain_text("removed")
+            expect(staff.locator(".event.maintenance")).to_have_count(0)
         finally:
             browser.close()
 

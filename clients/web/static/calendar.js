@@ -177,6 +177,11 @@
       place(columns, new Date(b.starts_at), new Date(b.ends_at), (s, e) => {
         const el = eventBox("maintenance", `maintenance${b.reason ? ": " + b.reason : ""}`, s, e);
         el.dataset.maintenanceId = String(b.id);
+        if (staff) {
+          el.classList.add("staff-view");
+          el.setAttribute("role", "button");
+          el.addEventListener("click", () => removeBlock(b));
+        }
         return el;
       });
     }
@@ -200,6 +205,17 @@
       say("Booking cancelled.", "ok");
     } catch (err) {
       say(`Could not cancel: ${err.message}`);
+    }
+    await load();
+  }
+
+  async function removeBlock(b) {
+    if (!window.confirm("Remove this maintenance block? Bookings it cancelled stay cancelled.")) return;
+    try {
+      await api("DELETE", `/maintenance/${b.id}`);
+      say("Maintenance block removed.", "ok");
+    } catch (err) {
+      say(`Could not remove the block: ${err.message}`);
     }
     await load();
   }
