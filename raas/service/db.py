@@ -3,12 +3,14 @@
 SQLite: WAL journal, `synchronous=FULL` (a commit is on disk before the answer goes out),
 foreign keys on, a generous busy timeout. Transactions begin IMMEDIATE (the database write
 lock is taken before anything is read) unless the session was made for reading only; that is
-what makes check-then-insert atomic on SQLite. PostgreSQL needs none of this: there the
-exclusion constraint decides, and writers lock the robot row.
+what makes check-then-insert atomic on SQLite. Writers of one process queue on a lock first.
+PostgreSQL needs none of this: there the exclusion constraint decides, and writers lock the
+robot row.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+_HOLDS_LOCK = "raas_holds_write_lock"
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -54,10 +57,29 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cursor.close()
 
+    # Writers of this process queue on a lock before BEGIN IMMEDIATE: SQLite's busy handler
+    # retries with growing sleeps (a lottery with a long tail under contention), a lock is a
+    # queue. Writers in other processes still meet the busy handler.
+    write_lock = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE":
+            write_lock.acquire()
+            connection.info[_HOLDS_LOCK] = True
+        try:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            _release(connection)
+            raise
+
+    def _release(connection: Any) -> None:
+        if connection.info.pop(_HOLDS_LOCK, False):
+            write_lock.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
 
 
 class Database:
