@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from icalendar import Calendar
 
 from tests.conftest import require
 from tests.service.harness import REPO, ROLES, Seeded, ServerProcess, seed, settings_for
@@ -192,6 +193,14 @@ def test_book_cancel_and_maintenance_in_a_real_browser(
             staff.locator(".event.maintenance").click()
             expect(staff.locator("#message")).to_contain_text("removed")
             expect(staff.locator(".event.maintenance")).to_have_count(0)
+
+            # across the next spring-forward (Sunday 2027-03-28 in Berlin): 3 real hours from
+            # 01:00 CET end at 05:00 CEST, and the calendar feed agrees on the instants
+            alice.goto(f"{proc.base_url}/book/robots/{robot_id}?week=2027-03-22")
+            expect(alice.locator("#week-label")).to_contain_text("22 Mar")
+            book(alice, date(2027, 3, 28), 1, "3", "over the DST change")
+            dst = alice.locator(".event.mine", has_text="over the DST change")
+            expect(dst).to_contain_text("01:00–05:00")
         finally:
             browser.close()
 
@@ -203,4 +212,15 @@ def test_book_cancel_and_maintenance_in_a_real_browser(
         timeout=10.0,
     )
     kept = sorted((x["purpose"], x["starts_at"]) for x in r.json())
-    assert [p for p, _ in kept] == ["bob's run", "in-hand reorientation"]
+    assert [p for p, _ in kept] == ["bob's run", "in-hand reorientation", "over the DST change"]
+    feed = httpx.get(
+        f"{proc.base_url}/robots/{robot_id}/calendar.ics",
+        params={"token": seeded.token("alice@lab")},
+        timeout=10.0,
+    )
+    spans = {
+        (ev.decoded("dtstart"), ev.decoded("dtend"))
+        for ev in Calendar.from_ical(feed.content).walk("VEVENT")
+        if str(ev["status"]) == "CONFIRMED"
+    }
+    assert (datetime(2027, 3, 28, 0, tzinfo=UTC), datetime(2027, 3, 28, 3, tzinfo=UTC)) in spans
