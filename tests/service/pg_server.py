@@ -134,7 +134,10 @@ def start_pg_server(attempts: int = 3) -> PgServer:
     if bindir is None:
         raise RuntimeError(f"no PostgreSQL server binaries under {PG_GLOB}")
     as_root = os.geteuid() == 0
-    root = Path(tempfile.mkdtemp(prefix="raas-pg-"))
+    # As root the server runs as `postgres`, which must reach the directory: a TMPDIR under
+    # /root would not do, so take /tmp (world-traversable) then.
+    base = "/tmp" if as_root and Path("/tmp").is_dir() else None
+    root = Path(tempfile.mkdtemp(prefix="raas-pg-", dir=base))
     (root / "sock").mkdir()
     if as_root:
         user = pwd.getpwnam(SERVICE_USER)
