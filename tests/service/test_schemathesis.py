@@ -21,7 +21,7 @@ from raas.service.models import Role
 from raas.service.state import ServiceState
 from tests.service.harness import ROLES, seed, settings_for
 
-EXAMPLES = 20
+EXAMPLES = 15
 
 
 @pytest.fixture
