@@ -236,3 +236,22 @@ def test_audit_log_records_who_did_what(env: Env) -> None:
     ]
     assert any(e["actor_id"] == alice and e["action"] == "reservation.create" for e in entries)
     assert env.client.get("/audit", headers=env.h("alice@lab")).status_code == 403
+
+
+def test_a_daemon_cannot_lift_maintenance_status(env: Env) -> None:
+    robot = env.seeded.robots["arm-1"]
+    daemon = {"Authorization": f"Bearer {env.seeded.robot_tokens['arm-1']}"}
+    beat = env.client.post(
+        f"/robots/{robot}/heartbeat", json={"status": "maintenance"}, headers=daemon
+    )
+    assert beat.json()["status"] == "maintenance" and beat.json()["bookable"] is False
+    assert env.book("alice@lab", H, 2 * H).json()["error"] == "robot_not_bookable"
+    beat = env.client.post(
+        f"/robots/{robot}/heartbeat", json={"status": "available"}, headers=daemon
+    )
+    assert beat.json()["status"] == "maintenance"
+    r = env.client.patch(
+        f"/robots/{robot}", json={"status": "available"}, headers=env.h("staff@lab")
+    )
+    assert r.json()["bookable"] is True
+    assert env.book("alice@lab", H, 2 * H).status_code == 201

@@ -3,6 +3,7 @@ no checks, no lock) still cannot overlap. Application checks alone do not count.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,3 +94,35 @@ def test_migrations_match_the_models_and_downgrade_cleanly(database_url: str) ->
         upgrade(db.engine)
     finally:
         db.dispose()
+
+
+def test_concurrent_raw_inserts_without_application_checks(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Many sessions insert overlapping rows at once, with no checks and no robot lock: the
+    database lets exactly one commit (PostgreSQL: exclusion constraint; SQLite: the trigger,
+    with writers serialised by BEGIN IMMEDIATE)."""
+    settings = settings_for(database_url, tmp_path)
+    seeded = seed(settings, users={"a@lab": Role.researcher}, robots=("r1",))
+    db = Database(database_url)
+    user, robot = seeded.users["a@lab"][0], seeded.robots["r1"]
+    n = 16
+    barrier = threading.Barrier(n)
+    outcomes: list[str] = []
+
+    def insert(i: int) -> None:
+        start = T0 + timedelta(minutes=i)
+        barrier.wait()
+        try:
+            _insert(db, robot, user, start, start + H)
+            outcomes.append("ok")
+        except IntegrityError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=insert, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    db.dispose()
+    assert sorted(outcomes) == ["ok"] + ["refused"] * (n - 1)

@@ -98,7 +98,10 @@ def update(db: Session, robot: Robot, data: RobotUpdate) -> Robot:
 def heartbeat(db: Session, robot: Robot, beat: Heartbeat, now: datetime) -> bool:
     """Record a heartbeat; returns True when it newly blocked the robot (failed health check)."""
     robot.last_heartbeat_at = now
-    robot.status = beat.status.value
+    # A daemon may put its robot into maintenance (or report it offline) but not take it out of
+    # maintenance: staff set `available` again (PATCH /robots/{id}).
+    if robot.status != RobotStatus.maintenance.value:
+        robot.status = beat.status.value
     newly_blocked = beat.health_ok is False and not robot.health_blocked
     if beat.health_ok is False:
         robot.health_blocked = True
