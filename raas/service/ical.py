@@ -218,7 +218,7 @@ def render_user_calendar(
     timezone: str | None = None,
     domain: str = DEFAULT_DOMAIN,
 ) -> bytes:
-    """A user's feed: their reservations (titled by robot) and maintenance that overlaps them."""
+    """A user's feed: their reservations (titled by robot), plus any maintenance blocks given."""
     return render_calendar(
         f"raas: {user_name}",
         reservations,
