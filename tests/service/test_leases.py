@@ -227,3 +227,14 @@ def test_service_signing_key_persists_across_restarts(tmp_path: Path) -> None:
     assert first.public_key_pem == second.public_key_pem
     first.db.dispose()
     second.db.dispose()
+
+
+def test_leases_package_does_not_import_the_service() -> None:
+    """The robot daemon imports raas.leases; it must not drag the service (FastAPI, SQL) along."""
+    code = (
+        "import sys, raas.leases, raas.leases.follow, raas.leases.cli; "
+        "heavy = ('raas.service', 'fastapi', 'sqlalchemy'); "
+        "bad = sorted(m for m in sys.modules if m.startswith(heavy)); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
