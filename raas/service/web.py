@@ -72,9 +72,11 @@ def make_web_router(web_dir: Path | None = None) -> APIRouter:
     templates.env.globals["static"] = static_url
     router = APIRouter(include_in_schema=False)
 
-    def render(request: Request, name: str, context: dict[str, Any]) -> Response:
+    def render(
+        request: Request, name: str, context: dict[str, Any], status_code: int = 200
+    ) -> Response:
         return templates.TemplateResponse(
-            request, name, context, headers={"Cache-Control": "no-store"}
+            request, name, context, status_code=status_code, headers={"Cache-Control": "no-store"}
         )
 
     @router.get("/", name="booking_root")
@@ -111,7 +113,8 @@ def make_web_router(web_dir: Path | None = None) -> APIRouter:
         try:
             robot = robot_crud.get(db, robot_id)
         except NotFound:
-            return render(request, "robots.html", {"user": principal.user, "robots": []})
+            context = {"user": principal.user, "robots": [], "missing": robot_id}
+            return render(request, "robots.html", context, status_code=404)
         timeout = dt.timedelta(seconds=state.settings.heartbeat_timeout_s)
         context = {
             "user": principal.user,
