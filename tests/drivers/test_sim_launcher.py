@@ -11,6 +11,7 @@ import pytest
 from raas_drivers import DeviceNotReadyError
 from raas_drivers.sim import RigConfig, SimRig
 
+from tests.conftest import require
 from tests.drivers.conftest import SMALL, process_gone, start_rig, wait_for
 
 pytestmark = [pytest.mark.system]
@@ -56,23 +57,40 @@ def test_crashing_start_reports_the_exit_code(tmp_path: Path) -> None:
 
 CHILD = """
 import json, os, sys
+from raas_drivers import DeviceNotReadyError
 from raas_drivers.sim import RigConfig, SimRig
-rig = SimRig(RigConfig(clock="realtime", cameras=0)).start()
-print(json.dumps({"pid": rig.pid, "dir": rig.sock_dir}), flush=True)
+cfg = RigConfig(clock="realtime", cameras=int(sys.argv[1]), camera_width=64, camera_height=48)
+try:
+    rig = SimRig(cfg).start()
+except DeviceNotReadyError as exc:
+    print(json.dumps({"error": str(exc)}), flush=True)
+    raise SystemExit(0)
+segments = [n for n, _ in rig.renderer_info.get("slots", {}).values()]
+print(json.dumps({"pids": [rig.pid, rig.renderer_pid], "dir": rig.sock_dir, "shm": segments}),
+      flush=True)
 os.kill(os.getpid(), 9)  # the parent dies without any clean-up
 """
 
 
-def test_rig_dies_with_its_parent() -> None:
+@pytest.mark.parametrize("cameras", [0, 1])
+def test_rig_dies_with_its_parent_and_cleans_up(cameras: int) -> None:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD],
+        [sys.executable, "-c", CHILD, str(cameras)],
         check=False,
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
     )
-    assert out.returncode == -9, out.stderr
     info = json.loads(out.stdout.splitlines()[0])
-    wait_for(lambda: process_gone(info["pid"]), 10.0, "the orphaned rig to exit")
+    if "error" in info:
+        require("offscreen GL", "no offscreen GL backend" not in info["error"], info["error"])
+        raise AssertionError(info["error"])
+    assert out.returncode == -9, out.stderr
+    for pid in info["pids"]:
+        if pid is not None:
+            wait_for(lambda pid=pid: process_gone(pid), 10.0, f"orphaned process {pid} to exit")
     wait_for(lambda: not Path(info["dir"]).exists(), 10.0, "the orphan's sockets to go")
+    shm = [Path("/dev/shm") / name for name in info["shm"]]
+    assert len(shm) == cameras
+    wait_for(lambda: not any(p.exists() for p in shm), 10.0, "the orphan's frames to go")

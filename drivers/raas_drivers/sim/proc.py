@@ -43,6 +43,9 @@ def exit_on_sigterm() -> None:
     `finally` blocks run (the camera process unlinks its shared memory there)."""
 
     def _exit(signum: int, frame: object) -> None:
+        # once is enough: when the launcher dies, PR_SET_PDEATHSIG can fire once per reparenting
+        # (to a sibling thread, then to init), and a second SystemExit would abort the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _exit)

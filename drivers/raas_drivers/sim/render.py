@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(bench(args.width, args.height, args.frames, args.cameras)) + "\n"
         )
         return 0
-    die_with_parent(args.parent_pid)
     exit_on_sigterm()
+    die_with_parent(args.parent_pid)
     cfg = RigConfig.model_validate_json(args.config)
     if cfg.render_nice:
         with contextlib.suppress(OSError):
@@ -252,15 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         proc = CameraProcess(args.config, args.sock, shm_names)
     except Exception as exc:
+        # the launcher may try the next backend with the same segments: leave them
         log(f"render: backend {os.environ.get('MUJOCO_GL')!r} failed: {exc!r}")
         return BACKEND_FAILED
-    report_ready(args.ready_fd, proc.info())
     try:
-        proc.serve()
-    except KeyboardInterrupt:
-        pass
+        report_ready(args.ready_fd, proc.info())
+        with contextlib.suppress(KeyboardInterrupt):
+            proc.serve()
     finally:
-        proc.close()
+        proc.close()  # unlinks the frame segments (the launcher may be gone)
     return 0
 
 

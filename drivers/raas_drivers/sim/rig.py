@@ -92,6 +92,7 @@ class RigProcess:
         self.state_buf = np.zeros(2 * len(JOINT_NAMES) + 2 * len(ACTUATOR_NAMES))
         self.datagram = bytearray(mocap_datagram_size(len(MARKER_NAMES)))
         self.frames_dropped = 0
+        self.render_pending: tuple[int, int, bytes] | None = None
         self.hello_info: dict[str, Any] = {
             "clock": cfg.clock,
             "period_ns": self.period_ns,
@@ -155,10 +156,12 @@ class RigProcess:
             with contextlib.suppress(OSError):  # a subscriber that went away: UDP does not care
                 self.udp.sendto(buf, ("127.0.0.1", port))
 
-    def send_render(self, cycle: int, capture_ns: int) -> None:
+    def send_render(self, cycle: int, capture_ns: int, scene: bytes | None = None) -> None:
         if self.render is None:
             return
-        message = ["render", cycle, capture_ns, self.lockstep, self.world.render_state().tobytes()]
+        if scene is None:
+            scene = self.world.render_state().tobytes()
+        message = ["render", cycle, capture_ns, self.lockstep, scene]
         try:
             self.render.send(message)
             if self.lockstep:
@@ -199,7 +202,14 @@ class RigProcess:
             self.last_trigger = cycle
             self.send_mocap(cycle, now)
             conn.send([link.ACK, cycle, now])
-            self.send_render(cycle, now + round(self.cfg.camera_offset_us * 1000))
+            # the scene is snapshotted now, sent once this wake-up's messages are answered: the
+            # renderer then takes a core while the hand state is already on its way
+            if self.render is not None:
+                self.render_pending = (
+                    cycle,
+                    now + round(self.cfg.camera_offset_us * 1000),
+                    self.world.render_state().tobytes(),
+                )
 
     def _send_state(self, conn: LinkConn, cycle: int, blob: bytes, capture_ns: int) -> None:
         with_errors(conn, [link.STATE, cycle, capture_ns, self.applied_seq, blob])
@@ -290,6 +300,9 @@ class RigProcess:
                         self.handle(conn, message)
                 except (LinkClosedError, LinkFullError):
                     self._drop(fd)
+            if self.render_pending is not None:
+                self.send_render(*self.render_pending)
+                self.render_pending = None
 
     def _accept(self, server: LinkServer, kind: str) -> None:
         conn = server.accept()
@@ -323,26 +336,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-fd", type=int, default=-1)
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
-    die_with_parent(args.parent_pid)
     exit_on_sigterm()
-    cfg = RigConfig.model_validate_json(args.config)
-    rig = RigProcess(cfg, Path(args.dir), args.render_sock or None)
-    report_ready(
-        args.ready_fd,
-        {
-            "pid": os.getpid(),
-            "rig_sock": rig.rig_path,
-            "mocap_sock": rig.mocap_path,
-            "markers": list(MARKER_NAMES),
-        },
-    )
     try:
+        die_with_parent(args.parent_pid)
+        cfg = RigConfig.model_validate_json(args.config)
+        rig = RigProcess(cfg, Path(args.dir), args.render_sock or None)
+        report_ready(
+            args.ready_fd,
+            {
+                "pid": os.getpid(),
+                "rig_sock": rig.rig_path,
+                "mocap_sock": rig.mocap_path,
+                "markers": list(MARKER_NAMES),
+            },
+        )
         with contextlib.suppress(KeyboardInterrupt):
             rig.serve()
     finally:
-        if args.parent_pid and os.getppid() != args.parent_pid:
-            # the launcher died without cleaning up (PR_SET_PDEATHSIG sent us here): do its part
-            shutil.rmtree(args.dir, ignore_errors=True)
+        # the socket directory ends with the rig: the launcher removes it too, but when the
+        # launcher was killed (PR_SET_PDEATHSIG brought us here) nobody else would
+        shutil.rmtree(args.dir, ignore_errors=True)
     return 0
 
 
