@@ -120,13 +120,16 @@ class SimHandDriver(HandDriver):
 
     def poll(self, cycle: int) -> HandState | None:
         rl = self._rl()
+        match: list[Any] | None = None
         try:
             while (message := rl.recv()) is not None:
                 if message[0] == link.STATE:
-                    self._latest = message
+                    self._latest = message  # the newest, for a later poll of its cycle
+                    if message[1] == cycle:
+                        match = message  # even if a newer one arrived in the same drain
         except LinkClosedError as exc:
             raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
-        m = self._latest
+        m = match if match is not None else self._latest
         if m is None or m[1] != cycle:
             return None
         values = np.frombuffer(m[4], dtype=np.float64, count=_STATE_LEN).copy()
@@ -202,15 +205,20 @@ class SimTriggerDriver(TriggerDriver):
 
     def poll(self, cycle: int) -> TriggerAck | None:
         rl = self._rl()
+        match: int | None = None
         try:
             while (message := rl.recv()) is not None:
                 if message[0] == link.ACK:
                     self._ack_cycle, self._ack_ns = message[1], message[2]
+                    if message[1] == cycle:
+                        match = message[2]
         except LinkClosedError as exc:
             raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
-        if self._ack_cycle != cycle:
+        if match is None and self._ack_cycle == cycle:
+            match = self._ack_ns
+        if match is None:
             return None
-        return TriggerAck(cycle=cycle, capture_ns=self._ack_ns)
+        return TriggerAck(cycle=cycle, capture_ns=match)
 
 
 class _Watch:
@@ -301,7 +309,7 @@ class SimMocapDriver(MocapDriver):
 
     def poll(self, cycle: int) -> MocapFrame | None:
         udp = self._sock()
-        found = False
+        result: MocapFrame | None = None
         while True:
             try:
                 n = udp.recv_into(self._buf)
@@ -312,21 +320,26 @@ class SimMocapDriver(MocapDriver):
             magic, frame_cycle, _, _ = MOCAP_HEADER.unpack_from(self._buf, 0)
             if magic != MOCAP_MAGIC:
                 continue
-            if frame_cycle == cycle or frame_cycle > self._keep_cycle:
+            if frame_cycle == cycle:
+                result = self._decode(self._buf, n)
+            if frame_cycle >= self._keep_cycle:  # the newest, for a later poll of its cycle
                 self._keep[:n] = self._buf[:n]
                 self._have = n
                 self._keep_cycle = frame_cycle
-                found = found or frame_cycle == cycle
-        if self._keep_cycle != cycle:
-            if self._watch is not None:
-                self._watch.check(self.name)
-            return None
-        _, frame_cycle, capture_ns, m = MOCAP_HEADER.unpack_from(self._keep, 0)
-        if self._have < mocap_datagram_size(m):
+        if result is None and self._keep_cycle == cycle:
+            result = self._decode(self._keep, self._have)
+        if result is None and self._watch is not None:
+            self._watch.check(self.name)
+        return result
+
+    @staticmethod
+    def _decode(buf: bytearray, n: int) -> MocapFrame | None:
+        _, frame_cycle, capture_ns, m = MOCAP_HEADER.unpack_from(buf, 0)
+        if n < mocap_datagram_size(m):
             return None
         off = MOCAP_HEADER.size
-        positions = np.frombuffer(self._keep, dtype=np.float64, count=3 * m, offset=off)
-        visible = np.frombuffer(self._keep, dtype=np.uint8, count=m, offset=off + 24 * m)
+        positions = np.frombuffer(buf, dtype=np.float64, count=3 * m, offset=off)
+        visible = np.frombuffer(buf, dtype=np.uint8, count=m, offset=off + 24 * m)
         return MocapFrame(
             cycle=frame_cycle,
             capture_ns=capture_ns,
@@ -356,6 +369,7 @@ class SimCameraSource:
         return self.sock.fileno()
 
     def poll(self, cycle: int) -> CameraFrame | None:
+        match: tuple[int, int] | None = None
         while True:
             try:
                 n = self.sock.recv_into(self._note)
@@ -366,16 +380,22 @@ class SimCameraSource:
             if n != FRAME_NOTE.size:
                 continue
             magic, frame_cycle, capture_ns, slot = FRAME_NOTE.unpack_from(self._note, 0)
-            if magic == FRAME_MAGIC and (frame_cycle == cycle or frame_cycle > self._cycle):
+            if magic != FRAME_MAGIC:
+                continue
+            if frame_cycle == cycle:
+                match = (capture_ns, slot)
+            if frame_cycle >= self._cycle:  # the newest, for a later poll of its cycle
                 self._cycle, self._capture_ns, self._slot = frame_cycle, capture_ns, slot
-        if self._cycle != cycle:
+        if match is None and self._cycle == cycle:
+            match = (self._capture_ns, self._slot)
+        if match is None:
             self.driver.check_alive(self._name)
             return None
         return CameraFrame(
             cycle=cycle,
-            capture_ns=self._capture_ns,
+            capture_ns=match[0],
             camera=self.camera,
-            image=self.driver.slot_view(self.camera, self._slot),
+            image=self.driver.slot_view(self.camera, match[1]),
         )
 
 
