@@ -11,9 +11,10 @@ import pytest
 from raas_drivers.cameras import CameraFrame
 from raas_drivers.hand import HandState
 from raas_drivers.mocap import MocapFrame
+from raas_drivers.sim import RigConfig
 from raas_drivers.trigger import TriggerAck
 
-from tests.drivers.conftest import Cell, collect, step
+from tests.drivers.conftest import Cell, bring_up, collect, start_rig, step
 
 pytestmark = [pytest.mark.system]
 
@@ -81,3 +82,23 @@ def test_fileno_works_with_select_poll(realtime_cell: Cell) -> None:
     cell.devs.hand.request_state(k)
     assert poller.poll(5000), "nothing became readable after a trigger"
     collect(cell.sources, k)
+
+
+def test_rendering_does_not_stall_the_hand() -> None:
+    """640x480 x 3 cameras take longer than a cycle here; the hand, trigger and mocap answers
+    must not wait for them (the camera process is separate and skips stale requests)."""
+    cfg = RigConfig(clock="realtime", rate_hz=50, cameras=3, camera_width=640, camera_height=480)
+    with start_rig(cfg) as rig:
+        cell = bring_up(rig)
+        core = [cell.devs.hand, cell.devs.trigger, cell.devs.mocap]
+        worst = 0
+        start = time.monotonic()
+        while time.monotonic() - start < 1.5:
+            k = cell.next_cycle()
+            sent = cell.devs.trigger.fire(k)
+            cell.devs.hand.request_state(k)
+            collect(core, k)
+            worst = max(worst, time.monotonic_ns() - sent)
+        # generous for a shared 2-core CI machine; a stalled rig would take a render (>25 ms)
+        assert worst < 20e6, f"slowest hand/trigger/mocap answer {worst / 1e6:.1f} ms"
+        assert cell.cycle > 20

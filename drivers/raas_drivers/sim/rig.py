@@ -116,6 +116,14 @@ class RigProcess:
         if conn is not None:
             conn.close()
 
+    def _drop_render(self) -> None:
+        """The camera process is gone: carry on without cameras (its drivers see the EOF)."""
+        if self.render is not None:
+            self._drop(self.render.fileno())
+            self.render.close()
+            self.render = None
+        self.render_pending = None
+
     # ------------------------------------------------------------------ physics
     def catch_up(self, now_ns: int) -> None:
         """realtime: run the physics steps whose time has come."""
@@ -172,8 +180,7 @@ class RigProcess:
             self.frames_dropped += 1
         except (LinkClosedError, TimeoutError) as exc:
             log("rig: camera process lost:", exc)
-            self._drop(self.render.fileno())
-            self.render = None
+            self._drop_render()
 
     # ------------------------------------------------------------------ messages
     def on_trigger(self, conn: LinkConn, cycle: int) -> None:
@@ -283,8 +290,7 @@ class RigProcess:
                             self.render.recv()
                         except LinkClosedError:
                             log("rig: camera process closed its link")
-                            self._drop(fd)
-                            self.render = None
+                            self._drop_render()
                 elif kind in ("link", "mocap"):
                     self._drain(fd, kind, batch)
             if self.lockstep:
