@@ -89,6 +89,7 @@ class RigProcess:
         self.pending: list[tuple[LinkConn, int]] = []
         self.snapshot = b""
         self.snapshot_ns = 0
+        self.snapshot_seq = -1
         self.state_buf = np.zeros(2 * len(JOINT_NAMES) + 2 * len(ACTUATOR_NAMES))
         self.datagram = bytearray(mocap_datagram_size(len(MARKER_NAMES)))
         self.frames_dropped = 0
@@ -193,13 +194,14 @@ class RigProcess:
             self.last_trigger = max(self.last_trigger, cycle)
             self.snapshot = self.hand_blob()
             self.snapshot_ns = hand_ns
+            self.snapshot_seq = self.applied_seq
             self.send_mocap(cycle, mocap_ns)
             self.send_render(cycle, base + round(self.cfg.camera_offset_us * 1000))
             conn.send([link.ACK, cycle, base])
             still: list[tuple[LinkConn, int]] = []
             for c, k in self.pending:
                 if k == cycle:
-                    self._send_state(c, k, self.snapshot, self.snapshot_ns)
+                    self._send_state(c, k, self.snapshot, self.snapshot_ns, self.snapshot_seq)
                 elif k > cycle:
                     still.append((c, k))
             self.pending = still
@@ -218,20 +220,22 @@ class RigProcess:
                     self.world.render_state().tobytes(),
                 )
 
-    def _send_state(self, conn: LinkConn, cycle: int, blob: bytes, capture_ns: int) -> None:
-        with_errors(conn, [link.STATE, cycle, capture_ns, self.applied_seq, blob])
+    def _send_state(
+        self, conn: LinkConn, cycle: int, blob: bytes, capture_ns: int, seq: int
+    ) -> None:
+        with_errors(conn, [link.STATE, cycle, capture_ns, seq, blob])
 
     def on_request(self, conn: LinkConn, cycle: int) -> None:
         if self.lockstep:
             if cycle == self.last_trigger:
-                self._send_state(conn, cycle, self.snapshot, self.snapshot_ns)
+                self._send_state(conn, cycle, self.snapshot, self.snapshot_ns, self.snapshot_seq)
             elif cycle > self.last_trigger:
                 self.pending.append((conn, cycle))
             # an older cycle than the last trigger is gone: no answer (it is stale)
         else:
             now = time.monotonic_ns()
             self.catch_up(now)
-            self._send_state(conn, cycle, self.hand_blob(), now)
+            self._send_state(conn, cycle, self.hand_blob(), now, self.applied_seq)
 
     def on_apply(self, cycle: int, blob: bytes) -> None:
         targets = np.frombuffer(blob, dtype=np.float64)
