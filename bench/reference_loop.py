@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, required=True)
     ap.add_argument("--duration", type=float, required=True)
     ap.add_argument("--no-rt", action="store_true")
+    ap.add_argument("--warmup", type=int, default=25, help="cycles run before measuring (as raasd)")
     ap.add_argument("--spin-us", type=int, default=None)
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
@@ -34,11 +35,9 @@ def main() -> None:
         spin_us = 200 if report.sched_policy == "SCHED_FIFO" else 1000
     spin = spin_us * 1000
     period = round(1e9 / args.rate)
-    n = max(1, round(args.duration * args.rate))
+    n = max(1, round(args.duration * args.rate)) + args.warmup
     late = np.zeros(n, dtype=np.int64)
     now = time.monotonic_ns
-    if report.requested:
-        freeze_heap(report)
     t0 = now() + 2 * period
     k = 0
     missed = 0
@@ -54,10 +53,19 @@ def main() -> None:
         late[i] = woke - t_k
         i += 1
         nxt = (woke - t0) // period + 1
-        missed += nxt - (k + 1)
+        if i > args.warmup:
+            missed += nxt - (k + 1)
+        elif i == args.warmup and report.requested:
+            freeze_heap(report)  # as raasd: after warm-up
         k = nxt
     args.json.write_text(
-        json.dumps({"lateness_ns": late.tolist(), "missed": int(missed), "rt": report.as_dict()})
+        json.dumps(
+            {
+                "lateness_ns": late[args.warmup :].tolist(),
+                "missed": int(missed),
+                "rt": report.as_dict(),
+            }
+        )
     )
 
 

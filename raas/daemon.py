@@ -8,6 +8,7 @@ processes are stopped; a lost device gives exit code 3 with the device named.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,12 +53,20 @@ def _rt_request(cfg: CellConfig) -> RtRequest:
     )
 
 
-def _prioritise_rig(pid: int, cfg: CellConfig) -> str:
+def _prioritise_rig(rig: SimRig, cfg: CellConfig, loop_cpus: tuple[int, ...] | None) -> str:
     """The simulated rig stands in for microcontrollers that never compete with the host: when
-    the loop asks for SCHED_FIFO, the rig's physics process gets it too, a notch lower, so a
-    busy machine delays it no more than the loop. (The camera renderer stays unprivileged.)"""
+    the loop asks for SCHED_FIFO, the rig's physics process gets it too, a notch lower, and the
+    rig's processes (physics and camera renderer) keep off the loop's CPUs, which is what an
+    isolated real-time core would give. The renderer stays at normal priority."""
     if not cfg.rt.enabled or cfg.rig.clock != "realtime":
         return "SCHED_OTHER (not requested)"
+    others = sorted(set(os.sched_getaffinity(0)) - set(loop_cpus or ()))
+    if loop_cpus and others:
+        for pid in (rig.pid, rig.renderer_pid):
+            if pid:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(pid, others)
+    pid = rig.pid
     prio = max(1, cfg.rt.fifo_priority - 10)
     try:
         os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(prio))
@@ -118,8 +127,9 @@ def run_cell(
             if devs.cameras is not None:
                 cam_sources: list[Source] = list(devs.cameras.sources())
                 specs += [SourceSpec(s, deadlines["cameras"], required=False) for s in cam_sources]
-            rig_sched = _prioritise_rig(rig.pid, cfg)
-            report = acquire(_rt_request(cfg))
+            request = _rt_request(cfg)
+            rig_sched = _prioritise_rig(rig, cfg, request.cpus)
+            report = acquire(request)
             clock = _clock(cfg, report)
             status = StatusLine(round(cfg.loop.status_interval_s * 1e9), status_stream)
             loop = ControlLoop(
