@@ -22,22 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from raas.core.timing import percentiles_us
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def dist_us(values_ns: np.ndarray | list[int]) -> dict[str, float]:
-    v = np.asarray(values_ns, dtype=np.float64) / 1e3
-    if v.size == 0:
-        return {"n": 0, "p50": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0, "mean": 0.0}
-    p50, p99, p999 = np.percentile(v, [50, 99, 99.9])
-    return {
-        "n": int(v.size),
-        "p50": round(float(p50), 3),
-        "p99": round(float(p99), 3),
-        "p999": round(float(p999), 3),
-        "max": round(float(v.max()), 3),
-        "mean": round(float(v.mean()), 3),
-    }
+    """p50/p99/p99.9/max/mean in microseconds: the same summary raasd's own stats use."""
+    return percentiles_us(np.asarray(values_ns, dtype=np.int64))
 
 
 def ratio(ours: float, peer: float) -> float | None:
