@@ -27,7 +27,7 @@ from raas_drivers.hand import HandDriver
 from raas_drivers.source import Source
 from raas_drivers.trigger import TriggerDriver
 
-from raas.core.clock import Clock, DeviceTimeoutError
+from raas.core.clock import Clock
 from raas.core.collect import Collector
 from raas.core.controller import Controller
 from raas.core.fallback import Fallback, FallbackKind
@@ -181,6 +181,8 @@ class ControlLoop:
         warmup = cfg.warmup_cycles
         status = self.status
         self.controller.reset()
+        if warmup == 0:
+            self._end_warmup()
 
         # Start the grid two periods out so the first cycle is not already late.
         grid = DeadlineGrid(clock.now_ns() + 2 * period, period)
@@ -290,8 +292,8 @@ class ControlLoop:
                     k = nxt
                 else:
                     k += 1
-        except (DriverError, DeviceTimeoutError) as exc:
-            device = getattr(exc, "device", "unknown")
+        except DriverError as exc:
+            device = exc.device
             res.lost_device = device
             self._stop_reason = f"device lost: {device}"
             self._go_idle()

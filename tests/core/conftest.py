@@ -28,7 +28,8 @@ def make_loop() -> Callable[..., tuple[ControlLoop, dict[str, object]]]:
         trig = FakeTrigger(clock)
         mocap = FakeMocap(clock, trig, drop=mocap_drop)
         ctrl = ScriptedController(clock, behaviour, needs=frozenset({"hand", "mocap"}))
-        config = LoopConfig(rate_hz=rate_hz, duration_s=duration_s, warmup_cycles=0, **cfg)
+        cfg.setdefault("warmup_cycles", 0)
+        config = LoopConfig(rate_hz=rate_hz, duration_s=duration_s, **cfg)
         loop = ControlLoop(
             config,
             clock,
