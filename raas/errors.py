@@ -23,6 +23,10 @@ class LoopStateError(RaasError):
     """The control loop was asked to do something its state does not allow (e.g. run twice)."""
 
 
+class DeviceTimeoutError(RaasError):
+    """In lockstep no device answered within the wall-clock timeout (the collector names them)."""
+
+
 class DeviceLost(RaasError):  # noqa: N818 - a stop reason, raised out of the loop
     """The loop stopped because a device was lost; the hand was sent its idle action."""
 

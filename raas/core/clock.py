@@ -19,13 +19,9 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from raas.errors import RaasError
+from raas.errors import DeviceTimeoutError
 
 _NS = 1_000_000_000
-
-
-class DeviceTimeoutError(RaasError):
-    """In lockstep a device did not answer within the wall-clock timeout."""
 
 
 class Clock(Protocol):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from raas_drivers.errors import DeviceLostError
 from raas_drivers.source import Source
 
 from raas.core.clock import Clock
 from raas.core.observation import Observation, SourceReading
+from raas.errors import DeviceTimeoutError
 
 
 class Collector:
@@ -63,7 +65,11 @@ class Collector:
             if not pending:
                 break
             soonest = min(trigger_ns + r.deadline_ns for _, r in pending)
-            clock.wait_readable(self._fds, soonest)
+            try:
+                clock.wait_readable(self._fds, soonest)
+            except DeviceTimeoutError as exc:  # lockstep: name who stayed silent
+                names = ", ".join(r.name for _, r in pending)
+                raise DeviceLostError(names, f"no sample for cycle {cycle}: {exc}") from exc
         for _, reading in self._sources:
             reading.age_ns = trigger_ns - reading.capture_ns if reading.capture_ns >= 0 else -1
             if reading.stale and reading.age_ns > reading.max_age_ns:
