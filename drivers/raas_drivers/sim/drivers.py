@@ -31,6 +31,7 @@ from raas_drivers.errors import (
 from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, JOINT_NAMES
 from raas_drivers.hand.config import default_idle_action as _default_idle
 from raas_drivers.hand.driver import HandDriver, HandState
+from raas_drivers.lifecycle import LifecycleState
 from raas_drivers.mocap.driver import MocapDriver, MocapFrame
 from raas_drivers.sim import link
 from raas_drivers.sim.link import LinkClosedError, LinkConn, LinkFullError, RigLink
@@ -60,7 +61,29 @@ def _open_link(name: str, path: str, role: str, timeout_s: float) -> tuple[RigLi
     return rl, info
 
 
-class SimHandDriver(HandDriver):
+class _RigLinked:
+    """What the hand and trigger drivers share: one RigLink to the rig, opened at configure
+    (by the driver) and closed at shutdown. The serial firmware bridge replaces this seam."""
+
+    name: str
+    state: LifecycleState
+    _link: RigLink | None
+
+    def _rl(self) -> RigLink:
+        if self._link is None:
+            raise LifecycleTransitionError(self.name, f"not connected (state {self.state.value})")
+        return self._link
+
+    def fileno(self) -> int:
+        return self._rl().fileno()
+
+    def _on_shutdown(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+
+class SimHandDriver(_RigLinked, HandDriver):
     """The simulated Shadow hand. apply() clamps to the rig's ctrlrange (learned at configure),
     sends, and returns the clamped targets without waiting for the rig."""
 
@@ -92,24 +115,11 @@ class SimHandDriver(HandDriver):
         self._hi = np.ascontiguousarray(self.ctrlrange[:, 1])
         self._idle = np.clip(_default_idle(), self._lo, self._hi)
 
-    def _on_shutdown(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-
     # contract
     @property
     def idle_action(self) -> np.ndarray:
         idle: np.ndarray = self._idle.copy()
         return idle
-
-    def _rl(self) -> RigLink:
-        if self._link is None:
-            raise LifecycleTransitionError(self.name, f"not connected (state {self.state.value})")
-        return self._link
-
-    def fileno(self) -> int:
-        return self._rl().fileno()
 
     def request_state(self, cycle: int) -> None:
         self.require_active("request_state")
@@ -160,7 +170,7 @@ class SimHandDriver(HandDriver):
         return self._send_buf.copy()
 
 
-class SimTriggerDriver(TriggerDriver):
+class SimTriggerDriver(_RigLinked, TriggerDriver):
     """The simulated trigger board: fire(k) sends the pulse, the ack carries the rig's time of it
     (host CLOCK_MONOTONIC in realtime, sim time in lockstep)."""
 
@@ -179,19 +189,6 @@ class SimTriggerDriver(TriggerDriver):
         self._link, self.rig_info = _open_link(
             self.name, self.rig_sock, "trigger", self.connect_timeout_s
         )
-
-    def _on_shutdown(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-
-    def _rl(self) -> RigLink:
-        if self._link is None:
-            raise LifecycleTransitionError(self.name, f"not connected (state {self.state.value})")
-        return self._link
-
-    def fileno(self) -> int:
-        return self._rl().fileno()
 
     def fire(self, cycle: int) -> int:
         self.require_active("fire")
