@@ -16,8 +16,7 @@ from schemathesis import GenerationMode
 
 from raas.service.app import create_app
 from raas.service.crud import tokens as token_crud
-from raas.service.crud import users as user_crud
-from raas.service.models import Role
+from raas.service.models import Role, User
 from raas.service.state import ServiceState
 from tests.service.harness import ROLES, seed, settings_for
 
@@ -29,17 +28,21 @@ def service_app(database_url: str, tmp_path: Path) -> Iterator[Any]:
     base = settings_for(database_url, tmp_path)
     # Long-polls answer at once here: the fuzzer is after crashes, not waits.
     s = base.model_copy(update={"max_poll_wait_s": 0.0})
-    seed(s, users=ROLES, robots=("arm-1", "arm-2"))
+    seeded = seed(s, users=ROLES, robots=("arm-1", "arm-2"))
     app = create_app(s)
+    app.state.fuzz_admin_id = seeded.users["admin@lab"][0]
     yield app
     app.state.service.db.dispose()
 
 
-def _fresh_admin_header(state: ServiceState) -> dict[str, str]:
-    """A new admin token per case: a generated logout or token revocation cannot lock us out."""
+def _fresh_admin_header(state: ServiceState, admin_id: int) -> dict[str, str]:
+    """A new admin token per case: a generated logout, token revocation, demotion or
+    deactivation of the admin (the fuzzer is that admin) cannot lock us out."""
     with state.db.write() as db:
-        users = user_crud.list_users(db, limit=10, offset=0)
-        admin = next(u for u in users if u.role == Role.admin.value)
+        admin = db.get(User, admin_id)
+        assert admin is not None
+        admin.role = Role.admin.value
+        admin.active = True
         _, secret = token_crud.issue(
             db, admin, kind="api", name="fuzz", now=datetime.now(UTC), lifetime=None
         )
@@ -54,6 +57,7 @@ SKIP = {("GET", "/robots/{robot_id}/revocations/stream")}
 def test_no_server_errors(service_app: Any) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", service_app)
     state: ServiceState = service_app.state.service
+    admin_id: int = service_app.state.fuzz_admin_id
     failures: list[str] = []
     ran = 0
     for result in schema.get_all_operations():
@@ -70,7 +74,7 @@ def test_no_server_errors(service_app: Any) -> None:
                 suppress_health_check=list(HealthCheck),
             )
             def fuzz(case: Any) -> None:
-                response = case.call(headers=_fresh_admin_header(state))
+                response = case.call(headers=_fresh_admin_header(state, admin_id))
                 if response.status_code >= 500:
                     failures.append(
                         f"{case.method} {case.formatted_path} {case.body!r}: "
