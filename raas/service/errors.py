@@ -109,3 +109,10 @@ class InvalidTimeRange(ServiceError):
 
     status_code = 422
     code = "invalid_time_range"
+
+
+class LastAdmin(ServiceError):
+    """The change would leave the lab without an active admin (nobody could manage users)."""
+
+    status_code = 409
+    code = "last_admin"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from raas.service.errors import AlreadyExists, NotFound
+from raas.service.errors import AlreadyExists, LastAdmin, NotFound
 from raas.service.models import Quota, Role, User
 from raas.service.schemas import QuotaUpdate, UserCreate, UserUpdate
 from raas.service.security import hash_password
@@ -62,6 +62,19 @@ def create_user(db: Session, data: UserCreate, now: datetime) -> User:
 
 
 def update_user(db: Session, user: User, data: UserUpdate) -> User:
+    """Raises LastAdmin when the change would demote or deactivate the last active admin."""
+    stays_admin = (data.role is None or data.role.value == Role.admin.value) and (
+        data.active is None or data.active
+    )
+    if user.role == Role.admin.value and user.active and not stays_admin:
+        # Lock the active admins' rows: two admins demoting each other at once cannot both pass.
+        admins = db.scalars(
+            select(User.id)
+            .where(User.role == Role.admin.value, User.active.is_(True))
+            .with_for_update()
+        ).all()
+        if not [a for a in admins if a != user.id]:
+            raise LastAdmin("the last active admin cannot be demoted or deactivated")
     if data.name is not None:
         user.name = data.name
     if data.role is not None:
