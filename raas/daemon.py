@@ -20,14 +20,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from raas_drivers.hand import HandDriver
 from raas_drivers.lifecycle import Device
 from raas_drivers.sim import SimRig
 from raas_drivers.source import Source
+from raas_drivers.trigger import TriggerDriver
 
 from raas.config import CellConfig
 from raas.controllers import make_controller
 from raas.core.clock import Clock, LockstepClock, MonotonicClock
-from raas.core.loop import ControlLoop, Publisher, SourceSpec
+from raas.core.controller import Controller
+from raas.core.loop import ControlLoop, LoopConfig, Publisher, SourceSpec
 from raas.core.rt import RtReport, RtRequest, acquire
 from raas.core.stats import build_stats, format_summary
 from raas.core.status import StatusLine
@@ -97,18 +100,65 @@ def _stop_on_signals(loop: ControlLoop) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def run_cell(
-    cfg: CellConfig,
-    *,
-    stats_json: Path | None = None,
-    status_stream: TextIO | None = None,
-    publishers: list[Publisher] | None = None,
-    out: TextIO | None = None,
-) -> RunOutcome:
-    """Run the simulated cell until the duration ends, a signal arrives or a device is lost."""
-    out = out if out is not None else sys.stdout
-    period_ns = cfg.loop.period_ns
-    deadlines = cfg.deadlines.resolve(period_ns)
+@dataclass(slots=True)
+class Cell:
+    """A brought-up cell: devices active, real-time settings taken, the loop's clock chosen.
+
+    Everything a loop needs; `cell_up` owns the rig processes and shuts the devices down."""
+
+    cfg: CellConfig
+    rig: SimRig
+    hand: HandDriver
+    trigger: TriggerDriver
+    devices: list[Device]
+    sources: list[SourceSpec]
+    rt_report: RtReport
+    clock: Clock
+    rig_sched: str
+
+    def banner(self) -> str:
+        cfg = self.cfg
+        return (
+            f"raasd: simulated cell up ({cfg.rig.clock}, {cfg.loop.rate_hz:g} Hz, "
+            f"{cfg.rig.cameras} cameras at {cfg.rig.camera_width}x{cfg.rig.camera_height}, "
+            f"renderer {self.rig.renderer_backend or 'none'}); "
+            f"real-time: {self.rt_report.summary()}; rig physics {self.rig_sched}"
+        )
+
+    def build_loop(
+        self,
+        controller: Controller,
+        *,
+        publishers: list[Publisher] | None = None,
+        status_stream: TextIO | None = None,
+        loop_config: LoopConfig | None = None,
+    ) -> ControlLoop:
+        """A fresh ControlLoop on this cell (a loop runs once; build one per run or session)."""
+        lc = loop_config if loop_config is not None else self.cfg.loop
+        status = (
+            StatusLine(round(lc.status_interval_s * 1e9), status_stream)
+            if status_stream is not None
+            else None
+        )
+        return ControlLoop(
+            lc,
+            self.clock,
+            self.hand,
+            self.trigger,
+            self.sources,
+            controller,
+            publishers=publishers or [],
+            rt_report=self.rt_report,
+            status=status,
+        )
+
+
+@contextmanager
+def cell_up(cfg: CellConfig) -> Iterator[Cell]:
+    """Start the rig, configure and activate every device, take the RT settings.
+
+    On exit (normal or not) every device is shut down in reverse order and the rig stopped."""
+    deadlines = cfg.deadlines.resolve(cfg.loop.period_ns)
     with SimRig(cfg.rig) as rig:
         devs = rig.devices()
         devices: list[Device] = [devs.hand, devs.trigger, devs.mocap]
@@ -130,50 +180,68 @@ def run_cell(
             request = _rt_request(cfg)
             rig_sched = _prioritise_rig(rig, cfg, request.cpus)
             report = acquire(request)
-            clock = _clock(cfg, report)
-            status = StatusLine(round(cfg.loop.status_interval_s * 1e9), status_stream)
-            loop = ControlLoop(
-                cfg.loop,
-                clock,
-                devs.hand,
-                devs.trigger,
-                specs,
-                make_controller(cfg.controller, period_ns / 1e9),
-                publishers=publishers or [],
+            yield Cell(
+                cfg=cfg,
+                rig=rig,
+                hand=devs.hand,
+                trigger=devs.trigger,
+                devices=devices,
+                sources=specs,
                 rt_report=report,
-                status=status if status_stream is not None else None,
+                clock=_clock(cfg, report),
+                rig_sched=rig_sched,
             )
-            print(
-                f"raasd: simulated cell up ({cfg.rig.clock}, {cfg.loop.rate_hz:g} Hz, "
-                f"{cfg.rig.cameras} cameras at {cfg.rig.camera_width}x{cfg.rig.camera_height}, "
-                f"renderer {rig.renderer_backend or 'none'}); real-time: {report.summary()}; "
-                f"rig physics {rig_sched}",
-                file=out,
-                flush=True,
-            )
-            exit_code = EXIT_OK
-            with _stop_on_signals(loop):
-                try:
-                    loop.run()
-                except DeviceLost as exc:
-                    print(
-                        f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); "
-                        "idle action sent, stopping",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    exit_code = EXIT_DEVICE_LOST
         finally:
             for d in reversed(devices):
                 try:
                     d.shutdown()
                 except Exception as exc:
                     print(f"raasd: shutdown of {d.name} failed: {exc}", file=sys.stderr)
+
+
+def run_loop(loop: ControlLoop) -> int:
+    """Run a built loop with SIGINT/SIGTERM as a clean stop; exit code 3 on a lost device."""
+    with _stop_on_signals(loop):
+        try:
+            loop.run()
+        except DeviceLost as exc:
+            print(
+                f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); idle action sent, stopping",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_DEVICE_LOST
+    return EXIT_OK
+
+
+def run_cell(
+    cfg: CellConfig,
+    *,
+    stats_json: Path | None = None,
+    status_stream: TextIO | None = None,
+    publishers: list[Publisher] | None = None,
+    controller: Controller | None = None,
+    out: TextIO | None = None,
+) -> RunOutcome:
+    """Run the simulated cell until the duration ends, a signal arrives or a device is lost.
+
+    `controller` defaults to the built-in one named by `cfg.controller`."""
+    out = out if out is not None else sys.stdout
+    period_ns = cfg.loop.period_ns
+    with cell_up(cfg) as cell:
+        ctl = (
+            controller
+            if controller is not None
+            else make_controller(cfg.controller, period_ns / 1e9)
+        )
+        loop = cell.build_loop(ctl, publishers=publishers, status_stream=status_stream)
+        print(cell.banner(), file=out, flush=True)
+        exit_code = run_loop(loop)
         stats = build_stats(
             loop,
             {
                 "rig": {
-                    "renderer": rig.renderer_backend,
+                    "renderer": cell.rig.renderer_backend,
                     "clock": cfg.rig.clock,
                     "seed": cfg.rig.seed,
                 }

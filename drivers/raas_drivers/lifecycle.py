@@ -56,6 +56,12 @@ class Device:
         finally:
             self.state = LifecycleState.FINALIZED
 
+    def stats(self) -> dict[str, float]:
+        """Counters for metrics and status (e.g. a serial link's CRC errors and round trips).
+
+        Cheap and non-blocking: the loop may read it between cycles. Default: none."""
+        return {}
+
     def require_active(self, what: str) -> None:
         if self.state is not LifecycleState.ACTIVE:
             raise LifecycleTransitionError(
