@@ -13,12 +13,12 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from raas_drivers.hand import HandDriver
 from raas_drivers.lifecycle import Device
@@ -153,6 +153,40 @@ class Cell:
         )
 
 
+class SessionSink(Protocol):
+    """An output that cares where sessions begin and end (the recorder: one file per session)."""
+
+    def start_session(self, session_id: str, metadata: Mapping[str, str]) -> Path | None:
+        """Begin a session; return the file it goes to, if any."""
+        ...
+
+    def end_session(self) -> None: ...
+
+    def event(self, kind: str, data: Mapping[str, Any]) -> None:
+        """A discrete event (session opened, e-stop, episode end, ...), never blocking."""
+        ...
+
+
+@dataclass(slots=True)
+class CellOutputs:
+    """What every loop on a cell feeds, beside the controller: publishers (called every cycle)
+    and session sinks (told where sessions begin and end)."""
+
+    publishers: list[Publisher] = field(default_factory=list)
+    sessions: list[SessionSink] = field(default_factory=list)
+
+
+@contextmanager
+def cell_outputs(cell: Cell) -> Iterator[CellOutputs]:
+    """Start the cell's configured outputs (recorder, metrics board) and stop them afterwards.
+
+    Each output is a process or a shared-memory board of its own, so feeding it never blocks
+    the loop. With nothing configured this yields empty lists."""
+    with contextlib.ExitStack():
+        outputs = CellOutputs()
+        yield outputs
+
+
 @contextmanager
 def cell_up(cfg: CellConfig) -> Iterator[Cell]:
     """Start the rig, configure and activate every device, take the RT settings.
@@ -234,9 +268,20 @@ def run_cell(
             if controller is not None
             else make_controller(cfg.controller, period_ns / 1e9)
         )
-        loop = cell.build_loop(ctl, publishers=publishers, status_stream=status_stream)
-        print(cell.banner(), file=out, flush=True)
-        exit_code = run_loop(loop)
+        with cell_outputs(cell) as outputs:
+            loop = cell.build_loop(
+                ctl,
+                publishers=[*outputs.publishers, *(publishers or [])],
+                status_stream=status_stream,
+            )
+            print(cell.banner(), file=out, flush=True)
+            for sink in outputs.sessions:
+                sink.start_session(f"run-{os.getpid()}", {"mode": "run"})
+            try:
+                exit_code = run_loop(loop)
+            finally:
+                for sink in outputs.sessions:
+                    sink.end_session()
         stats = build_stats(
             loop,
             {

@@ -43,6 +43,10 @@ class Observation:
     t_k_ns: int = 0  # the grid time of the cycle
     trigger_ns: int = 0  # when the trigger was sent
     sources: dict[str, SourceReading] = field(default_factory=dict)
+    # Task slots, written by a controller that runs a task (e.g. block reorientation) so that the
+    # goal and episode boundaries travel with the cycle to publishers, the recorder and replay.
+    episode: int = 0  # episode index within the run; a change means the policy was reset
+    goal: np.ndarray = field(default_factory=lambda: np.zeros(7))  # x y z (m), qw qx qy qz
 
     @property
     def hand(self) -> HandState | None:
