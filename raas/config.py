@@ -16,6 +16,7 @@ from raas_drivers.sim import RigConfig
 from raas.controllers import CONTROLLERS
 from raas.core.loop import LoopConfig
 from raas.errors import ConfigError
+from raas.metrics.config import MetricsConfig
 
 _MS = 1_000_000
 
@@ -72,6 +73,7 @@ class CellConfig(BaseModel):
     rig: RigConfig = Field(default_factory=RigConfig)
     deadlines: SourceDeadlines = Field(default_factory=SourceDeadlines)
     rt: RtConfig = Field(default_factory=RtConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def _field_of(err: ValidationError) -> tuple[str, str]:

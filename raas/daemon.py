@@ -35,6 +35,7 @@ from raas.core.rt import RtReport, RtRequest, acquire
 from raas.core.stats import build_stats, format_summary
 from raas.core.status import StatusLine
 from raas.errors import DeviceLost
+from raas.metrics.cell import metrics_for_cell
 
 EXIT_OK = 0
 EXIT_DEVICE_LOST = 3
@@ -140,7 +141,7 @@ class Cell:
             if status_stream is not None
             else None
         )
-        return ControlLoop(
+        loop = ControlLoop(
             lc,
             self.clock,
             self.hand,
@@ -151,6 +152,11 @@ class Cell:
             rt_report=self.rt_report,
             status=status,
         )
+        for pub in loop.publishers:  # outputs that follow the loop's own counters (metrics)
+            attach = getattr(pub, "attach", None)
+            if callable(attach):
+                attach(loop)
+        return loop
 
 
 class SessionSink(Protocol):
@@ -182,8 +188,12 @@ def cell_outputs(cell: Cell) -> Iterator[CellOutputs]:
 
     Each output is a process or a shared-memory board of its own, so feeding it never blocks
     the loop. With nothing configured this yields empty lists."""
-    with contextlib.ExitStack():
+    with contextlib.ExitStack() as stack:
         outputs = CellOutputs()
+        if cell.cfg.metrics.enabled:
+            metrics = stack.enter_context(metrics_for_cell(cell))
+            outputs.publishers.append(metrics)
+            print(f"raasd: metrics on {metrics.url}metrics, live dashboard on {metrics.url}")
         yield outputs
 
 

@@ -33,6 +33,12 @@ def register(sub: Any) -> None:
     p.add_argument("--no-rt", action="store_true", help="do not ask for real-time privileges")
     p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics and the live dashboard on PORT (0: any free port)",
+    )
     p.set_defaults(func=main)
 
 
@@ -62,6 +68,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["controller"] = args.controller
     if args.no_rt:
         out["rt"] = {"enabled": False}
+    if args.metrics_port is not None:
+        out["metrics"] = {"enabled": True, "port": args.metrics_port}
     return out
 
 
