@@ -17,6 +17,7 @@ from raas.controllers import CONTROLLERS
 from raas.core.loop import LoopConfig
 from raas.errors import ConfigError
 from raas.metrics.config import MetricsConfig
+from raas.transport.config import TransportConfig
 
 _MS = 1_000_000
 
@@ -73,6 +74,7 @@ class CellConfig(BaseModel):
     rig: RigConfig = Field(default_factory=RigConfig)
     deadlines: SourceDeadlines = Field(default_factory=SourceDeadlines)
     rt: RtConfig = Field(default_factory=RtConfig)
+    transport: TransportConfig = Field(default_factory=TransportConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 

@@ -1,0 +1,41 @@
+"""Every way the client can fail, each named by what went wrong."""
+
+from __future__ import annotations
+
+
+class RaasClientError(Exception):
+    """Base of the client's errors."""
+
+
+class ProtocolError(RaasClientError):
+    """A message did not follow the wire protocol (docs/protocol.md)."""
+
+    def __init__(self, message: str, *, version: bool = False) -> None:
+        super().__init__(message)
+        #: True when only the protocol version was wrong.
+        self.version = version
+
+
+class RemoteError(RaasClientError):
+    """The robot refused a request; `code` is one of `raas_client.wire.ErrorCode`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RobotTimeoutError(RaasClientError):
+    """The robot did not answer in time (unreachable, wrong server key, or busy loading)."""
+
+
+class SessionClosedError(RaasClientError):
+    """The robot closed the session (lease ended or revoked, liveness lost, e-stop)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"session closed: {reason}")
+        self.reason = reason
+
+
+class ConfigurationError(RaasClientError):
+    """Missing or bad connection settings (endpoint, server key, lease)."""

@@ -1,0 +1,386 @@
+"""`RemoteRobot`: one connection to one robot (a DEALER on its control socket).
+
+    robot = RemoteRobot("tcp://robot:5555", server_key=KEY, lease=TOKEN)
+    robot.open("control")          # the lease is checked; one controller at a time
+    robot.arm()                    # remote step: observation k arrives, answer the action for k
+    obs = robot.observation()
+    robot.act(obs.cycle, action)
+    ...
+    robot.close()
+
+Replies, observations and events share the socket; `_pump` sorts them: replies are matched by
+request id, the newest observation is kept, events are queued (`events()`).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from raas_client.errors import (
+    ConfigurationError,
+    ProtocolError,
+    RemoteError,
+    RobotTimeoutError,
+    SessionClosedError,
+)
+from raas_client.wire import Msg, Topic, decode, encode
+
+
+@dataclass(slots=True)
+class StepReport:
+    """What the robot did with the action for `cycle` (times: the daemon's CLOCK_MONOTONIC)."""
+
+    cycle: int
+    fallback: int  # 0: your action was applied; 1 repeat, 2 idle: it was late or missing
+    obs_sent_ns: int
+    action_ns: int  # when your action arrived (-1: not within the deadline)
+    applied_ns: int
+    late_total: int  # actions that arrived too late so far in this daemon
+
+    @property
+    def applied(self) -> bool:
+        return self.fallback == 0
+
+    @property
+    def round_trip_us(self) -> float | None:
+        """Observation sent -> action received, as the robot measured it."""
+        return None if self.action_ns < 0 else (self.action_ns - self.obs_sent_ns) / 1e3
+
+    @classmethod
+    def from_header(cls, r: Mapping[str, Any]) -> StepReport:
+        return cls(
+            int(r["cycle"]),
+            int(r["fallback"]),
+            int(r["obs_sent_ns"]),
+            int(r["action_ns"]),
+            int(r["applied_ns"]),
+            int(r.get("late_total", 0)),
+        )
+
+
+@dataclass(slots=True)
+class Observation:
+    cycle: int
+    episode: int
+    arrays: dict[str, np.ndarray]
+    stale: list[str] = field(default_factory=list)
+    report: StepReport | None = None  # the report of the previous cycle
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+
+def connect_socket(
+    ctx: zmq.Context[Any], kind: int, endpoint: str, server_key: str | None
+) -> zmq.Socket[bytes]:
+    """A socket with CurveZMQ set up for tcp endpoints (unless server_key is 'plain')."""
+    sock: zmq.Socket[bytes] = ctx.socket(kind)
+    sock.linger = 0
+    if endpoint.startswith("tcp://") and server_key != "plain":
+        if not server_key:
+            raise ConfigurationError(
+                f"{endpoint} is encrypted: pass the robot's server key (--server-key or "
+                "RAAS_SERVER_KEY; the daemon prints it), or 'plain' for a plain robot"
+            )
+        public, secret = zmq.curve_keypair()
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
+        sock.curve_serverkey = server_key.encode("ascii")
+    sock.connect(endpoint)
+    return sock
+
+
+def stream_endpoint_for(control: str, announced: str) -> str:
+    """The stream endpoint as this client reaches it: the announced one, with the control
+    endpoint's host when the daemon bound a wildcard or another interface."""
+    if control.startswith("tcp://") and announced.startswith("tcp://"):
+        host = control[len("tcp://") :].rsplit(":", 1)[0]
+        port = announced.rsplit(":", 1)[1]
+        return f"tcp://{host}:{port}"
+    return announced
+
+
+class RemoteRobot:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        server_key: str | None = None,
+        lease: str | None = None,
+        timeout_s: float = 5.0,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.server_key = (
+            server_key if server_key is not None else os.environ.get("RAAS_SERVER_KEY")
+        )
+        self.lease = lease if lease is not None else os.environ.get("RAAS_LEASE")
+        self.timeout_s = timeout_s
+        self.ctx: zmq.Context[Any] = context if context is not None else zmq.Context.instance()
+        self.sock = connect_socket(self.ctx, zmq.DEALER, endpoint, self.server_key)
+        self._ids = itertools.count(1)
+        self._replies: dict[int, Any] = {}
+        self._obs: Observation | None = None
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
+        self.info: dict[str, Any] = {}
+        self.session: dict[str, Any] | None = None
+        self.closed_reason: str | None = None
+
+    # ------------------------------------------------------------- plumbing
+    def _send(
+        self,
+        kind: str,
+        fields: Mapping[str, Any] | None = None,
+        arrays: Mapping[str, np.ndarray] | None = None,
+    ) -> int:
+        rid = next(self._ids)
+        self.sock.send_multipart(encode(kind, {"id": rid, **(fields or {})}, arrays), copy=False)
+        return rid
+
+    def request(
+        self,
+        kind: str,
+        fields: Mapping[str, Any] | None = None,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Send a request and wait for its reply; RemoteError when the robot refuses it."""
+        rid = self._send(kind, fields, arrays)
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while rid not in self._replies:
+            left = deadline - time.monotonic()
+            if (left <= 0 or not self._pump(left)) and time.monotonic() >= deadline:
+                raise RobotTimeoutError(f"no answer to {kind!r} from {self.endpoint}")
+        reply = self._replies.pop(rid)
+        if reply.type == Msg.ERROR:
+            raise RemoteError(str(reply.get("code")), str(reply.get("message")))
+        out: dict[str, Any] = dict(reply.header)
+        out.update(reply.arrays)
+        return out
+
+    def _pump(self, timeout_s: float) -> bool:
+        """Receive and sort one message; False when nothing came within timeout_s."""
+        if not self.sock.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+            return False
+        frames = self.sock.recv_multipart(copy=False)
+        msg = decode(frames)
+        kind = msg.type
+        if kind in (Msg.OK, Msg.ERROR):
+            rid = msg.get("id")
+            if isinstance(rid, int):
+                self._replies[rid] = msg
+                if len(self._replies) > 1000:  # replies nobody waits for (heartbeats)
+                    for old in sorted(self._replies)[:500]:
+                        del self._replies[old]
+        elif kind == Msg.OBS:
+            rep = msg.get("report")
+            self._obs = Observation(
+                int(msg.get("cycle", -1)),
+                int(msg.get("episode", 0)),
+                msg.arrays,
+                list(msg.get("stale", [])),
+                StepReport.from_header(rep) if isinstance(rep, dict) else None,
+            )
+        elif kind == Msg.EVENT:
+            ev = dict(msg.header)
+            self._events.append(ev)
+            if ev.get("kind") == "session_closed":
+                self.closed_reason = str(ev.get("reason"))
+                self.session = None
+        return True
+
+    # ------------------------------------------------------------- session
+    def hello(self) -> dict[str, Any]:
+        self.info = self.request(Msg.HELLO)
+        return self.info
+
+    def open(self, role: str = "control", lease: str | None = None) -> dict[str, Any]:
+        token = lease if lease is not None else self.lease
+        if not token:
+            raise ConfigurationError("a lease token is needed (--lease or RAAS_LEASE)")
+        if not self.info:
+            self.hello()
+        self.closed_reason = None
+        self.session = self.request(Msg.OPEN, {"lease": token, "role": role})
+        return self.session
+
+    def close(self) -> None:
+        """Close the session (if any) and the socket."""
+        if self.session is not None:
+            with contextlib.suppress(RobotTimeoutError, RemoteError):
+                self.request(Msg.CLOSE, timeout_s=1.0)
+            self.session = None
+        self.sock.close(0)
+
+    def __enter__(self) -> RemoteRobot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def heartbeat(self) -> None:
+        """Keep the session alive without waiting for the answer."""
+        self._send(Msg.HEARTBEAT)
+
+    def status(self) -> dict[str, Any]:
+        return self.request(Msg.STATUS)
+
+    def events(self, timeout_s: float = 0.0) -> Iterator[dict[str, Any]]:
+        """Events received so far (and within timeout_s): session closed, run progress..."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            while self._events:
+                yield self._events.popleft()
+            left = deadline - time.monotonic()
+            if (left <= 0 or not self._pump(left)) and not self._events:
+                return
+
+    # ------------------------------------------------------------- remote step
+    def arm(self) -> dict[str, Any]:
+        self._obs = None
+        return self.request(Msg.ARM)
+
+    def disarm(self) -> dict[str, Any]:
+        return self.request(Msg.DISARM)
+
+    def reset_episode(self) -> dict[str, Any]:
+        """Hold for a cycle and start a new episode; the next observation belongs to it."""
+        reply = self.request(Msg.RESET)
+        self._obs = None
+        return reply
+
+    def observation(self, after: int = -1, timeout_s: float | None = None) -> Observation:
+        """The newest observation with a cycle after `after` (waits for it)."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while self._obs is None or self._obs.cycle <= after:
+            if self.closed_reason is not None:
+                raise SessionClosedError(self.closed_reason)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RobotTimeoutError(f"no observation after cycle {after} from {self.endpoint}")
+            self._pump(left)
+        # Drain whatever else is already queued so the newest one wins.
+        while self._pump(0):
+            pass
+        obs = self._obs
+        self._obs = None
+        return obs
+
+    def act(self, cycle: int, action: np.ndarray) -> None:
+        """The action for `cycle` (fire and forget: its report comes with the next observation)."""
+        a = np.ascontiguousarray(action, dtype=np.float64)
+        self.sock.send_multipart(encode(Msg.STEP, {"cycle": cycle}, {"action": a}), copy=False)
+
+    # ------------------------------------------------------------- e-stop
+    def estop(self, lease: str | None = None) -> dict[str, Any]:
+        fields = {} if self.session is not None else {"lease": lease or self.lease}
+        return self.request(Msg.ESTOP, fields)
+
+    def clear_estop(self) -> dict[str, Any]:
+        return self.request(Msg.CLEAR_ESTOP)
+
+    # ------------------------------------------------------------- bundles
+    def upload(self, path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+        """Upload a bundle (a file; a directory is sent as a tar). Returns its sha256."""
+        data = _bundle_bytes(path)
+        digest = hashlib.sha256(data).hexdigest()
+        name = path.name + (".tar" if path.is_dir() else "")
+        begin = self.request(Msg.UPLOAD_BEGIN, {"name": name, "size": len(data), "sha256": digest})
+        step = int(begin.get("chunk_bytes", 256 * 1024))
+        view = np.frombuffer(data, dtype=np.uint8)
+        for offset in range(0, len(data), step):
+            chunk = view[offset : offset + step]
+            self.request(Msg.UPLOAD_CHUNK, {"offset": offset}, {"data": chunk}, timeout_s=30)
+            if progress is not None:
+                progress(offset + len(chunk), len(data))
+        self.request(Msg.UPLOAD_END, timeout_s=30)
+        return digest
+
+    def run(self, episodes: int, seed: int = 0) -> dict[str, Any]:
+        return self.request(Msg.RUN, {"episodes": episodes, "seed": seed})
+
+    def stop(self) -> dict[str, Any]:
+        return self.request(Msg.STOP)
+
+    def fetch_recording(self, session_id: str, dest: Path, chunk: int = 1 << 20) -> Path:
+        """Copy the session's MCAP recording to `dest` (a file or a directory)."""
+        if dest.is_dir():
+            dest = dest / f"{session_id}.mcap"
+        offset, size = 0, None
+        with dest.open("wb") as f:
+            while size is None or offset < size:
+                r = self.request(
+                    Msg.FETCH,
+                    {"session": session_id, "offset": offset, "length": chunk},
+                    timeout_s=30,
+                )
+                size = int(r["size"])
+                data = r.get("data")
+                if not isinstance(data, np.ndarray) or data.size == 0:
+                    break
+                f.write(data.tobytes())
+                offset += data.size
+        return dest
+
+    # ------------------------------------------------------------- stream
+    def stream(self, topics: tuple[bytes, ...] = (Topic.STEP, Topic.EVENT)) -> Stream:
+        if not self.info:
+            self.hello()
+        endpoint = stream_endpoint_for(self.endpoint, str(self.info["stream_endpoint"]))
+        return Stream(self.ctx, endpoint, self.server_key, topics)
+
+
+class Stream:
+    """A subscription to the robot's observation stream (PUB): steps, images, events."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        endpoint: str,
+        server_key: str | None,
+        topics: tuple[bytes, ...],
+    ) -> None:
+        self.sock = connect_socket(ctx, zmq.SUB, endpoint, server_key)
+        self.sock.rcvhwm = 10_000
+        for t in topics:
+            self.sock.subscribe(t)
+
+    def recv(
+        self, timeout_s: float = 1.0
+    ) -> tuple[str, dict[str, Any], dict[str, np.ndarray]] | None:
+        """(topic, header, arrays) of the next message, or None after timeout_s."""
+        if not self.sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            return None
+        frames = self.sock.recv_multipart(copy=False)
+        if len(frames) < 2:
+            raise ProtocolError("stream message without a topic frame")
+        msg = decode(frames[1:])
+        return bytes(frames[0].buffer).decode("ascii", "replace"), msg.header, msg.arrays
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+def _bundle_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        import io  # noqa: PLC0415
+        import tarfile  # noqa: PLC0415
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(path, arcname=path.name)
+        return buf.getvalue()
+    return path.read_bytes()

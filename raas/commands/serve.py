@@ -1,0 +1,120 @@
+"""`raasd robot --sim`: the robot on the network (sessions, remote step, policy runs, stream).
+
+(`raasd serve` is the reservation service; this command serves the robot itself.)"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from raas.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "robot",
+        help="put the robot on the network: sessions, remote step, policy runs, streaming",
+        description="Run the cell's loop driven by remote sessions (docs/protocol.md). Until "
+        "real hardware drivers exist, --sim is required. The [transport] section of --config "
+        "sets endpoints, keys and timeouts; flags override it.",
+    )
+    p.add_argument("--sim", action="store_true", help="use the simulated rig (required for now)")
+    p.add_argument("--config", type=Path, help="TOML cell configuration; flags override it")
+    p.add_argument("--clock", choices=("lockstep", "realtime"), help="rig clock (realtime)")
+    p.add_argument("--rate", type=float, metavar="HZ", help="cycle rate (12.5)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S measured seconds")
+    p.add_argument("--cameras", type=int, metavar="N", help="cameras 0-3 (3)")
+    p.add_argument("--seed", type=int, help="rig seed (0)")
+    p.add_argument("--no-rt", action="store_true", help="do not ask for real-time privileges")
+    p.add_argument("--robot", help="robot name leases must carry (shadow-1)")
+    p.add_argument("--control", metavar="ENDPOINT", help="control socket (tcp://127.0.0.1:5555)")
+    p.add_argument("--stream", metavar="ENDPOINT", help="observation stream (tcp://127.0.0.1:5556)")
+    p.add_argument("--plain", action="store_true", help="tcp without CurveZMQ encryption")
+    p.add_argument("--key-dir", type=Path, help="server Curve keypair directory (var/transport)")
+    p.add_argument("--lease-key", type=Path, help="public key (PEM) leases verify with")
+    p.add_argument("--liveness", type=float, metavar="S", help="client liveness timeout (1.0)")
+    p.add_argument("--action-wait", type=float, metavar="MS", help="remote-step action wait")
+    p.add_argument("--state-dir", type=Path, help="uploads and recordings under this directory")
+    p.add_argument("--revocations", metavar="URL", help="reservation service to follow")
+    p.add_argument("--robot-id", type=int, help="the robot's id in the service (--revocations)")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.set_defaults(func=main)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    loop: dict[str, Any] = {}
+    rig: dict[str, Any] = {}
+    tr: dict[str, Any] = {}
+    if args.rate is not None:
+        loop["rate_hz"] = rig["rate_hz"] = args.rate
+    if args.duration is not None:
+        loop["duration_s"] = args.duration
+    if args.clock is not None:
+        rig["clock"] = args.clock
+    if args.cameras is not None:
+        rig["cameras"] = args.cameras
+    if args.seed is not None:
+        rig["seed"] = args.seed
+    for flag, key in (
+        ("robot", "robot"),
+        ("control", "control_endpoint"),
+        ("stream", "stream_endpoint"),
+        ("key_dir", "key_dir"),
+        ("lease_key", "lease_public_key"),
+        ("liveness", "liveness_timeout_s"),
+        ("action_wait", "action_wait_ms"),
+    ):
+        if getattr(args, flag) is not None:
+            tr[key] = getattr(args, flag)
+    if args.plain:
+        tr["plain"] = True
+    if args.state_dir is not None:
+        tr["upload_dir"] = args.state_dir / "uploads"
+        tr["recordings_dir"] = args.state_dir / "recordings"
+        tr.setdefault("key_dir", args.state_dir / "transport")
+    if args.revocations is not None:
+        if args.robot_id is None:
+            raise ConfigError("--robot-id", "needed with --revocations")
+        tr["revocations"] = {"service_url": args.revocations, "robot_id": args.robot_id}
+    out: dict[str, Any] = {"loop": loop, "rig": rig, "transport": tr}
+    if args.no_rt:
+        out["rt"] = {"enabled": False}
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    from raas.config import build_cell_config, load_config_file, merge
+
+    if not args.sim:
+        print("raasd robot: only the simulated rig exists yet; pass --sim", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        base = load_config_file(args.config) if args.config else {}
+        data = merge({"rig": {"clock": "realtime"}}, base)
+        data = merge(data, _overrides(args))
+        rate = data.get("loop", {}).get("rate_hz")
+        if rate is not None:
+            data.setdefault("rig", {}).setdefault("rate_hz", rate)
+        cfg = build_cell_config(data)
+    except ConfigError as exc:
+        print(f"raasd robot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from raas_drivers.errors import DriverError
+
+    from raas.daemon import EXIT_DEVICE_LOST
+    from raas.transport.errors import TransportError
+    from raas.transport.serve import serve_cell
+
+    try:
+        return serve_cell(cfg, cfg.transport, status_stream=None if args.quiet else sys.stderr)
+    except DriverError as exc:
+        print(f"raasd robot: the cell did not come up: {exc}", file=sys.stderr)
+        return EXIT_DEVICE_LOST
+    except TransportError as exc:
+        print(f"raasd robot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG

@@ -1,0 +1,63 @@
+"""The `[transport]` section: where the robot listens and how it guards its sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RevocationFeed(BaseModel):
+    """The reservation service's revocation feed (raas.leases.follow); unset: no feed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service_url: str = Field(description="base URL of the reservation service")
+    robot_id: int = Field(description="the robot's id in the service")
+    token_env: str = Field(
+        default="RAAS_ROBOT_TOKEN", description="environment variable holding the daemon token"
+    )
+    wait_s: float = Field(default=25.0, gt=0, le=60, description="long-poll wait")
+
+
+class TransportConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    robot: str = Field(default="shadow-1", description="the robot's name (leases must name it)")
+    control_endpoint: str = Field(
+        default="tcp://127.0.0.1:5555", description="ROUTER control socket (bind address)"
+    )
+    stream_endpoint: str = Field(
+        default="tcp://127.0.0.1:5556", description="PUB observation stream (bind address)"
+    )
+    plain: bool = Field(
+        default=False,
+        description="tcp without CurveZMQ; only when explicitly wanted (ipc is always plain)",
+    )
+    key_dir: Path = Field(
+        default=Path("var/transport"), description="server Curve keypair, made on first start"
+    )
+    lease_public_key: Path | None = Field(
+        default=None, description="PEM of the Ed25519 key leases verify with; None: refuse all"
+    )
+    action_wait_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="remote step: wait this long in decide for the action (default 80%% of "
+        "the decide budget); later actions are not applied",
+    )
+    lockstep_action_timeout_s: float = Field(
+        default=5.0, gt=0, description="lockstep rig: wall-time wait for a remote action"
+    )
+    liveness_timeout_s: float = Field(
+        default=1.0, gt=0, description="no message from the controller for this long -> hold"
+    )
+    max_messages_per_cycle: int = Field(default=16, ge=1, le=10_000)
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    max_chunk_bytes: int = Field(default=1024 * 1024, ge=1024)
+    upload_dir: Path = Field(default=Path("var/uploads"))
+    recordings_dir: Path = Field(default=Path("var/recordings"))
+    image_every: int = Field(
+        default=1, ge=0, description="stream camera images every N cycles (0: never)"
+    )
+    revocations: RevocationFeed | None = None

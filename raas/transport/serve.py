@@ -1,0 +1,167 @@
+"""The robot on the network: the cell's loop driven by the SessionController, in segments.
+
+A segment is one ControlLoop run (`cell.build_loop`). It ends on a signal (the daemon stops),
+a lost device, or a policy run request: then, between cycles, the bundle is loaded (session
+build, warm-up, latency measurement: far longer than a cycle, so never inside one) while the
+hand holds its last target, and a new segment starts with the policy deciding. Control messages
+wait in the socket during that pause and are answered when the next segment starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import zmq
+
+from raas.config import CellConfig
+from raas.core.loop import ControlLoop
+from raas.daemon import EXIT_DEVICE_LOST, EXIT_OK, Cell, cell_outputs, cell_up, run_loop
+from raas.transport.config import TransportConfig
+from raas.transport.leases import LeaseGate
+from raas.transport.revocations import RevocationInbox
+from raas.transport.session import SessionController
+from raas.transport.sockets import RobotSockets
+from raas.transport.spaces import ObservationPacker
+from raas.transport.stream import StreamPublisher
+
+
+def markers_of(cell: Cell) -> tuple[str, ...]:
+    for spec in cell.sources:
+        if spec.source.source_name == "mocap":
+            names = getattr(spec.source, "marker_names", ())
+            return tuple(names() if callable(names) else names)
+    return ()
+
+
+def _bundle_path(path: Path, work: Path) -> Path:
+    """A tar upload is unpacked into a directory of its own; anything else is used as is."""
+    if not tarfile.is_tarfile(path):
+        return path
+    dest = Path(tempfile.mkdtemp(prefix="bundle-", dir=work))
+    with tarfile.open(path) as tar:
+        tar.extractall(dest, filter="data")
+    entries = list(dest.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+
+
+def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
+    """Load the requested bundle and hand an evaluation controller to the session (slow)."""
+    req = ctl.pending_run
+    ctl.pending_run = None
+    if req is None:
+        return
+    t0 = time.monotonic()
+    try:
+        # Imported here: the policy runtime (onnxruntime) loads only when a bundle runs.
+        load_bundle = importlib.import_module("raas.policy").load_bundle
+        evaluation = importlib.import_module("raas.task.evaluation")
+        EvaluationController = evaluation.EvaluationController
+
+        runner = load_bundle(
+            _bundle_path(req.bundle, ctl.cfg.upload_dir), period_s=1.0 / cell.cfg.loop.rate_hz
+        )
+
+        def on_event(kind: str, data: Mapping[str, Any] | None = None) -> None:
+            ctl.run_event(kind, data or {})
+
+        ev = EvaluationController(runner, episodes=req.episodes, seed=req.seed, on_event=on_event)
+    except Exception as exc:  # a bad bundle is the client's problem: report it, keep holding
+        print(f"raasd: bundle {req.sha256[:12]} failed to load: {exc}", file=log, flush=True)
+        ctl.fail_run(f"{type(exc).__name__}: {exc}")
+        return
+    took = time.monotonic() - t0
+    print(f"raasd: bundle {req.sha256[:12]} loaded in {took:.2f} s", file=log, flush=True)
+    ctl.start_recording_for_run(req.sha256)
+    ctl.start_policy(ev, lambda: bool(ev.done), ev.summary)
+    ctl.run_event("run_started", {"sha256": req.sha256, "episodes": req.episodes, "load_s": took})
+
+
+def serve_cell(
+    cfg: CellConfig,
+    tcfg: TransportConfig,
+    *,
+    log: TextIO | None = None,
+    status_stream: TextIO | None = None,
+) -> int:
+    """Run the robot on the network until SIGINT/SIGTERM or a lost device; the exit code."""
+    log = log if log is not None else sys.stdout
+    with contextlib.ExitStack() as stack:
+        cell = stack.enter_context(cell_up(cfg))
+        outputs = stack.enter_context(cell_outputs(cell))
+        ctx: zmq.Context[Any] = zmq.Context()
+        stack.callback(ctx.term)
+        sockets = RobotSockets(tcfg, ctx)
+        stack.callback(sockets.close)
+        inbox = None
+        if tcfg.revocations is not None:
+            inbox = RevocationInbox(ctx, tcfg.revocations, tcfg.key_dir)
+            stack.callback(inbox.close)
+        gate = LeaseGate.from_file(tcfg.robot, tcfg.lease_public_key)
+        lc = cfg.loop
+        realtime = cell.clock.realtime
+        if not realtime:  # lockstep: decide may wait in wall time for a remote action
+            budget_ms = (tcfg.lockstep_action_timeout_s + 1.0) * 1000 + 1000 / lc.rate_hz
+            lc = lc.model_copy(update={"decide_budget_ms": budget_ms})
+        packer = ObservationPacker(cell.hand, markers_of(cell))
+        loops: list[ControlLoop] = []
+
+        def end_segment(reason: str) -> None:
+            loops[-1].request_stop(reason)
+
+        ctl = SessionController(
+            sockets,
+            gate,
+            tcfg,
+            packer,
+            rate_hz=lc.rate_hz,
+            decide_budget_ns=lc.decide_budget_ns,
+            realtime=realtime,
+            sinks=outputs.sessions,
+            inbox=inbox,
+            on_segment_end=end_segment,
+        )
+        stream = StreamPublisher(
+            sockets, ObservationPacker(cell.hand, packer.markers), image_every=tcfg.image_every
+        )
+        stream.mode = ctl._mode
+        print(cell.banner(), file=log, flush=True)
+        key = sockets.public_key
+        print(
+            f"raasd: robot {tcfg.robot!r} control {sockets.control_endpoint} stream "
+            f"{sockets.stream_endpoint} "
+            + (f"server key {key}" if key else "PLAIN (no encryption)"),
+            file=log,
+            flush=True,
+        )
+        if gate.public_key is None:
+            print("raasd: no lease key configured: every session is refused", file=log, flush=True)
+        exit_code = EXIT_OK
+        try:
+            while True:
+                loop = cell.build_loop(
+                    ctl,
+                    publishers=[ctl, stream, *outputs.publishers],
+                    status_stream=status_stream,
+                    loop_config=lc,
+                )
+                loops.append(loop)
+                exit_code = run_loop(loop)
+                loops.clear()
+                loops.append(loop)
+                if exit_code == EXIT_DEVICE_LOST or loop.result.stop_reason != "load bundle":
+                    break
+                _load_run(ctl, cell, log)
+        finally:
+            ctl.close_all("daemon stopping")
+        print(
+            f"raasd: robot stopped ({loops[-1].result.stop_reason if loops else 'n/a'})", file=log
+        )
+    return exit_code

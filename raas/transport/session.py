@@ -1,0 +1,635 @@
+"""The remote side of the loop: a Controller that serves the control socket inside the cycle.
+
+`decide()` first services at most `max_messages_per_cycle` control messages and the revocation
+inbox (bounded work, never blocking past the cycle's budget), checks the controller's lease and
+liveness, then decides by mode:
+
+    hold    no session, disarmed, lease ended, client lost: the hold target (last target sent)
+    estop   latched by anyone with a lease for this robot: the hand's idle action
+    step    remote step: observation k goes to the controlling client, its action for cycle k is
+            awaited until the action deadline; late or missing -> the loop's fallback, reported
+    policy  an uploaded bundle runs in the loop (its Controller decides)
+
+It is also a loop Publisher (first in the list): after apply it completes the step report of
+cycle k (observation sent, action received, action applied, fallback), which travels to the
+client with observation k+1.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from raas_client.errors import ProtocolError
+from raas_client.wire import PROTOCOL_VERSION, ErrorCode, Msg, Topic, decode, encode
+
+from raas import __version__
+from raas.core.controller import Controller
+from raas.core.fallback import FallbackKind
+from raas.core.observation import Observation, Step
+from raas.daemon import SessionSink
+from raas.leases import LeaseClaims
+from raas.transport.config import TransportConfig
+from raas.transport.errors import RequestRefusedError
+from raas.transport.leases import LeaseGate
+from raas.transport.revocations import RevocationInbox
+from raas.transport.sockets import RobotSockets
+from raas.transport.spaces import ObservationPacker
+from raas.transport.uploads import Upload
+
+_MS = 1_000_000
+
+
+@dataclass(slots=True)
+class Peer:
+    identity: bytes
+    claims: LeaseClaims
+    role: str  # control | observe
+    session_id: str
+    last_seen_ns: int
+
+
+@dataclass(slots=True)
+class RunRequest:
+    bundle: Path
+    sha256: str
+    episodes: int
+    seed: int
+
+
+@dataclass(slots=True)
+class StepTiming:
+    cycle: int = -1
+    obs_sent_ns: int = 0
+    action_ns: int = -1  # -1: no action in time
+    late: bool = False
+
+
+@dataclass(slots=True)
+class Counters:
+    steps: int = 0  # remote-step cycles
+    actions_on_time: int = 0
+    actions_late: int = 0  # arrived after the deadline: not applied
+    actions_missing: int = 0  # never arrived for the cycle
+    messages: int = 0
+    malformed: int = 0
+    refused: int = 0
+    sessions_closed: dict[str, int] = field(default_factory=dict)
+
+
+class SessionController:
+    """Controller + Publisher; see the module docstring."""
+
+    name = "remote"
+
+    def __init__(
+        self,
+        sockets: RobotSockets,
+        gate: LeaseGate,
+        cfg: TransportConfig,
+        packer: ObservationPacker,
+        *,
+        rate_hz: float,
+        decide_budget_ns: int,
+        realtime: bool,
+        sinks: Sequence[SessionSink] = (),
+        inbox: RevocationInbox | None = None,
+        on_segment_end: Callable[[str], None] | None = None,
+    ) -> None:
+        self.sockets = sockets
+        self.gate = gate
+        self.cfg = cfg
+        self.packer = packer
+        self.rate_hz = rate_hz
+        self.period_ns = round(1e9 / rate_hz)
+        self.realtime = realtime
+        self.sinks = list(sinks)
+        self.inbox = inbox
+        self.on_segment_end = on_segment_end
+        if realtime:
+            wait = cfg.action_wait_ms
+            self.action_wait_ns = round(wait * _MS) if wait else int(decide_budget_ns * 0.8)
+        else:
+            self.action_wait_ns = round(cfg.lockstep_action_timeout_s * 1e9)
+        self.liveness_ns = round(cfg.liveness_timeout_s * 1e9)
+        self.needs: frozenset[str] = frozenset({"hand", "mocap"})
+        self.peers: dict[bytes, Peer] = {}
+        self.controller: Peer | None = None
+        self.mode = "hold"
+        self.estopped = False
+        self.hold = packer.idle.copy()
+        self.episode = 0
+        self.cycle = -1
+        self.counters = Counters()
+        self.timing = StepTiming()
+        self.report: dict[str, Any] | None = None
+        self.upload: Upload | None = None
+        self.bundle: tuple[Path, str] | None = None
+        self.pending_run: RunRequest | None = None
+        self.policy: Controller | None = None
+        self.policy_done: Callable[[], bool] | None = None
+        self.policy_summary: Callable[[], Mapping[str, Any]] | None = None
+        self.recording: str | None = None  # the controller session being recorded
+        self.recording_paths: dict[str, tuple[str, Path]] = {}  # session -> (owner sub, file)
+        self._action = np.zeros(len(packer.actuators))
+        self._have_action = False
+        self._reset_now = False
+
+    # ---------------------------------------------------------------- Controller protocol
+    def reset(self) -> None:
+        if self.policy is not None:
+            self.policy.reset()
+
+    def decide(self, obs: Observation, out: np.ndarray) -> bool:
+        now = time.monotonic_ns()
+        self.cycle = obs.cycle
+        self._service(self.cfg.max_messages_per_cycle)
+        self._check_sessions(now)
+        obs.episode = self.episode
+        if self.estopped:
+            out[:] = self.packer.idle
+            self._pace()
+            return True
+        if self.mode == "policy" and self.policy is not None:
+            ok = self.policy.decide(obs, out)
+            if self.policy_done is not None and self.policy_done():
+                self._finish_policy("done")
+            if ok:
+                self.hold[:] = out
+            return ok
+        if self.mode == "step" and self.controller is not None:
+            return self._remote_step(obs, out)
+        out[:] = self.hold
+        self._pace()
+        return True
+
+    # ---------------------------------------------------------------- Publisher protocol
+    def publish(self, step: Step) -> None:
+        step.lease_holder = None if self.controller is None else self.controller.claims.sub
+        t = self.timing
+        if t.cycle == step.obs.cycle and t.cycle >= 0:
+            self.report = {
+                "cycle": t.cycle,
+                "fallback": int(step.fallback),
+                "obs_sent_ns": t.obs_sent_ns,
+                "action_ns": t.action_ns,
+                "applied_ns": step.apply_ns if self.realtime else time.monotonic_ns(),
+                "decide_ns": step.decide_ns,
+                "late_total": self.counters.actions_late,
+            }
+            if step.fallback is not FallbackKind.NONE and t.action_ns < 0 and not t.late:
+                self.counters.actions_missing += 1
+            t.cycle = -1
+        if step.fallback is FallbackKind.NONE:
+            self.hold[:] = step.applied
+
+    # ---------------------------------------------------------------- remote step
+    def _remote_step(self, obs: Observation, out: np.ndarray) -> bool:
+        ctl = self.controller
+        assert ctl is not None
+        k = obs.cycle
+        t = self.timing
+        t.cycle, t.action_ns, t.late = k, -1, False
+        self._have_action = False
+        self._reset_now = False
+        arrays = self.packer.fill(obs)
+        fields: dict[str, Any] = {"cycle": k, "episode": self.episode, "stale": _stale(obs)}
+        if self.report is not None:
+            fields["report"] = self.report
+            self.report = None
+        t.obs_sent_ns = time.monotonic_ns()
+        self.sockets.send_to(ctl.identity, Msg.OBS, fields, arrays)
+        self.counters.steps += 1
+        deadline = t.obs_sent_ns + self.action_wait_ns
+        while not self._have_action and not self._reset_now and self.mode == "step":
+            remaining = deadline - time.monotonic_ns()
+            if remaining <= 0:
+                break
+            # Whole milliseconds block in zmq_poll; the last sub-millisecond is polled.
+            if self.sockets.wait(remaining // _MS if remaining >= _MS else 0):
+                self._service(self.cfg.max_messages_per_cycle)
+        if self._have_action:
+            out[:] = self._action
+            return True
+        if self._reset_now or self.mode != "step":
+            out[:] = self.hold
+            return True
+        return False  # the loop's fallback, counted and reported
+
+    def _on_step(self, peer: Peer, msg_cycle: object, action: np.ndarray | None) -> None:
+        if self.mode != "step":
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "not armed for remote step")
+        if action is None or action.shape != self._action.shape:
+            raise RequestRefusedError(
+                ErrorCode.BAD_REQUEST, f"action must have shape {self._action.shape}"
+            )
+        if msg_cycle == self.timing.cycle and self.timing.cycle >= 0:
+            self._action[:] = action
+            self._have_action = True
+            self.timing.action_ns = time.monotonic_ns()
+            self.counters.actions_on_time += 1
+        else:  # an answer for a cycle already decided: not applied
+            self.counters.actions_late += 1
+
+    # ---------------------------------------------------------------- message service
+    def _pace(self) -> None:
+        """Lockstep has no wall clock to wait on: idle cycles wait for a message up to one
+        period instead, so an idle lockstep robot does not spin a CPU."""
+        if not self.realtime and self.sockets.wait(self.period_ns // _MS):
+            self._service(self.cfg.max_messages_per_cycle)
+
+    def _service(self, limit: int) -> None:
+        if self.inbox is not None:
+            for jti, expires in self.inbox.drain(limit):
+                self.gate.revoke(jti, expires)
+        for _ in range(limit):
+            frames = self.sockets.recv()
+            if frames is None:
+                return
+            self.counters.messages += 1
+            if len(frames) < 2:
+                self.counters.malformed += 1
+                continue
+            identity = bytes(frames[0].buffer)
+            try:
+                msg = decode(frames[1:])
+            except ProtocolError as exc:
+                self.counters.malformed += 1
+                code = ErrorCode.UNSUPPORTED_VERSION if exc.version else ErrorCode.BAD_REQUEST
+                self.sockets.error(identity, None, code, str(exc))
+                continue
+            req_id = msg.get("id")
+            try:
+                self._handle(identity, msg.type, msg.header, msg.arrays, req_id)
+            except RequestRefusedError as exc:
+                self.counters.refused += 1
+                self.sockets.error(identity, req_id, exc.code, exc.message)
+            except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
+                self.counters.malformed += 1
+                self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
+
+    def _handle(
+        self,
+        ident: bytes,
+        kind: str,
+        h: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        req_id: Any,
+    ) -> None:
+        now = time.monotonic_ns()
+        peer = self.peers.get(ident)
+        if peer is not None:
+            code = self.gate.still_valid(peer.claims)  # every command re-checks the lease
+            if code is not None:
+                self._close(peer, code)
+                raise RequestRefusedError(code, "the lease no longer holds; session closed")
+            peer.last_seen_ns = now
+        if kind == Msg.STEP:  # hot path first
+            self._on_step(self._controller_peer(peer), h.get("cycle"), arrays.get("action"))
+            return
+        if kind == Msg.HELLO:
+            self.sockets.reply(ident, req_id, self._hello())
+        elif kind == Msg.STATUS:
+            self.sockets.reply(ident, req_id, self.status(peer))
+        elif kind == Msg.HEARTBEAT:
+            if peer is None:
+                raise RequestRefusedError(ErrorCode.NO_SESSION, "open a session first")
+            self.sockets.reply(ident, req_id, {"mode": self._mode()})
+        elif kind == Msg.OPEN:
+            self._open(ident, h.get("lease"), h.get("role", "control"), req_id, now)
+        elif kind == Msg.CLOSE:
+            if peer is not None:
+                self._close(peer, "closed by client")
+            self.sockets.reply(ident, req_id)
+        elif kind == Msg.ESTOP:
+            self._estop(peer, h.get("lease"))
+            self.sockets.reply(ident, req_id, {"mode": self._mode()})
+        elif kind == Msg.FETCH:
+            self._fetch(ident, peer, h, req_id)
+        else:
+            ctl = self._controller_peer(peer)
+            fields = self._control(ctl, kind, h, arrays)
+            self.sockets.reply(ident, req_id, fields)
+
+    def _control(
+        self, ctl: Peer, kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> dict[str, Any] | None:
+        if kind == Msg.ARM:
+            if self.estopped:
+                raise RequestRefusedError(
+                    ErrorCode.ESTOPPED, "e-stop is latched; clear_estop first"
+                )
+            if self.mode == "policy":
+                raise RequestRefusedError(ErrorCode.BUSY, "a policy is running; stop it first")
+            self._start_recording(ctl, None)
+            self.mode = "step"
+            return {"mode": self.mode, "action_wait_ms": self.action_wait_ns / _MS}
+        if kind == Msg.DISARM:
+            if self.mode == "step":
+                self.mode = "hold"
+            return {"mode": self._mode()}
+        if kind == Msg.RESET:
+            self.episode += 1
+            self._reset_now = True
+            self.report = None
+            return {"episode": self.episode}
+        if kind == Msg.CLEAR_ESTOP:
+            self.estopped = False
+            return {"mode": self._mode()}
+        if kind == Msg.UPLOAD_BEGIN:
+            if self.upload is not None:
+                self.upload.abort()
+            self.upload = Upload(
+                self.cfg.upload_dir,
+                h.get("name"),
+                h.get("size"),
+                h.get("sha256"),
+                self.cfg.max_upload_bytes,
+            )
+            return {"chunk_bytes": min(self.cfg.max_chunk_bytes, 256 * 1024)}
+        if kind == Msg.UPLOAD_CHUNK:
+            data = arrays.get("data")
+            if self.upload is None or data is None or data.dtype != np.uint8:
+                raise RequestRefusedError(
+                    ErrorCode.BAD_REQUEST, "upload_chunk needs an open upload and data"
+                )
+            if data.nbytes > self.cfg.max_chunk_bytes:
+                raise RequestRefusedError(
+                    ErrorCode.TOO_LARGE, f"chunks are at most {self.cfg.max_chunk_bytes}"
+                )
+            try:
+                self.upload.chunk(h.get("offset"), data.data.cast("B"))
+            except RequestRefusedError:
+                self.upload.abort()
+                self.upload = None
+                raise
+            return {"received": self.upload.received}
+        if kind == Msg.UPLOAD_END:
+            up, self.upload = self.upload, None
+            if up is None:
+                raise RequestRefusedError(ErrorCode.BAD_REQUEST, "no upload in progress")
+            self.bundle = (up.finish(), up.sha256)
+            return {"sha256": up.sha256, "size": up.size}
+        if kind == Msg.RUN:
+            return self._request_run(h)
+        if kind == Msg.STOP:
+            summary = self._finish_policy("stopped by client") if self.mode == "policy" else None
+            if self.mode == "step":
+                self.mode = "hold"
+            return {"mode": self._mode(), "summary": summary}
+        raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
+
+    # ---------------------------------------------------------------- sessions
+    def _controller_peer(self, peer: Peer | None) -> Peer:
+        if peer is None:
+            raise RequestRefusedError(ErrorCode.NO_SESSION, "open a session first")
+        if peer is not self.controller:
+            raise RequestRefusedError(ErrorCode.NOT_CONTROLLER, "this session only observes")
+        return peer
+
+    def _open(self, ident: bytes, lease: object, role: object, req_id: Any, now: int) -> None:
+        if role not in ("control", "observe"):
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "role must be control or observe")
+        claims = self.gate.verify(lease, str(role))
+        if role == "control" and self.controller is not None and self.controller.identity != ident:
+            raise RequestRefusedError(
+                ErrorCode.CONTROLLER_BUSY, "another client controls this robot"
+            )
+        old = self.peers.get(ident)
+        if old is not None:
+            self._close(old, "reopened")
+        peer = Peer(ident, claims, str(role), uuid.uuid4().hex[:12], now)
+        self.peers[ident] = peer
+        if role == "control":
+            self.controller = peer
+            self.mode = "hold"
+        self._event("session_opened", {"session": peer.session_id, "role": role, "sub": claims.sub})
+        self.sockets.reply(
+            ident,
+            req_id,
+            {
+                "session": peer.session_id,
+                "role": role,
+                "sub": claims.sub,
+                "rid": claims.rid,
+                "expires_at": claims.exp,
+                "liveness_timeout_s": self.cfg.liveness_timeout_s,
+            },
+        )
+
+    def _close(self, peer: Peer, reason: str) -> None:
+        self.peers.pop(peer.identity, None)
+        c = self.counters.sessions_closed
+        c[reason] = c.get(reason, 0) + 1
+        if peer is self.controller:
+            self.controller = None
+            if self.mode == "policy":
+                self._finish_policy(reason)
+            self.mode = "hold"
+            self.timing.cycle = -1
+            self._stop_recording()
+            if self.upload is not None:
+                self.upload.abort()
+                self.upload = None
+            self.pending_run = None
+        data = {"session": peer.session_id, "reason": reason, "closed_ns": time.monotonic_ns()}
+        data["last_seen_ns"] = peer.last_seen_ns
+        self.sockets.send_to(peer.identity, Msg.EVENT, {"kind": "session_closed", **data})
+        self._event("session_closed", data)
+
+    def _check_sessions(self, now: int) -> None:
+        wall = time.time()
+        self.gate.prune(wall)
+        for peer in list(self.peers.values()):
+            code = self.gate.still_valid(peer.claims, wall)
+            if code is not None:
+                self._close(peer, code)
+            elif now - peer.last_seen_ns > self.liveness_ns:
+                self._close(peer, "liveness")
+
+    def _estop(self, peer: Peer | None, lease: object) -> None:
+        if peer is None:  # anyone with a lease for this robot, any scope (staff get observe)
+            claims = self.gate.verify(lease, None)
+            who = claims.sub
+        else:
+            who = peer.claims.sub
+        self.estopped = True
+        if self.mode == "policy":
+            self._finish_policy("e-stop")
+        self.mode = "hold"
+        self.hold[:] = self.packer.idle
+        self._event("estop", {"by": who})
+        if self.controller is not None:
+            self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": "estop", "by": who})
+
+    # ---------------------------------------------------------------- policy runs
+    def _request_run(self, h: dict[str, Any]) -> dict[str, Any]:
+        if self.estopped:
+            raise RequestRefusedError(ErrorCode.ESTOPPED, "e-stop is latched; clear_estop first")
+        if self.bundle is None:
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "upload a bundle first")
+        episodes, seed = h.get("episodes", 1), h.get("seed", 0)
+        if not (isinstance(episodes, int) and 1 <= episodes <= 100_000 and isinstance(seed, int)):
+            raise RequestRefusedError(
+                ErrorCode.BAD_REQUEST, "episodes must be 1..100000 and seed an integer"
+            )
+        if self.on_segment_end is None:
+            raise RequestRefusedError(ErrorCode.UNAVAILABLE, "this daemon cannot run bundles")
+        self.pending_run = RunRequest(self.bundle[0], self.bundle[1], episodes, seed)
+        self.mode = "hold"
+        # The loop ends at this cycle's boundary; the bundle loads outside any cycle.
+        self.on_segment_end("load bundle")
+        return {"mode": "loading", "sha256": self.bundle[1]}
+
+    def start_policy(
+        self,
+        controller: Controller,
+        done: Callable[[], bool],
+        summary: Callable[[], Mapping[str, Any]],
+    ) -> None:
+        """Called between loop segments once the bundle is loaded."""
+        self.policy, self.policy_done, self.policy_summary = controller, done, summary
+        self.needs = frozenset(controller.needs) | {"hand"}
+        self.mode = "policy"
+
+    def run_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Progress of a policy run (episode ends, successes), to the controller and stream."""
+        self._event(kind, dict(data))
+        if self.controller is not None:
+            self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": kind, **data})
+
+    def _finish_policy(self, reason: str) -> dict[str, Any]:
+        summary = dict(self.policy_summary()) if self.policy_summary is not None else {}
+        summary["reason"] = reason
+        self.policy = self.policy_done = self.policy_summary = None
+        self.mode = "hold"
+        self.run_event("run_done", {"summary": summary})
+        return summary
+
+    def fail_run(self, message: str) -> None:
+        self.pending_run = None
+        self.mode = "hold"
+        self.run_event("run_failed", {"message": message})
+
+    # ---------------------------------------------------------------- recordings
+    def _start_recording(self, ctl: Peer, bundle_sha: str | None) -> None:
+        if self.recording is not None or not self.sinks:
+            return
+        meta = {
+            "robot": self.gate.robot,
+            "rid": str(ctl.claims.rid),
+            "sub": ctl.claims.sub,
+            "session": ctl.session_id,
+            "software": f"raas {__version__}",
+            "protocol": str(PROTOCOL_VERSION),
+        }
+        if bundle_sha is not None:
+            meta["bundle_sha256"] = bundle_sha
+        path: Path | None = None
+        for sink in self.sinks:
+            got = sink.start_session(ctl.session_id, meta)
+            path = path or got
+        self.recording = ctl.session_id
+        path = path or self.cfg.recordings_dir / f"{ctl.session_id}.mcap"
+        self.recording_paths[ctl.session_id] = (ctl.claims.sub, path)
+
+    def start_recording_for_run(self, bundle_sha: str) -> None:
+        if self.controller is not None:
+            self._start_recording(self.controller, bundle_sha)
+            for sink in self.sinks:
+                sink.event("bundle", {"sha256": bundle_sha})
+
+    def _stop_recording(self) -> None:
+        if self.recording is None:
+            return
+        for sink in self.sinks:
+            sink.end_session()
+        self.recording = None
+
+    def _fetch(self, ident: bytes, peer: Peer | None, h: dict[str, Any], req_id: Any) -> None:
+        if peer is None:
+            raise RequestRefusedError(ErrorCode.NO_SESSION, "open a session first")
+        sid, offset, length = h.get("session"), h.get("offset", 0), h.get("length", 0)
+        entry = self.recording_paths.get(sid) if isinstance(sid, str) else None
+        if entry is None or entry[0] != peer.claims.sub:
+            raise RequestRefusedError(
+                ErrorCode.NOT_FOUND, f"no recording {sid!r} of yours on this robot"
+            )
+        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0):
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "offset and length must be integers")
+        path = entry[1]
+        if sid == self.recording:
+            raise RequestRefusedError(
+                ErrorCode.BUSY, "the session is still recording; close it first"
+            )
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as f:
+                f.seek(offset)
+                data = f.read(max(0, min(length, self.cfg.max_chunk_bytes)))
+        except OSError as exc:
+            raise RequestRefusedError(
+                ErrorCode.NOT_FOUND, f"recording unreadable: {exc.strerror}"
+            ) from None
+        buf = np.frombuffer(data, dtype=np.uint8)
+        self.sockets.reply(ident, req_id, {"size": size, "offset": offset}, arrays={"data": buf})
+
+    # ---------------------------------------------------------------- status
+    def _mode(self) -> str:
+        return "estop" if self.estopped else self.mode
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "robot": self.gate.robot,
+            "software": f"raas {__version__}",
+            "protocol": PROTOCOL_VERSION,
+            "rate_hz": self.rate_hz,
+            "realtime": self.realtime,
+            "capabilities": ["step", "policy", "upload", "fetch", "estop"],
+            "stream_endpoint": self.sockets.stream_endpoint,
+            "action_wait_ms": self.action_wait_ns / _MS,
+            "liveness_timeout_s": self.cfg.liveness_timeout_s,
+            "max_upload_bytes": self.cfg.max_upload_bytes,
+            "spaces": self.packer.spec(),
+        }
+
+    def status(self, peer: Peer | None = None) -> dict[str, Any]:
+        c = self.counters
+        ctl = self.controller
+        return {
+            "robot": self.gate.robot,
+            "mode": self._mode(),
+            "cycle": self.cycle,
+            "episode": self.episode,
+            "controlled": ctl is not None,
+            "controller": ctl.claims.sub if ctl is not None and peer is not None else None,
+            "lease_ends": ctl.claims.exp if ctl is not None else None,
+            "observers": sum(1 for p in self.peers.values() if p.role == "observe"),
+            "steps": c.steps,
+            "actions_on_time": c.actions_on_time,
+            "actions_late": c.actions_late,
+            "actions_missing": c.actions_missing,
+            "malformed": c.malformed,
+            "refused": c.refused,
+            "dropped_sends": self.sockets.dropped,
+            "sessions_closed": dict(c.sessions_closed),
+            "recording": self.recording,
+        }
+
+    def _event(self, kind: str, data: Mapping[str, Any]) -> None:
+        self.sockets.publish(Topic.EVENT, encode(Msg.EVENT, {"kind": kind, **data}))
+        for sink in self.sinks:
+            sink.event(kind, data)
+
+    def close_all(self, reason: str) -> None:
+        for peer in list(self.peers.values()):
+            self._close(peer, reason)
+
+
+def _stale(obs: Observation) -> list[str]:
+    return [name for name, r in obs.sources.items() if r.stale]

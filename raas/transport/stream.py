@@ -1,0 +1,92 @@
+"""The observation stream: every cycle's step on the PUB socket, camera images every N cycles.
+
+A loop Publisher: called after apply, it encodes and sends without blocking (PUB drops for a
+subscriber whose queue is full; ZeroMQ does the fan-out in its own C I/O thread, so the cost in
+the loop does not grow with the number of subscribers)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import msgpack
+import numpy as np
+from raas_client.wire import PROTOCOL_VERSION, Msg, Topic
+
+from raas.core.observation import Step
+from raas.transport.sockets import RobotSockets
+from raas.transport.spaces import ObservationPacker
+
+
+class StreamPublisher:
+    def __init__(
+        self,
+        sockets: RobotSockets,
+        packer: ObservationPacker,
+        *,
+        image_every: int = 1,
+        mode: Callable[[], str] | None = None,
+    ) -> None:
+        self.sockets = sockets
+        self.packer = packer
+        self.image_every = image_every
+        self.mode = mode if mode is not None else (lambda: "run")
+        self.desired = np.zeros(len(packer.actuators))
+        self.applied = np.zeros(len(packer.actuators))
+        self.published = 0
+        self._n = 0
+        # The array list is the same every cycle: packed once, spliced into every header.
+        names = [*packer.arrays, "desired", "applied"]
+        self._arrays = [*packer.arrays.values(), self.desired, self.applied]
+        self._spec = [
+            [n, a.dtype.str[1:], list(a.shape)] for n, a in zip(names, self._arrays, strict=True)
+        ]
+
+    def publish(self, step: Step) -> None:
+        obs = step.obs
+        self.packer.fill(obs)
+        self.desired[:] = step.desired
+        self.applied[:] = step.applied
+        header = {
+            "v": PROTOCOL_VERSION,
+            "t": Msg.OBS,
+            "cycle": obs.cycle,
+            "episode": obs.episode,
+            "mode": self.mode(),
+            "fallback": int(step.fallback),
+            "trigger_ns": obs.trigger_ns,
+            "lateness_ns": step.lateness_ns,
+            "decide_ns": step.decide_ns,
+            "trigger_to_apply_ns": step.trigger_to_apply_ns,
+            "stale": [n for n, r in obs.sources.items() if r.stale],
+            "holder": step.lease_holder,
+            "wall_ns": time.monotonic_ns(),
+            "a": self._spec,
+        }
+        self.sockets.publish(
+            Topic.STEP, [msgpack.packb(header), *(a.data.cast("B") for a in self._arrays)]
+        )
+        self.published += 1
+        self._n += 1
+        if self.image_every and self._n % self.image_every == 0:
+            self._images(step)
+
+    def _images(self, step: Step) -> None:
+        obs = step.obs
+        for name, reading in obs.sources.items():
+            if not name.startswith("cameras.") or reading.stale:
+                continue
+            frame = obs.camera(name.removeprefix("cameras."))
+            if frame is None or frame.image.size == 0:
+                continue
+            img = frame.image
+            header = {
+                "v": PROTOCOL_VERSION,
+                "t": Msg.OBS,
+                "cycle": obs.cycle,
+                "camera": frame.camera,
+                "capture_ns": frame.capture_ns,
+                "a": [["image", img.dtype.str[1:], list(img.shape)]],
+            }
+            # One copy into the zmq message: the shared-memory ring slot may be reused later.
+            self.sockets.publish(Topic.IMAGE, [msgpack.packb(header), np.ascontiguousarray(img)])
