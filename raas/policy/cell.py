@@ -1,0 +1,58 @@
+"""What the cell offers a policy: actuators and their limits, mocap marker layout, cameras,
+control period. Bundles are validated against it at load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from raas_drivers.cameras import CAMERA_NAMES
+from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, JOINT_NAMES
+
+from raas.config import CellConfig
+
+#: Motion-capture rows of the simulated cell (raas_drivers.sim.world.MARKER_NAMES): 5 fingertip
+#: markers, then the block's 8 corner LEDs.
+FINGERTIP_MARKERS: tuple[str, ...] = ("fftip", "mftip", "rftip", "lftip", "thtip")
+#: Block LED positions in the block frame (m): its 8 corners, 1 mm inside the 25 mm half-size
+#: (the same as raas_drivers.sim.world.BLOCK_MARKER_OFFSETS; a test keeps them equal).
+BLOCK_MARKER_OFFSETS: tuple[tuple[float, float, float], ...] = tuple(
+    (sx * 0.024, sy * 0.024, sz * 0.024) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)
+)
+
+
+def _block_names() -> tuple[str, ...]:
+    return tuple(f"block:m{i}" for i in range(len(BLOCK_MARKER_OFFSETS)))
+
+
+@dataclass(frozen=True, slots=True)
+class CellSpec:
+    actuator_names: tuple[str, ...] = ACTUATOR_NAMES
+    actuator_limits: np.ndarray = field(default_factory=ACTUATOR_LIMITS.copy)
+    joint_names: tuple[str, ...] = JOINT_NAMES
+    marker_names: tuple[str, ...] = FINGERTIP_MARKERS + _block_names()
+    fingertip_markers: tuple[str, ...] = FINGERTIP_MARKERS
+    block_markers: tuple[str, ...] = _block_names()
+    block_marker_offsets: np.ndarray = field(
+        default_factory=lambda: np.array(BLOCK_MARKER_OFFSETS, dtype=np.float64)
+    )
+    cameras: tuple[str, ...] = CAMERA_NAMES
+    camera_width: int = 200
+    camera_height: int = 200
+
+    @property
+    def idle_action(self) -> np.ndarray:
+        mid: np.ndarray = self.actuator_limits.mean(axis=1)
+        return mid
+
+    def rows(self, names: tuple[str, ...]) -> np.ndarray:
+        return np.array([self.marker_names.index(n) for n in names], dtype=np.intp)
+
+    @classmethod
+    def from_config(cls, cfg: CellConfig) -> CellSpec:
+        rig = cfg.rig
+        return cls(
+            cameras=CAMERA_NAMES[: rig.cameras],
+            camera_width=rig.camera_width,
+            camera_height=rig.camera_height,
+        )

@@ -1,0 +1,31 @@
+"""PolicyController: the policy alone, as a raas.core Controller (no task).
+
+The goal comes from `obs.goal` and episode boundaries from `obs.episode` (written by whoever runs
+the task, or by a replay of a recording), so decide() is a pure function of the sequence of
+observations: the same sequence gives the same actions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raas.core.observation import Observation
+from raas.policy.runner import PolicyRunner
+
+
+class PolicyController:
+    def __init__(self, runner: PolicyRunner) -> None:
+        self.runner = runner
+        self.name = f"policy:{runner.manifest.name}"
+        self.needs: frozenset[str] = runner.needs
+        self._episode: int | None = None
+
+    def reset(self) -> None:
+        self.runner.reset()
+        self._episode = None
+
+    def decide(self, obs: Observation, out: np.ndarray) -> bool:
+        if obs.episode != self._episode:
+            if self._episode is not None:
+                self.runner.reset()
+            self._episode = obs.episode
+        return self.runner.act(obs, out)

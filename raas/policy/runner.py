@@ -1,0 +1,374 @@
+"""The policy runner: a validated bundle, warmed-up onnxruntime sessions, the per-cycle path.
+
+load_bundle() validates the manifest against the model and the cell, builds the sessions,
+warms them up and measures the latency, refusing a bundle whose p99 exceeds the inference
+budget. PolicyRunner.act() is what a controller calls every cycle: observation -> normalised
+input -> (vision) -> policy -> targets, with the recurrent state carried to the next cycle.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raas.core.observation import Observation
+from raas.core.timing import percentiles_us
+from raas.policy.bundle import OpenedBundle, open_bundle
+from raas.policy.cell import CellSpec
+from raas.policy.errors import CellMismatchError, ModelMismatchError, OverBudgetError
+from raas.policy.features import ActionDecoder, ObjectPose, ObservationAssembler
+from raas.policy.keys import KEYS
+from raas.policy.manifest import BundleManifest
+from raas.policy.pose import MarkerPose, canonical
+from raas.policy.session import BoundSession, RuntimeOptions, TensorInfo, describe, open_session
+
+_LATENCY_RING = 1 << 18
+_FLOATS = (np.float32, np.float64)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return math.prod(shape) if shape else 1
+
+
+def _check_policy_io(
+    m: BundleManifest, ins: dict[str, TensorInfo], outs: dict[str, TensorInfo]
+) -> None:
+    obs = m.observation
+    declared = {obs.input: "observation.input"}
+    declared.update({s.input: f"state.{i}.input" for i, s in enumerate(m.state)})
+    for name, field in declared.items():
+        if name not in ins:
+            raise ModelMismatchError(
+                field, f"the model has no input {name!r} (it has {', '.join(ins) or 'none'})"
+            )
+    for name in ins:
+        if name not in declared:
+            raise ModelMismatchError(
+                "observation.input",
+                f"the model's input {name!r} is not declared in the manifest (declare it as "
+                "observation.input or as a state input)",
+            )
+    oi = ins[obs.input]
+    if oi.dtype not in _FLOATS:
+        raise ModelMismatchError(
+            "observation.input", f"{obs.input!r} must be float, not {oi.dtype}"
+        )
+    if _numel(oi.shape) != obs.size:
+        raise ModelMismatchError(
+            "observation.fields",
+            f"the fields give {obs.size} values but the model's input {obs.input!r} has shape "
+            f"{list(oi.declared)} ({_numel(oi.shape)} values at batch 1)",
+        )
+    act = m.action
+    if act.output not in outs:
+        raise ModelMismatchError(
+            "action.output",
+            f"the model has no output {act.output!r} (it has {', '.join(outs) or 'none'})",
+        )
+    ao = outs[act.output]
+    if ao.dtype not in _FLOATS:
+        raise ModelMismatchError("action.output", f"{act.output!r} must be float, not {ao.dtype}")
+    if _numel(ao.shape) != act.output_size:
+        what = f"{len(act.actuators)} actuators" + (
+            f" x {act.bins} bins" if act.bins is not None else ""
+        )
+        raise ModelMismatchError(
+            "action.actuators" if act.bins is None else "action.bins",
+            f"the manifest declares {what} = {act.output_size} values but the model's output "
+            f"{act.output!r} has shape {list(ao.declared)} ({_numel(ao.shape)} values)",
+        )
+    for i, s in enumerate(m.state):
+        if s.output not in outs:
+            raise ModelMismatchError(f"state.{i}.output", f"the model has no output {s.output!r}")
+        si, so = ins[s.input], outs[s.output]
+        if si.dtype not in _FLOATS or so.dtype != si.dtype:
+            raise ModelMismatchError(
+                f"state.{i}", f"{s.input!r}/{s.output!r} must be the same float type"
+            )
+        if si.shape != so.shape:
+            raise ModelMismatchError(
+                f"state.{i}",
+                f"input {s.input!r} {list(si.declared)} and output {s.output!r} "
+                f"{list(so.declared)} differ in shape",
+            )
+        if s.shape is not None and tuple(s.shape) != si.shape:
+            raise ModelMismatchError(
+                f"state.{i}.shape",
+                f"manifest says {s.shape}, the model's {s.input!r} is {list(si.declared)}",
+            )
+
+
+def _check_cell(m: BundleManifest, cell: CellSpec, period_s: float) -> None:
+    if abs(m.control_period_s - period_s) > 0.01 * period_s:
+        raise CellMismatchError(
+            "control_period_s",
+            f"the policy was trained for {m.control_period_s * 1e3:g} ms but the loop runs "
+            f"every {period_s * 1e3:g} ms ({1 / period_s:g} Hz); run the cell at "
+            f"{1 / m.control_period_s:g} Hz",
+        )
+    unknown = [a for a in m.action.actuators if a not in cell.actuator_names]
+    if unknown:
+        raise CellMismatchError(
+            "action.actuators", f"the cell's hand has no actuator {', '.join(unknown)}"
+        )
+    if m.vision is not None:
+        v = m.vision
+        missing = [c for c in v.cameras if c not in cell.cameras]
+        if missing:
+            raise CellMismatchError(
+                "vision.cameras",
+                f"the cell has no camera {', '.join(missing)} (it has "
+                f"{', '.join(cell.cameras) or 'none'})",
+            )
+        if (v.image_width, v.image_height) != (cell.camera_width, cell.camera_height):
+            raise CellMismatchError(
+                "vision.image_width",
+                f"{v.image_width}x{v.image_height} but the cell's cameras give "
+                f"{cell.camera_width}x{cell.camera_height}",
+            )
+
+
+class _Vision:
+    def __init__(self, bundle: OpenedBundle, opts: RuntimeOptions) -> None:
+        v = bundle.manifest.vision
+        assert v is not None
+        session = open_session(bundle.file(v.model, "vision.model"), opts, "vision.model")
+        ins, outs = describe(session, "vision.model")
+        for cam, name in v.cameras.items():
+            info = ins.get(name)
+            field = f"vision.cameras.{cam}"
+            if info is None:
+                raise ModelMismatchError(field, f"the vision model has no input {name!r}")
+            want = (1, 3, v.image_height, v.image_width)
+            if info.shape != want or info.dtype != np.float32:
+                raise ModelMismatchError(
+                    field,
+                    f"input {name!r} is {list(info.declared)} {np.dtype(info.dtype).name}; "
+                    f"expected float32 {list(want)} (NCHW)",
+                )
+        extra = set(ins) - set(v.cameras.values())
+        if extra:
+            raise ModelMismatchError(
+                "vision.cameras", f"vision model inputs {sorted(extra)} are not mapped to cameras"
+            )
+        if v.output not in outs or _numel(outs[v.output].shape) != 7:
+            raise ModelMismatchError(
+                "vision.output", f"the vision model needs an output {v.output!r} of 7 values"
+            )
+        self.session = BoundSession(session, list(ins.values()), list(outs.values()), {})
+        self.cameras = dict(v.cameras)
+        self.pose = self.session.outputs[v.output].reshape(-1)
+
+    def fill(self, obs: Observation) -> bool:
+        for cam, name in self.cameras.items():
+            frame = obs.camera(cam)
+            if frame is None:
+                return False
+            dst = self.session.inputs[name][0]
+            np.multiply(frame.image.transpose(2, 0, 1), 1.0 / 255.0, out=dst, casting="unsafe")
+        return True
+
+
+class PolicyRunner:
+    """A loaded bundle, ready to run one cycle at a time. Build it with load_bundle()."""
+
+    def __init__(
+        self,
+        bundle: OpenedBundle,
+        *,
+        period_s: float,
+        budget_ns: int,
+        cell: CellSpec,
+        options: RuntimeOptions,
+    ) -> None:
+        m = bundle.manifest
+        self.manifest = m
+        self.bundle_hash = bundle.sha256
+        self.period_s = period_s
+        self.budget_ns = budget_ns
+        self.cell = cell
+        self.options = options
+        session = open_session(bundle.file(m.model, "model"), options, "model")
+        ins, outs = describe(session, "model")
+        _check_policy_io(m, ins, outs)
+        self.policy = BoundSession(
+            session, list(ins.values()), list(outs.values()), {s.input: s.output for s in m.state}
+        )
+        self.provider = self.policy.provider
+        self.vision = _Vision(bundle, options) if m.vision is not None else None
+        self.assembler = ObservationAssembler(m.observation, cell)
+        self.decoder = ActionDecoder(m.action, cell)
+        self.obs_input = self.policy.inputs[m.observation.input]
+        self.action_output = self.policy.outputs[m.action.output]
+        self.initial_state = {s.input: s.initial for s in m.state}
+        self.markers = MarkerPose(cell.block_marker_offsets)
+        self.block_rows = cell.rows(cell.block_markers)
+        self.pose = ObjectPose()
+        self.needs = self._needs()
+        # counters (whole run) and the inference latency ring
+        self.cycles = 0
+        self.overruns = 0
+        self.nonfinite = 0
+        self.missing = 0
+        self.state_resets = 0
+        self.last_missing: str | None = None
+        self._lat = np.zeros(_LATENCY_RING, dtype=np.int64)
+        self._n_lat = 0
+        self.load_latency_us: dict[str, float] = {}
+        self.reset()
+
+    # ------------------------------------------------------------------ set-up
+    def _needs(self) -> frozenset[str]:
+        needs = {"hand"}
+        for f in self.manifest.observation.fields:
+            for src in KEYS[f.key].sources:
+                if src == "object":
+                    if self.manifest.vision is not None:
+                        needs |= {f"cameras.{c}" for c in self.manifest.vision.cameras}
+                    else:
+                        needs.add("mocap")
+                else:
+                    needs.add(src)
+        return frozenset(needs)
+
+    def reset(self) -> None:
+        """Start of an episode: initial recurrent state, idle previous action, no pose yet."""
+        self.policy.set_state(self.initial_state)
+        self.decoder.reset()
+        self.pose.valid = False
+
+    def measure(self, warmup: int = 30, runs: int = 200) -> dict[str, float]:
+        """Warm the sessions up and time `runs` inferences (zeros in); the state is reset
+        afterwards. Returns p50/p99/p99.9/max in us."""
+        lat = np.zeros(runs, dtype=np.int64)
+        for i in range(warmup + runs):
+            t0 = time.perf_counter_ns()
+            if self.vision is not None:
+                self.vision.session.run()
+            self.policy.run()
+            if i >= warmup:
+                lat[i - warmup] = time.perf_counter_ns() - t0
+        self.reset()
+        self.load_latency_us = percentiles_us(lat)
+        return self.load_latency_us
+
+    # ------------------------------------------------------------------ per cycle
+    def _object_pose(self, obs: Observation) -> bool:
+        if self.vision is not None:
+            p = self.vision.pose
+            self.pose.position[:] = p[:3]
+            self.pose.orientation[:] = p[3:7]
+            if not np.isfinite(self.vision.pose).all() or not np.any(self.pose.orientation):
+                self.pose.valid = False
+                return False
+            canonical(self.pose.orientation)
+            self.pose.valid = True
+            return True
+        m = obs.mocap
+        if m is None:
+            return False
+        rows = self.block_rows
+        self.markers.update(m.positions[rows], m.visible[rows])
+        self.pose.position[:] = self.markers.position
+        self.pose.orientation[:] = self.markers.orientation
+        self.pose.valid = True
+        return True
+
+    def act(self, obs: Observation, out: np.ndarray) -> bool:
+        """One cycle: write 20 targets (rad) into `out`; False gives the loop's fallback
+        (observation not available, inference over budget, non-finite output)."""
+        self.cycles += 1
+        t0 = time.perf_counter_ns()
+        if self.vision is not None:
+            if not self.vision.fill(obs):
+                self.missing += 1
+                self.last_missing = "cameras"
+                return False
+            self.vision.session.run()
+        self._object_pose(obs)
+        missing = self.assembler.fill(obs, self.pose, self.decoder.target, self.obs_input)
+        if missing is not None:
+            self.missing += 1
+            self.last_missing = missing
+            return False
+        self.policy.run()
+        dt = time.perf_counter_ns() - t0
+        self._lat[self._n_lat % _LATENCY_RING] = dt
+        self._n_lat += 1
+        if not np.isfinite(self.action_output).all():
+            self.nonfinite += 1
+            for s in self.manifest.state:  # a NaN state would poison every later cycle
+                if not np.isfinite(self.policy.state(s.input)).all():
+                    self.policy.set_state({s.input: s.initial})
+                    self.state_resets += 1
+            return False
+        self.decoder.decode(self.action_output)
+        out[:] = self.decoder.target
+        if dt > self.budget_ns:
+            self.overruns += 1
+            return False
+        return True
+
+    # ------------------------------------------------------------------ figures
+    def latencies_ns(self) -> np.ndarray:
+        n = min(self._n_lat, _LATENCY_RING)
+        return self._lat[:n].copy()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "bundle": self.manifest.name,
+            "bundle_sha256": self.bundle_hash,
+            "execution_provider": self.provider,
+            "intra_op_threads": self.options.intra_op_threads,
+            "budget_us": self.budget_ns / 1e3,
+            "load_latency_us": self.load_latency_us,
+            "inference_latency_us": percentiles_us(self.latencies_ns()),
+            "cycles": self.cycles,
+            "overruns": self.overruns,
+            "nonfinite_outputs": self.nonfinite,
+            "missing_observations": self.missing,
+            "state_resets": self.state_resets,
+            "object_pose_from": self.manifest.object_pose_source,
+        }
+
+
+def load_bundle(
+    path: Path,
+    *,
+    period_s: float,
+    budget_ms: float | None = None,
+    cell: CellSpec | None = None,
+    options: RuntimeOptions | None = None,
+    measure_runs: int = 200,
+) -> PolicyRunner:
+    """Validate the bundle at `path`, build its sessions, warm up, measure the latency.
+
+    budget_ms: the inference budget per cycle (default: half the period, as the loop's decide
+    budget). Raises a BundleError subclass naming the field at fault; OverBudgetError when the
+    measured p99 exceeds the budget."""
+    budget_ms = budget_ms if budget_ms is not None else period_s * 1e3 / 2
+    cell = cell if cell is not None else CellSpec()
+    options = options if options is not None else RuntimeOptions()
+    with open_bundle(Path(path)) as bundle:
+        _check_cell(bundle.manifest, cell, period_s)
+        runner = PolicyRunner(
+            bundle,
+            period_s=period_s,
+            budget_ns=round(budget_ms * 1e6),
+            cell=cell,
+            options=options,
+        )
+    lat = runner.measure(runs=measure_runs)
+    if lat["p99"] > budget_ms * 1e3:
+        raise OverBudgetError(
+            "budget_ms",
+            f"inference p99 is {lat['p99'] / 1e3:.3f} ms (p50 {lat['p50'] / 1e3:.3f} ms) "
+            f"over {measure_runs} runs, above the budget of {budget_ms:g} ms",
+            p99_ms=lat["p99"] / 1e3,
+            budget_ms=budget_ms,
+        )
+    return runner

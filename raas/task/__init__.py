@@ -1,0 +1,2 @@
+"""Tasks a policy is scored on. First: Dactyl's block reorientation (raas.task.reorientation) and
+its evaluation protocol (raas.task.evaluation)."""
