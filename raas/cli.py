@@ -15,6 +15,7 @@ from raas import __version__
 _COMMAND_MODULES: tuple[str, ...] = (
     "raas.commands.run",
     "raas.commands.up",
+    "raas.commands.eval",
     "raas.commands.serve",
     "raas.service.cli",
     "raas.leases.cli",

@@ -216,7 +216,8 @@ class PolicyRunner:
         self.missing = 0
         self.state_resets = 0
         self.last_missing: str | None = None
-        self._lat = np.zeros(_LATENCY_RING, dtype=np.int64)
+        self._lat = np.zeros(_LATENCY_RING, dtype=np.int64)  # vision + policy run
+        self._act = np.zeros(_LATENCY_RING, dtype=np.int64)  # the whole act()
         self._n_lat = 0
         self.load_latency_us: dict[str, float] = {}
         self.reset()
@@ -289,17 +290,23 @@ class PolicyRunner:
                 self.last_missing = "cameras"
                 return False
             self.vision.session.run()
+            t_vision = time.perf_counter_ns() - t0
+        else:
+            t_vision = 0
         self._object_pose(obs)
         missing = self.assembler.fill(obs, self.pose, self.decoder.target, self.obs_input)
         if missing is not None:
             self.missing += 1
             self.last_missing = missing
             return False
+        t1 = time.perf_counter_ns()
         self.policy.run()
-        dt = time.perf_counter_ns() - t0
-        self._lat[self._n_lat % _LATENCY_RING] = dt
+        t2 = time.perf_counter_ns()
+        i = self._n_lat % _LATENCY_RING
+        self._lat[i] = t2 - t1 + t_vision
         self._n_lat += 1
         if not np.isfinite(self.action_output).all():
+            self._act[i] = time.perf_counter_ns() - t0
             self.nonfinite += 1
             for s in self.manifest.state:  # a NaN state would poison every later cycle
                 if not np.isfinite(self.policy.state(s.input)).all():
@@ -308,6 +315,8 @@ class PolicyRunner:
             return False
         self.decoder.decode(self.action_output)
         out[:] = self.decoder.target
+        dt = time.perf_counter_ns() - t0
+        self._act[i] = dt
         if dt > self.budget_ns:
             self.overruns += 1
             return False
@@ -315,8 +324,14 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ figures
     def latencies_ns(self) -> np.ndarray:
+        """Inference times (vision + policy run) of the cycles so far (the last 2^18)."""
         n = min(self._n_lat, _LATENCY_RING)
         return self._lat[:n].copy()
+
+    def decide_ns(self) -> np.ndarray:
+        """Whole per-cycle times (observation in, targets out) of cycles that ran inference."""
+        n = min(self._n_lat, _LATENCY_RING)
+        return self._act[:n].copy()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -327,6 +342,7 @@ class PolicyRunner:
             "budget_us": self.budget_ns / 1e3,
             "load_latency_us": self.load_latency_us,
             "inference_latency_us": percentiles_us(self.latencies_ns()),
+            "decide_latency_us": percentiles_us(self.decide_ns()),
             "cycles": self.cycles,
             "overruns": self.overruns,
             "nonfinite_outputs": self.nonfinite,
