@@ -15,6 +15,7 @@ from raas.leases.keys import load_or_create_private_key
 from raas.service.api import api_router
 from raas.service.db import Database
 from raas.service.errors import ServiceError
+from raas.service.metrics import install_metrics
 from raas.service.migrate import upgrade
 from raas.service.models import utcnow
 from raas.service.settings import Settings
@@ -50,6 +51,7 @@ def create_app(
     )
     app.state.service = state
     app.include_router(api_router)
+    install_metrics(app, state)  # GET /metrics and request counts (docs/metrics.md)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:

@@ -28,6 +28,7 @@ EVERYONE = set(ROLE_NAMES)
 #: (method, path) -> roles that may get a 2xx.
 ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/health"): EVERYONE,
+    ("GET", "/metrics"): STAFF,  # Prometheus scrapes with a staff API token
     ("POST", "/auth/login"): EVERYONE,  # public: the body's credentials decide
     ("POST", "/auth/logout"): PEOPLE | {"robot"},
     ("GET", "/auth/me"): PEOPLE,
