@@ -88,6 +88,8 @@ def decode_frame(segment: bytes | bytearray) -> Frame:
     except _DecodeError as exc:
         raise FrameEncodingError(f"not valid COBS: {exc}") from None
     n = len(raw)
+    if n > MAX_RAW:
+        raise FrameTooLongError(f"{n} unstuffed bytes, at most {MAX_RAW}")
     if n < OVERHEAD:
         raise FrameTooShortError(f"{n} bytes, a frame has at least {OVERHEAD}")
     body = n - CRC_BYTES

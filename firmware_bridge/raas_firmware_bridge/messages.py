@@ -198,13 +198,16 @@ def _si_to_counts(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _counts_to_si(payload: bytes, offset: int, count: int, inv_scale: np.ndarray) -> np.ndarray:
+def _counts_to_si(payload: bytes, offset: int, count: int, scale: np.ndarray) -> np.ndarray:
     """int16 counts at payload[offset:] -> SI float64, INVALID -> NaN.
+
+    Dividing (not multiplying by 1/scale) gives the double nearest to the decimal value, so
+    1234 counts decode to exactly 0.1234 as Python writes it.
 
     Fast path: INVALID is the byte pair 00 80; when it appears nowhere in the bytes, no count
     can be INVALID (a hit at an odd offset is a false alarm that only costs the exact check)."""
     counts = np.frombuffer(payload, "<i2", count, offset)
-    v: np.ndarray = counts * inv_scale
+    v: np.ndarray = counts / scale
     if payload.find(_INVALID_BYTES, offset) >= 0:
         v[counts == INVALID] = np.nan
     return v
@@ -303,7 +306,6 @@ class HelloAck(Message):
 _SET_TARGETS_HEAD = struct.Struct("<Q")
 _SET_TARGETS_SIZE = _SET_TARGETS_HEAD.size + 2 * N_ACTUATORS  # 48
 _TARGET_SCALE = np.full(N_ACTUATORS, POSITION_SCALE)
-_TARGET_INV = 1.0 / _TARGET_SCALE
 TARGET_LIMIT_RAD = INT16_MAX / POSITION_SCALE  # 3.2767 rad
 
 
@@ -311,7 +313,8 @@ def quantise_targets(targets: np.ndarray) -> np.ndarray:
     """The targets (20,) rad exactly as the firmware will receive them (1e-4 rad steps).
 
     Raises MessageFieldError for a wrong shape, a non-finite value or |target| > 3.2767 rad."""
-    return _targets_to_counts(targets) * _TARGET_INV
+    quantised: np.ndarray = _targets_to_counts(targets) / _TARGET_SCALE
+    return quantised
 
 
 def _targets_to_counts(targets: np.ndarray) -> np.ndarray:
@@ -345,7 +348,7 @@ class SetTargets(Message):
     def decode(cls, payload: bytes) -> Self:
         _exact(payload, _SET_TARGETS_SIZE, "SET_TARGETS")
         (seq,) = _SET_TARGETS_HEAD.unpack_from(payload)
-        targets = _counts_to_si(payload, _SET_TARGETS_HEAD.size, N_ACTUATORS, _TARGET_INV)
+        targets = _counts_to_si(payload, _SET_TARGETS_HEAD.size, N_ACTUATORS, _TARGET_SCALE)
         return cls(seq, _readonly(targets))
 
     def __eq__(self, other: object) -> bool:
@@ -388,7 +391,6 @@ _STATE_SCALE = np.concatenate(
         np.full(N_ACTUATORS, TEMPERATURE_SCALE),
     ]
 )
-_STATE_INV = 1.0 / _STATE_SCALE
 _J2 = 2 * N_JOINTS
 _J2A = _J2 + N_ACTUATORS
 
@@ -439,7 +441,7 @@ class State(Message):
     def decode(cls, payload: bytes) -> Self:
         _exact(payload, _STATE_SIZE, "STATE")
         cycle, fw_time_us, applied, flags = _STATE_HEAD.unpack_from(payload)
-        v = _readonly(_counts_to_si(payload, _STATE_HEAD.size, _STATE_VALUES, _STATE_INV))
+        v = _readonly(_counts_to_si(payload, _STATE_HEAD.size, _STATE_VALUES, _STATE_SCALE))
         return cls(
             cycle,
             fw_time_us,
