@@ -207,8 +207,12 @@ class SessionController:
         self.counters.steps += 1
         deadline = t.obs_sent_ns + self.action_wait_ns
         while not self._have_action and not self._reset_now and self.mode == "step":
-            remaining = deadline - time.monotonic_ns()
+            now = time.monotonic_ns()
+            remaining = deadline - now
             if remaining <= 0:
+                break
+            if now - ctl.last_seen_ns > self.liveness_ns:  # a lost client is not waited for
+                self._close(ctl, "liveness")
                 break
             # Whole milliseconds block in zmq_poll; the last sub-millisecond is polled.
             if self.sockets.wait(remaining // _MS if remaining >= _MS else 0):
@@ -216,7 +220,7 @@ class SessionController:
         if self._have_action:
             out[:] = self._action
             return True
-        if self._reset_now or self.mode != "step":
+        if self._reset_now or self.mode != "step" or self.controller is None:
             out[:] = self.hold
             return True
         return False  # the loop's fallback, counted and reported

@@ -12,7 +12,12 @@ from raas_client import __version__
 
 #: Modules that add subcommands. Each has `register(subparsers) -> None` and sets `func` on its
 #: parser to a callable taking the parsed args and returning the exit code.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "raas_client.commands.status",
+    "raas_client.commands.run",
+    "raas_client.commands.watch",
+    "raas_client.report.command",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

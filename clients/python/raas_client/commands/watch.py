@@ -1,0 +1,81 @@
+"""`raas watch ROBOT`: the robot's live state and timing, one line per second."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from raas_client.commands.connection import add_arguments, connect
+from raas_client.errors import RaasClientError
+from raas_client.wire import Topic
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("watch", help="live state and timing of a robot")
+    add_arguments(p)
+    p.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        with connect(args) as robot:
+            robot.hello()
+            if robot.lease:
+                robot.open("observe")
+            stream = robot.stream((Topic.STEP, Topic.EVENT))
+            try:
+                return _watch(robot, stream, args.seconds)
+            finally:
+                stream.close()
+    except RaasClientError as exc:
+        print(f"raas watch: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _watch(robot: Any, stream: Any, seconds: float | None) -> int:
+    end = None if seconds is None else time.monotonic() + seconds
+    lateness: list[float] = []
+    t2a: list[float] = []
+    fallbacks = 0
+    last_cycle, gaps = -1, 0
+    head: dict[str, Any] = {}
+    next_line = time.monotonic() + 1.0
+    while end is None or time.monotonic() < end:
+        if robot.session is not None:
+            robot.heartbeat()
+            list(robot.events())
+        got = stream.recv(timeout_s=0.2)
+        if got is not None:
+            topic, h, _ = got
+            if topic == "event":
+                rest = {k: v for k, v in h.items() if k not in ("v", "t", "kind")}
+                print(f"event {h.get('kind')}: {rest}", flush=True)
+            else:
+                head = h
+                lateness.append(h["lateness_ns"] / 1e3)
+                t2a.append(h["trigger_to_apply_ns"] / 1e3)
+                fallbacks += h["fallback"] != 0
+                if last_cycle >= 0 and h["cycle"] > last_cycle + 1:
+                    gaps += h["cycle"] - last_cycle - 1
+                last_cycle = h["cycle"]
+        if time.monotonic() >= next_line and head:
+            late = np.percentile(lateness, [50, 99]) if lateness else [0, 0]
+            print(
+                f"cycle {head['cycle']} {head['mode']:<6} holder {head.get('holder') or '-'} "
+                f"ep {head['episode']} | {len(lateness)} steps/s, lateness p50 {late[0]:.0f} "
+                f"p99 {late[1]:.0f} us, trigger->apply p50 {np.median(t2a):.0f} us, "
+                f"fallbacks {fallbacks}, cycles not seen {gaps}, stale {head['stale'] or '-'}",
+                flush=True,
+            )
+            lateness.clear()
+            t2a.clear()
+            fallbacks = 0
+            next_line += 1.0
+    return 0
