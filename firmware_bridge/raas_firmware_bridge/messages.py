@@ -187,7 +187,7 @@ def _si_to_counts(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     Fast path: when the sum of squares is at most 32767**2, every value is in range and none is
     NaN (NaN makes the sum NaN and the comparison false), so rounding and casting is all."""
     v = values * scale
-    if v @ v <= _SAFE_SUM_SQ:
+    if np.dot(v, v) <= _SAFE_SUM_SQ:
         fast: np.ndarray = np.rint(v, out=v).astype("<i2")
         return fast
     nan = np.isnan(v)
