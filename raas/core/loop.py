@@ -150,6 +150,9 @@ class ControlLoop:
         self.result = LoopResult()
         self._ran = False
         self._done = 0
+        #: Index of the first cycle. A later loop on the same devices (e.g. the next segment of
+        #: `raasd robot`) continues their cycle numbering: devices match samples by cycle.
+        self.first_cycle = 0
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current cycle (safe from a signal handler)."""
@@ -185,9 +188,9 @@ class ControlLoop:
             self._end_warmup()
 
         # Start the grid two periods out so the first cycle is not already late.
-        grid = DeadlineGrid(clock.now_ns() + 2 * period, period)
+        k = self.first_cycle
+        grid = DeadlineGrid(clock.now_ns() + 2 * period - k * period, period)
         wall_start = time.monotonic()
-        k = 0
         done = 0  # cycles run, warm-up included
         self.state = "RUNNING"
         try:
@@ -326,7 +329,7 @@ class ControlLoop:
         res.fallbacks_repeat = self.fallback.repeats
         res.fallbacks_idle = self.fallback.idles
         res.wall_s = time.monotonic() - wall_start
-        res.grid_s = max(0.0, (self.clock.now_ns() - grid.t0_ns) / 1e9)
+        res.grid_s = max(0.0, (self.clock.now_ns() - grid.t(self.first_cycle)) / 1e9)
         for name, r in self.obs.sources.items():
             res.stale[name] = r.stale_cycles
             res.max_age_us[name] = r.max_age_ns / 1e3

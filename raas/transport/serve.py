@@ -69,8 +69,9 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
             _bundle_path(req.bundle, ctl.cfg.upload_dir), period_s=1.0 / cell.cfg.loop.rate_hz
         )
 
-        def on_event(kind: str, data: Mapping[str, Any] | None = None) -> None:
-            ctl.run_event(kind, data or {})
+        def on_event(event: Mapping[str, Any]) -> None:
+            data = {k: v for k, v in event.items() if k != "event"}
+            ctl.run_event(str(event.get("event", "event")), data)
 
         ev = EvaluationController(runner, episodes=req.episodes, seed=req.seed, on_event=on_event)
     except Exception as exc:  # a bad bundle is the client's problem: report it, keep holding
@@ -144,6 +145,7 @@ def serve_cell(
         if gate.public_key is None:
             print("raasd: no lease key configured: every session is refused", file=log, flush=True)
         exit_code = EXIT_OK
+        next_cycle = 0
         try:
             while True:
                 loop = cell.build_loop(
@@ -152,8 +154,10 @@ def serve_cell(
                     status_stream=status_stream,
                     loop_config=lc,
                 )
+                loop.first_cycle = next_cycle
                 loops.append(loop)
                 exit_code = run_loop(loop)
+                next_cycle = loop.obs.cycle + 1
                 loops.clear()
                 loops.append(loop)
                 if exit_code == EXIT_DEVICE_LOST or loop.result.stop_reason != "load bundle":

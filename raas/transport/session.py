@@ -17,6 +17,7 @@ client with observation k+1.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -503,7 +504,8 @@ class SessionController:
 
     def run_event(self, kind: str, data: Mapping[str, Any]) -> None:
         """Progress of a policy run (episode ends, successes), to the controller and stream."""
-        self._event(kind, dict(data))
+        data = plain(data)
+        self._event(kind, data)
         if self.controller is not None:
             self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": kind, **data})
 
@@ -633,6 +635,18 @@ class SessionController:
     def close_all(self, reason: str) -> None:
         for peer in list(self.peers.values()):
             self._close(peer, reason)
+
+
+def plain(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with only msgpack-able values (numpy scalars and arrays become Python ones)."""
+
+    def default(o: object) -> object:
+        if isinstance(o, np.generic | np.ndarray):
+            return o.tolist()
+        return str(o)
+
+    out: dict[str, Any] = json.loads(json.dumps(dict(data), default=default))
+    return out
 
 
 def _stale(obs: Observation) -> list[str]:
