@@ -45,6 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("--same-rig", action="store_true", help="one rig and loop for all episodes")
     p.add_argument("--no-rt", action="store_true", help="do not ask for real-time privileges")
     p.add_argument("--quiet", action="store_true", help="no per-success lines")
+    p.add_argument("--status", action="store_true", help="live status line on stderr")
     p.set_defaults(func=main)
 
 
@@ -185,7 +186,11 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
             with cell_up(run_cfg) as cell, cell_outputs(cell) as outputs:
                 if episode == 0:
                     print(cell.banner(), file=out, flush=True)
-                loop = cell.build_loop(ctl, publishers=outputs.publishers)
+                loop = cell.build_loop(
+                    ctl,
+                    publishers=outputs.publishers,
+                    status_stream=sys.stderr if args.status else None,
+                )
                 progress.stop = None if args.same_rig else loop.request_stop
 
                 def stop_when_done(step: Any, loop: Any = loop) -> None:
@@ -207,6 +212,8 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except DriverError as exc:
         print(f"raasd eval: the cell did not come up: {exc}", file=sys.stderr)
         return EXIT_DEVICE_LOST
+    except KeyboardInterrupt:  # Ctrl-C while a rig was starting between episodes
+        print("raasd eval: stopped by SIGINT", file=out)
     summary = ctl.summary()
     summary["bundle_description"] = manifest.description
     summary["loop"] = {

@@ -5,6 +5,9 @@ demo users and robots) and the simulated cell as two child processes, prints the
 address and the demo logins, and keeps the demo robot's status current in the service with a
 heartbeat every 2 s while the cell runs (offline when it stops). Ctrl-C stops both cleanly; the
 exit code is the cell's.
+
+The cell runs a policy bundle under `raasd eval` (default: the Dactyl-shaped example, generated
+into var/bundles/ on first run); `--bundle none` runs the scripted gait with `raasd run` instead.
 """
 
 from __future__ import annotations
@@ -37,7 +40,15 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--database-url", default=None, help="service database (sqlite:///var/raas.db)")
-    p.add_argument("cell_args", nargs=argparse.REMAINDER, help="-- then flags for raasd run")
+    p.add_argument(
+        "--bundle",
+        default="example:dactyl",
+        help="policy bundle the cell runs (raasd eval): a path, example:NAME (dactyl, small, "
+        "vision; generated into var/bundles/ when missing) or none (the scripted gait)",
+    )
+    p.add_argument(
+        "cell_args", nargs=argparse.REMAINDER, help="-- then flags for raasd eval (or raasd run)"
+    )
     p.set_defaults(func=main)
 
 
@@ -88,6 +99,40 @@ def _heartbeat(base: str, robot_id: str, token: str, status: str) -> None:
         print(f"raasd up: heartbeat failed: {exc}", file=sys.stderr)
 
 
+EXAMPLES_DIR = Path("var/bundles")
+
+
+def _cell_command(bundle: str, cell_args: list[str]) -> list[str]:
+    """What the cell child runs: raasd eval on a bundle (examples generated on first use), or
+    raasd run with the scripted gait for --bundle none."""
+    if bundle == "none":
+        return [sys.executable, "-m", "raas.cli", "run", "--sim", *cell_args]
+    path = Path(bundle)
+    if bundle.startswith("example:"):
+        name = bundle.split(":", 1)[1]
+        path = EXAMPLES_DIR / name
+        if not (path / "manifest.json").is_file():
+            print(
+                f"raasd up: generating the example policy bundles into {EXAMPLES_DIR}/ "
+                "(first run; torch.onnx.export, random weights) ...",
+                flush=True,
+            )
+            from raas.policy.examples import EXAMPLES, ensure_examples
+
+            if name not in EXAMPLES:
+                raise ValueError(f"no example bundle {name!r}; choose from {', '.join(EXAMPLES)}")
+            ensure_examples(EXAMPLES_DIR)
+    print(
+        f"raasd up: the cell runs policy bundle {path} under `raasd eval` (Dactyl's block "
+        "reorientation protocol, episodes until Ctrl-C); --bundle none runs the scripted gait",
+        flush=True,
+    )
+    return [
+        *(sys.executable, "-m", "raas.cli", "eval", str(path), "--sim", "--status"),
+        *("--episodes", "1000000", *cell_args),
+    ]
+
+
 def main(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}/"
     serve = [sys.executable, "-m", "raas.cli", "serve", "--demo", "--host", args.host]
@@ -114,9 +159,12 @@ def main(args: argparse.Namespace) -> int:
             if "reservation service on" in line:
                 break
         cell_args = [a for a in args.cell_args if a != "--"]
-        cell = subprocess.Popen(
-            [sys.executable, "-m", "raas.cli", "run", "--sim", *cell_args], text=True
-        )
+        try:
+            cell_cmd = _cell_command(args.bundle, cell_args)
+        except ValueError as exc:
+            print(f"raasd up: {exc}", file=sys.stderr)
+            return 2
+        cell = subprocess.Popen(cell_cmd, text=True)
         print(
             f"raasd up: cell running as robot {DEMO_ROBOT!r}; Ctrl-C stops everything", flush=True
         )
