@@ -65,3 +65,35 @@ class VersionMismatchError(MessageError):
 
 class MessageFieldError(MessageError):
     """A field cannot be encoded: wrong shape, not finite, or outside its fixed-point range."""
+
+
+# -- the link (link.py) -------------------------------------------------------------------------
+
+
+class LinkError(FirmwareBridgeError):
+    """The serial link to a board cannot be used (see the subclasses for why)."""
+
+
+class PortUnavailableError(LinkError):
+    """The port could not be opened (no such device, permission, busy)."""
+
+
+class HandshakeError(LinkError):
+    """The board did not answer HELLO / RESET as the protocol says, or speaks no common version."""
+
+
+class LinkTimeoutError(LinkError):
+    """A request got no answer within the request timeout."""
+
+
+class LinkFaultedError(LinkError):
+    """The link is in the fault state (port vanished, board fault, board reset): it stays there
+    until an explicit reset, never resuming by itself."""
+
+
+class PortVanishedError(LinkFaultedError):
+    """The port disappeared under the link (cable pulled, adapter gone, pty closed)."""
+
+
+class LinkDeadError(LinkFaultedError):
+    """M bad frames in a row: the line is too noisy to trust, the link is declared dead."""

@@ -16,9 +16,12 @@ from raas_drivers import (
 )
 from raas_drivers.hand import ACTUATOR_NAMES, HandDriver
 from raas_drivers.hand.config import ACTUATOR_LIMITS
+from raas_drivers.hand.serial_driver import SerialHandDriver
 from raas_drivers.mocap import MocapDriver
-from raas_drivers.sim import RigConfig, SimHandDriver, SimMocapDriver, SimRig, SimTriggerDriver
+from raas_drivers.sim import RigConfig, SimMocapDriver, SimRig
 from raas_drivers.trigger import TriggerDriver
+from raas_drivers.trigger.serial_driver import SerialTriggerDriver
+from raas_firmware_bridge.messages import quantise_targets
 
 from tests.drivers.conftest import Cell, step
 
@@ -39,7 +42,9 @@ def test_apply_clamps_and_returns_what_is_applied(lockstep_cell: Cell) -> None:
     step(lockstep_cell)
     wild = np.linspace(-5, 5, 20)
     applied = hand.apply(wild, 0)
-    np.testing.assert_array_equal(applied, np.clip(wild, *ACTUATOR_LIMITS.T))
+    # clamped to the limits, then what the wire carries (1e-4 rad steps)
+    np.testing.assert_array_equal(applied, quantise_targets(np.clip(wild, *ACTUATOR_LIMITS.T)))
+    assert np.abs(applied - np.clip(wild, *ACTUATOR_LIMITS.T)).max() <= 0.5e-4 + 1e-12
     assert step(lockstep_cell)["hand"].applied_seq == 0
     idle = hand.idle_action
     assert idle.shape == (20,)
@@ -86,8 +91,8 @@ def test_lifecycle_is_enforced() -> None:
 def test_missing_rig_gives_device_not_ready_quickly(tmp_path: Path) -> None:
     path = str(tmp_path / "nothing.sock")
     for dev in (
-        SimHandDriver("hand", path, connect_timeout_s=0.5),
-        SimTriggerDriver("trigger", path, connect_timeout_s=0.5),
+        SerialHandDriver("hand", path, request_timeout_s=0.5),
+        SerialTriggerDriver("trigger", path, request_timeout_s=0.5),
         SimMocapDriver("mocap", path, connect_timeout_s=0.5),
     ):
         t = time.monotonic()

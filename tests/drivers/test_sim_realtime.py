@@ -91,14 +91,18 @@ def test_rendering_does_not_stall_the_hand() -> None:
     with start_rig(cfg) as rig:
         cell = bring_up(rig)
         core = [cell.devs.hand, cell.devs.trigger, cell.devs.mocap]
-        worst = 0
+        waits: list[int] = []
         start = time.monotonic()
         while time.monotonic() - start < 1.5:
             k = cell.next_cycle()
             sent = cell.devs.trigger.fire(k)
             cell.devs.hand.request_state(k)
             collect(core, k)
-            worst = max(worst, time.monotonic_ns() - sent)
-        # generous for a shared 2-core CI machine; a stalled rig would take a render (>25 ms)
-        assert worst < 20e6, f"slowest hand/trigger/mocap answer {worst / 1e6:.1f} ms"
+            waits.append(time.monotonic_ns() - sent)
+        # a rig that waited for renders would be late in most cycles (a render takes >25 ms and
+        # one is always running); the pty hops (a kernel worker per direction) can be late once
+        # in a while on a loaded 2-core machine, so the bound is on the 95th percentile
+        p95, worst = np.percentile(waits, 95), max(waits)
+        assert p95 < 20e6, f"95% of hand/trigger/mocap answers within {p95 / 1e6:.1f} ms"
+        assert worst < 200e6, f"slowest hand/trigger/mocap answer {worst / 1e6:.1f} ms"
         assert cell.cycle > 20

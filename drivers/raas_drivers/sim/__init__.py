@@ -12,9 +12,7 @@ from raas_drivers.sim.config import RigConfig
 from raas_drivers.sim.drivers import (
     SimCameraDriver,
     SimCameraSource,
-    SimHandDriver,
     SimMocapDriver,
-    SimTriggerDriver,
 )
 from raas_drivers.sim.launcher import SimDevices, SimRig
 
@@ -23,8 +21,6 @@ __all__ = [
     "SimCameraDriver",
     "SimCameraSource",
     "SimDevices",
-    "SimHandDriver",
     "SimMocapDriver",
     "SimRig",
-    "SimTriggerDriver",
 ]

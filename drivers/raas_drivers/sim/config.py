@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from raas_firmware_bridge.emulator.config import LinkConfig
 
 from raas_drivers.sim.params import WorldParams
 
@@ -72,6 +73,13 @@ class RigConfig(BaseModel):
     )
     hand_offset_us: float = Field(
         default=0.0, ge=0, description="lockstep: capture time of the hand state after the trigger"
+    )
+
+    # the hand's and the trigger board's serial links (firmware emulator, faults)
+    link: LinkConfig = Field(
+        default_factory=LinkConfig,
+        description="serial links of the boards: watchdog, pacing, fault injection "
+        "(docs/protocol-serial.md, Link behaviour)",
     )
 
     # processes

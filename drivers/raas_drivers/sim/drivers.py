@@ -1,7 +1,9 @@
 """Drivers of the simulated rig: the real contracts, reached only through IPC.
 
 Each driver owns its own connection(s) to the rig's processes; nothing here calls rig objects.
-  SimHandDriver, SimTriggerDriver  sim/link.py (SEQPACKET + msgpack; later: serial on a pty)
+The hand and the trigger board are not here: the rig runs their firmware on ptys and they are
+reached with the real serial drivers (raas_drivers.hand.serial_driver,
+raas_drivers.trigger.serial_driver).
   SimMocapDriver                   control link + UDP datagrams on loopback, like a PhaseSpace
   SimCameraDriver                  one DGRAM notification socket per camera + shared memory
 
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,10 @@ from raas_drivers.errors import (
     DeviceLostError,
     DeviceNotReadyError,
     LifecycleTransitionError,
-    TargetShapeError,
 )
-from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, JOINT_NAMES
-from raas_drivers.hand.config import default_idle_action as _default_idle
-from raas_drivers.hand.driver import HandDriver, HandState
-from raas_drivers.lifecycle import LifecycleState
+from raas_drivers.hand.config import ACTUATOR_NAMES, JOINT_NAMES
 from raas_drivers.mocap.driver import MocapDriver, MocapFrame
-from raas_drivers.sim import link
-from raas_drivers.sim.link import LinkClosedError, LinkConn, LinkFullError, RigLink
+from raas_drivers.sim.link import LinkClosedError, LinkConn
 from raas_drivers.sim.protocol import (
     FRAME_MAGIC,
     FRAME_NOTE,
@@ -43,179 +39,11 @@ from raas_drivers.sim.protocol import (
     ShmSegment,
     mocap_datagram_size,
 )
-from raas_drivers.trigger.driver import TriggerAck, TriggerDriver
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 _NJ = len(JOINT_NAMES)
 _NA = len(ACTUATOR_NAMES)
 _STATE_LEN = 2 * _NJ + 2 * _NA
-
-
-def _open_link(name: str, path: str, role: str, timeout_s: float) -> tuple[RigLink, dict[str, Any]]:
-    rl = RigLink(path, role)
-    try:
-        info = rl.open(timeout_s)
-    except (OSError, TimeoutError, ValueError) as exc:
-        rl.close()
-        raise DeviceNotReadyError(name, f"no hello from the rig at {path}: {exc}") from exc
-    return rl, info
-
-
-class _RigLinked:
-    """What the hand and trigger drivers share: one RigLink to the rig, opened at configure
-    (by the driver) and closed at shutdown. The serial firmware bridge replaces this seam."""
-
-    name: str
-    state: LifecycleState
-    _link: RigLink | None
-
-    def _rl(self) -> RigLink:
-        if self._link is None:
-            raise LifecycleTransitionError(self.name, f"not connected (state {self.state.value})")
-        return self._link
-
-    def fileno(self) -> int:
-        return self._rl().fileno()
-
-    def _on_shutdown(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-
-
-class SimHandDriver(_RigLinked, HandDriver):
-    """The simulated Shadow hand. apply() clamps to the rig's ctrlrange (learned at configure),
-    sends, and returns the clamped targets without waiting for the rig."""
-
-    def __init__(
-        self, name: str, rig_sock: str, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
-    ) -> None:
-        super().__init__(name)
-        self.rig_sock = rig_sock
-        self.connect_timeout_s = connect_timeout_s
-        self._link: RigLink | None = None
-        self.ctrlrange = ACTUATOR_LIMITS.copy()
-        self._lo = np.ascontiguousarray(self.ctrlrange[:, 0])
-        self._hi = np.ascontiguousarray(self.ctrlrange[:, 1])
-        self._idle = np.clip(_default_idle(), self._lo, self._hi)
-        self._send_buf = np.zeros(_NA)
-        self._latest: list[Any] | None = None
-        self.rig_info: dict[str, Any] = {}
-
-    # lifecycle
-    def _on_configure(self) -> None:
-        self._link, self.rig_info = _open_link(
-            self.name, self.rig_sock, "hand", self.connect_timeout_s
-        )
-        if list(self.rig_info.get("actuators", [])) != list(ACTUATOR_NAMES):
-            self._link.close()
-            raise DeviceNotReadyError(self.name, "the rig's actuators differ from ACTUATOR_NAMES")
-        self.ctrlrange = np.array(self.rig_info["ctrlrange"], dtype=np.float64)
-        self._lo = np.ascontiguousarray(self.ctrlrange[:, 0])
-        self._hi = np.ascontiguousarray(self.ctrlrange[:, 1])
-        self._idle = np.clip(_default_idle(), self._lo, self._hi)
-
-    # contract
-    @property
-    def idle_action(self) -> np.ndarray:
-        idle: np.ndarray = self._idle.copy()
-        return idle
-
-    def request_state(self, cycle: int) -> None:
-        self.require_active("request_state")
-        try:
-            self._rl().request_state(cycle)
-        except (LinkClosedError, LinkFullError) as exc:
-            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
-
-    def poll(self, cycle: int) -> HandState | None:
-        rl = self._rl()
-        match: list[Any] | None = None
-        try:
-            while (message := rl.recv()) is not None:
-                if message[0] == link.STATE:
-                    self._latest = message  # the newest, for a later poll of its cycle
-                    if message[1] == cycle:
-                        match = message  # even if a newer one arrived in the same drain
-        except LinkClosedError as exc:
-            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
-        m = match if match is not None else self._latest
-        if m is None or m[1] != cycle:
-            return None
-        values = np.frombuffer(m[4], dtype=np.float64, count=_STATE_LEN).copy()
-        return HandState(
-            cycle=m[1],
-            capture_ns=m[2],
-            positions=values[:_NJ],
-            velocities=values[_NJ : 2 * _NJ],
-            efforts=values[2 * _NJ : 2 * _NJ + _NA],
-            temperatures=values[2 * _NJ + _NA :],
-            applied_seq=m[3],
-        )
-
-    def apply(self, targets: np.ndarray, cycle: int) -> np.ndarray:
-        """Targets (20,) rad; applied_seq in later states is the `cycle` given here."""
-        self.require_active("apply")
-        arr = np.asarray(targets, dtype=np.float64)
-        if arr.shape != (_NA,):
-            raise TargetShapeError(self.name, f"targets must have shape ({_NA},), got {arr.shape}")
-        if not np.isfinite(arr).all():
-            bad = [ACTUATOR_NAMES[i] for i in np.flatnonzero(~np.isfinite(arr))]
-            raise TargetShapeError(self.name, f"non-finite targets for {', '.join(bad)}")
-        np.clip(arr, self._lo, self._hi, out=self._send_buf)
-        try:
-            self._rl().send_targets(cycle, self._send_buf.tobytes())
-        except (LinkClosedError, LinkFullError) as exc:
-            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
-        return self._send_buf.copy()
-
-
-class SimTriggerDriver(_RigLinked, TriggerDriver):
-    """The simulated trigger board: fire(k) sends the pulse, the ack carries the rig's time of it
-    (host CLOCK_MONOTONIC in realtime, sim time in lockstep)."""
-
-    def __init__(
-        self, name: str, rig_sock: str, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
-    ) -> None:
-        super().__init__(name)
-        self.rig_sock = rig_sock
-        self.connect_timeout_s = connect_timeout_s
-        self._link: RigLink | None = None
-        self._ack_cycle = -1
-        self._ack_ns = 0
-        self.rig_info: dict[str, Any] = {}
-
-    def _on_configure(self) -> None:
-        self._link, self.rig_info = _open_link(
-            self.name, self.rig_sock, "trigger", self.connect_timeout_s
-        )
-
-    def fire(self, cycle: int) -> int:
-        self.require_active("fire")
-        rl = self._rl()
-        sent = time.monotonic_ns()
-        try:
-            rl.send_trigger(cycle)
-        except (LinkClosedError, LinkFullError) as exc:
-            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
-        return sent
-
-    def poll(self, cycle: int) -> TriggerAck | None:
-        rl = self._rl()
-        match: int | None = None
-        try:
-            while (message := rl.recv()) is not None:
-                if message[0] == link.ACK:
-                    self._ack_cycle, self._ack_ns = message[1], message[2]
-                    if message[1] == cycle:
-                        match = message[2]
-        except LinkClosedError as exc:
-            raise DeviceLostError(self.name, f"rig link lost: {exc}") from exc
-        if match is None and self._ack_cycle == cycle:
-            match = self._ack_ns
-        if match is None:
-            return None
-        return TriggerAck(cycle=cycle, capture_ns=match)
 
 
 class _Watch:
@@ -500,7 +328,5 @@ class SimCameraDriver(CameraDriver):
 __all__ = [
     "SimCameraDriver",
     "SimCameraSource",
-    "SimHandDriver",
     "SimMocapDriver",
-    "SimTriggerDriver",
 ]

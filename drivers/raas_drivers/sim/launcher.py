@@ -8,7 +8,8 @@ Processes (each `python -m ...`, each a child of this one, each dying with it vi
 PR_SET_PDEATHSIG):
   camera process   raas_drivers.sim.render (only when cameras > 0), started first: it is where a GL
                    backend is found or not (MUJOCO_GL if set, else egl then osmesa)
-  rig process      raas_drivers.sim.rig: physics, hand/trigger links, mocap server
+  rig process      raas_drivers.sim.rig: physics, the hand and trigger boards' emulated firmware
+                   on two ptys (serial protocol of raas_firmware_bridge), mocap server
 Both report readiness with one JSON line on a pipe; a process that does not within
 `ready_timeout_s` is killed and DeviceNotReadyError carries the tail of its stderr.
 The launcher creates the socket directory and the frame segments and removes them on exit
@@ -35,14 +36,11 @@ from typing import IO, Any
 
 from raas_drivers.cameras.driver import CAMERA_NAMES
 from raas_drivers.errors import DeviceNotReadyError
+from raas_drivers.hand.serial_driver import SerialHandDriver
 from raas_drivers.sim.config import RigConfig
-from raas_drivers.sim.drivers import (
-    SimCameraDriver,
-    SimHandDriver,
-    SimMocapDriver,
-    SimTriggerDriver,
-)
+from raas_drivers.sim.drivers import SimCameraDriver, SimMocapDriver
 from raas_drivers.sim.protocol import ShmSegment, unlink_quietly
+from raas_drivers.trigger.serial_driver import SerialTriggerDriver
 
 BACKEND_FAILED = 3  # the camera process's exit code when its GL backend cannot make a context
 STDERR_TAIL = 3000
@@ -52,8 +50,8 @@ STDERR_TAIL = 3000
 class SimDevices:
     """The drivers of one simulated cell, unconfigured: the loop configures and activates them."""
 
-    hand: SimHandDriver
-    trigger: SimTriggerDriver
+    hand: SerialHandDriver
+    trigger: SerialTriggerDriver
     mocap: SimMocapDriver
     cameras: SimCameraDriver | None
 
@@ -298,13 +296,27 @@ class SimRig:
                     self.sock_dir,
                     CAMERA_NAMES[: self.config.cameras],
                 )
+            lc = self.config.link
+            link_args: dict[str, Any] = {
+                "max_bad_frames": lc.max_bad_frames,
+                "request_timeout_s": lc.request_timeout_ms / 1000,
+            }
+            if lc.baud > 0:
+                link_args["baudrate"] = lc.baud
             self._devices = SimDevices(
-                hand=SimHandDriver("hand", str(self.rig_info["rig_sock"])),
-                trigger=SimTriggerDriver("trigger", str(self.rig_info["rig_sock"])),
+                hand=SerialHandDriver("hand", str(self.rig_info["hand_port"]), **link_args),
+                trigger=SerialTriggerDriver(
+                    "trigger", str(self.rig_info["trigger_port"]), **link_args
+                ),
                 mocap=SimMocapDriver("mocap", str(self.rig_info["mocap_sock"])),
                 cameras=cameras,
             )
         return self._devices
+
+    @property
+    def events_path(self) -> Path:
+        """The emulator's event record (written when RigConfig.link.record_events is set)."""
+        return Path(self.sock_dir) / "events.jsonl"
 
     def stderr_tail(self) -> str:
         """What the rig process wrote to stderr (diagnostics)."""

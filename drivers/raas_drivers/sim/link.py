@@ -1,22 +1,13 @@
-"""The hand and trigger-board transport to the simulated rig: msgpack over AF_UNIX SOCK_SEQPACKET.
+"""The rig's control links: msgpack over AF_UNIX SOCK_SEQPACKET (mocap control, camera process).
 
-This module is the seam a later issue replaces with the serial firmware protocol on a pty: the
-sim drivers talk to the rig only through `RigLink` (client) and the rig only through
-`LinkServer` / `LinkConn`. SOCK_SEQPACKET keeps message boundaries and ordering, is reliable,
-and reports a dead peer at once (EOF on recv, EPIPE on send), which is how a killed rig becomes a
-DeviceLostError.
+The hand and the trigger board no longer use this: they speak the serial firmware protocol on
+ptys (raas_firmware_bridge). What is left are the links where the real cell has a network
+protocol of its own: the motion-capture server's control connection (sim/drivers.py `_Watch`)
+and the rig <-> camera-process link (render.py). SOCK_SEQPACKET keeps message boundaries and
+ordering, is reliable, and reports a dead peer at once (EOF on recv, EPIPE on send).
 
-Messages are msgpack arrays, first element the kind:
-  client -> rig   ["hello", role]                         role: "hand" | "trigger"
-                  ["trig", cycle]                         trigger pulse for `cycle`
-                  ["req", cycle]                          hand state for `cycle` please
-                  ["apply", cycle, f64 bytes (20,)]       position targets (no reply)
-  rig -> client   ["hello", {info}]                       clock, period_ns, ctrlrange, names
-                  ["ack", cycle, capture_ns]              the pulse's time on the rig's clock
-                  ["state", cycle, capture_ns, applied_seq, f64 bytes (88,)]
-                                                          positions 24, velocities 24,
-                                                          efforts 20, temperatures 20
-                  ["error", text]
+Messages are msgpack arrays, first element the kind (see rig.py and render.py); "error" carries
+a text.
 """
 
 from __future__ import annotations
@@ -32,12 +23,6 @@ import msgpack
 MAX_MESSAGE = 65536
 
 # message kinds (short strings: msgpack keeps them tiny)
-HELLO = "hello"
-TRIGGER = "trig"
-ACK = "ack"
-REQUEST = "req"
-STATE = "state"
-APPLY = "apply"
 ERROR = "error"
 
 
@@ -150,55 +135,3 @@ class LinkServer:
 
     def close(self) -> None:
         self.sock.close()
-
-
-class RigLink:
-    """Client side, used by SimHandDriver and SimTriggerDriver: one connection per device."""
-
-    def __init__(self, path: str, role: str) -> None:
-        self.path = path
-        self.role = role
-        self.conn: LinkConn | None = None
-        self.info: dict[str, Any] = {}
-
-    def open(self, timeout_s: float) -> dict[str, Any]:
-        """Connect and say hello; return the rig's info. TimeoutError / OSError on failure."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        sock.settimeout(timeout_s)
-        try:
-            sock.connect(self.path)
-        except OSError:
-            sock.close()
-            raise
-        self.conn = LinkConn(sock)
-        self.conn.send([HELLO, self.role])
-        answer = self.conn.recv_wait(timeout_s)
-        if answer[0] != HELLO or not isinstance(answer[1], dict):
-            raise ConnectionError(f"unexpected hello answer {answer[:1]!r}")
-        self.info = answer[1]
-        return self.info
-
-    def _conn(self) -> LinkConn:
-        if self.conn is None:
-            raise LinkClosedError("link not open")
-        return self.conn
-
-    def fileno(self) -> int:
-        return self._conn().fileno()
-
-    def send_trigger(self, cycle: int) -> None:
-        self._conn().send([TRIGGER, cycle])
-
-    def request_state(self, cycle: int) -> None:
-        self._conn().send([REQUEST, cycle])
-
-    def send_targets(self, cycle: int, targets: bytes) -> None:
-        self._conn().send([APPLY, cycle, targets])
-
-    def recv(self) -> list[Any] | None:
-        return self._conn().recv()
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None

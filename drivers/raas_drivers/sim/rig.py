@@ -1,22 +1,30 @@
-"""The simulated rig process: physics, hand and trigger board, motion-capture server.
+"""The simulated rig process: physics, the hand and trigger boards' firmware, mocap server.
 
-    python -m raas_drivers.sim.rig --config '<RigConfig JSON>' --dir <socket dir> \
+    python -m raas_drivers.sim.rig --config '<RigConfig JSON>' --dir <rig dir> \
         [--render-sock <path>] [--ready-fd N] [--parent-pid P]
 
 Serves, in one single-threaded epoll loop:
-  <dir>/rig.sock    hand and trigger links (sim/link.py, msgpack over SOCK_SEQPACKET)
-  <dir>/mocap.sock  mocap control (subscribe with a UDP port); frames go out as UDP datagrams
+  <dir>/hand.tty     the hand board's serial port: a pty running the emulated firmware
+  <dir>/trigger.tty  the trigger board's serial port (both: raas_firmware_bridge protocol)
+  <dir>/mocap.sock   mocap control (subscribe with a UDP port); frames go out as UDP datagrams
 and, when cameras are on, sends each trigger's scene state to the camera process (render.py).
+The `*.tty` paths are symlinks to the current /dev/pts/N (like /dev/serial/by-id): a port that
+vanished and came back is found at the same path. Link faults (RigConfig.link) are injected here.
 
 Clocks:
   realtime  physics follows CLOCK_MONOTONIC (one mj_step per 2 ms of wall time, caught up before
-            any capture); a trigger or state request is captured when it arrives, stamped with
-            time.monotonic_ns().
-  lockstep  trigger k advances the world to sim time k * period under the last applied targets,
-            then captures everything; stamps are sim time. The frames of cycle k are rendered
-            before the cycle is acknowledged. Messages that arrived before a trigger (targets of
-            the previous cycle) are applied before it, so a run depends only on the seed and on
-            what the loop sent.
+            any capture); the hand's servo tick runs at 1 kHz of wall time; a trigger or state
+            request is captured when it arrives, stamped with CLOCK_MONOTONIC in whole us (the
+            boards' clock).
+  lockstep  trigger k advances the world to sim time k * period under the last applied targets
+            (one servo tick per physics step), then captures everything; stamps are sim time.
+            The frames of cycle k are rendered before the cycle is acknowledged. The hand's
+            messages that arrived before a trigger are handled first, and a trigger waits until
+            the hand's STATE_REQUEST of its cycle has arrived (the hand's port is ordered, so
+            the previous cycle's SET_TARGETS is then in too; two ptys are not ordered with
+            respect to each other). A trigger whose state request does not come within
+            TRIGGER_WAIT_S of wall time is handled anyway. A run depends only on the seed and
+            on what the loop sent.
 """
 
 from __future__ import annotations
@@ -32,9 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from raas_firmware_bridge.emulator.board_port import BoardPort
+from raas_firmware_bridge.emulator.firmware import Firmware
+from raas_firmware_bridge.emulator.record import EventRecord
+from raas_firmware_bridge.messages import Message, Trigger
 
-from raas_drivers.hand.config import ACTUATOR_NAMES, JOINT_NAMES
 from raas_drivers.sim import link
+from raas_drivers.sim.boards import SimHandBoard, SimTriggerBoard
 from raas_drivers.sim.config import RigConfig
 from raas_drivers.sim.link import LinkClosedError, LinkConn, LinkFullError, LinkServer
 from raas_drivers.sim.mocap_model import MocapModel
@@ -44,6 +56,8 @@ from raas_drivers.sim.world import MARKER_NAMES, World
 
 RENDER_DONE_TIMEOUT_S = 60.0
 MAX_CATCH_UP_STEPS = 50  # realtime: beyond this we were stalled; re-base rather than race
+SERVO_PERIOD_NS = 1_000_000  # the hand board's 1 kHz servo tick
+TRIGGER_WAIT_S = 0.05  # lockstep: how long a trigger waits for the hand's state request
 
 
 class RigProcess:
@@ -51,7 +65,7 @@ class RigProcess:
         self.cfg = cfg
         self.lockstep = cfg.clock == "lockstep"
         self.period_ns = cfg.period_ns
-        seeds = np.random.SeedSequence(cfg.seed).spawn(2)
+        seeds = np.random.SeedSequence(cfg.seed).spawn(3)
         self.world = World(cfg.world_params())
         self.world.reset(int(seeds[0].generate_state(1)[0]))
         self.dt_ns = self.world.timestep_ns
@@ -63,9 +77,7 @@ class RigProcess:
             dropout_s=cfg.mocap_dropout_s,
             dropout_jitter_s=min(cfg.mocap_dropout_jitter_s, cfg.mocap_dropout_s),
         )
-        self.rig_path = str(sock_dir / "rig.sock")
         self.mocap_path = str(sock_dir / "mocap.sock")
-        self.server = LinkServer(self.rig_path)
         self.mocap_server = LinkServer(self.mocap_path)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.setblocking(False)
@@ -73,7 +85,6 @@ class RigProcess:
         self.ep = select.epoll()
         self.conns: dict[int, LinkConn] = {}
         self.kind: dict[int, str] = {}
-        self._watch(self.server.fileno(), "server")
         self._watch(self.mocap_server.fileno(), "mocap_server")
         self.render: LinkConn | None = None
         if render_sock:
@@ -82,38 +93,77 @@ class RigProcess:
             self.render = LinkConn(s)
             self.render.send(["hello", "rig"])
             self._watch(self.render.fileno(), "render")
+        # the boards
+        lc = cfg.link
+        self.record = EventRecord(sock_dir / "events.jsonl" if lc.record_events else None)
+        hand_rng, trigger_rng = np.random.default_rng(seeds[2]).spawn(2)
+        # lockstep: the watchdog counts sim time, which moves a period per trigger
+        watchdog_ms = (
+            max(lc.watchdog_ms, 2e-6 * self.period_ns) if self.lockstep else lc.watchdog_ms
+        )
+        self.hand = SimHandBoard(
+            self,
+            BoardPort(
+                "hand", sock_dir / "hand.tty", lc, hand_rng, faulty="hand" in lc.faulty_boards
+            ),
+            self.record,
+            watchdog_ms,
+        )
+        self.trigger = SimTriggerBoard(
+            self,
+            BoardPort(
+                "trigger",
+                sock_dir / "trigger.tty",
+                lc,
+                trigger_rng,
+                faulty="trigger" in lc.faulty_boards,
+            ),
+            self.record,
+        )
+        self.boards: dict[str, Firmware] = {"hand": self.hand, "trigger": self.trigger}
+        self.faulty = [self.boards[b] for b in lc.faulty_boards]
+        self.board_fd: dict[str, int] = {}
+        for name, board in self.boards.items():
+            self._watch_board(name, board)
         # state
-        self.applied_seq = -1
         self.last_trigger = -1
         self.t0_ns = 0
-        self.pending: list[tuple[LinkConn, int]] = []
-        self.snapshot = b""
-        self.snapshot_ns = 0
-        self.snapshot_seq = -1
-        self.state_buf = np.zeros(2 * len(JOINT_NAMES) + 2 * len(ACTUATOR_NAMES))
+        self.next_tick_ns = 0
+        self.snapshot: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = tuple(  # type: ignore[assignment]
+            a.copy() for a in self.world.hand_state()
+        )
+        self.snapshot_us = 0
+        self.snapshot_seq = self.hand.applied_seq
+        self.deferred: list[tuple[float, int, Trigger]] = []  # lockstep: (wall deadline, seq, msg)
+        self.reset_done = False
+        self.vanish_done = False
+        self.replug_at: float | None = None  # wall time (time.monotonic) the ports come back
         self.datagram = bytearray(mocap_datagram_size(len(MARKER_NAMES)))
         self.frames_dropped = 0
         self.render_pending: tuple[int, int, bytes] | None = None
-        self.hello_info: dict[str, Any] = {
-            "clock": cfg.clock,
-            "period_ns": self.period_ns,
-            "timestep_ns": self.dt_ns,
-            "ctrlrange": self.world.ctrlrange.tolist(),
-            "actuators": list(ACTUATOR_NAMES),
-            "joints": list(JOINT_NAMES),
-            "pid": os.getpid(),
-        }
 
     def _watch(self, fd: int, kind: str) -> None:
         self.kind[fd] = kind
         self.ep.register(fd, select.EPOLLIN)
+
+    def _watch_board(self, name: str, board: Firmware) -> None:
+        fd = board.port.fileno()
+        if fd >= 0:
+            self.board_fd[name] = fd
+            self._watch(fd, "board:" + name)
+
+    def _unwatch_board(self, name: str) -> None:
+        fd = self.board_fd.pop(name, -1)
+        if fd >= 0:
+            with contextlib.suppress(OSError, ValueError):
+                self.ep.unregister(fd)
+            self.kind.pop(fd, None)
 
     def _drop(self, fd: int) -> None:
         self.ep.unregister(fd)
         self.kind.pop(fd, None)
         self.mocap_subs.pop(fd, None)
         conn = self.conns.pop(fd, None)
-        self.pending = [(c, k) for c, k in self.pending if c is not conn]
         if conn is not None:
             conn.close()
 
@@ -125,6 +175,14 @@ class RigProcess:
             self.render = None
         self.render_pending = None
 
+    # ------------------------------------------------------------------ clocks
+    def now_ns(self) -> int:
+        """The boards' clock: CLOCK_MONOTONIC (realtime) or sim time (lockstep)."""
+        return self.world.time_ns if self.lockstep else time.monotonic_ns()
+
+    def elapsed_s(self) -> float:
+        return (self.now_ns() - (0 if self.lockstep else self.t0_ns)) * 1e-9
+
     # ------------------------------------------------------------------ physics
     def catch_up(self, now_ns: int) -> None:
         """realtime: run the physics steps whose time has come."""
@@ -135,22 +193,25 @@ class RigProcess:
         if due > 0:
             self.world.step_n(int(due))
 
+    def servo_ticks(self, now_ns: int) -> None:
+        """realtime: the hand board's 1 kHz tick (ticks missed while descheduled collapse into
+        one: only the last one's targets would have mattered)."""
+        if now_ns >= self.next_tick_ns:
+            self.hand.tick(now_ns // 1000)
+            self.next_tick_ns += SERVO_PERIOD_NS
+            if self.next_tick_ns <= now_ns:
+                self.next_tick_ns = now_ns - now_ns % SERVO_PERIOD_NS + SERVO_PERIOD_NS
+
     def advance_to_cycle(self, cycle: int) -> None:
-        """lockstep: world time becomes cycle * period (never backwards)."""
+        """lockstep: world time becomes cycle * period (never backwards), one servo tick per
+        physics step (the plant cannot change between two steps)."""
         target = round(cycle * self.period_ns / self.dt_ns)
-        self.world.step_n(target - self.world.steps)
+        world = self.world
+        while world.steps < target:
+            self.hand.tick(world.time_ns // 1000)
+            world.step_n(1)
 
     # ------------------------------------------------------------------ captures
-    def hand_blob(self) -> bytes:
-        pos, vel, eff, temp = self.world.hand_state()
-        b = self.state_buf
-        nj, na = len(JOINT_NAMES), len(ACTUATOR_NAMES)
-        b[:nj] = pos
-        b[nj : 2 * nj] = vel
-        b[2 * nj : 2 * nj + na] = eff
-        b[2 * nj + na :] = temp
-        return b.tobytes()
-
     def send_mocap(self, cycle: int, capture_ns: int) -> None:
         if not self.mocap_subs:
             return
@@ -183,8 +244,9 @@ class RigProcess:
             log("rig: camera process lost:", exc)
             self._drop_render()
 
-    # ------------------------------------------------------------------ messages
-    def on_trigger(self, conn: LinkConn, cycle: int) -> None:
+    def capture(self, cycle: int) -> int:
+        """The trigger board's pulse for `cycle`: the sync lines fire, motion capture and cameras
+        capture. Returns the pulse's time on the boards' clock in us."""
         if self.lockstep:
             if cycle > self.last_trigger:
                 self.advance_to_cycle(cycle)
@@ -192,74 +254,86 @@ class RigProcess:
             hand_ns = base + round(self.cfg.hand_offset_us * 1000)
             mocap_ns = base + round(self.cfg.mocap_offset_us * 1000)
             self.last_trigger = max(self.last_trigger, cycle)
-            self.snapshot = self.hand_blob()
-            self.snapshot_ns = hand_ns
-            self.snapshot_seq = self.applied_seq
+            self.snapshot = tuple(a.copy() for a in self.world.hand_state())  # type: ignore[assignment]
+            self.snapshot_us = hand_ns // 1000
+            self.snapshot_seq = self.hand.applied_seq
             self.send_mocap(cycle, mocap_ns)
             self.send_render(cycle, base + round(self.cfg.camera_offset_us * 1000))
-            conn.send([link.ACK, cycle, base])
-            still: list[tuple[LinkConn, int]] = []
-            for c, k in self.pending:
-                if k == cycle:
-                    self._send_state(c, k, self.snapshot, self.snapshot_ns, self.snapshot_seq)
-                elif k > cycle:
-                    still.append((c, k))
-            self.pending = still
-        else:
-            now = time.monotonic_ns()
-            self.catch_up(now)
-            self.last_trigger = cycle
-            self.send_mocap(cycle, now)
-            conn.send([link.ACK, cycle, now])
-            # the scene is snapshotted now, sent once this wake-up's messages are answered: the
-            # renderer then takes a core while the hand state is already on its way
-            if self.render is not None:
-                self.render_pending = (
-                    cycle,
-                    now + round(self.cfg.camera_offset_us * 1000),
-                    self.world.render_state().tobytes(),
+            return base // 1000
+        now = time.monotonic_ns()
+        now -= now % 1000  # the boards count whole microseconds; every stamp of a pulse agrees
+        self.catch_up(now)
+        self.last_trigger = cycle
+        self.send_mocap(cycle, now)
+        # the scene is snapshotted now, sent once this wake-up's messages are answered: the
+        # renderer then takes a core while the hand state is already on its way
+        if self.render is not None:
+            self.render_pending = (
+                cycle,
+                now + round(self.cfg.camera_offset_us * 1000),
+                self.world.render_state().tobytes(),
+            )
+        return now // 1000
+
+    # ------------------------------------------------------------------ faults
+    def scheduled_faults(self, cycle: int | None) -> None:
+        """Fault injection at a time or at a cycle (RigConfig.link)."""
+        lc = self.cfg.link
+        if not self.faulty:
+            return
+        now_s = self.elapsed_s()
+        if not self.reset_done and (
+            (lc.reset_at_cycle is not None and cycle is not None and cycle >= lc.reset_at_cycle)
+            or (lc.reset_at_s is not None and now_s >= lc.reset_at_s)
+        ):
+            self.reset_done = True
+            for board in self.faulty:
+                log(f"rig: fault injection: {board.name} firmware reset")
+                board.reboot(self.now_ns() // 1000)
+        if not self.vanish_done and (
+            (lc.vanish_at_cycle is not None and cycle is not None and cycle >= lc.vanish_at_cycle)
+            or (lc.vanish_at_s is not None and now_s >= lc.vanish_at_s)
+        ):
+            self.vanish_done = True
+            for board in self.faulty:
+                log(f"rig: fault injection: {board.name} port vanishes")
+                self._unwatch_board(board.name)
+                board.port.unplug()
+                self.record.write(board.name, "unplugged", self.now_ns())
+            if lc.vanish_for_s is not None:
+                self.replug_at = time.monotonic() + lc.vanish_for_s
+        if self.replug_at is not None and time.monotonic() >= self.replug_at:
+            self.replug_at = None
+            for board in self.faulty:
+                board.port.plug()
+                self._watch_board(board.name, board)
+                board.reboot(self.now_ns() // 1000)  # a board that lost its cable lost power
+                self.record.write(
+                    board.name, "plugged", self.now_ns(), path=board.port.port.tty_path
                 )
 
-    def _send_state(
-        self, conn: LinkConn, cycle: int, blob: bytes, capture_ns: int, seq: int
-    ) -> None:
-        with_errors(conn, [link.STATE, cycle, capture_ns, seq, blob])
-
-    def on_request(self, conn: LinkConn, cycle: int) -> None:
-        if self.lockstep:
-            if cycle == self.last_trigger:
-                self._send_state(conn, cycle, self.snapshot, self.snapshot_ns, self.snapshot_seq)
-            elif cycle > self.last_trigger:
-                self.pending.append((conn, cycle))
-            # an older cycle than the last trigger is gone: no answer (it is stale)
-        else:
-            now = time.monotonic_ns()
-            self.catch_up(now)
-            self._send_state(conn, cycle, self.hand_blob(), now, self.applied_seq)
-
-    def on_apply(self, cycle: int, blob: bytes) -> None:
-        targets = np.frombuffer(blob, dtype=np.float64)
-        if targets.shape != (len(ACTUATOR_NAMES),) or not np.isfinite(targets).all():
-            log("rig: refused targets of shape", targets.shape)
-            return
+    # ------------------------------------------------------------------ messages
+    def handle_board(self, board: Firmware, seq: int, msg: Message) -> None:
+        now_us = self.now_ns() // 1000
+        if isinstance(msg, Trigger) and board is self.trigger:
+            self.scheduled_faults(msg.cycle)
+            if board.port.fileno() < 0:  # the trigger board itself vanished
+                return
         if not self.lockstep:
-            self.catch_up(time.monotonic_ns())
-        self.world.set_targets(targets)
-        self.applied_seq = cycle
+            self.catch_up(now_us * 1000)
+        board.handle(msg, seq, now_us)
+        if isinstance(msg, Trigger) and board is self.trigger and self.lockstep:
+            self.hand.answer_pending(msg.cycle)
 
-    def handle(self, conn: LinkConn, message: list[Any]) -> None:
-        kind = message[0]
-        if kind == link.TRIGGER:
-            self.on_trigger(conn, int(message[1]))
-        elif kind == link.REQUEST:
-            self.on_request(conn, int(message[1]))
-        elif kind == link.APPLY:
-            self.on_apply(int(message[1]), message[2])
-        elif kind == link.HELLO:
-            conn.role = str(message[1])
-            conn.send([link.HELLO, self.hello_info])
-        else:
-            conn.send([link.ERROR, f"unknown message {kind!r}"])
+    def _trigger_ready(self, msg: Trigger) -> bool:
+        """lockstep: may this trigger be handled now (see the module docstring)?"""
+        hand = self.hand
+        return (
+            hand.max_requested >= msg.cycle
+            or not hand.ready
+            or msg.cycle <= self.last_trigger
+            or not hand.port.port.plugged
+        )
 
     def handle_mocap_control(self, fd: int, conn: LinkConn, message: list[Any]) -> None:
         if message[0] == "sub":
@@ -269,24 +343,41 @@ class RigProcess:
             conn.send([link.ERROR, f"unknown message {message[0]!r}"])
 
     # ------------------------------------------------------------------ loop
+    def _timeout(self) -> float:
+        wake: list[float] = []
+        mono = time.monotonic_ns()
+        if not self.lockstep:
+            wake.append(self.t0_ns + (self.world.steps + 1) * self.dt_ns)
+            wake.append(self.next_tick_ns)
+            lc = self.cfg.link
+            if lc.reset_at_s is not None and not self.reset_done:
+                wake.append(self.t0_ns + lc.reset_at_s * 1e9)
+            if lc.vanish_at_s is not None and not self.vanish_done:
+                wake.append(self.t0_ns + lc.vanish_at_s * 1e9)
+        for board in self.boards.values():
+            nxt = board.port.next_flush_ns()
+            if nxt is not None:
+                wake.append(nxt if not self.lockstep else mono + board.port.byte_ns)
+        if self.deferred:
+            wake.append(min(d for d, _, _ in self.deferred) * 1e9)
+        if self.replug_at is not None:
+            wake.append(self.replug_at * 1e9)
+        if not wake:
+            return -1.0
+        return max(0.0, (min(wake) - time.monotonic_ns()) * 1e-9)
+
     def serve(self) -> None:
         self.t0_ns = time.monotonic_ns()
-        batch: list[tuple[int, LinkConn, list[Any]]] = []
+        self.next_tick_ns = self.t0_ns
+        hand_batch: list[tuple[Firmware, int, Message]] = []
+        triggers: list[tuple[int, Trigger]] = []
         while True:
-            if self.lockstep:
-                timeout = -1.0
-            else:
-                now = time.monotonic_ns()
-                self.catch_up(now)
-                next_ns = self.t0_ns + (self.world.steps + 1) * self.dt_ns
-                timeout = max(0.0, (next_ns - time.monotonic_ns()) * 1e-9)
-            events = self.ep.poll(timeout)
-            batch.clear()
+            events = self.ep.poll(self._timeout())
+            hand_batch.clear()
+            triggers.clear()
             for fd, _ in events:
                 kind = self.kind.get(fd)
-                if kind == "server":
-                    self._accept(self.server, "link")
-                elif kind == "mocap_server":
+                if kind == "mocap_server":
                     self._accept(self.mocap_server, "mocap")
                 elif kind == "render":
                     if self.render is not None:
@@ -295,21 +386,41 @@ class RigProcess:
                         except LinkClosedError:
                             log("rig: camera process closed its link")
                             self._drop_render()
-                elif kind in ("link", "mocap"):
-                    self._drain(fd, kind, batch)
+                elif kind == "mocap":
+                    self._drain_mocap(fd)
+                elif kind is not None and kind.startswith("board:"):
+                    board = self.boards[kind[6:]]
+                    for frame in board.port.receive():
+                        msg = board._decode(frame)
+                        if msg is None:
+                            continue
+                        if isinstance(msg, Trigger) and board is self.trigger and self.lockstep:
+                            triggers.append((frame.seq, msg))
+                        else:
+                            hand_batch.append((board, frame.seq, msg))
+            # lockstep: the hand's messages first (targets of the previous cycle, this cycle's
+            # request), then the triggers: the order that makes a run deterministic
+            for board, seq, msg in hand_batch:
+                self.handle_board(board, seq, msg)
             if self.lockstep:
-                # targets and requests that arrived with a trigger go first: determinism
-                batch.sort(key=lambda item: item[2][0] == link.TRIGGER)
-            for fd, conn, message in batch:
-                if fd not in self.conns:
-                    continue
-                try:
-                    if self.kind.get(fd) == "mocap":
-                        self.handle_mocap_control(fd, conn, message)
+                deadline = time.monotonic() + TRIGGER_WAIT_S
+                self.deferred += [(deadline, seq, t) for seq, t in triggers]
+                still: list[tuple[float, int, Trigger]] = []
+                now = time.monotonic()
+                for item in self.deferred:
+                    if self._trigger_ready(item[2]) or now >= item[0]:
+                        self.handle_board(self.trigger, item[1], item[2])
                     else:
-                        self.handle(conn, message)
-                except (LinkClosedError, LinkFullError):
-                    self._drop(fd)
+                        still.append(item)
+                self.deferred = still
+            else:
+                now_ns = time.monotonic_ns()
+                self.catch_up(now_ns)
+                self.servo_ticks(now_ns)
+            self.scheduled_faults(None)
+            now_ns = time.monotonic_ns()
+            for board in self.boards.values():
+                board.port.flush(now_ns)
             if self.render_pending is not None:
                 self.send_render(*self.render_pending)
                 self.render_pending = None
@@ -320,7 +431,7 @@ class RigProcess:
             self.conns[conn.fileno()] = conn
             self._watch(conn.fileno(), kind)
 
-    def _drain(self, fd: int, kind: str, batch: list[tuple[int, LinkConn, list[Any]]]) -> None:
+    def _drain_mocap(self, fd: int) -> None:
         conn = self.conns[fd]
         while True:
             try:
@@ -330,18 +441,17 @@ class RigProcess:
                 return
             if message is None:
                 return
-            batch.append((fd, conn, message))
-
-
-def with_errors(conn: LinkConn, message: list[Any]) -> None:
-    with contextlib.suppress(LinkClosedError, LinkFullError):
-        conn.send(message)  # a client that went away is dropped by the epoll loop on its EOF
+            try:
+                self.handle_mocap_control(fd, conn, message)
+            except (LinkClosedError, LinkFullError):
+                self._drop(fd)
+                return
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m raas_drivers.sim.rig")
     parser.add_argument("--config", required=True, help="RigConfig as JSON")
-    parser.add_argument("--dir", required=True, help="directory for the sockets")
+    parser.add_argument("--dir", required=True, help="directory for the ports and sockets")
     parser.add_argument("--render-sock", default="")
     parser.add_argument("--ready-fd", type=int, default=-1)
     parser.add_argument("--parent-pid", type=int, default=0)
@@ -355,15 +465,17 @@ def main(argv: list[str] | None = None) -> int:
             args.ready_fd,
             {
                 "pid": os.getpid(),
-                "rig_sock": rig.rig_path,
+                "hand_port": str(rig.hand.port.link_path),
+                "trigger_port": str(rig.trigger.port.link_path),
                 "mocap_sock": rig.mocap_path,
                 "markers": list(MARKER_NAMES),
+                "events": str(Path(args.dir) / "events.jsonl"),
             },
         )
         with contextlib.suppress(KeyboardInterrupt):
             rig.serve()
     finally:
-        # the socket directory ends with the rig: the launcher removes it too, but when the
+        # the rig directory ends with the rig: the launcher removes it too, but when the
         # launcher was killed (PR_SET_PDEATHSIG brought us here) nobody else would
         shutil.rmtree(args.dir, ignore_errors=True)
     return 0

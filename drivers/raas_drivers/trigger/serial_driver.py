@@ -1,0 +1,91 @@
+"""The trigger board behind its microcontroller: the TriggerDriver contract over the serial link.
+
+fire(k) sends TRIGGER(k) and returns the host time it went out; the board pulses the camera and
+motion-capture sync lines and answers TRIGGER_ACK(k, hw_time_us), which poll(k) returns as a
+TriggerAck (capture_ns = hw_time_us * 1000, the board's clock). A bad frame arriving while the
+ack of the current cycle is awaited makes poll() send the trigger again (at most 3 times); the
+board answers a repeated cycle with the same pulse's time and pulses nothing. Any link fault
+raises DeviceLostError("trigger", ...) until reset().
+"""
+
+from __future__ import annotations
+
+import time
+
+from raas_firmware_bridge.errors import LinkError
+from raas_firmware_bridge.link import DEFAULT_BAUD, DEFAULT_MAX_BAD_FRAMES
+from raas_firmware_bridge.messages import BoardKind, Trigger
+from raas_firmware_bridge.messages import TriggerAck as WireTriggerAck
+
+from raas_drivers.errors import DeviceLostError
+from raas_drivers.serial_device import (
+    DEFAULT_REQUEST_TIMEOUT_S,
+    MAX_RETRIES_PER_CYCLE,
+    SerialDevice,
+)
+from raas_drivers.trigger.driver import TriggerAck, TriggerDriver
+
+
+class SerialTriggerDriver(SerialDevice, TriggerDriver):
+    board_kind = int(BoardKind.TRIGGER)
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        baudrate: int = DEFAULT_BAUD,
+        max_bad_frames: int = DEFAULT_MAX_BAD_FRAMES,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    ) -> None:
+        super().__init__(name)
+        self._init_link(
+            url,
+            baudrate=baudrate,
+            max_bad_frames=max_bad_frames,
+            request_timeout_s=request_timeout_s,
+        )
+        self._ack_cycle = -1
+        self._ack_ns = 0
+        self._fired = -1
+        self._retries = 0
+
+    def fire(self, cycle: int) -> int:
+        self.require_active("fire")
+        sent = time.monotonic_ns()
+        self._fired, self._retries = cycle, 0
+        self._send(cycle)
+        self.link.track(("trigger", cycle))
+        return sent
+
+    def poll(self, cycle: int) -> TriggerAck | None:
+        link = self.link
+        match: int | None = None
+        bad_before = link.stats.bad_frames
+        for msg in link.receive():
+            if isinstance(msg, WireTriggerAck):
+                link.answered(("trigger", msg.cycle))
+                if msg.cycle >= self._ack_cycle:
+                    self._ack_cycle, self._ack_ns = msg.cycle, msg.hw_time_us * 1000
+                if msg.cycle == cycle:
+                    match = msg.hw_time_us * 1000
+        self._check()
+        if match is None and self._ack_cycle == cycle:
+            match = self._ack_ns
+        if match is None:
+            if (
+                link.stats.bad_frames > bad_before
+                and cycle == self._fired
+                and self._retries < MAX_RETRIES_PER_CYCLE
+            ):
+                self._retries += 1
+                link.stats.retries += 1
+                self._send(cycle)
+            return None
+        return TriggerAck(cycle=cycle, capture_ns=match)
+
+    def _send(self, cycle: int) -> None:
+        try:
+            self.link.send(Trigger(cycle))
+        except LinkError as exc:
+            raise DeviceLostError(self.name, str(exc)) from exc
