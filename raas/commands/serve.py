@@ -41,6 +41,7 @@ def register(sub: Any) -> None:
     p.add_argument("--state-dir", type=Path, help="uploads and recordings under this directory")
     p.add_argument("--revocations", metavar="URL", help="reservation service to follow")
     p.add_argument("--robot-id", type=int, help="the robot's id in the service (--revocations)")
+    p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=main)
 
@@ -111,7 +112,12 @@ def main(args: argparse.Namespace) -> int:
     from raas.transport.serve import serve_cell
 
     try:
-        return serve_cell(cfg, cfg.transport, status_stream=None if args.quiet else sys.stderr)
+        return serve_cell(
+            cfg,
+            cfg.transport,
+            status_stream=None if args.quiet else sys.stderr,
+            stats_json=args.stats_json,
+        )
     except DriverError as exc:
         print(f"raasd robot: the cell did not come up: {exc}", file=sys.stderr)
         return EXIT_DEVICE_LOST

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import sys
 import tarfile
 import tempfile
@@ -23,6 +24,7 @@ import zmq
 
 from raas.config import CellConfig
 from raas.core.loop import ControlLoop
+from raas.core.stats import build_stats
 from raas.daemon import EXIT_DEVICE_LOST, EXIT_OK, Cell, cell_outputs, cell_up, run_loop
 from raas.transport.config import TransportConfig
 from raas.transport.leases import LeaseGate
@@ -91,6 +93,7 @@ def serve_cell(
     *,
     log: TextIO | None = None,
     status_stream: TextIO | None = None,
+    stats_json: Path | None = None,
 ) -> int:
     """Run the robot on the network until SIGINT/SIGTERM or a lost device; the exit code."""
     log = log if log is not None else sys.stdout
@@ -165,6 +168,10 @@ def serve_cell(
                 _load_run(ctl, cell, log)
         finally:
             ctl.close_all("daemon stopping")
+        if stats_json is not None and loops:  # the last segment's figures, and the sessions'
+            stats = build_stats(loops[-1], {"transport": ctl.status()})
+            stats_json.parent.mkdir(parents=True, exist_ok=True)
+            stats_json.write_text(json.dumps(stats, indent=2) + "\n")
         print(
             f"raasd: robot stopped ({loops[-1].result.stop_reason if loops else 'n/a'})", file=log
         )
