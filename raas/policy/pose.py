@@ -57,32 +57,33 @@ def orientation_error(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * math.acos(min(1.0, dot))
 
 
-def quat_from_matrix(r: np.ndarray, out: np.ndarray) -> np.ndarray:
+def quat_from_matrix(m: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Rotation matrix (3, 3) -> canonical quaternion (Shepperd's method)."""
-    tr = float(r[0, 0] + r[1, 1] + r[2, 2])
+    r = m.tolist()
+    tr = r[0][0] + r[1][1] + r[2][2]
     if tr > 0:
         s = math.sqrt(tr + 1.0) * 2
         out[0] = 0.25 * s
-        out[1] = (r[2, 1] - r[1, 2]) / s
-        out[2] = (r[0, 2] - r[2, 0]) / s
-        out[3] = (r[1, 0] - r[0, 1]) / s
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2]) * 2
-        out[0] = (r[2, 1] - r[1, 2]) / s
+        out[1] = (r[2][1] - r[1][2]) / s
+        out[2] = (r[0][2] - r[2][0]) / s
+        out[3] = (r[1][0] - r[0][1]) / s
+    elif r[0][0] > r[1][1] and r[0][0] > r[2][2]:
+        s = math.sqrt(1.0 + r[0][0] - r[1][1] - r[2][2]) * 2
+        out[0] = (r[2][1] - r[1][2]) / s
         out[1] = 0.25 * s
-        out[2] = (r[0, 1] + r[1, 0]) / s
-        out[3] = (r[0, 2] + r[2, 0]) / s
-    elif r[1, 1] > r[2, 2]:
-        s = math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2]) * 2
-        out[0] = (r[0, 2] - r[2, 0]) / s
-        out[1] = (r[0, 1] + r[1, 0]) / s
+        out[2] = (r[0][1] + r[1][0]) / s
+        out[3] = (r[0][2] + r[2][0]) / s
+    elif r[1][1] > r[2][2]:
+        s = math.sqrt(1.0 + r[1][1] - r[0][0] - r[2][2]) * 2
+        out[0] = (r[0][2] - r[2][0]) / s
+        out[1] = (r[0][1] + r[1][0]) / s
         out[2] = 0.25 * s
-        out[3] = (r[1, 2] + r[2, 1]) / s
+        out[3] = (r[1][2] + r[2][1]) / s
     else:
-        s = math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1]) * 2
-        out[0] = (r[1, 0] - r[0, 1]) / s
-        out[1] = (r[0, 2] + r[2, 0]) / s
-        out[2] = (r[1, 2] + r[2, 1]) / s
+        s = math.sqrt(1.0 + r[2][2] - r[0][0] - r[1][1]) * 2
+        out[0] = (r[1][0] - r[0][1]) / s
+        out[1] = (r[0][2] + r[2][0]) / s
+        out[2] = (r[1][2] + r[2][1]) / s
         out[3] = 0.25 * s
     return canonical(out)
 
@@ -106,24 +107,44 @@ class MarkerPose:
     """The block's pose from its LED markers by least-squares rigid fit (Kabsch).
 
     Uses the visible markers when at least 3 are visible; otherwise all of them (occluded
-    markers report their last position, so the fit is the last pose seen, roughly)."""
+    markers report their last position, so the fit is the last pose seen, roughly). The
+    all-visible case (the usual one) is precomputed down to one 3x3 product and one SVD."""
 
     def __init__(self, offsets: np.ndarray) -> None:
         self.offsets = np.asarray(offsets, dtype=np.float64)  # (M, 3) in the block frame
         self.position = np.zeros(3)
         self.orientation = np.array([1.0, 0.0, 0.0, 0.0])
-        self._diag = np.ones(3)
+        self._qc = self.offsets.mean(axis=0)
+        self._qcT = np.ascontiguousarray((self.offsets - self._qc).T)  # (3, M), rows sum to 0
+        self._h = np.zeros((3, 3))
+        self._pc = np.zeros(3)
+        self._r = np.zeros((3, 3))
 
     def update(self, positions: np.ndarray, visible: np.ndarray) -> None:
         """`positions` (M, 3) world frame, `visible` (M,) bool, rows as `offsets`."""
-        if int(visible.sum()) >= 3:
-            p, q = positions[visible], self.offsets[visible]
+        n_visible = int(np.count_nonzero(visible))
+        if n_visible == len(visible) or n_visible < 3:
+            # centred offsets sum to zero, so Qc^T (P - pc) = Qc^T P
+            np.matmul(self._qcT, positions, out=self._h)
+            np.mean(positions, axis=0, out=self._pc)
+            qc = self._qc
         else:
-            p, q = positions, self.offsets
-        pc, qc = p.mean(axis=0), q.mean(axis=0)
-        h = (q - qc).T @ (p - pc)
-        u, _, vt = np.linalg.svd(h)
-        self._diag[2] = 1.0 if np.linalg.det(vt.T @ u.T) >= 0 else -1.0
-        r = vt.T @ (self._diag[:, None] * u.T)
-        self.position[:] = pc - r @ qc
+            p, q = positions[visible], self.offsets[visible]
+            qc = q.mean(axis=0)
+            self._pc[:] = p.mean(axis=0)
+            np.matmul((q - qc).T, p - self._pc, out=self._h)
+        u, _, vt = np.linalg.svd(self._h)
+        r = self._r
+        np.matmul(vt.T, u.T, out=r)
+        a = r.ravel().tolist()
+        det = (
+            a[0] * (a[4] * a[8] - a[5] * a[7])
+            - a[1] * (a[3] * a[8] - a[5] * a[6])
+            + a[2] * (a[3] * a[7] - a[4] * a[6])
+        )
+        if det < 0:  # a reflection: flip the axis of the smallest singular value
+            vt[2] *= -1.0
+            np.matmul(vt.T, u.T, out=r)
+        np.matmul(r, qc, out=self.position)
+        np.subtract(self._pc, self.position, out=self.position)
         quat_from_matrix(r, self.orientation)
