@@ -22,6 +22,8 @@ def _err(tmp_path: Path, **over: object) -> ManifestError:
 
 def test_published_schema_is_current_and_accepts_the_examples(small_bundle: Path) -> None:
     assert json.loads(SCHEMA_PATH.read_text()) == manifest_schema()
+    docs = Path(__file__).resolve().parents[2] / "docs" / "policy-manifest.schema.json"
+    assert json.loads(docs.read_text()) == manifest_schema()
     jsonschema.validate(json.loads((small_bundle / "manifest.json").read_text()), manifest_schema())
 
 
