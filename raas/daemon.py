@@ -193,7 +193,10 @@ def cell_outputs(cell: Cell) -> Iterator[CellOutputs]:
         if cell.cfg.metrics.enabled:
             metrics = stack.enter_context(metrics_for_cell(cell))
             outputs.publishers.append(metrics)
-            print(f"raasd: metrics on {metrics.url}metrics, live dashboard on {metrics.url}")
+            print(
+                f"raasd: metrics on {metrics.url}metrics, live dashboard on {metrics.url}",
+                flush=True,
+            )
         yield outputs
 
 

@@ -46,6 +46,12 @@ def register(sub: Any) -> None:
     p.add_argument("--no-rt", action="store_true", help="do not ask for real-time privileges")
     p.add_argument("--quiet", action="store_true", help="no per-success lines")
     p.add_argument("--status", action="store_true", help="live status line on stderr")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics and the live dashboard on PORT (0: any free port)",
+    )
     p.set_defaults(func=main)
 
 
@@ -65,6 +71,8 @@ def _cell_config(args: argparse.Namespace, period_s: float, vision: bool) -> Any
         over["rig"]["cameras"] = args.cameras
     if args.no_rt:
         over["rt"] = {"enabled": False}
+    if getattr(args, "metrics_port", None) is not None:
+        over["metrics"] = {"enabled": True, "port": args.metrics_port}
     return build_cell_config(merge(data, over))
 
 

@@ -41,6 +41,12 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--database-url", default=None, help="service database (sqlite:///var/raas.db)")
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9180,
+        help="the cell's Prometheus metrics and live dashboard (9180; -1: off)",
+    )
+    p.add_argument(
         "--bundle",
         default="example:dactyl",
         help="policy bundle the cell runs (raasd eval): a path, example:NAME (dactyl, small, "
@@ -159,6 +165,9 @@ def main(args: argparse.Namespace) -> int:
             if "reservation service on" in line:
                 break
         cell_args = [a for a in args.cell_args if a != "--"]
+        if args.metrics_port >= 0 and "--metrics-port" not in cell_args:
+            cell_args += ["--metrics-port", str(args.metrics_port)]
+            print(f"raasd up: live dashboard on http://127.0.0.1:{args.metrics_port}/", flush=True)
         try:
             cell_cmd = _cell_command(args.bundle, cell_args)
         except ValueError as exc:

@@ -13,6 +13,7 @@ program order, so no barrier is needed there (docs/metrics.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import mmap
@@ -297,13 +298,15 @@ class Board:
             time.sleep(50e-6)
 
     def close(self) -> None:
-        """Unmap (views handed out earlier must be dropped first)."""
+        """Unmap now, or, while views handed out earlier (a publisher's) still live, when the
+        last of them goes."""
         for attr in ("ints", "floats", "raw", "thumbs"):
             setattr(self, attr, None)
-        self.ints_mv.release()
-        self.data.release()
-        self._view.release()
-        self._mm.close()
+        with contextlib.suppress(BufferError):
+            self.ints_mv.release()
+            self.data.release()
+            self._view.release()
+            self._mm.close()
 
 
 class Snapshot:

@@ -13,7 +13,10 @@ class MetricsConfig(BaseModel):
     port: int = Field(default=9180, ge=0, le=65535, description="exporter port; 0: any free one")
     thumbnail_px: int = Field(default=96, ge=8, le=640, description="longest thumbnail side")
     slow_hz: float = Field(
-        default=4.0, gt=0, le=100, description="rate of each slow task (thumbnail, device stats)"
+        default=2.0,
+        gt=0,
+        le=100,
+        description="refresh rate of thumbnails, device stats and the goal on the board",
     )
     robot: str = Field(default="", description="robot name shown on the dashboard")
     start_timeout_s: float = Field(default=20.0, gt=0, description="wait for the exporter")

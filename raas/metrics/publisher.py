@@ -30,6 +30,9 @@ from raas.metrics.board import (
 if TYPE_CHECKING:
     from raas.core.loop import ControlLoop
 
+#: Thumbnail pixels copied by one slow task (about 2 us).
+BAND_PIXELS = 1024
+
 
 class StatsDevice(Protocol):
     """What the publisher needs of a device: its name and cheap counters."""
@@ -48,7 +51,7 @@ class MetricsPublisher:
         board: Board,
         devices: Sequence[StatsDevice] = (),
         *,
-        slow_hz: float = 4.0,
+        slow_hz: float = 2.0,
         url: str | None = None,
     ) -> None:
         if not board.writable:
@@ -100,12 +103,15 @@ class MetricsPublisher:
         # Slow tasks, one per `stride` cycles, in rotation.
         self._tasks: list[Callable[[Step], None]] = []
         for i, name in enumerate(layout.cameras):
-            self._tasks.append(self._thumbnail_task(i, f"cameras.{name}"))
+            self._tasks += self._thumbnail_tasks(i, f"cameras.{name}")
         for dev in self.devices:
             self._tasks.append(self._stats_task(dev))
         self._tasks.append(self._goal_task)
+        # Each task runs at slow_hz: one task every `stride` cycles on a fast loop, or `ops`
+        # tasks a cycle on a loop slower than the tasks' total rate (a long period).
         per_s = slow_hz * len(self._tasks)
         self._stride = max(1, round(layout.rate_hz / per_s))
+        self._ops = max(1, round(per_s / layout.rate_hz))
         self._task_i = 0
         self._link_slot: dict[tuple[str, str], int] = {}
         self._mv[self._i_state] = STATE_RUNNING
@@ -193,9 +199,10 @@ class MetricsPublisher:
             self._write_holder(holder)
 
         if n % self._stride == 0 and self._tasks:
-            task = self._tasks[self._task_i]
-            self._task_i = (self._task_i + 1) % len(self._tasks)
-            task(step)
+            tasks = self._tasks
+            for _ in range(self._ops):
+                tasks[self._task_i](step)
+                self._task_i = (self._task_i + 1) % len(tasks)
 
         self._cycles = n + 1
         self._seq = seq + 1
@@ -237,24 +244,44 @@ class MetricsPublisher:
         self._mv[self.board.index("lease_changes")] += 1
         self._holder = holder
 
-    def _thumbnail_task(self, cam: int, source: str) -> Callable[[Step], None]:
+    def _thumbnail_tasks(self, cam: int, source: str) -> list[Callable[[Step], None]]:
+        """One task per band of at most BAND_PIXELS thumbnail pixels (a strided copy costs about
+        2 ns a pixel). Bands may come from consecutive frames; the camera's thumbnail counter
+        moves on when the last band is in."""
         board = self.board
         stride = board.layout.thumb_stride
-        shape = board.layout.thumb_shape
+        h, w = board.layout.thumb_shape
+        rows = max(1, BAND_PIXELS // max(w, 1))
+        pixel = np.dtype((np.void, 3))  # one 3-byte item per pixel: numpy's fast strided copy
+        dst = board.thumbs[cam].view(pixel).reshape(h, w)
         i_seq = board.index("thumb_seq") + cam
+        tasks: list[Callable[[Step], None]] = []
+        for top in range(0, h, rows):
+            bottom = min(h, top + rows)
 
-        def task(step: Step) -> None:
-            reading = step.obs.sources.get(source)
-            frame = reading.sample if reading is not None else None
-            if not isinstance(frame, CameraFrame):
-                return
-            small = frame.image[::stride, ::stride]
-            if small.shape[:2] != shape:
-                return  # a frame of another size than configured: skip, never raise
-            np.copyto(board.thumbs[cam], small)
-            self._mv[i_seq] += 1
+            def task(step: Step, top: int = top, bottom: int = bottom) -> None:
+                reading = step.obs.sources.get(source)
+                frame = reading.sample if reading is not None else None
+                if not isinstance(frame, CameraFrame):
+                    return
+                image = frame.image
+                if (
+                    image.ndim != 3
+                    or image.shape[2] != 3
+                    or image.dtype != np.uint8
+                    or -(-image.shape[0] // stride) != h
+                    or -(-image.shape[1] // stride) != w
+                    or image.strides[2] != 1
+                    or image.strides[1] != 3
+                ):
+                    return  # not the configured frame: skip, never raise
+                src = image.view(pixel)[:, :, 0]
+                np.copyto(dst[top:bottom], src[top * stride : bottom * stride : stride, ::stride])
+                if bottom == h:
+                    self._mv[i_seq] += 1
 
-        return task
+            tasks.append(task)
+        return tasks
 
     def _stats_task(self, device: StatsDevice) -> Callable[[Step], None]:
         board = self.board
