@@ -22,8 +22,11 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> LeaseIssuer:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, issuer: LeaseIssuer) -> Iterator[RobotDaemon]:
-    # The example bundles are trained for the cell's 12.5 Hz.
-    d = start_daemon(Path(tmp_path_factory.mktemp("robot")), issuer, rate=12.5)
+    # The example bundles are trained for the cell's 12.5 Hz; the recorder is on.
+    tmp = Path(tmp_path_factory.mktemp("robot"))
+    (tmp / "cell.toml").write_text(f'[recording]\nenabled = true\ndirectory = "{tmp}/rec"\n')
+    d = start_daemon(tmp, issuer, rate=12.5, extra=("--config", str(tmp / "cell.toml")))
+    d.lines.append(f"state dir {tmp}\n")
     yield d
     d.stop()
 
@@ -75,3 +78,10 @@ def test_run_uploads_runs_and_reports(
     assert "episode_end" in r.stdout
     assert "episodes_run: 1" in r.stdout
     assert "loaded in" in daemon.output()
+    # The session's recording was fetched, byte for byte.
+    fetched = list((tmp_path / "out").glob("*.mcap"))
+    assert len(fetched) == 1
+    state = Path(daemon.output().split("state dir ", 1)[1].split("\n", 1)[0])
+    original = state / "rec" / fetched[0].name
+    assert fetched[0].read_bytes() == original.read_bytes()
+    assert f"recording: {fetched[0]}" in r.stdout
