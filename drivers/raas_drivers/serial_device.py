@@ -15,7 +15,6 @@ from raas_drivers.errors import DeviceLostError, DeviceNotReadyError, LifecycleT
 from raas_drivers.lifecycle import LifecycleState
 
 DEFAULT_REQUEST_TIMEOUT_S = 1.0
-MAX_RETRIES_PER_CYCLE = 3  # a request is sent again when a bad frame arrives while it waits
 
 
 class SerialDevice:

@@ -68,6 +68,7 @@ DEFAULT_MAX_BAD_FRAMES = 8
 DEFAULT_REQUEST_TIMEOUT_S = 1.0
 WRITE_TIMEOUT_S = 0.2  # a board that does not take 64 KiB in 200 ms is not reading
 READ_CHUNK = 65536
+HANDSHAKE_ATTEMPTS = 4  # each gets a quarter of the request timeout
 
 M = TypeVar("M", bound=Message)
 
@@ -147,9 +148,7 @@ class SerialLink:
         old fault). Returns the board's HELLO_ACK. Raises PortUnavailableError, HandshakeError."""
         self.open()
         try:
-            ack = self.request(
-                Hello(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), HelloAck, self.request_timeout_s
-            )
+            ack = self._request_retrying(Hello(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), HelloAck)
             if ack.version == 0:
                 raise HandshakeError(
                     f"{self.name}: no common protocol version (board speaks "
@@ -161,7 +160,7 @@ class SerialLink:
                     f"{self.name}: {self.url} is board kind {ack.board_kind}, expected {board_kind}"
                 )
             self._reset_token = (self._reset_token + 1) & 0xFFFF_FFFF
-            reset = self.request(Reset(self._reset_token), ResetAck, self.request_timeout_s)
+            reset = self._request_retrying(Reset(self._reset_token), ResetAck)
             if reset.token != self._reset_token:
                 raise HandshakeError(f"{self.name}: RESET_ACK for token {reset.token}")
         except (LinkTimeoutError, LinkFaultedError) as exc:
@@ -174,6 +173,16 @@ class SerialLink:
         self.state = LinkState.OPEN
         self.reason = ""
         return ack
+
+    def _request_retrying(self, msg: Message, answer: type[M]) -> M:
+        """A handshake request, sent up to HANDSHAKE_ATTEMPTS times (a noisy line may eat one)."""
+        for attempt in range(HANDSHAKE_ATTEMPTS):
+            try:
+                return self.request(msg, answer, self.request_timeout_s / HANDSHAKE_ATTEMPTS)
+            except LinkTimeoutError:
+                if attempt == HANDSHAKE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def reset(self, board_kind: int | None = None) -> HelloAck:
         """The explicit way out of FAULTED or DEAD: close, reopen, HELLO, RESET."""
@@ -232,7 +241,14 @@ class SerialLink:
         self._seq = (seq + 1) & 0xFFFF
         frame = encode_message(msg, seq)
         try:
-            self._port.write(frame)
+            sent = 0
+            if self._fd >= 0:  # the fast path: one non-blocking write(2), no select
+                try:
+                    sent = os.write(self._fd, frame)
+                except BlockingIOError:
+                    sent = 0
+            if sent < len(frame):  # a full buffer (or no fd): pyserial waits, with its timeout
+                self._port.write(frame[sent:])
         except serial.SerialTimeoutException:
             self._fault(f"write timed out after {WRITE_TIMEOUT_S} s: the board is not reading")
             self.check()
@@ -335,7 +351,8 @@ class SerialLink:
     # ------------------------------------------------------------------ requests
     def track(self, key: Hashable) -> None:
         """A request identified by `key` went out now (for round trips and timeouts)."""
-        self._expire()
+        if len(self._pending) >= 4:
+            self._expire()
         self._pending[key] = time.monotonic_ns()
 
     def answered(self, key: Hashable) -> int | None:

@@ -10,7 +10,8 @@
   SET_TARGETS(target_seq=k); it returns exactly what the firmware will apply. Nothing is sent
   for a wrong shape or a non-finite value (TargetShapeError).
 - A bad frame arriving while the state of the current cycle is awaited makes poll() ask again
-  (at most 3 times a cycle): a corrupted answer is dropped, never used, and not waited for.
+  (one retry per bad frame; a line that keeps corrupting dies after M bad frames): a corrupted
+  answer is dropped, never used, and not waited for.
 - Any link fault raises DeviceLostError("hand", ...) and keeps raising until reset().
 """
 
@@ -31,11 +32,7 @@ from raas_firmware_bridge.messages import (
 from raas_drivers.errors import DeviceLostError, TargetShapeError
 from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, default_idle_action
 from raas_drivers.hand.driver import HandDriver, HandState
-from raas_drivers.serial_device import (
-    DEFAULT_REQUEST_TIMEOUT_S,
-    MAX_RETRIES_PER_CYCLE,
-    SerialDevice,
-)
+from raas_drivers.serial_device import DEFAULT_REQUEST_TIMEOUT_S, SerialDevice
 
 _NA = len(ACTUATOR_NAMES)
 
@@ -96,7 +93,7 @@ class SerialHandDriver(SerialDevice, HandDriver):
             if (
                 link.stats.bad_frames > bad_before
                 and cycle == self._asked
-                and self._retries < MAX_RETRIES_PER_CYCLE
+                and self._retries < link.max_bad_frames
             ):
                 self._retries += 1
                 link.stats.retries += 1

@@ -122,6 +122,7 @@ class RigProcess:
         )
         self.boards: dict[str, Firmware] = {"hand": self.hand, "trigger": self.trigger}
         self.faulty = [self.boards[b] for b in lc.faulty_boards]
+        self._byte_faults(lc.faults_from_cycle == 0)
         self.board_fd: dict[str, int] = {}
         for name, board in self.boards.items():
             self._watch_board(name, board)
@@ -276,11 +277,18 @@ class RigProcess:
         return now // 1000
 
     # ------------------------------------------------------------------ faults
+    def _byte_faults(self, on: bool) -> None:
+        for board in self.faulty:
+            board.port.tx_faults.enabled = on
+            board.port.rx_faults.enabled = on
+
     def scheduled_faults(self, cycle: int | None) -> None:
         """Fault injection at a time or at a cycle (RigConfig.link)."""
         lc = self.cfg.link
         if not self.faulty:
             return
+        if cycle is not None and lc.faults_from_cycle > 0 and cycle >= lc.faults_from_cycle:
+            self._byte_faults(True)
         now_s = self.elapsed_s()
         if not self.reset_done and (
             (lc.reset_at_cycle is not None and cycle is not None and cycle >= lc.reset_at_cycle)

@@ -3,9 +3,10 @@
 fire(k) sends TRIGGER(k) and returns the host time it went out; the board pulses the camera and
 motion-capture sync lines and answers TRIGGER_ACK(k, hw_time_us), which poll(k) returns as a
 TriggerAck (capture_ns = hw_time_us * 1000, the board's clock). A bad frame arriving while the
-ack of the current cycle is awaited makes poll() send the trigger again (at most 3 times); the
-board answers a repeated cycle with the same pulse's time and pulses nothing. Any link fault
-raises DeviceLostError("trigger", ...) until reset().
+ack of the current cycle is awaited makes poll() send the trigger again (once per bad frame,
+until the link dies after M bad frames in a row); the board answers a repeated cycle with the
+same pulse's time and pulses nothing. Any link fault raises DeviceLostError("trigger", ...)
+until reset().
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ from raas_firmware_bridge.messages import BoardKind, Trigger
 from raas_firmware_bridge.messages import TriggerAck as WireTriggerAck
 
 from raas_drivers.errors import DeviceLostError
-from raas_drivers.serial_device import (
-    DEFAULT_REQUEST_TIMEOUT_S,
-    MAX_RETRIES_PER_CYCLE,
-    SerialDevice,
-)
+from raas_drivers.serial_device import DEFAULT_REQUEST_TIMEOUT_S, SerialDevice
 from raas_drivers.trigger.driver import TriggerAck, TriggerDriver
 
 
@@ -76,7 +73,7 @@ class SerialTriggerDriver(SerialDevice, TriggerDriver):
             if (
                 link.stats.bad_frames > bad_before
                 and cycle == self._fired
-                and self._retries < MAX_RETRIES_PER_CYCLE
+                and self._retries < link.max_bad_frames
             ):
                 self._retries += 1
                 link.stats.retries += 1

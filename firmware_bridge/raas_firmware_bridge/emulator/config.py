@@ -60,6 +60,12 @@ class LinkConfig(BaseModel):
     truncate_rate: float = Field(
         default=0.0, ge=0, le=1, description="per frame sent: only a random prefix goes out"
     )
+    faults_from_cycle: int = Field(
+        default=0,
+        ge=0,
+        description="the byte faults start with this trigger cycle (0: from the start, the "
+        "handshake included)",
+    )
     corrupt_rx: bool = Field(
         default=False, description="apply the byte faults to what the board receives as well"
     )
@@ -77,7 +83,7 @@ class LinkConfig(BaseModel):
     # diagnostics
     record_events: bool = Field(
         default=False,
-        description="the emulator writes <rig dir>/<board>-events.jsonl (applied targets, "
+        description="the emulator writes <rig dir>/events.jsonl (applied targets, "
         "watchdog, faults, resets) for tests and post-mortems",
     )
 

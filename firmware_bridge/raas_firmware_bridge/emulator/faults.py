@@ -20,6 +20,7 @@ class ByteFaults:
         self.insert = cfg.insert_byte_rate
         self.truncate = cfg.truncate_rate
         self.rng = rng
+        self.enabled = True  # switched on and off by the emulator (LinkConfig.faults_from_cycle)
         self.bits_flipped = 0
         self.bytes_dropped = 0
         self.bytes_inserted = 0
@@ -28,7 +29,9 @@ class ByteFaults:
 
     @property
     def active(self) -> bool:
-        return self.ber > 0 or self.drop > 0 or self.insert > 0 or self.truncate > 0
+        return self.enabled and (
+            self.ber > 0 or self.drop > 0 or self.insert > 0 or self.truncate > 0
+        )
 
     def apply(self, frame: bytes) -> bytes:
         if not self.active or not frame:
