@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e './clients/python[gym]' -e '.[dev]'
+	$(PY) -m pip install --quiet -e './clients/python[gym,report]' -e '.[dev]'
 	@touch $(STAMP)
 
 run: $(STAMP)

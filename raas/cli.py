@@ -14,6 +14,7 @@ from raas import __version__
 #: parser to a callable taking the parsed args and returning the exit code.
 _COMMAND_MODULES: tuple[str, ...] = (
     "raas.commands.run",
+    "raas.commands.replay",
     "raas.commands.up",
     "raas.commands.eval",
     "raas.commands.serve",

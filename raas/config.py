@@ -17,6 +17,7 @@ from raas.controllers import CONTROLLERS
 from raas.core.loop import LoopConfig
 from raas.errors import ConfigError
 from raas.metrics.config import MetricsConfig
+from raas.recording.config import RecordingConfig
 from raas.transport.config import TransportConfig
 
 _MS = 1_000_000
@@ -76,6 +77,7 @@ class CellConfig(BaseModel):
     rt: RtConfig = Field(default_factory=RtConfig)
     transport: TransportConfig = Field(default_factory=TransportConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
 
 
 def _field_of(err: ValidationError) -> tuple[str, str]:

@@ -36,6 +36,7 @@ from raas.core.stats import build_stats, format_summary
 from raas.core.status import StatusLine
 from raas.errors import DeviceLost
 from raas.metrics.cell import metrics_for_cell
+from raas.recording.cell import recorder_for_cell
 
 EXIT_OK = 0
 EXIT_DEVICE_LOST = 3
@@ -197,6 +198,10 @@ def cell_outputs(cell: Cell) -> Iterator[CellOutputs]:
                 f"raasd: metrics on {metrics.url}metrics, live dashboard on {metrics.url}",
                 flush=True,
             )
+        if cell.cfg.recording.enabled:
+            recorder = stack.enter_context(recorder_for_cell(cell))
+            outputs.publishers.append(recorder)
+            outputs.sessions.append(recorder)
         yield outputs
 
 

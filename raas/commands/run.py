@@ -34,6 +34,12 @@ def register(sub: Any) -> None:
     p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record every cycle to DIR/<session>.mcap (see docs/recording.md)",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -68,6 +74,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["controller"] = args.controller
     if args.no_rt:
         out["rt"] = {"enabled": False}
+    if args.record is not None:
+        out["recording"] = {"enabled": True, "directory": str(args.record)}
     if args.metrics_port is not None:
         out["metrics"] = {"enabled": True, "port": args.metrics_port}
     return out
@@ -95,6 +103,7 @@ def main(args: argparse.Namespace) -> int:
     from raas_drivers.errors import DriverError
 
     from raas.daemon import EXIT_DEVICE_LOST, run_cell
+    from raas.recording.errors import RecordingError
 
     try:
         outcome = run_cell(
@@ -103,4 +112,7 @@ def main(args: argparse.Namespace) -> int:
     except DriverError as exc:
         print(f"raasd run: the cell did not come up: {exc}", file=sys.stderr)
         return EXIT_DEVICE_LOST
+    except RecordingError as exc:
+        print(f"raasd run: recording: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return outcome.exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import os
 import platform
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING, TextIO
 from raas_drivers.mocap import MocapDriver
 
 from raas import __version__
-from raas.daemon import _rt_request
 from raas.recording.launch import run_recorder
 from raas.recording.layout import RecordLayout, SourceInfo
 from raas.recording.tap import RecordingPublisher
@@ -90,7 +90,10 @@ def static_metadata(cell: Cell) -> dict[str, str]:
 @contextlib.contextmanager
 def recorder_for_cell(cell: Cell, err: TextIO | None = None) -> Iterator[RecordingPublisher]:
     """Start the recorder configured in `cell.cfg.recording` (the caller checks `enabled`)."""
-    cpus = _rt_request(cell.cfg).cpus if cell.cfg.rt.enabled else None
+    rt = cell.rt_report
+    everything = set(range(os.cpu_count() or 1))
+    pinned = rt.requested and bool(rt.affinity) and set(rt.affinity) != everything
+    cpus = rt.affinity if pinned else None  # the loop's CPUs, which the recorder keeps off
     with run_recorder(
         cell.cfg.recording,
         layout_for(cell),

@@ -29,6 +29,7 @@ from raas.recording.layout import RecordLayout
 from raas.recording.session_file import SessionFile
 
 _POLL_MS = 100
+_FRAMES_GRACE_S = 5.0
 
 
 def _leave_loop_alone(avoid_cpus: set[int], nice: int) -> None:
@@ -54,6 +55,7 @@ class Recorder:
         self.session_seq = 0
         self.failed: str | None = None  # the session's write error, if any
         self.frames_dropped_late = 0
+        self.frames_received = 0  # of the current session
 
     def tell(self, kind: str, **data: Any) -> None:
         self.status.send(json.dumps({"kind": kind, "session": self.session_seq, **data}).encode())
@@ -87,6 +89,7 @@ class Recorder:
         if seq != self.session_seq:
             self.frames_dropped_late += 1
             return
+        self.frames_received += 1
         camera = header[wire.FRAME_HEADER.size :].decode()
         data = compress_rgb(raw, w, h, self.cfg.camera_format, self.cfg.jpeg_quality)
         self._guard(
@@ -121,6 +124,7 @@ class Recorder:
             self._end({})
         self.session_seq = int(msg["session"])
         self.failed = None
+        self.frames_received = 0
         if self.layout is None:
             self.tell("error", message="no layout received before the session")
             return
@@ -153,9 +157,16 @@ class Recorder:
         self.tell("opened", path=str(path))
 
     def _end(self, counts: dict[str, Any]) -> None:
-        # Frames already queued belong to the session: write them before closing.
-        while self.session is not None and self.frames.poll(0):
+        # Frames the tap sent belong to the session: wait (bounded) for the last ones, which
+        # travel on their own socket and may arrive after the end message.
+        expected = int(counts.get("frames_sent", 0))
+        deadline = time.monotonic() + _FRAMES_GRACE_S
+        while self.session is not None and (
+            self.frames.poll(0) or (self.frames_received < expected and self.frames.poll(_POLL_MS))
+        ):
             self.on_frame(self.frames.recv_multipart())
+            if time.monotonic() > deadline:
+                break
         session, self.session = self.session, None
         reply: dict[str, Any] = {"error": self.failed}
         if session is not None:

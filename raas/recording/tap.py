@@ -49,6 +49,7 @@ class RecordingPublisher:
         record_cameras: bool = True,
         err: TextIO | None = None,
         control_timeout_s: float = 10.0,
+        close_timeout_s: float = 60.0,
     ) -> None:
         self.layout = layout
         self.directory = Path(directory)
@@ -56,6 +57,7 @@ class RecordingPublisher:
         self.static_metadata = dict(static_metadata or {})
         self.err = err if err is not None else sys.stderr
         self.control_timeout_s = control_timeout_s
+        self.close_timeout_s = close_timeout_s  # the recorder may have a backlog to write
         self.packer = StepPacker(layout)
         self._ctx = zmq.Context(io_threads=1)
         self._cycles = self._ctx.socket(zmq.PUSH)
@@ -142,6 +144,22 @@ class RecordingPublisher:
             self.sent_frames += 1
 
     # ----------------------------------------------------------------- sessions
+    def attach(self, loop: Any) -> None:
+        """Called by Cell.build_loop: note the controller and, for a policy, its bundle hash,
+        so every session of this loop carries them."""
+        ctl = getattr(loop, "controller", None)
+        name = getattr(ctl, "name", None)
+        if isinstance(name, str):
+            self.static_metadata["controller"] = name
+        runner = getattr(ctl, "runner", None)
+        bundle_hash = getattr(runner, "bundle_hash", None)
+        if isinstance(bundle_hash, str):
+            self.static_metadata["bundle_sha256"] = bundle_hash
+        manifest = getattr(runner, "manifest", None)
+        bundle_name = getattr(manifest, "name", None)
+        if isinstance(bundle_name, str):
+            self.static_metadata["bundle"] = bundle_name
+
     def start_session(self, session_id: str, metadata: Mapping[str, str]) -> Path | None:
         """Open `<directory>/<session_id>.mcap` (a suffix when it exists). None when the
         recorder cannot open it; the error is printed and kept in `self.error`."""
@@ -202,7 +220,7 @@ class RecordingPublisher:
             "dropped_events": self.dropped_events,
         }
         self._control(wire.END + json.dumps(counts).encode())
-        reply = self._await_status(("closed",), timeout_s=max(60.0, self.control_timeout_s))
+        reply = self._await_status(("closed",), timeout_s=self.close_timeout_s)
         path, self.path = self.path, None
         if reply is None:
             self._fail(f"the recorder did not confirm closing {path}; the file may be truncated")
