@@ -15,8 +15,9 @@ Rules the firmware keeps (docs/protocol-serial.md, "Link behaviour"):
 - Only good frames are acted on: the decoder drops anything whose CRC or framing is wrong.
 - A board starts with BOOTED latched; it answers HELLO, and every other command gets
   ERROR(NOT_READY) until HELLO, then ERROR(FAULTED) until RESET clears the latch.
-- Hand watchdog: armed by the first SET_TARGETS after a RESET; when no valid frame came for W ms
-  the motors hold their current position, WATCHDOG is latched and FAULT(WATCHDOG) is sent.
+- Hand watchdog: armed by the first SET_TARGETS after a RESET; when no valid SET_TARGETS or
+  HEARTBEAT came for W ms the motors hold their current position, WATCHDOG is latched and
+  FAULT(WATCHDOG) is sent.
   Targets are refused (ERROR(FAULTED)) until RESET; states are still answered, with the flag.
 """
 
@@ -106,7 +107,8 @@ class Firmware:
     def handle(self, msg: Message, seq: int, now_us: int) -> None:
         """Act on one good message."""
         self.now_ns = now_us * 1000
-        self.on_valid_command(now_us)
+        if isinstance(msg, (SetTargets, Heartbeat)):  # what feeds the watchdog (protocol 5.)
+            self.on_valid_command(now_us)
         if isinstance(msg, Hello):
             self._hello(msg)
         elif not self.ready:
