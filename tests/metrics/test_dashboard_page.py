@@ -10,11 +10,12 @@ to docs/images/dashboard.png with RAAS_UPDATE_SCREENSHOTS=1, else into the test'
 from __future__ import annotations
 
 import os
+import queue
 import re
-import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,20 +43,25 @@ def cell() -> Iterator[Cell]:
     cmd += ["--metrics-port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:  # readline on a pipe blocks: a thread, so the fixture can time out
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     url, banner = "", ""
     deadline = time.monotonic() + 120
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while not (url and banner) and time.monotonic() < deadline:
-            if not sel.select(1.0):
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if m := re.search(r"live dashboard on (http://\S+)", line):
-                url = m.group(1)
-            if "simulated cell up" in line:
-                banner = line
+    while not (url and banner) and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            line = lines.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if m := re.search(r"live dashboard on (http://\S+)", line):
+            url = m.group(1)
+        if "simulated cell up" in line:
+            banner = line
     try:
         assert url and banner, f"the cell did not come up (exit code {proc.poll()})"
         yield Cell(proc, url, banner)

@@ -3,7 +3,11 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const fmt = (v) => (v === null || v === undefined ? "–" : String(v));
+function fmt(v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(1);
+  return String(v);
+}
 const thumbSeq = {};
 
 function setText(id, value) {
@@ -34,6 +38,33 @@ function rows(tbody, entries, cells) {
       if (tds[j].textContent !== fmt(c)) tds[j].textContent = fmt(c);
     });
   });
+}
+
+function devices(flat) {
+  // "hand.link_rtt_p50_us" -> one row per counter, one column per device
+  const names = [];
+  const stats = {};
+  for (const [key, value] of Object.entries(flat)) {
+    const dot = key.indexOf(".");
+    const dev = key.slice(0, dot);
+    const stat = key.slice(dot + 1);
+    if (!names.includes(dev)) names.push(dev);
+    (stats[stat] = stats[stat] || {})[dev] = value;
+  }
+  $("no-devices").hidden = names.length > 0;
+  const head = $("device-names");
+  if (head.dataset.names !== names.join(",")) {
+    head.replaceChildren(
+      ...["counter", ...names].map((n) => {
+        const th = document.createElement("th");
+        th.textContent = n;
+        return th;
+      }),
+    );
+    head.dataset.names = names.join(",");
+  }
+  const entries = Object.entries(stats).sort(([a], [b]) => a.localeCompare(b));
+  if (entries.length) rows($("devices"), entries, (v) => names.map((n) => v[n]));
 }
 
 function cameras(seqs) {
@@ -89,9 +120,7 @@ function render(s) {
     });
   }
   rows($("sources"), Object.entries(s.sources), (v) => [v.stale ? "yes" : "no", v.stale_cycles, v.age_us]);
-  const devs = Object.entries(s.devices);
-  $("no-devices").hidden = devs.length > 0;
-  rows($("devices"), devs, (v) => [v]);
+  devices(s.devices);
   cameras(s.cameras);
 }
 
