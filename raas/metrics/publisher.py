@@ -195,7 +195,7 @@ class MetricsPublisher:
                 self._loop_counters(res.overruns, res.clipped, res.apply_late)
 
         holder = step.lease_holder
-        if holder is not self._holder:
+        if holder != self._holder:
             self._write_holder(holder)
 
         if n % self._stride == 0 and self._tasks:
