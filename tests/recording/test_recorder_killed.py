@@ -83,6 +83,11 @@ def test_publish_never_waits_for_a_recorder_that_does_not_read(tmp_path: Path) -
             assert worst < 50_000_000  # never waits (a blocked send would hang here forever)
         finally:
             os.kill(tap.recorder_pid, signal.SIGCONT)
+        time.sleep(1.0)  # the recorder catches up; the next cycles get through again
+        dropped = tap.dropped_cycles
+        for k in range(3000, 3010):
+            tap.publish(steps.next(k))
+        assert tap.dropped_cycles == dropped
     rf = RecordingFile(path)
     timing = [m.data for m in rf.messages([fmt.TOPIC_TIMING])]
     closing = rf.metadata[fmt.META_RECORDING]
