@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
+from tests.conftest import require
 from raas_client.report import format as fmt
 from raas_client.report.reader import RecordingFile
 from recording_helpers import cell_config, record
