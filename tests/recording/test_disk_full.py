@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import require
 from raas_client.report import format as fmt
 from raas_client.report.reader import RecordingFile
 from recording_helpers import cell_config, record
+
+from tests.conftest import require
 
 pytestmark = [pytest.mark.system]
 
