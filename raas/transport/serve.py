@@ -82,7 +82,7 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
         return
     took = time.monotonic() - t0
     print(f"raasd: bundle {req.sha256[:12]} loaded in {took:.2f} s", file=log, flush=True)
-    ctl.start_recording_for_run(req.sha256)
+    ctl.start_recording_for_run(req.sha256, str(runner.manifest.name))
     ctl.start_policy(ev, lambda: bool(ev.done), ev.summary)
     ctl.run_event("run_started", {"sha256": req.sha256, "episodes": req.episodes, "load_s": took})
 

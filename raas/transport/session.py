@@ -523,19 +523,27 @@ class SessionController:
         self.run_event("run_failed", {"message": message})
 
     # ---------------------------------------------------------------- recordings
-    def _start_recording(self, ctl: Peer, bundle_sha: str | None) -> None:
+    def _start_recording(
+        self, ctl: Peer, bundle_sha: str | None, bundle_name: str | None = None
+    ) -> None:
         if self.recording is not None or not self.sinks:
             return
         meta = {
             "robot": self.gate.robot,
             "rid": str(ctl.claims.rid),
             "sub": ctl.claims.sub,
+            "reservation": str(ctl.claims.rid),  # the recorder's names for rid and sub
+            "user": ctl.claims.sub,
             "session": ctl.session_id,
             "software": f"raas {__version__}",
             "protocol": str(PROTOCOL_VERSION),
         }
+        if self.cfg.revocations is not None:
+            meta["robot_id"] = str(self.cfg.revocations.robot_id)
         if bundle_sha is not None:
             meta["bundle_sha256"] = bundle_sha
+        if bundle_name is not None:
+            meta["bundle"] = bundle_name
         path: Path | None = None
         for sink in self.sinks:
             got = sink.start_session(ctl.session_id, meta)
@@ -544,9 +552,9 @@ class SessionController:
         path = path or self.cfg.recordings_dir / f"{ctl.session_id}.mcap"
         self.recording_paths[ctl.session_id] = (ctl.claims.sub, path)
 
-    def start_recording_for_run(self, bundle_sha: str) -> None:
+    def start_recording_for_run(self, bundle_sha: str, bundle_name: str | None = None) -> None:
         if self.controller is not None:
-            self._start_recording(self.controller, bundle_sha)
+            self._start_recording(self.controller, bundle_sha, bundle_name)
             for sink in self.sinks:
                 sink.event("bundle", {"sha256": bundle_sha})
 

@@ -85,3 +85,12 @@ def test_run_uploads_runs_and_reports(
     original = state / "rec" / fetched[0].name
     assert fetched[0].read_bytes() == original.read_bytes()
     assert f"recording: {fetched[0]}" in r.stdout
+    # The file says who ran what, on which robot: the lease's reservation and holder.
+    from raas_client.report import format as fmt
+    from raas_client.report.reader import RecordingFile
+
+    session = RecordingFile(fetched[0]).scan_metadata()[fmt.META_SESSION]
+    assert session["robot"] == "shadow-1"
+    assert session["reservation"] == session["rid"] == "7"
+    assert session["user"] == session["sub"] == "alice"
+    assert session["bundle_sha256"] and session["bundle"] == "small"
