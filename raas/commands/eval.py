@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,6 +48,12 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-success lines")
     p.add_argument("--status", action="store_true", help="live status line on stderr")
     p.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record each episode to DIR/<session>.mcap (see docs/recording.md)",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -73,6 +80,8 @@ def _cell_config(args: argparse.Namespace, period_s: float, vision: bool) -> Any
         over["rt"] = {"enabled": False}
     if getattr(args, "metrics_port", None) is not None:
         over["metrics"] = {"enabled": True, "port": args.metrics_port}
+    if getattr(args, "record", None) is not None:
+        over["recording"] = {"enabled": True, "directory": str(args.record)}
     return build_cell_config(merge(data, over))
 
 
@@ -80,9 +89,12 @@ class _Progress:
     def __init__(self, out: TextIO, quiet: bool, total: int) -> None:
         self.out, self.quiet, self.total = out, quiet, total
         self.stop: Any = None  # set to loop.request_stop per loop
+        self.sinks: list[Any] = []  # the recording sessions of the current loop
 
     def __call__(self, e: dict[str, Any]) -> None:
         kind = e["event"]
+        for sink in self.sinks:  # successes and episode ends go into the recording too
+            sink.event(kind, e)
         if kind == "success" and not self.quiet:
             print(
                 f"  episode {e['episode'] + 1}: success {e['successes']} ({e['seconds']:.1f} s)",
@@ -98,6 +110,29 @@ class _Progress:
             )
             if self.stop is not None:
                 self.stop(f"episode end: {e['reason']}")
+
+
+def _start_sessions(
+    sinks: list[Any], runner: Any, bundle: str, episode: int, args: argparse.Namespace, out: TextIO
+) -> None:
+    """One recording per loop: per episode, or one for all of them with --same-rig."""
+    if not sinks:
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    which = "all" if args.same_rig else f"ep{episode + 1}"
+    session_id = f"eval-{runner.bundle_hash[:12]}-{stamp}-{which}"
+    meta = {
+        "mode": "eval",
+        "bundle_sha256": runner.bundle_hash,
+        "bundle": bundle,
+        "episode": str(episode),
+        "seed": str(args.seed),
+        "episodes": str(args.episodes),
+    }
+    for sink in sinks:
+        path = sink.start_session(session_id, meta)
+        if path is not None:
+            print(f"raasd eval: recording to {path}", file=out, flush=True)
 
 
 def _summary_lines(s: dict[str, Any]) -> list[str]:
@@ -138,6 +173,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from raas.policy import CellSpec, RuntimeOptions, load_bundle
     from raas.policy.bundle import open_bundle
     from raas.policy.errors import BundleError
+    from raas.recording.errors import RecordingError
     from raas.task.evaluation import EvaluationController
     from raas.task.reorientation import TaskConfig
 
@@ -206,7 +242,14 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         loop.request_stop("evaluation done")
 
                 loop.on_cycle = stop_when_done
-                exit_code = run_loop(loop)
+                progress.sinks = outputs.sessions
+                _start_sessions(outputs.sessions, runner, manifest.name, episode, args, out)
+                try:
+                    exit_code = run_loop(loop)
+                finally:
+                    progress.sinks = []
+                    for sink in outputs.sessions:
+                        sink.end_session()
                 res = loop.result
                 totals["cycles"] += res.cycles
                 totals["missed"] += res.missed
@@ -220,6 +263,9 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except DriverError as exc:
         print(f"raasd eval: the cell did not come up: {exc}", file=sys.stderr)
         return EXIT_DEVICE_LOST
+    except RecordingError as exc:
+        print(f"raasd eval: recording: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:  # Ctrl-C while a rig was starting between episodes
         print("raasd eval: stopped by SIGINT", file=out)
     summary = ctl.summary()
