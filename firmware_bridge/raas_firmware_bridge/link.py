@@ -127,8 +127,19 @@ class SerialLink:
         """Open the port (no handshake). PortUnavailableError when it cannot be opened."""
         self.close()
         try:
+            # raw 8N1 (pyserial's termios: no echo, no canonical mode, no output processing,
+            # VMIN=VTIME=0 with timeout=0), no flow control (XON/XOFF bytes would be eaten as
+            # data), and an exclusive lock: a second host on the same board is refused here
+            # rather than interleaving frames with ours
             port = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, timeout=0, write_timeout=WRITE_TIMEOUT_S
+                self.url,
+                baudrate=self.baudrate,
+                timeout=0,
+                write_timeout=WRITE_TIMEOUT_S,
+                xonxoff=False,
+                rtscts=False,
+                dsrdtr=False,
+                exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise PortUnavailableError(f"{self.name}: cannot open {self.url}: {exc}") from exc

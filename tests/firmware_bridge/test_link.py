@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import select
+import termios
 
 import numpy as np
 import pytest
-from raas_firmware_bridge.errors import LinkDeadError, PortVanishedError
+from raas_firmware_bridge.errors import LinkDeadError, PortUnavailableError, PortVanishedError
 from raas_firmware_bridge.link import LinkState, SerialLink
 from raas_firmware_bridge.messages import (
     Heartbeat,
@@ -53,6 +54,27 @@ def test_pty_pair_both_ways_and_fileno_wakes_poll(pty_pair: PtyPair) -> None:
     assert link.receive() == []  # non-blocking when nothing waits
     assert link.state is LinkState.OPEN
     link.close()
+
+
+def test_port_is_raw_without_flow_control_and_exclusive(pty_pair: PtyPair) -> None:
+    link = SerialLink(pty_pair.path, name="board")
+    link.open()
+    iflag, oflag, _, lflag, _, _, cc = termios.tcgetattr(link.fileno())
+    assert not lflag & (termios.ICANON | termios.ECHO | termios.ISIG | termios.IEXTEN)
+    assert not oflag & termios.OPOST
+    assert not iflag & (termios.IXON | termios.IXOFF | termios.ICRNL | termios.INLCR)
+    assert cc[termios.VMIN] == 0 and cc[termios.VTIME] == 0
+    assert os.get_blocking(link.fileno()) is False
+    # XON/XOFF bytes are data: they pass both ways unchanged
+    os.write(pty_pair.master, b"\x11\x13")
+    select.select([link.fileno()], [], [], 2.0)
+    assert os.read(link.fileno(), 16) == b"\x11\x13"
+    other = SerialLink(pty_pair.path, name="second host")
+    with pytest.raises(PortUnavailableError, match="second host"):
+        other.open()  # one host per board: the second is refused, not interleaved
+    link.close()
+    other.open()  # the port is free again once the first host let go
+    other.close()
 
 
 def test_garbage_costs_only_the_frames_it_touches(pty_pair: PtyPair) -> None:

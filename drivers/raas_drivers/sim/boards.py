@@ -32,6 +32,7 @@ class SimHandBoard(HandFirmware):
         self.rig = rig
         self.pending: set[int] = set()  # lockstep: requested cycles not triggered yet
         self.max_requested = -1
+        self.last_answered = -1  # the cycle of the latest state sent (realtime: releases renders)
         self._pos = np.zeros(len(rig.world.ctrlrange))
 
     def plant_targets(self, targets: np.ndarray) -> None:
@@ -47,6 +48,7 @@ class SimHandBoard(HandFirmware):
         self.max_requested = max(self.max_requested, cycle)
         if not rig.lockstep:
             rig.catch_up(now_us * 1000)
+            self.last_answered = cycle  # the latest, not the largest: a new host may count from 0
             return self.make_state(cycle, now_us, self.applied_seq, rig.world.hand_state())
         if cycle == rig.last_trigger:
             return self.snapshot_state(cycle)

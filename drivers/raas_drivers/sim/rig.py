@@ -43,7 +43,7 @@ import numpy as np
 from raas_firmware_bridge.emulator.board_port import BoardPort
 from raas_firmware_bridge.emulator.firmware import Firmware
 from raas_firmware_bridge.emulator.record import EventRecord
-from raas_firmware_bridge.messages import Message, Trigger
+from raas_firmware_bridge.messages import Heartbeat, Message, SetTargets, Trigger
 
 from raas_drivers.sim import link
 from raas_drivers.sim.boards import SimHandBoard, SimTriggerBoard
@@ -58,6 +58,7 @@ RENDER_DONE_TIMEOUT_S = 60.0
 MAX_CATCH_UP_STEPS = 50  # realtime: beyond this we were stalled; re-base rather than race
 SERVO_PERIOD_NS = 1_000_000  # the hand board's 1 kHz servo tick
 TRIGGER_WAIT_S = 0.05  # lockstep: how long a trigger waits for the hand's state request
+RENDER_HOLD_NS = 5_000_000  # realtime: how long a render waits for the hand's answer of its cycle
 
 
 class RigProcess:
@@ -141,7 +142,10 @@ class RigProcess:
         self.replug_at: float | None = None  # wall time (time.monotonic) the ports come back
         self.datagram = bytearray(mocap_datagram_size(len(MARKER_NAMES)))
         self.frames_dropped = 0
+        # realtime: (cycle, capture ns, scene), sent to the renderer once the hand's state of
+        # that cycle went out, or at render_hold_ns (CLOCK_MONOTONIC) at the latest
         self.render_pending: tuple[int, int, bytes] | None = None
+        self.render_hold_ns = 0
 
     def _watch(self, fd: int, kind: str) -> None:
         self.kind[fd] = kind
@@ -266,15 +270,34 @@ class RigProcess:
         self.catch_up(now)
         self.last_trigger = cycle
         self.send_mocap(cycle, now)
-        # the scene is snapshotted now, sent once this wake-up's messages are answered: the
-        # renderer then takes a core while the hand state is already on its way
+        # the scene is snapshotted now, sent once the hand's state of this cycle has gone out
+        # (see _render_due): the renderer takes the cores for milliseconds, and over ptys the
+        # host's state request (sent after the trigger) and both kernel workers moving the
+        # bytes would wait behind it
         if self.render is not None:
+            if self.render_pending is not None:  # a newer trigger: the older scene goes first
+                self.send_render(*self.render_pending)
             self.render_pending = (
                 cycle,
                 now + round(self.cfg.camera_offset_us * 1000),
                 self.world.render_state().tobytes(),
             )
+            self.render_hold_ns = time.monotonic_ns() + RENDER_HOLD_NS
         return now // 1000
+
+    def _render_due(self, now_ns: int) -> bool:
+        """realtime: may the pending render go now? Once the hand answered its cycle (or never
+        will: not set up, unplugged), or when the hold ran out (a host that does not ask)."""
+        pending = self.render_pending
+        if pending is None:
+            return False
+        hand = self.hand
+        return (
+            hand.last_answered >= pending[0]
+            or now_ns >= self.render_hold_ns
+            or not hand.ready
+            or not hand.port.port.plugged
+        )
 
     # ------------------------------------------------------------------ faults
     def _byte_faults(self, on: bool) -> None:
@@ -327,7 +350,10 @@ class RigProcess:
             self.scheduled_faults(msg.cycle)
             if board.port.fileno() < 0:  # the trigger board itself vanished
                 return
-        if not self.lockstep:
+        if not self.lockstep and not isinstance(msg, (SetTargets, Heartbeat)):
+            # physics catches up before anything that looks at the plant (a trigger's capture
+            # and a state request catch up themselves); latching targets or feeding the
+            # watchdog does not, so the hand's state request behind them is not held up
             self.catch_up(now_us * 1000)
         board.handle(msg, seq, now_us)
         if isinstance(msg, Trigger) and board is self.trigger and self.lockstep:
@@ -368,6 +394,8 @@ class RigProcess:
                 wake.append(nxt if not self.lockstep else mono + board.port.byte_ns)
         if self.deferred:
             wake.append(min(d for d, _, _ in self.deferred) * 1e9)
+        if self.render_pending is not None and not self.lockstep:
+            wake.append(self.render_hold_ns)
         if self.replug_at is not None:
             wake.append(self.replug_at * 1e9)
         if not wake:
@@ -406,10 +434,16 @@ class RigProcess:
                             triggers.append((frame.seq, msg))
                         else:
                             hand_batch.append((board, frame.seq, msg))
-            # lockstep: the hand's messages first (targets of the previous cycle, this cycle's
-            # request), then the triggers: the order that makes a run deterministic
+            # the hand's messages first (lockstep: targets of the previous cycle, this cycle's
+            # request, then the triggers: the order that makes a run deterministic; realtime:
+            # a state request that came in the same wake-up as a trigger is not held up by the
+            # trigger's capture)
             for board, seq, msg in hand_batch:
-                self.handle_board(board, seq, msg)
+                if board is self.hand:
+                    self.handle_board(board, seq, msg)
+            for board, seq, msg in hand_batch:
+                if board is not self.hand:
+                    self.handle_board(board, seq, msg)
             if self.lockstep:
                 deadline = time.monotonic() + TRIGGER_WAIT_S
                 self.deferred += [(deadline, seq, t) for seq, t in triggers]
@@ -429,7 +463,8 @@ class RigProcess:
             now_ns = time.monotonic_ns()
             for board in self.boards.values():
                 board.port.flush(now_ns)
-            if self.render_pending is not None:
+            if self._render_due(time.monotonic_ns()):
+                assert self.render_pending is not None
                 self.send_render(*self.render_pending)
                 self.render_pending = None
 
