@@ -1,205 +1,250 @@
-"""`raasd up`: the whole stack on one machine, what `make run` starts.
+"""`raasd up`: the whole product on one machine, what `make run` starts.
 
-It is a small supervisor, never in the control path: it starts the reservation service (with
-demo users and robots) and the simulated cell as two child processes, prints the booking page's
-address and the demo logins, and keeps the demo robot's status current in the service with a
-heartbeat every 2 s while the cell runs (offline when it stops). Ctrl-C stops both cleanly; the
-exit code is the cell's.
-
-The cell runs a policy bundle under `raasd eval` (default: the Dactyl-shaped example, generated
-into var/bundles/ on first run); `--bundle none` runs the scripted gait with `raasd run` instead.
+A small supervisor, never in the control path. It starts
+1. the reservation service with demo users and robots (`raasd serve --demo`);
+2. the robot daemon for the demo robot shadow-1 (`raasd robot --sim --clock realtime`), which
+   trusts the service's lease key, follows its revocations, records every session and serves
+   the live dashboard; its status is kept live in the service with a heartbeat every 2 s;
+3. then, as the demo researcher: books shadow-1 now, takes a control lease, runs the example
+   Dactyl-shaped policy bundle with `raas run` (progress live), fetches the session's recording
+   and renders it with `raas report`;
+and prints where everything is. The robot keeps serving until Ctrl-C (or SIGTERM), which stops
+everything in order and exits 0. A child that fails stops the rest and exits 4.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import re
 import signal
-import subprocess
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-EXIT_SERVICE_FAILED = 4
+from raas.commands import demo_session as demo
+from raas.commands.errors import ChildFailedError, ServiceRequestError
+from raas.commands.up_children import Child, Children
+from raas.commands.up_summary import Summary, save_lease
+
+EXIT_FAILED = 4
 DEMO_ROBOT = "shadow-1"
-DEMO_STAFF = ("staff@demo.lab", "demo-staff")
+DEMO_MINUTES = 30  # the demo booking (cancelled when raasd up stops)
+_ROBOT_BANNER = re.compile(r"control (\S+) stream (\S+) (?:server key (\S+)|PLAIN)")
+_DASHBOARD = re.compile(r"live dashboard on (\S+)")
+_LOGIN = re.compile(r"demo login \((\w+)\): (\S+) / (\S+)")
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "up",
-        help="start the reservation service and the simulated cell together (make run)",
-        description="Start the reservation service (demo data) and run the simulated cell in "
-        "real time, with the robot's status reported to the service. Arguments after -- go "
-        "to `raasd run --sim`.",
+        help="the whole stack on this machine: service, robot, a demo session (make run)",
+        description="Start the reservation service (demo data) and the robot daemon for "
+        "shadow-1 (simulated cell, real time, recording, dashboard), then book the robot as "
+        "the demo researcher, run a policy bundle on it with `raas run`, fetch the recording "
+        "and render `raas report`. The robot keeps serving until Ctrl-C. Arguments after -- "
+        "go to `raasd robot --sim`.",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--database-url", default=None, help="service database (sqlite:///var/raas.db)")
+    p.add_argument("--host", default="127.0.0.1", help="address everything listens on")
+    p.add_argument("--port", type=int, default=8080, help="reservation service port (8080)")
+    p.add_argument("--database-url", help="service database (sqlite:///VAR/raas.db)")
+    p.add_argument(
+        "--robot-port",
+        type=int,
+        default=5555,
+        help="robot control port; the stream is the next one (5555; 0: any free ports)",
+    )
     p.add_argument(
         "--metrics-port",
         type=int,
         default=9180,
-        help="the cell's Prometheus metrics and live dashboard (9180; -1: off)",
+        help="the robot's Prometheus metrics and live dashboard (9180; 0: any free; -1: off)",
     )
     p.add_argument(
         "--bundle",
         default="example:dactyl",
-        help="policy bundle the cell runs (raasd eval): a path, example:NAME (dactyl, small, "
-        "vision; generated into var/bundles/ when missing) or none (the scripted gait)",
+        help="policy bundle the demo session runs: a path, example:NAME (dactyl, small, "
+        "vision; generated into VAR/bundles/ when missing) or none (no demo session)",
     )
-    p.add_argument(
-        "cell_args", nargs=argparse.REMAINDER, help="-- then flags for raasd eval (or raasd run)"
-    )
+    p.add_argument("--episodes", type=int, default=1, help="episodes of the demo run (1)")
+    p.add_argument("--var", type=Path, default=Path("var"), help="state directory (var)")
+    p.add_argument("robot_args", nargs=argparse.REMAINDER, help="-- then flags for raasd robot")
     p.set_defaults(func=main)
 
 
-def _request(
-    method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None
-) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read() or b"null")
+def _bundle(spec: str, var: Path) -> Path | None:
+    """The bundle to run; example bundles are generated on first use (torch export)."""
+    if spec == "none":
+        return None
+    if not spec.startswith("example:"):
+        if not Path(spec).exists():
+            raise ValueError(f"no such bundle: {spec}")
+        return Path(spec)
+    from raas.policy.examples import EXAMPLES, ensure_examples
+
+    name = spec.split(":", 1)[1]
+    if name not in EXAMPLES:
+        raise ValueError(f"no example bundle {name!r}; choose from {', '.join(EXAMPLES)}")
+    path = var / "bundles" / name
+    if not (path / "manifest.json").is_file():
+        print(f"raasd up: generating the example bundle {path} (first run, random weights) ...")
+        ensure_examples(var / "bundles", [name])
+    return path
 
 
-def _wait_healthy(base: str, proc: subprocess.Popen[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited with code {proc.returncode}")
-        try:
-            _request("GET", base + "health")
-            return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    raise RuntimeError(f"the service did not answer at {base}health within {timeout_s:.0f} s")
+def _step(text: str) -> None:
+    print(f"\nraasd up: {text}", flush=True)
 
 
-def _robot_token(base: str) -> tuple[str, str]:
-    """Log in as demo staff, find the demo robot, issue it a daemon token."""
-    login = _request(
-        "POST", base + "auth/login", {"email": DEMO_STAFF[0], "password": DEMO_STAFF[1]}
-    )
-    staff = login["access_token"]
-    robots = _request("GET", base + "robots", token=staff)
-    items = robots["items"] if isinstance(robots, dict) and "items" in robots else robots
-    robot = next(r for r in items if r["name"] == DEMO_ROBOT)
-    token = _request(
-        "POST", base + f"robots/{robot['id']}/tokens", {"name": "raasd up"}, token=staff
-    )
-    return str(robot["id"]), str(token["token"])
+def _start_service(kids: Children, args: argparse.Namespace) -> tuple[demo.Service, Child]:
+    cmd = [sys.executable, "-m", "raas.cli", "serve", "--demo", "--host", args.host]
+    cmd += ["--port", str(args.port), "--log-level", "warning"]
+    cmd += ["--database-url", args.database_url or f"sqlite:///{args.var / 'raas.db'}"]
+    cmd += ["--signing-key", str(args.var / "lease-signing-key.pem")]
+    # uvicorn waits for open requests (a revocation long-poll: up to 25 s) on the first
+    # SIGINT and stops at once on the second
+    env = {"RAAS_STATE_DIR": str(args.var)}
+    child = kids.start("service", cmd, env=env, stop_signals=(signal.SIGINT, signal.SIGINT))
+    child.wait_for(re.compile("reservation service on"), 90)
+    svc = demo.Service(f"http://{args.host}:{args.port}/")
+    deadline = time.monotonic() + 30
+    while not svc.healthy():  # the banner comes just before the server listens
+        kids.check()
+        if time.monotonic() > deadline:
+            raise ChildFailedError("service", f"no answer at {svc.base}health within 30 s")
+        time.sleep(0.1)
+    return svc, child
 
 
-def _heartbeat(base: str, robot_id: str, token: str, status: str) -> None:
-    try:
-        _request("POST", base + f"robots/{robot_id}/heartbeat", {"status": status}, token=token)
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"raasd up: heartbeat failed: {exc}", file=sys.stderr)
+def _start_robot(
+    kids: Children, args: argparse.Namespace, svc: demo.Service, creds: demo.RobotCredentials
+) -> Child:
+    key = args.var / "transport" / f"{DEMO_ROBOT}-lease-key.pem"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text(creds.lease_key_pem)
+    config = args.var / "robot.toml"
+    lines = ["# written by raasd up", "[recording]", "enabled = true"]
+    lines.append(f"directory = {json.dumps(str(args.var / 'recordings'))}")
+    if args.metrics_port >= 0:
+        lines += ["[metrics]", "enabled = true", f"port = {args.metrics_port}"]
+        lines.append(f"host = {json.dumps(args.host)}")
+    config.write_text("\n".join(lines) + "\n")
+    ports = ("*", "*") if args.robot_port == 0 else (args.robot_port, args.robot_port + 1)
+    cmd = [sys.executable, "-m", "raas.cli", "robot", "--sim", "--clock", "realtime"]
+    cmd += ["--config", str(config), "--robot", DEMO_ROBOT, "--state-dir", str(args.var)]
+    cmd += ["--control", f"tcp://{args.host}:{ports[0]}"]
+    cmd += ["--stream", f"tcp://{args.host}:{ports[1]}"]
+    cmd += ["--lease-key", str(key), "--revocations", svc.base.rstrip("/")]
+    cmd += ["--robot-id", str(creds.robot_id), "--quiet"]
+    cmd += [a for a in args.robot_args if a != "--"]
+    return kids.start("robot", cmd, env={"RAAS_ROBOT_TOKEN": creds.daemon_token})
 
 
-EXAMPLES_DIR = Path("var/bundles")
-
-
-def _cell_command(bundle: str, cell_args: list[str]) -> list[str]:
-    """What the cell child runs: raasd eval on a bundle (examples generated on first use), or
-    raasd run with the scripted gait for --bundle none."""
-    if bundle == "none":
-        return [sys.executable, "-m", "raas.cli", "run", "--sim", *cell_args]
-    path = Path(bundle)
-    if bundle.startswith("example:"):
-        name = bundle.split(":", 1)[1]
-        path = EXAMPLES_DIR / name
-        if not (path / "manifest.json").is_file():
-            print(
-                f"raasd up: generating the example policy bundles into {EXAMPLES_DIR}/ "
-                "(first run; torch.onnx.export, random weights) ...",
-                flush=True,
-            )
-            from raas.policy.examples import EXAMPLES, ensure_examples
-
-            if name not in EXAMPLES:
-                raise ValueError(f"no example bundle {name!r}; choose from {', '.join(EXAMPLES)}")
-            ensure_examples(EXAMPLES_DIR)
-    print(
-        f"raasd up: the cell runs policy bundle {path} under `raasd eval` (Dactyl's block "
-        "reorientation protocol, episodes until Ctrl-C); --bundle none runs the scripted gait",
-        flush=True,
-    )
-    return [
-        *(sys.executable, "-m", "raas.cli", "eval", str(path), "--sim", "--status"),
-        *("--episodes", "1000000", *cell_args),
-    ]
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(args: argparse.Namespace) -> int:
-    base = f"http://{args.host}:{args.port}/"
-    serve = [sys.executable, "-m", "raas.cli", "serve", "--demo", "--host", args.host]
-    serve += ["--port", str(args.port), "--log-level", "warning"]
-    if args.database_url:
-        serve += ["--database-url", args.database_url]
-    else:
-        Path("var").mkdir(exist_ok=True)
-    service = subprocess.Popen(serve, stdout=subprocess.PIPE, text=True, bufsize=1)
-    cell: subprocess.Popen[str] | None = None
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a service manager's stop
+    args.var.mkdir(parents=True, exist_ok=True)
     try:
-        try:
-            _wait_healthy(base, service, 60)
-            robot_id, robot_token = _robot_token(base)
-        except (RuntimeError, urllib.error.URLError, OSError, StopIteration, KeyError) as exc:
-            print(f"raasd up: the reservation service did not come up: {exc}", file=sys.stderr)
-            return EXIT_SERVICE_FAILED
-        assert service.stdout is not None
-        while True:  # echo the service's banner (address, demo logins)
-            line = service.stdout.readline()
-            if not line:
-                break
-            print(line.rstrip(), flush=True)
-            if "reservation service on" in line:
-                break
-        cell_args = [a for a in args.cell_args if a != "--"]
-        if args.metrics_port >= 0 and "--metrics-port" not in cell_args:
-            cell_args += ["--metrics-port", str(args.metrics_port)]
-            print(f"raasd up: live dashboard on http://127.0.0.1:{args.metrics_port}/", flush=True)
-        try:
-            cell_cmd = _cell_command(args.bundle, cell_args)
-        except ValueError as exc:
-            print(f"raasd up: {exc}", file=sys.stderr)
-            return 2
-        cell = subprocess.Popen(cell_cmd, text=True)
-        print(
-            f"raasd up: cell running as robot {DEMO_ROBOT!r}; Ctrl-C stops everything", flush=True
+        bundle = _bundle(args.bundle, args.var)
+    except ValueError as exc:
+        print(f"raasd up: {exc}", file=sys.stderr)
+        return 2
+    kids = Children()
+    stop_beats = threading.Event()
+    beats: threading.Thread | None = None
+    svc: demo.Service | None = None
+    booking: demo.Booking | None = None
+    code = 0
+    try:
+        _step("[1/4] the reservation service, with demo users and robots")
+        svc, service = _start_service(kids, args)
+        creds = demo.robot_credentials(svc, DEMO_ROBOT)
+        _step(f"[2/4] the robot daemon for {DEMO_ROBOT} (simulated cell, real time, recording)")
+        robot = _start_robot(kids, args, svc, creds)
+        found = robot.wait_for(_ROBOT_BANNER, 120)
+        endpoint, server_key = found.group(1), found.group(3) or "plain"
+        beats = demo.start_heartbeats(svc, creds, stop_beats)
+        dash = _DASHBOARD.search(robot.output())
+        info = Summary(
+            DEMO_ROBOT, svc.base, endpoint, found.group(2), server_key, dash and dash.group(1)
         )
-        while cell.poll() is None:
-            _heartbeat(base, robot_id, robot_token, "available")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                cell.wait(timeout=2.0)
-        _heartbeat(base, robot_id, robot_token, "offline")
-        return cell.returncode
+        info.logins = _LOGIN.findall(service.output())
+        if bundle is not None:
+            booking = demo.book_now(svc, creds.robot_id, minutes=DEMO_MINUTES)
+            info.recording, info.report = _demo_run(kids, args, bundle, booking, info)
+        info.lease_file = save_lease(args.var, booking)
+        info.print()
+        while True:  # hold: the robot serves until Ctrl-C
+            kids.check()
+            stop_beats.wait(0.5)
     except KeyboardInterrupt:
-        # The terminal sent SIGINT to the whole group: the cell stops itself and prints its
-        # summary; wait for it.
-        if cell is not None:
-            try:
-                return cell.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                cell.kill()
-                return cell.wait()
-        return 0
+        print("\nraasd up: stopping (Ctrl-C) ...", flush=True)
+    except (ChildFailedError, ServiceRequestError) as exc:
+        print(f"raasd up: FAILED: {exc}; stopping everything", file=sys.stderr, flush=True)
+        code = EXIT_FAILED
     finally:
-        if cell is not None and cell.poll() is None:
-            cell.send_signal(signal.SIGINT)
-            cell.wait(timeout=30)
-        if service.poll() is None:
-            service.terminate()
-            try:
-                service.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                service.kill()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
+            signal.signal(sig, signal.SIG_IGN)
+        code = _shut_down(kids, svc, booking, stop_beats, beats, code)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return code
+
+
+def _demo_run(
+    kids: Children, args: argparse.Namespace, bundle: Path, booking: demo.Booking, info: Summary
+) -> tuple[Path, Path]:
+    _step(
+        f"[3/4] as {demo.DEMO_RESEARCHER[0]}: booked {DEMO_ROBOT} (reservation "
+        f"{booking.reservation_id}, {booking.starts_at} to {booking.ends_at}), control lease "
+        f"taken; now `raas run {bundle} --robot {info.endpoint} --episodes {args.episodes}`: "
+        "upload, run in the robot's loop, live progress"
+    )
+    out = args.var / "demo"
+    recording = demo.run_bundle(
+        kids,
+        bundle,
+        endpoint=info.endpoint,
+        server_key=info.server_key,
+        lease=booking.lease,
+        episodes=args.episodes,
+        out_dir=out,
+        timeout_s=600 + 200 * args.episodes,
+    )
+    _step(f"[4/4] `raas report {recording}`: plots of the session's recording")
+    report = demo.render_report(kids, recording, timeout_s=300)
+    return recording, report
+
+
+def _shut_down(
+    kids: Children,
+    svc: demo.Service | None,
+    booking: demo.Booking | None,
+    stop_beats: threading.Event,
+    beats: threading.Thread | None,
+    code: int,
+) -> int:
+    """Robot first (hand to idle, rig down, files closed), then the booking, then the service."""
+    robot = [c for c in kids.children if c.name in ("raas", "robot")]
+    for child in reversed(robot):
+        rc = kids.stop(child, 30.0)
+        if child.name == "robot" and rc not in (0, -signal.SIGINT) and code == 0:
+            print(f"raasd up: the robot daemon exited with code {rc}", file=sys.stderr)
+            code = EXIT_FAILED
+    stop_beats.set()
+    if beats is not None:
+        beats.join(timeout=15)
+    if svc is not None and booking is not None:
+        try:
+            demo.cancel(svc, booking)
+        except ServiceRequestError as exc:
+            print(f"raasd up: the demo booking stays: {exc}", file=sys.stderr)
+    kids.stop_all(15.0)
+    print("raasd up: stopped", flush=True)
+    return code

@@ -15,12 +15,15 @@ import json
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import zmq
+from raas_drivers.errors import DriverError
 
 from raas.config import CellConfig
 from raas.core.loop import ControlLoop
@@ -33,6 +36,9 @@ from raas.transport.session import SessionController
 from raas.transport.sockets import RobotSockets
 from raas.transport.spaces import ObservationPacker
 from raas.transport.stream import StreamPublisher
+
+#: While a bundle loads, the hold targets are sent again this often (the firmware watchdog).
+HOLD_REFRESH_S = 0.1
 
 
 def markers_of(cell: Cell) -> tuple[str, ...]:
@@ -85,6 +91,22 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
     ctl.start_recording_for_run(req.sha256, str(runner.manifest.name))
     ctl.start_policy(ev, lambda: bool(ev.done), ev.summary)
     ctl.run_event("run_started", {"sha256": req.sha256, "episodes": req.episodes, "load_s": took})
+
+
+def _load_holding(
+    ctl: SessionController, cell: Cell, log: TextIO, targets: np.ndarray, cycle: int
+) -> None:
+    """Load the bundle in a thread while this one keeps the hand holding its last targets: the
+    hand's firmware watchdog wants a command every W ms (500 by default) and a load takes
+    longer. Only the loader touches the sockets and the recorder meanwhile."""
+    loader = threading.Thread(target=_load_run, args=(ctl, cell, log), name="load bundle")
+    loader.start()
+    try:
+        while loader.is_alive():
+            cell.hand.apply(targets, cycle)
+            loader.join(HOLD_REFRESH_S)
+    finally:
+        loader.join()
 
 
 def serve_cell(
@@ -165,7 +187,12 @@ def serve_cell(
                 loops.append(loop)
                 if exit_code == EXIT_DEVICE_LOST or loop.result.stop_reason != "load bundle":
                     break
-                _load_run(ctl, cell, log)
+                try:
+                    _load_holding(ctl, cell, log, loop.applied.copy(), loop.obs.cycle)
+                except DriverError as exc:
+                    print(f"raasd: DEVICE LOST while loading: {exc}", file=log, flush=True)
+                    exit_code = EXIT_DEVICE_LOST
+                    break
         finally:
             ctl.close_all("daemon stopping")
         if stats_json is not None and loops:  # the last segment's figures, and the sessions'

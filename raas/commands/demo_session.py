@@ -1,0 +1,236 @@
+"""What `raasd up` does as the demo people would: staff give the robot its daemon token and lease
+key, and the demo researcher books the robot now, takes a control lease, runs a policy bundle on
+it with `raas run` and renders the session's recording with `raas report`.
+
+Only the service's HTTP API and the researcher CLI are used, exactly as a person would use them
+(docs/service.md, docs/protocol.md); nothing here reaches into the service or the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from raas.commands.errors import ChildFailedError, ServiceRequestError
+from raas.commands.up_children import Children
+
+DEMO_STAFF = ("staff@demo.lab", "demo-staff")
+DEMO_RESEARCHER = ("researcher@demo.lab", "demo-researcher")
+DEMO_PURPOSE = "raasd up: demo session"
+
+
+class Service:
+    """The reservation service's JSON API at `base` (http://host:port/)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        token: str | None = None,
+        *,
+        text: bool = False,
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("detail", "")
+            except (ValueError, AttributeError):
+                detail = ""
+            raise ServiceRequestError(f"{method} /{path}: {exc.code} {detail}".rstrip()) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ServiceRequestError(f"{method} /{path}: no answer ({exc})") from None
+        return raw.decode() if text else json.loads(raw or b"null")
+
+    def healthy(self) -> bool:
+        try:
+            self.request("GET", "health")
+        except ServiceRequestError:
+            return False
+        return True
+
+    def login(self, who: tuple[str, str]) -> str:
+        got = self.request("POST", "auth/login", {"email": who[0], "password": who[1]})
+        return str(got["access_token"])
+
+    def robot(self, name: str, token: str) -> dict[str, Any]:
+        robots = self.request("GET", "robots", token=token)
+        items = robots["items"] if isinstance(robots, dict) and "items" in robots else robots
+        for r in items:
+            if r["name"] == name:
+                return dict(r)
+        raise ServiceRequestError(f"the service has no robot {name!r}")
+
+
+@dataclass(frozen=True)
+class RobotCredentials:
+    robot_id: int
+    daemon_token: str  # RAAS_ROBOT_TOKEN: heartbeats and the revocation feed
+    lease_key_pem: str  # what leases of this robot verify with
+
+
+def robot_credentials(svc: Service, name: str) -> RobotCredentials:
+    """As demo staff: a daemon token for the robot; as the robot: its lease key."""
+    staff = svc.login(DEMO_STAFF)
+    robot_id = int(svc.robot(name, staff)["id"])
+    token = svc.request("POST", f"robots/{robot_id}/tokens", {"name": "raasd up"}, token=staff)
+    daemon = str(token["token"])
+    pem = svc.request("GET", f"robots/{robot_id}/lease-key", token=daemon, text=True)
+    return RobotCredentials(robot_id, daemon, str(pem))
+
+
+def heartbeat(svc: Service, creds: RobotCredentials, status: str) -> None:
+    try:
+        svc.request(
+            "POST", f"robots/{creds.robot_id}/heartbeat", {"status": status}, creds.daemon_token
+        )
+    except ServiceRequestError as exc:
+        print(f"raasd up: heartbeat failed: {exc}", file=sys.stderr, flush=True)
+
+
+def start_heartbeats(
+    svc: Service, creds: RobotCredentials, stop: threading.Event
+) -> threading.Thread:
+    """Report the robot in every 2 s until `stop` is set, then report it offline."""
+
+    def beat() -> None:
+        while not stop.is_set():
+            heartbeat(svc, creds, "available")
+            stop.wait(2.0)
+        heartbeat(svc, creds, "offline")
+
+    t = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    t.start()
+    return t
+
+
+@dataclass(frozen=True)
+class Booking:
+    reservation_id: int
+    starts_at: str
+    ends_at: str
+    lease: str  # a control lease token for the whole booking
+    researcher_token: str
+
+
+def book_now(svc: Service, robot_id: int, minutes: float) -> Booking:
+    """As the demo researcher: book the robot from now, and take a control lease.
+
+    Bookings earlier demo runs left on this slot are cancelled first (never anyone else's)."""
+    token = svc.login(DEMO_RESEARCHER)
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    end = now + timedelta(minutes=minutes)
+    query = urllib.parse.urlencode(
+        {
+            "robot_id": robot_id,
+            "status": "confirmed",
+            "starts_at": now.isoformat(),
+            "ends_at": end.isoformat(),
+        }
+    )
+    for old in svc.request("GET", f"reservations?{query}", token=token):
+        if old.get("purpose") == DEMO_PURPOSE:
+            svc.request("POST", f"reservations/{old['id']}/cancel", {}, token=token)
+    body = {
+        "robot_id": robot_id,
+        "starts_at": now.isoformat(),
+        "ends_at": end.isoformat(),
+        "purpose": DEMO_PURPOSE,
+    }
+    try:
+        res = svc.request("POST", "reservations", body, token=token)
+    except ServiceRequestError as exc:
+        raise ServiceRequestError(
+            f"could not book the robot now ({exc}); is someone else's booking on it? "
+            "(see the booking page)"
+        ) from None
+    lease = svc.request("POST", f"reservations/{res['id']}/lease", {"scope": "control"}, token)
+    return Booking(int(res["id"]), res["starts_at"], res["ends_at"], str(lease["token"]), token)
+
+
+def cancel(svc: Service, booking: Booking) -> None:
+    """End the demo booking early (it stops counting against the researcher's quota)."""
+    svc.request(
+        "POST", f"reservations/{booking.reservation_id}/cancel", {}, booking.researcher_token
+    )
+
+
+_RECORDING = re.compile(r"^recording: (\S+\.mcap)")
+_REPORT = re.compile(r"-> (\S+\.html)")
+
+
+def _raas(*args: str) -> list[str]:
+    return [sys.executable, "-m", "raas_client.cli", *args]
+
+
+def run_bundle(
+    children: Children,
+    bundle: Path,
+    *,
+    endpoint: str,
+    server_key: str,
+    lease: str,
+    episodes: int,
+    out_dir: Path,
+    timeout_s: float,
+) -> Path:
+    """`raas run` the bundle on the robot (its progress echoed); the fetched recording."""
+    cmd = _raas("run", str(bundle), "--robot", endpoint, "--episodes", str(episodes))
+    cmd += ["--out", str(out_dir)]
+    env = {"RAAS_SERVER_KEY": server_key, "RAAS_LEASE": lease}  # kept off the command line
+    # stderr stays the terminal's: the upload's progress line redraws itself there
+    child = children.start(
+        "raas", cmd, env=env, essential=False, merge_stderr=False, stop_signals=(signal.SIGTERM,)
+    )
+    # Beside it, what anyone may see without a lease: `raas watch`'s line once a second.
+    watch = children.start(
+        "watch",
+        _raas("watch", endpoint),
+        env={"RAAS_SERVER_KEY": server_key, "RAAS_LEASE": ""},
+        essential=False,
+        echo=lambda line: line.startswith("cycle"),
+        stop_signals=(signal.SIGTERM,),
+    )
+    try:
+        code = children.wait(child, timeout_s)
+    finally:
+        children.stop(watch, 5.0)
+    if code != 0:
+        raise ChildFailedError("raas run", f"exited with code {code}")
+    for line in child.lines:
+        if found := _RECORDING.match(line):
+            return Path(found.group(1))
+    raise ChildFailedError("raas run", "finished without fetching the session's recording")
+
+
+def render_report(children: Children, recording: Path, timeout_s: float) -> Path:
+    """`raas report` on the recording; the HTML file."""
+    cmd = _raas("report", str(recording))
+    child = children.start("raas", cmd, essential=False, stop_signals=(signal.SIGTERM,))
+    code = children.wait(child, timeout_s)
+    if code != 0:
+        raise ChildFailedError("raas report", f"exited with code {code}")
+    for line in child.lines:
+        if found := _REPORT.search(line):
+            return Path(found.group(1))
+    return recording.with_suffix(".html")

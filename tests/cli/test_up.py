@@ -1,0 +1,155 @@
+"""`raasd up`, what `make run` starts: the service, the robot on the network and a researcher's
+session through them (booking, lease, `raas run`, recording, `raas report`), then holding until
+SIGINT, which stops everything with exit code 0 and no process left behind."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from raas_client.report import format as fmt
+from raas_client.report.reader import RecordingFile
+
+from tests.cli.conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.system]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _get(url: str, token: str | None = None, body: dict[str, Any] | None = None) -> Any:
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body else None)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+class Output:
+    """The supervisor's stdout, read in a thread so it never blocks on a full pipe."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self.proc = proc
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if found := re.search(pattern, self.text(), re.MULTILINE):
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no {pattern!r} in the output of raasd up:\n{self.text()}")
+
+
+def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
+    var, port = tmp_path / "var", _free_port()
+    cmd = [sys.executable, "-m", "raas.cli", "up", "--var", str(var), "--port", str(port)]
+    cmd += ["--robot-port", "0", "--metrics-port", "0", "--", "--cameras", "0", "--no-rt"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    out = Output(proc)
+    try:
+        # The demo session ran (an episode of the example bundle ends by a drop or after its
+        # 80 s goal timeout) and the supervisor printed where everything is.
+        out.wait_for(r"Ctrl-C stops everything", 600)
+        text = out.text()
+        for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
+            assert f"raasd up: {step}" in text
+        assert "episode_end" in text and "episodes_run: 1" in text
+        assert re.search(r"^watch +\| cycle \d+ +policy", text, re.MULTILINE)  # live progress
+        recording = Path(out.wait_for(r"^  recording +(\S+)$", 1).group(1))
+        report = Path(out.wait_for(r"^  report +(\S+)$", 1).group(1))
+        assert recording.stat().st_size > 0 and recording.parent == var / "demo"
+        assert ">Successes over time</h2>" in report.read_text()
+        session = RecordingFile(recording).scan_metadata()[fmt.META_SESSION]
+        assert session["robot"] == "shadow-1" and session["user"] == "researcher@demo.lab"
+        assert (var / "recordings" / recording.name).read_bytes() == recording.read_bytes()
+        assert (var / "demo" / "lease.txt").read_text().count(".") == 2  # a JWT
+
+        # The service sees the robot online (heartbeats), the dashboard serves its figures.
+        base = f"http://127.0.0.1:{port}/"
+        login = _get(
+            base + "auth/login", body={"email": "staff@demo.lab", "password": "demo-staff"}
+        )
+        robots = _get(base + "robots", token=login["access_token"])
+        items = robots["items"] if isinstance(robots, dict) else robots
+        assert next(r for r in items if r["name"] == "shadow-1")["online"] is True
+        dashboard = out.wait_for(r"^  live dashboard +(http://\S+)$", 1).group(1)
+        status = _get(dashboard + "status.json")
+        assert status["state"] == "RUNNING" and status["cycles"] > 0 and status["loops"] >= 2
+        assert "server key" in text and "raas watch tcp://" in text
+
+        stack = _descendants(proc.pid)
+        assert len(stack) >= 4  # service, robot, and the robot's rig and outputs
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, out.text()[-3000:]
+    assert "raasd up: stopped" in out.text()
+    assert "left processes behind" not in out.text() and "killing it" not in out.text()
+    deadline = time.monotonic() + 10  # orphans are reaped by init: give it a moment
+    while (left := [p for p in stack if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
