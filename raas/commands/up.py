@@ -131,6 +131,7 @@ def _start_robot(
     if args.metrics_port >= 0:
         lines += ["[metrics]", "enabled = true", f"port = {args.metrics_port}"]
         lines.append(f"host = {json.dumps(args.host)}")
+        lines.append(f"robot = {json.dumps(DEMO_ROBOT)}")
     config.write_text("\n".join(lines) + "\n")
     ports = ("*", "*") if args.robot_port == 0 else (args.robot_port, args.robot_port + 1)
     cmd = [sys.executable, "-m", "raas.cli", "robot", "--sim", "--clock", "realtime"]
