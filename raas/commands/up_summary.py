@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from raas.commands import demo_session as demo
@@ -39,30 +40,30 @@ class Summary:
         self.lease_file: Path | None = None
 
     def print(self) -> None:
-        key = self.server_key
+        key = shlex.quote(self.server_key)  # Z85 keys hold shell characters
         rows = [
             ("booking page", self.base),
             *((f"  {role} login", f"{email} / {pw}") for role, email, pw in self.logins),
             ("live dashboard", self.dashboard or "off (--metrics-port -1)"),
             (f"robot {self.robot}", f"control {self.endpoint}  stream {self.stream}"),
-            ("  server key", key),
+            ("  server key", self.server_key),
         ]
         if self.recording is not None and self.report is not None:
             rows += [("recording", str(self.recording)), ("report", str(self.report))]
         if self.lease_file is not None:
-            rows.append(("control lease", f"{self.lease_file} (valid for the 30 min booking)"))
+            rows.append(("control lease", f"{self.lease_file} (valid while the booking lasts)"))
         print("\n" + "=" * 30 + " raas is up " + "=" * 30)
         for name, value in rows:
-            print(f"  {name:<16} {value}")
+            print(f"  {name:<18} {value}")
         lease = f'"$(cat {self.lease_file})"' if self.lease_file else "TOKEN"
         print(
-            f"\n  watch the robot:   .venv/bin/raas watch {self.endpoint} --server-key {key}\n"
-            f"  run a bundle:      .venv/bin/raas run BUNDLE --robot {self.endpoint} "
+            f"\n  watch the robot:     .venv/bin/raas watch {self.endpoint} --server-key {key}\n"
+            f"  run a bundle:        .venv/bin/raas run BUNDLE --robot {self.endpoint} "
             f"--server-key {key} --lease {lease}\n"
-            f"  from Python:       RemoteRobot({self.endpoint!r}, server_key={key!r}, "
-            "lease=...)  (raas_client.session; docs/protocol.md)\n"
-            "  a lease of your own: log in on the booking page, book the robot, "
-            "`POST /reservations/{id}/lease` (docs/service.md)\n"
+            f"  from Python:         RemoteRobot({self.endpoint!r}, "
+            f"server_key={self.server_key!r}, lease=...)  (raas_client.session, docs/protocol.md)\n"
+            "  a lease of your own: book the robot on the booking page, then "
+            "POST /reservations/{id}/lease (docs/service.md)\n"
             "\nraasd up: the robot holds its pose and keeps serving; Ctrl-C stops everything.",
             flush=True,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
 import sys
 import tarfile
 import tempfile
@@ -98,8 +99,16 @@ def _load_holding(
 ) -> None:
     """Load the bundle in a thread while this one keeps the hand holding its last targets: the
     hand's firmware watchdog wants a command every W ms (500 by default) and a load takes
-    longer. Only the loader touches the sockets and the recorder meanwhile."""
-    loader = threading.Thread(target=_load_run, args=(ctl, cell, log), name="load bundle")
+    longer. Only the loader touches the sockets and the recorder meanwhile. The loader drops
+    to SCHED_OTHER: at the loop's SCHED_FIFO priority, on the loop's CPU, it would never give
+    the holding thread its turn (FIFO threads of one priority do not share a CPU)."""
+
+    def load() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # pid 0: this thread only (Linux)
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        _load_run(ctl, cell, log)
+
+    loader = threading.Thread(target=load, name="load bundle")
     loader.start()
     try:
         while loader.is_alive():

@@ -134,7 +134,15 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
         dashboard = out.wait_for(r"^  live dashboard +(http://\S+)$", 1).group(1)
         status = _get(dashboard + "status.json")
         assert status["state"] == "RUNNING" and status["cycles"] > 0 and status["loops"] >= 2
-        assert "server key" in text and "raas watch tcp://" in text
+        # Anyone may watch the holding robot with what the summary printed.
+        endpoint = out.wait_for(r"^  robot shadow-1 +control (\S+) ", 1).group(1)
+        key = out.wait_for(r"^    server key +(\S+)$", 1).group(1)
+        watch = [sys.executable, "-m", "raas_client.cli", "watch", endpoint, "--server-key", key]
+        got = subprocess.run(
+            [*watch, "--seconds", "2.5"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert got.returncode == 0, got.stderr
+        assert re.search(r"^cycle \d+ hold ", got.stdout, re.MULTILINE), got.stdout
 
         stack = _descendants(proc.pid)
         assert len(stack) >= 4  # service, robot, and the robot's rig and outputs
