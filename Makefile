@@ -1,5 +1,5 @@
 # raas: two commands do all the set-up. Both build .venv from nothing when it is missing or stale.
-#   make run    the simulated cell in realtime at the cell's defaults, live status until Ctrl-C
+#   make run    the whole product (raasd up): service, robot, a demo session, until Ctrl-C
 #   make test   ruff (format + lint), mypy --strict on our packages, then the whole pytest suite
 #   make bench  the benchmarks under bench/, each beside its peer, JSON reports in bench/results/
 PYTHON ?= python3
