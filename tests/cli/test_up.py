@@ -161,3 +161,27 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
     while (left := [p for p in stack if _alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"processes left behind: {left}"
+
+
+def test_up_names_a_failing_child_and_stops_the_rest(tmp_path: Path) -> None:
+    """The service cannot listen (its port is taken): a clear message, exit 4, nothing left."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "raas.cli", "up", "--var", str(tmp_path / "var")]
+        cmd += ["--port", str(port), "--bundle", "none", "--metrics-port", "-1"]
+        got = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+        )
+    assert got.returncode == 4, got.stdout + got.stderr
+    assert "raasd up: FAILED: service" in got.stderr
+    assert "raasd up: stopped" in got.stdout
+    assert "[2/4]" not in got.stdout  # the robot was never started
+
+
+def test_up_help_lists_its_flags(run_raasd: Any) -> None:
+    got = run_raasd("up", "--help")
+    assert got.returncode == 0
+    for flag in ("--var", "--port", "--robot-port", "--metrics-port", "--bundle", "--episodes"):
+        assert flag in got.stdout
