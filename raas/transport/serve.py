@@ -10,6 +10,7 @@ wait in the socket during that pause and are answered when the next segment star
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -18,11 +19,10 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import zmq
 from raas_drivers.errors import DriverError
 
@@ -95,19 +95,31 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
 
 
 def _load_holding(
-    ctl: SessionController, cell: Cell, log: TextIO, targets: np.ndarray, cycle: int
-) -> None:
-    """Load the bundle in a thread while this one keeps the hand holding its last targets: the
-    hand's firmware watchdog wants a command every W ms (500 by default) and a load takes
-    longer. Only the loader touches the sockets and the recorder meanwhile. The loader drops
-    to SCHED_OTHER: at the loop's SCHED_FIFO priority, on the loop's CPU, it would never give
-    the holding thread its turn (FIFO threads of one priority do not share a CPU)."""
+    ctl: SessionController,
+    cell: Cell,
+    log: TextIO,
+    last: ControlLoop,
+    build_next: Callable[[], ControlLoop],
+) -> ControlLoop:
+    """Load the bundle and build the next segment's loop in a thread while this one keeps the
+    hand holding its last targets: the hand's firmware watchdog wants a command every W ms (500
+    by default), and a load plus a loop build (its buffers are touched under mlockall) take
+    longer. Only the loader touches the sockets and the recorder meanwhile. The loader drops to
+    SCHED_OTHER: at the loop's SCHED_FIFO priority, on the loop's CPU, it would never give the
+    holding thread its turn (FIFO threads of one priority do not share a CPU)."""
+    built: list[ControlLoop] = []
+    failed: list[BaseException] = []
 
     def load() -> None:
         with contextlib.suppress(OSError, AttributeError):  # pid 0: this thread only (Linux)
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        _load_run(ctl, cell, log)
+        try:
+            _load_run(ctl, cell, log)
+            built.append(build_next())
+        except BaseException as exc:  # handed to the serving thread
+            failed.append(exc)
 
+    targets, cycle = last.applied.copy(), last.obs.cycle
     loader = threading.Thread(target=load, name="load bundle")
     loader.start()
     try:
@@ -116,6 +128,10 @@ def _load_holding(
             loader.join(HOLD_REFRESH_S)
     finally:
         loader.join()
+    cell.hand.apply(targets, cycle)  # the new loop's first cycle is two periods away
+    if failed:
+        raise failed[0]
+    return built[0]
 
 
 def serve_cell(
@@ -179,25 +195,29 @@ def serve_cell(
         if gate.public_key is None:
             print("raasd: no lease key configured: every session is refused", file=log, flush=True)
         exit_code = EXIT_OK
-        next_cycle = 0
+
+        def build_loop(first_cycle: int) -> ControlLoop:
+            loop = cell.build_loop(
+                ctl,
+                publishers=[ctl, stream, *outputs.publishers],
+                status_stream=status_stream,
+                loop_config=lc,
+            )
+            loop.first_cycle = first_cycle
+            return loop
+
+        loop = build_loop(0)
         try:
             while True:
-                loop = cell.build_loop(
-                    ctl,
-                    publishers=[ctl, stream, *outputs.publishers],
-                    status_stream=status_stream,
-                    loop_config=lc,
-                )
-                loop.first_cycle = next_cycle
-                loops.append(loop)
-                exit_code = run_loop(loop)
-                next_cycle = loop.obs.cycle + 1
                 loops.clear()
                 loops.append(loop)
+                exit_code = run_loop(loop)
                 if exit_code == EXIT_DEVICE_LOST or loop.result.stop_reason != "load bundle":
                     break
                 try:
-                    _load_holding(ctl, cell, log, loop.applied.copy(), loop.obs.cycle)
+                    loop = _load_holding(
+                        ctl, cell, log, loop, functools.partial(build_loop, loop.obs.cycle + 1)
+                    )
                 except DriverError as exc:
                     print(f"raasd: DEVICE LOST while loading: {exc}", file=log, flush=True)
                     exit_code = EXIT_DEVICE_LOST

@@ -100,7 +100,8 @@ class Output:
 def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
     var, port = tmp_path / "var", _free_port()
     cmd = [sys.executable, "-m", "raas.cli", "up", "--var", str(var), "--port", str(port)]
-    cmd += ["--robot-port", "0", "--metrics-port", "0", "--", "--cameras", "0", "--no-rt"]
+    # As make run: real-time settings when the machine grants them (SCHED_FIFO, mlockall)
+    cmd += ["--robot-port", "0", "--metrics-port", "0", "--", "--cameras", "0"]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     )
