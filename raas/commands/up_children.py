@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from raas.commands.errors import ChildFailedError
 
 _PR_SET_PDEATHSIG = 1
+_ECHO_LOCK = threading.Lock()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
@@ -47,7 +48,9 @@ class Child:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if echo(line):
-                print(f"{self.name:<8}| {line.rstrip()}", flush=True)
+                with _ECHO_LOCK:  # one write per line: children's lines never interleave
+                    sys.stdout.write(f"{self.name:<8}| {line.rstrip()}\n")
+                    sys.stdout.flush()
             with self.cond:
                 self.lines.append(line)
                 self.cond.notify_all()
