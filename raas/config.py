@@ -120,3 +120,16 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def assemble_cell_config(
+    config_file: Path | None, defaults: dict[str, Any], overrides: dict[str, Any]
+) -> CellConfig:
+    """The order every command uses: defaults < the TOML file < command-line flags. The rig's
+    trigger rate follows the loop's unless something sets it. Raises ConfigError."""
+    base = load_config_file(config_file) if config_file else {}
+    data = merge(merge(defaults, base), overrides)
+    rate = data.get("loop", {}).get("rate_hz")
+    if rate is not None:
+        data.setdefault("rig", {}).setdefault("rate_hz", rate)
+    return build_cell_config(data)

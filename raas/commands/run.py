@@ -82,20 +82,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from raas.config import build_cell_config, load_config_file, merge
+    from raas.config import assemble_cell_config
 
     if not args.sim:
         print("raasd run: only the simulated rig exists yet; pass --sim", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        base = load_config_file(args.config) if args.config else {}
-        data = merge({"rig": {"clock": "realtime"}}, base)
-        data = merge(data, _overrides(args))
-        # The rig's trigger rate follows the loop's unless the file sets both.
-        rate = data.get("loop", {}).get("rate_hz")
-        if rate is not None:
-            data.setdefault("rig", {}).setdefault("rate_hz", rate)
-        cfg = build_cell_config(data)
+        cfg = assemble_cell_config(args.config, {"rig": {"clock": "realtime"}}, _overrides(args))
     except ConfigError as exc:
         print(f"raasd run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
