@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from raas.commands.cell_flags import add_cell_flags, cell_overrides
 from raas.controllers import CONTROLLERS
 from raas.errors import ConfigError
 
@@ -20,17 +21,10 @@ def register(sub: Any) -> None:
         description="Run the robot cell's control loop. Until real hardware drivers exist, "
         "--sim is required: the simulated Shadow-hand rig runs in its own processes.",
     )
-    p.add_argument("--sim", action="store_true", help="use the simulated rig (required for now)")
-    p.add_argument("--config", type=Path, help="TOML cell configuration; flags override it")
-    p.add_argument("--clock", choices=("lockstep", "realtime"), help="rig clock (realtime)")
-    p.add_argument("--rate", type=float, metavar="HZ", help="cycle rate (12.5)")
-    p.add_argument("--duration", type=float, metavar="S", help="measured seconds (until Ctrl-C)")
-    p.add_argument("--cameras", type=int, metavar="N", help="cameras 0-3 (3)")
+    add_cell_flags(p, duration_help="measured seconds (until Ctrl-C)")
     p.add_argument("--resolution", metavar="WxH", help="camera resolution (200x200)")
     p.add_argument("--controller", choices=CONTROLLERS, help="built-in controller (gait)")
-    p.add_argument("--seed", type=int, help="rig seed (0)")
     p.add_argument("--apply-phase", type=float, metavar="MS", help="apply at t_k + MS")
-    p.add_argument("--no-rt", action="store_true", help="do not ask for real-time privileges")
     p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument(
@@ -49,31 +43,19 @@ def register(sub: Any) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    loop: dict[str, Any] = {}
-    rig: dict[str, Any] = {}
-    if args.rate is not None:
-        loop["rate_hz"] = rig["rate_hz"] = args.rate
-    if args.duration is not None:
-        loop["duration_s"] = args.duration
+    out = cell_overrides(args)
+    loop: dict[str, Any] = out["loop"]
+    rig: dict[str, Any] = out["rig"]
     if args.apply_phase is not None:
         loop["apply_phase_ms"] = args.apply_phase
-    if args.clock is not None:
-        rig["clock"] = args.clock
-    if args.cameras is not None:
-        rig["cameras"] = args.cameras
-    if args.seed is not None:
-        rig["seed"] = args.seed
     if args.resolution is not None:
         try:
             w, h = (int(x) for x in args.resolution.lower().split("x"))
         except ValueError:
             raise ConfigError("--resolution", f"expected WxH, got {args.resolution!r}") from None
         rig["camera_width"], rig["camera_height"] = w, h
-    out: dict[str, Any] = {"loop": loop, "rig": rig}
     if args.controller is not None:
         out["controller"] = args.controller
-    if args.no_rt:
-        out["rt"] = {"enabled": False}
     if args.record is not None:
         out["recording"] = {"enabled": True, "directory": str(args.record)}
     if args.metrics_port is not None:

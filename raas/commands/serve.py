@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from raas.commands.cell_flags import add_cell_flags, cell_overrides
 from raas.errors import ConfigError
 
 EXIT_CONFIG = 2
@@ -22,14 +23,7 @@ def register(sub: Any) -> None:
         "real hardware drivers exist, --sim is required. The [transport] section of --config "
         "sets endpoints, keys and timeouts; flags override it.",
     )
-    p.add_argument("--sim", action="store_true", help="use the simulated rig (required for now)")
-    p.add_argument("--config", type=Path, help="TOML cell configuration; flags override it")
-    p.add_argument("--clock", choices=("lockstep", "realtime"), help="rig clock (realtime)")
-    p.add_argument("--rate", type=float, metavar="HZ", help="cycle rate (12.5)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S measured seconds")
-    p.add_argument("--cameras", type=int, metavar="N", help="cameras 0-3 (3)")
-    p.add_argument("--seed", type=int, help="rig seed (0)")
-    p.add_argument("--no-rt", action="store_true", help="do not ask for real-time privileges")
+    add_cell_flags(p, duration_help="stop after S measured seconds")
     p.add_argument("--robot", help="robot name leases must carry (shadow-1)")
     p.add_argument("--control", metavar="ENDPOINT", help="control socket (tcp://127.0.0.1:5555)")
     p.add_argument("--stream", metavar="ENDPOINT", help="observation stream (tcp://127.0.0.1:5556)")
@@ -47,19 +41,7 @@ def register(sub: Any) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    loop: dict[str, Any] = {}
-    rig: dict[str, Any] = {}
     tr: dict[str, Any] = {}
-    if args.rate is not None:
-        loop["rate_hz"] = rig["rate_hz"] = args.rate
-    if args.duration is not None:
-        loop["duration_s"] = args.duration
-    if args.clock is not None:
-        rig["clock"] = args.clock
-    if args.cameras is not None:
-        rig["cameras"] = args.cameras
-    if args.seed is not None:
-        rig["seed"] = args.seed
     for flag, key in (
         ("robot", "robot"),
         ("control", "control_endpoint"),
@@ -81,9 +63,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if args.robot_id is None:
             raise ConfigError("--robot-id", "needed with --revocations")
         tr["revocations"] = {"service_url": args.revocations, "robot_id": args.robot_id}
-    out: dict[str, Any] = {"loop": loop, "rig": rig, "transport": tr}
-    if args.no_rt:
-        out["rt"] = {"enabled": False}
+    out = cell_overrides(args)
+    out["transport"] = tr
     return out
 
 
