@@ -18,6 +18,7 @@ from raas.core.loop import LoopConfig
 from raas.errors import ConfigError
 from raas.metrics.config import MetricsConfig
 from raas.recording.config import RecordingConfig
+from raas.safety import SafetyConfig
 from raas.transport.config import TransportConfig
 
 _MS = 1_000_000
@@ -78,6 +79,7 @@ class CellConfig(BaseModel):
     transport: TransportConfig = Field(default_factory=TransportConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
 
 
 def _field_of(err: ValidationError) -> tuple[str, str]:

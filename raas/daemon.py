@@ -37,6 +37,7 @@ from raas.core.status import StatusLine
 from raas.errors import DeviceLost
 from raas.metrics.cell import metrics_for_cell
 from raas.recording.cell import recorder_for_cell
+from raas.safety import Supervisor, supervisor_for_hand
 
 EXIT_OK = 0
 EXIT_DEVICE_LOST = 3
@@ -117,6 +118,8 @@ class Cell:
     rt_report: RtReport
     clock: Clock
     rig_sched: str
+    #: One supervisor for the cell's whole life: it outlives the loop segments of a robot.
+    supervisor: Supervisor
 
     def banner(self) -> str:
         cfg = self.cfg
@@ -134,6 +137,7 @@ class Cell:
         publishers: list[Publisher] | None = None,
         status_stream: TextIO | None = None,
         loop_config: LoopConfig | None = None,
+        arm_on_start: bool = True,
     ) -> ControlLoop:
         """A fresh ControlLoop on this cell (a loop runs once; build one per run or session)."""
         lc = loop_config if loop_config is not None else self.cfg.loop
@@ -152,6 +156,8 @@ class Cell:
             publishers=publishers or [],
             rt_report=self.rt_report,
             status=status,
+            supervisor=self.supervisor,
+            arm_on_start=arm_on_start,
         )
         for pub in loop.publishers:  # outputs that follow the loop's own counters (metrics)
             attach = getattr(pub, "attach", None)
@@ -242,6 +248,7 @@ def cell_up(cfg: CellConfig) -> Iterator[Cell]:
                 rt_report=report,
                 clock=_clock(cfg, report),
                 rig_sched=rig_sched,
+                supervisor=supervisor_for_hand(devs.hand, cfg.safety, cfg.loop.period_ns / 1e9),
             )
         finally:
             for d in reversed(devices):

@@ -4,7 +4,8 @@
     trigger             one trigger to every device, the hand's state request
     collect (needed)    the sources the controller reads, each until its own deadline
     decide              controller -> desired action; late, missing or non-finite -> fallback
-    condition           clip to the hand's limits (the safety pipeline grows here)
+    condition           the supervisor (raas.safety): watchdogs, then the target of its state;
+                        while RUNNING, the conditioning pipeline (finite, limits, rate, derate)
     apply               at t_k + L when a fixed phase is configured, else at once
     collect (rest)      sources only published (e.g. cameras for a state policy)
     publish             timing record, publishers, live status
@@ -37,6 +38,7 @@ from raas.core.rt import RtReport, freeze_heap, release_heap
 from raas.core.status import StatusLine
 from raas.core.timing import TimingLog, capacity_for
 from raas.errors import DeviceLost, LoopStateError
+from raas.safety import STAGE_NAMES, Cause, SafetyConfig, Supervisor, supervisor_for_hand
 
 _MS = 1_000_000
 
@@ -91,7 +93,10 @@ class LoopResult:
     fallbacks_repeat: int = 0
     fallbacks_idle: int = 0
     apply_late: int = 0  # fixed-phase apply could not be met
-    clipped: int = 0  # cycles whose desired action was clipped to limits
+    clipped: int = 0  # cycles whose desired action the conditioning pipeline changed
+    interventions: dict[str, int] = field(default_factory=dict)  # cycles changed, per stage
+    safety_state: str = ""  # the supervisor's state and reason when the loop ended
+    safety_reason: str = ""
     stop_reason: str = ""
     lost_device: str | None = None
     wall_s: float = 0.0
@@ -113,6 +118,8 @@ class ControlLoop:
         rt_report: RtReport | None = None,
         status: StatusLine | None = None,
         on_cycle: Callable[[Step], None] | None = None,
+        supervisor: Supervisor | None = None,
+        arm_on_start: bool = True,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -132,6 +139,14 @@ class ControlLoop:
         self.lower = np.array(hand.limits[:, 0], dtype=np.float64)
         self.upper = np.array(hand.limits[:, 1], dtype=np.float64)
         self.fallback = Fallback(hand.idle_action, config.max_repeats)
+        #: Decides what reaches the motors; owned by the cell when loops run in segments.
+        self.supervisor = (
+            supervisor
+            if supervisor is not None
+            else supervisor_for_hand(hand, SafetyConfig(), config.period_ns / 1e9)
+        )
+        #: Arm the supervisor when the loop starts (a local run); a remote session arms it itself.
+        self.arm_on_start = arm_on_start
 
         first: list[tuple[Source, SourceReading]] = []
         rest: list[tuple[Source, SourceReading]] = []
@@ -143,6 +158,7 @@ class ControlLoop:
             (first if name in controller.needs or name == hand.source_name else rest).append(
                 (spec.source, reading)
             )
+        self.readings = [r for _, r in first] + [r for _, r in rest]
         self.collect_first = Collector(clock, first)
         self.collect_rest = Collector(clock, rest)
         duration = config.duration_s
@@ -153,6 +169,7 @@ class ControlLoop:
         #: Index of the first cycle. A later loop on the same devices (e.g. the next segment of
         #: `raasd robot`) continues their cycle numbering: devices match samples by cycle.
         self.first_cycle = 0
+        self._counts0: dict[str, int] = {}
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current cycle (safe from a signal handler)."""
@@ -176,14 +193,19 @@ class ControlLoop:
         step = Step(obs=obs, desired=self.desired, applied=self.applied)
         phases = step.phases
         sw = clock.stopwatch_ns
-        lower, upper = self.lower, self.upper
         desired, target = self.desired, self.target
         fallback = self.fallback
         controller = self.controller
         hand, trigger = self.hand, self.trigger
         warmup = cfg.warmup_cycles
         status = self.status
+        sup = self.supervisor
+        sup.needs = frozenset(controller.needs)
+        readings = self.readings
+        slipped = False
         self.controller.reset()
+        if self.arm_on_start:
+            sup.arm(Cause.POLICY)
         if warmup == 0:
             self._end_warmup()
 
@@ -204,6 +226,7 @@ class ControlLoop:
                         res.missed += k2 - k
                     k = k2
                     t_k = grid.t(k)
+                    slipped = True
 
                 # 1. trigger
                 s0 = sw()
@@ -224,16 +247,29 @@ class ControlLoop:
                 ok = controller.decide(obs, desired)
                 s3 = sw()
                 step.decide_ns = s3 - s2
-                if ok and step.decide_ns <= budget and np.isfinite(desired).all():
+                # Non-finite values are the conditioning pipeline's to reject (and count).
+                if ok and step.decide_ns <= budget:
                     kind = FallbackKind.NONE
                 else:
                     kind = fallback.choose(desired)
                 step.fallback = kind
                 phases.decide = s3 - s2
 
-                # 4. condition
-                np.clip(desired, lower, upper, out=target)
-                if not np.array_equal(target, desired):
+                # 4. condition: the supervisor's watchdogs, then the target of its state
+                flags = sup.cycle(
+                    k,
+                    obs.hand,
+                    readings,
+                    desired,
+                    kind is FallbackKind.NONE,
+                    kind is FallbackKind.IDLE,
+                    slipped,
+                    target,
+                )
+                slipped = False
+                step.safety = int(sup.state)
+                step.interventions = flags
+                if flags:
                     res.clipped += 1
                 s4 = sw()
                 phases.condition = s4 - s3
@@ -293,13 +329,15 @@ class ControlLoop:
                         res.overruns += 1
                         res.missed += nxt - (k + 1)
                     k = nxt
+                    slipped = True
                 else:
                     k += 1
         except DriverError as exc:
             device = exc.device
             res.lost_device = device
             self._stop_reason = f"device lost: {device}"
-            self._go_idle()
+            self.supervisor.device_lost(device)
+            self._go_safe()
             raise DeviceLost(device, str(exc)) from exc
         finally:
             self._finish(wall_start, grid, k)
@@ -310,6 +348,7 @@ class ControlLoop:
         self.fallback.repeats = 0
         self.fallback.idles = 0
         self.result.clipped = 0
+        self._counts0 = dict(self.supervisor.conditioner.counts)
         self.result.apply_late = 0
         for r in self.obs.sources.values():
             r.stale_cycles = 0
@@ -317,10 +356,11 @@ class ControlLoop:
         if self.rt_report is not None and self.rt_report.requested:
             freeze_heap(self.rt_report)
 
-    def _go_idle(self) -> None:
-        """Best effort: send the declared idle action to the hand."""
+    def _go_safe(self) -> None:
+        """Best effort: send the supervisor's hold target (where the hand was measured). The
+        hand's firmware watchdog holds it there anyway once commands stop."""
         with contextlib.suppress(DriverError):
-            self.hand.apply(self.hand.idle_action, -1)
+            self.hand.apply(self.supervisor.hold_target, -1)
 
     def _finish(self, wall_start: float, grid: DeadlineGrid, k: int) -> None:
         res = self.result
@@ -328,6 +368,12 @@ class ControlLoop:
         res.warmup_cycles = min(self.config.warmup_cycles, self._done)
         res.fallbacks_repeat = self.fallback.repeats
         res.fallbacks_idle = self.fallback.idles
+        counts = self.supervisor.conditioner.counts
+        res.interventions = {
+            name: counts[name] - self._counts0.get(name, 0) for name in STAGE_NAMES
+        }
+        res.safety_state = self.supervisor.state.label
+        res.safety_reason = self.supervisor.reason.value
         res.wall_s = time.monotonic() - wall_start
         res.grid_s = max(0.0, (self.clock.now_ns() - grid.t(self.first_cycle)) / 1e9)
         for name, r in self.obs.sources.items():

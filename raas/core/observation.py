@@ -93,3 +93,5 @@ class Step:
     decide_ns: int = 0
     phases: PhaseTimes = field(default_factory=PhaseTimes)
     lease_holder: str | None = None
+    safety: int = 0  # raas.safety.SafetyState of the cycle (after its condition phase)
+    interventions: int = 0  # raas.safety.Stage flags: the conditioning stages that changed it

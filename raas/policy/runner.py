@@ -312,7 +312,10 @@ class PolicyRunner:
                 if not np.isfinite(self.policy.state(s.input)).all():
                     self.policy.set_state({s.input: s.initial})
                     self.state_resets += 1
-            return False
+            # Handed on as NaN: the safety pipeline rejects it (the hand keeps its target) and
+            # its non-finite watchdog stops the run when it persists.
+            out.fill(np.nan)
+            return True
         self.decoder.decode(self.action_output)
         out[:] = self.decoder.target
         dt = time.perf_counter_ns() - t0

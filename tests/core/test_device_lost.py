@@ -1,4 +1,4 @@
-"""A lost device stops the loop with the idle action sent and the device named."""
+"""A lost device stops the loop in FAULT with the hold target sent and the device named."""
 
 from __future__ import annotations
 
@@ -23,5 +23,11 @@ def test_hand_lost_mid_run(make_loop) -> None:
     assert info.value.device == "hand"
     assert loop.result.lost_device == "hand"
     last_cycle, _, last = dev["hand"].applied[-1]
-    assert last_cycle == -1  # the idle action, sent after the loss
-    np.testing.assert_array_equal(last, dev["hand"].idle_action)
+    assert last_cycle == -1  # the hold target, sent after the loss
+    sup = loop.supervisor
+    assert sup.state.label == "fault" and sup.reason.value == "device_lost" and sup.detail == "hand"
+    # where the hand was last measured (clipped into the soft range), not some other pose
+    np.testing.assert_array_equal(last, sup.hold_target)
+    np.testing.assert_array_equal(
+        sup.hold_target, sup.measured.clip(sup.conditioner.lower, sup.conditioner.upper)
+    )

@@ -41,7 +41,11 @@ def test_loop_counts_missing_actions(make_loop) -> None:
     assert res.fallbacks_idle == 2
     applied = {k: a for k, _, a in dev["hand"].applied}
     np.testing.assert_array_equal(applied[5], applied[4])  # repeat of the last applied
-    np.testing.assert_array_equal(applied[9], dev["hand"].idle_action)  # then the idle action
+    # then the repeats ran out: the supervisor holds where the hand was measured, and stays
+    sup = loop.supervisor
+    assert (sup.state.label, sup.reason.value) == ("hold", "inference_overrun")
+    np.testing.assert_array_equal(applied[8], sup.hold_target)
+    np.testing.assert_array_equal(applied[15], sup.hold_target)  # no automatic re-arm
     assert np.count_nonzero(loop.log.series("fallback")) == 5
 
 
@@ -55,6 +59,9 @@ def test_slow_decide_and_nan_take_the_fallback_and_never_reach_the_hand(make_loo
 
     loop, dev = make_loop(duration_s=0.2, behaviour=bad)
     res = loop.run()
-    assert res.fallbacks_repeat == 2
+    assert res.fallbacks_repeat == 1  # the slow decision
+    assert res.interventions["nonfinite"] == 1  # the NaN action: rejected by conditioning
+    applied = {k: a for k, _, a in dev["hand"].applied}
+    assert applied[7][3] == applied[6][3]  # the NaN actuator kept its target
     for _, _, targets in dev["hand"].applied:
         assert np.isfinite(targets).all()

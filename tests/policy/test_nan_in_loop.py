@@ -1,5 +1,6 @@
-"""In the real loop on the lockstep rig: a NaN-producing policy gives the declared fallback every
-cycle, counted, and the hand driver is never handed a non-finite target."""
+"""In the real loop on the lockstep rig: a NaN-producing policy's actions are rejected by the
+safety pipeline, counted, the hand driver is never handed a non-finite target, and the
+non-finite watchdog puts the supervisor in HOLD where the hand was measured."""
 
 from __future__ import annotations
 
@@ -41,5 +42,14 @@ def test_nan_policy_never_reaches_the_hand(nan_bundle: Path) -> None:
     assert len(sent) == 25
     assert all(np.isfinite(t).all() for t in sent)
     assert runner.nonfinite == 25  # every cycle's output was NaN, and counted
-    assert res.fallbacks_repeat + res.fallbacks_idle == 25  # and the loop took the fallback
-    np.testing.assert_allclose(sent[-1], cell.hand.idle_action)
+    sup = loop.supervisor
+    assert (sup.state.label, sup.reason.value) == ("hold", "nonfinite_action")
+    k = cell.cfg.safety.watchdogs.nonfinite_cycles
+    assert res.interventions["nonfinite"] == 0  # never RUNNING: no action was ever usable
+    assert sup.history[-1].cycle == k - 1  # the K-th NaN action in a row
+    # armed, then held: every target was a measured pose (the fingers settle a little under
+    # gravity in the first cycles), none went anywhere the policy asked; once held, it stays
+    for t in sent[k - 1 :]:
+        np.testing.assert_allclose(t, sup.hold_target, atol=1e-4)
+    spread = np.ptp(np.array(sent), axis=0)
+    assert spread.max() < 0.2, spread

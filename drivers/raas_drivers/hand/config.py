@@ -38,6 +38,23 @@ ACTUATOR_LIMITS = np.array(
     dtype=np.float64,
 )  # fmt: skip
 
+#: Each actuator drives one joint (the MuJoCo model's position actuators): the joint index of
+#: each actuator, so `positions[ACTUATOR_JOINT_INDEX]` is the measured actuator position.
+ACTUATOR_JOINT_INDEX: tuple[int, ...] = tuple(JOINT_NAMES.index(a[2:]) for a in ACTUATOR_NAMES)
+
+#: Largest force each actuator can exert (the model's forcerange), same order as ACTUATOR_NAMES.
+EFFORT_LIMITS = np.array(
+    [
+        4.785, 2.175,
+        0.9, 0.9, 0.7245,
+        0.9, 0.9, 0.7245,
+        0.9, 0.9, 0.7245,
+        0.9, 0.9, 0.9, 0.7245,
+        2.3722, 1.45, 0.99, 0.99, 0.81,
+    ],
+    dtype=np.float64,
+)  # fmt: skip
+
 
 def default_idle_action() -> np.ndarray:
     """The declared idle action: every actuator at the middle of its range, clipped to it.

@@ -1,0 +1,38 @@
+"""The safety layer: the supervisor state machine, action conditioning and the watchdogs that
+decide what reaches the motors. docs/safety.md describes it for operators."""
+
+from __future__ import annotations
+
+from raas_drivers.hand.config import ACTUATOR_JOINT_INDEX, EFFORT_LIMITS
+from raas_drivers.hand.driver import HandDriver
+
+from raas.safety.conditioning import STAGE_NAMES, ActionConditioner, Stage
+from raas.safety.config import ConditioningConfig, SafetyConfig, WatchdogConfig
+from raas.safety.errors import SafetyConfigError, SafetyError, TransitionRefusedError
+from raas.safety.reasons import Cause, Reason, SafetyState
+from raas.safety.supervisor import Supervisor, Transition
+
+__all__ = [
+    "STAGE_NAMES",
+    "ActionConditioner",
+    "Cause",
+    "ConditioningConfig",
+    "Reason",
+    "SafetyConfig",
+    "SafetyConfigError",
+    "SafetyError",
+    "SafetyState",
+    "Stage",
+    "Supervisor",
+    "Transition",
+    "TransitionRefusedError",
+    "WatchdogConfig",
+    "supervisor_for_hand",
+]
+
+
+def supervisor_for_hand(hand: HandDriver, cfg: SafetyConfig, period_s: float) -> Supervisor:
+    """A supervisor for a HandDriver: its limits, force limits, joint map and idle pose as home."""
+    return Supervisor(
+        hand.limits, EFFORT_LIMITS, hand.idle_action, ACTUATOR_JOINT_INDEX, cfg, period_s
+    )

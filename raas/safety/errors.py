@@ -1,0 +1,25 @@
+"""Errors of the safety layer, named by what went wrong."""
+
+from __future__ import annotations
+
+from raas.errors import RaasError
+from raas.safety.reasons import Cause, SafetyState
+
+
+class SafetyError(RaasError):
+    """Base class of the safety layer's errors."""
+
+
+class TransitionRefusedError(SafetyError):
+    """A transition the supervisor's table does not allow from this state for this cause."""
+
+    def __init__(self, state: SafetyState, request: str, cause: Cause, why: str) -> None:
+        super().__init__(f"cannot {request} in state {state.label} ({cause.value}): {why}")
+        self.state = state
+        self.request = request
+        self.cause = cause
+        self.why = why
+
+
+class SafetyConfigError(SafetyError):
+    """A safety setting is inconsistent with the hand (e.g. a per-actuator list of wrong length)."""
