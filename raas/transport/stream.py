@@ -55,6 +55,8 @@ class StreamPublisher:
             "episode": obs.episode,
             "mode": self.mode(),
             "fallback": int(step.fallback),
+            "safety": step.safety,  # raas.safety.SafetyState value (0 idle .. 5 fault)
+            "interventions": step.interventions,  # raas.safety.Stage flags of this cycle
             "trigger_ns": obs.trigger_ns,
             "lateness_ns": step.lateness_ns,
             "decide_ns": step.decide_ns,
