@@ -23,3 +23,16 @@ class TransitionRefusedError(SafetyError):
 
 class SafetyConfigError(SafetyError):
     """A safety setting is inconsistent with the hand (e.g. a per-actuator list of wrong length)."""
+
+
+class WearFileCorruptError(SafetyError):
+    """The wear counter file could not be read; it was kept beside as `.corrupt`, counting
+    restarts from zero (raas.safety.wear.WearMeter.load)."""
+
+    def __init__(self, path: str, kept_as: str, why: str) -> None:
+        super().__init__(
+            f"wear counters in {path} are unreadable ({why}); kept as {kept_as}, counting from zero"
+        )
+        self.path = path
+        self.kept_as = kept_as
+        self.why = why
