@@ -111,6 +111,13 @@ class InvalidTimeRange(ServiceError):
     code = "invalid_time_range"
 
 
+class TooManyActuators(ServiceError):
+    """The wear report names more actuators than the service keeps per robot."""
+
+    status_code = 422
+    code = "too_many_actuators"
+
+
 class LastAdmin(ServiceError):
     """The change would leave the lab without an active admin (nobody could manage users)."""
 

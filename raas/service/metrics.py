@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from raas.service.crud import wear as wear_crud
 from raas.service.deps import Staff
 from raas.service.models import (
     Lease,
@@ -66,6 +67,8 @@ class DatabaseCollector(Collector):
             robots = db.execute(
                 select(Robot.status, Robot.last_heartbeat_at, Robot.health_blocked)
             ).all()
+            robot_names = db.execute(select(Robot.id, Robot.name, Robot.estop_latched)).all()
+            wear_alerts = wear_crud.alert_counts(db)
             leases = db.scalar(select(func.count()).select_from(Lease))
             revoked = db.scalar(select(func.count()).where(Lease.revoked_at.is_not(None)))
             revocations = db.scalar(select(func.count()).select_from(Revocation))
@@ -98,6 +101,19 @@ class DatabaseCollector(Collector):
             "raas_robots_health_blocked",
             "Robots blocked by a failed health check",
             value=blocked,
+        )
+        alerts = GaugeMetricFamily(
+            "raas_robot_wear_alerts",
+            "Standing maintenance alerts (actuator x metric past its wear threshold)",
+            labels=["robot"],
+        )
+        for robot_id, name, _ in robot_names:
+            alerts.add_metric([name], wear_alerts.get(robot_id, 0))
+        yield alerts
+        yield GaugeMetricFamily(
+            "raas_robots_estop_latched",
+            "Robots stopped by a REST e-stop that staff have not cleared",
+            value=sum(bool(latched) for _, _, latched in robot_names),
         )
         yield CounterMetricFamily("raas_leases_issued", "Leases signed", value=leases or 0)
         yield CounterMetricFamily("raas_leases_revoked", "Leases revoked", value=revoked or 0)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -127,6 +128,15 @@ class Robot(Base):
     health_blocked: Mapped[bool] = mapped_column(default=False)
     health_note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The last structured health report (JSON of the heartbeat's `health`), "" when none.
+    health_report: Mapped[str] = mapped_column(Text, default="", server_default="")
+    health_checked_at: Mapped[datetime | None]
+    #: The supervisor state and reason code the daemon last reported ("" before any).
+    safety_state: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    safety_reason: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    safety_at: Mapped[datetime | None]
+    #: True from a REST e-stop until staff clear it (the daemon latches on its own side too).
+    estop_latched: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Reservation(Base):
@@ -215,3 +225,67 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(100))
     target: Mapped[str] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class CommandKind(StrEnum):
+    estop = "estop"
+    clear_estop = "clear_estop"
+
+
+class RobotCommand(Base):
+    """Append-only feed of operator commands (e-stop, clear) a robot's daemon follows;
+    `seq` is the cursor, as in the revocation feed."""
+
+    __tablename__ = "robot_commands"
+    __table_args__ = (
+        CheckConstraint("kind IN ('estop', 'clear_estop')", name="kind"),
+        Index("ix_robot_commands_robot_seq", "robot_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: The issuer's email at the time (the feed shows it without a join).
+    by: Mapped[str] = mapped_column(String(254))
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ActuatorWear(Base):
+    """Wear of one actuator: totals since the last staff reset, and the raw cumulative totals
+    the daemon reported last (to turn each new report into an increment)."""
+
+    __tablename__ = "actuator_wear"
+
+    robot_id: Mapped[int] = mapped_column(
+        ForeignKey("robots.id", ondelete="CASCADE"), primary_key=True
+    )
+    actuator: Mapped[str] = mapped_column(String(64), primary_key=True)
+    travel_rad: Mapped[float] = mapped_column(default=0.0)
+    load_s: Mapped[float] = mapped_column(default=0.0)
+    peak_effort: Mapped[float] = mapped_column(default=0.0)
+    hours_run: Mapped[float] = mapped_column(default=0.0)
+    reported_travel_rad: Mapped[float] = mapped_column(default=0.0)
+    reported_load_s: Mapped[float] = mapped_column(default=0.0)
+    reported_peak_effort: Mapped[float] = mapped_column(default=0.0)
+    reported_hours_run: Mapped[float] = mapped_column(default=0.0)
+    #: Comma-separated metrics whose threshold this actuator crossed (alerted once each).
+    alerted: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reset_at: Mapped[datetime | None]
+
+
+class WearThresholds(Base):
+    """Staff-set wear thresholds of one robot; a NULL field uses the service default."""
+
+    __tablename__ = "wear_thresholds"
+
+    robot_id: Mapped[int] = mapped_column(
+        ForeignKey("robots.id", ondelete="CASCADE"), primary_key=True
+    )
+    travel_rad: Mapped[float | None]
+    load_s: Mapped[float | None]
+    peak_effort: Mapped[float | None]
+    hours_run: Mapped[float | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

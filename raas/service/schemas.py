@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from raas.service.models import ReservationStatus, RobotStatus, Role
 
@@ -150,6 +157,57 @@ class RobotPublic(_Public):
     lease_public_key: str
     #: True when new bookings are accepted (status not maintenance, not health-blocked).
     bookable: bool
+    #: The last structured health report the daemon sent (None before the first).
+    health_report: HealthReport | None = None
+    health_checked_at: datetime | None = None
+    #: The supervisor state and reason code the daemon last reported ("" before any report).
+    safety_state: str = ""
+    safety_reason: str = ""
+    safety_at: datetime | None = None
+    #: True from a REST e-stop until staff clear it (POST /robots/{id}/clear-estop).
+    estop_latched: bool = False
+    #: Maintenance alerts: actuators past a wear threshold since their last reset.
+    wear_alerts: list[str] = []
+
+
+SafetyStateName = Literal["idle", "armed", "running", "hold", "ramp_down", "fault"]
+Code = Annotated[str, StringConstraints(max_length=100, pattern=r"^[A-Za-z0-9_.:-]*$")]
+ActuatorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+#: Cumulative counters are finite and non-negative (NaN and infinities are refused with 422).
+Counter = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+MAX_ACTUATORS = 64
+MAX_HEALTH_CHECKS = 200
+
+
+class SafetyReport(BaseModel):
+    state: SafetyStateName
+    reason: Code = ""
+
+
+class ActuatorTotals(BaseModel):
+    """Cumulative since the daemon's counter file was created (never decreasing)."""
+
+    travel_rad: Counter = 0.0
+    load_s: Counter = 0.0
+    #: max |effort| / force limit (0..~1.2).
+    peak_effort: Counter = 0.0
+    hours_run: Counter = 0.0
+
+
+class WearReport(BaseModel):
+    actuators: Annotated[dict[ActuatorName, ActuatorTotals], Field(max_length=MAX_ACTUATORS)]
+
+
+class HealthCheckResult(BaseModel):
+    name: Name
+    ok: bool
+    detail: Text = ""
+
+
+class HealthReport(BaseModel):
+    ok: bool
+    at: UTCTime | None = None
+    checks: Annotated[list[HealthCheckResult], Field(max_length=MAX_HEALTH_CHECKS)] = []
 
 
 class Heartbeat(BaseModel):
@@ -157,6 +215,102 @@ class Heartbeat(BaseModel):
     #: Result of the post-session health check, when one ran: False blocks new bookings.
     health_ok: bool | None = None
     note: Text = ""
+    #: Optional, from a daemon with a supervisor: its state and the reason code.
+    safety: SafetyReport | None = None
+    #: Optional: per-actuator wear totals.
+    wear: WearReport | None = None
+    #: Optional: the structured post-session health report; when given it decides `health_ok`
+    #: and the note names the failed checks.
+    health: HealthReport | None = None
+
+    @model_validator(mode="after")
+    def _health_decides(self) -> Heartbeat:
+        if self.health is not None:
+            self.health_ok = self.health.ok
+            failed = [c for c in self.health.checks if not c.ok]
+            if failed:
+                named = "; ".join(f"{c.name}: {c.detail}" if c.detail else c.name for c in failed)
+                self.note = f"health check failed: {named}"[:2000]
+            elif not self.health.ok:
+                self.note = self.note or "health check failed"
+        return self
+
+
+class CommandNote(BaseModel):
+    note: Text = ""
+
+
+class CommandAccepted(BaseModel):
+    seq: int
+
+
+class CommandPublic(_Public):
+    seq: int
+    kind: Literal["estop", "clear_estop"]
+    by: str
+    at: datetime
+    note: str
+
+
+class CommandBatch(BaseModel):
+    robot_id: int
+    #: Pass this back as `since` to continue.
+    cursor: int
+    #: The newest seq of this robot's feed (a fresh follower starts here to skip history).
+    head: int
+    #: True while a REST e-stop is latched (not yet cleared by staff).
+    latched: bool
+    commands: list[CommandPublic]
+
+
+Threshold = Annotated[float, Field(gt=0, le=1e15, allow_inf_nan=False)]
+
+
+class WearThresholdsUpdate(BaseModel):
+    """A robot's thresholds; a null (or missing) field uses the service default."""
+
+    travel_rad: Threshold | None = None
+    load_s: Threshold | None = None
+    peak_effort: Threshold | None = None
+    hours_run: Threshold | None = None
+
+
+class WearThresholdsPublic(BaseModel):
+    """The thresholds in force (None: no threshold for that metric)."""
+
+    travel_rad: float | None
+    load_s: float | None
+    peak_effort: float | None
+    hours_run: float | None
+
+
+class ActuatorWearPublic(BaseModel):
+    """Wear since the last reset (peak_effort: the largest new peak reported since)."""
+
+    travel_rad: float
+    load_s: float
+    peak_effort: float
+    hours_run: float
+    reset_at: datetime | None
+    updated_at: datetime
+
+
+class WearPublic(BaseModel):
+    robot_id: int
+    actuators: dict[str, ActuatorWearPublic]
+    thresholds: WearThresholdsPublic
+    alerts: list[str]
+
+
+class WearReset(BaseModel):
+    #: Actuators to reset; "all", null or missing resets every actuator of the robot.
+    actuators: (
+        Annotated[list[ActuatorName], Field(max_length=MAX_ACTUATORS)] | Literal["all"] | None
+    ) = None
+    note: Text = ""
+
+
+RobotPublic.model_rebuild()
 
 
 class HealthClear(BaseModel):

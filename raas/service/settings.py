@@ -33,6 +33,16 @@ class Settings(BaseModel):
     web_dir: Path | None = None
     #: Run Alembic migrations at start-up.
     migrate: bool = True
+    #: Default wear thresholds per actuator, counted since the last staff reset (a robot's own
+    #: thresholds, PUT /robots/{id}/wear/thresholds, override them; None = no threshold).
+    #: Joint travel in radians (about a year of daily one-hour sessions at 0.3 rad/s).
+    wear_travel_rad: float | None = 400_000.0
+    #: Seconds spent above the load fraction of the actuator's force limit.
+    wear_load_s: float | None = 100.0 * 3600.0
+    #: Largest |effort| / force limit seen (1.0 = at the limit).
+    wear_peak_effort: float | None = 1.1
+    #: Hours the actuator ran under a controller.
+    wear_hours_run: float | None = 200.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from raas.service.crud import commands as command_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.crud import tokens as token_crud
 from raas.service.deps import Now, ObjectId, Principal, ReadDB, State
@@ -29,7 +30,11 @@ from raas.service.errors import NotAuthenticated, NotFound, TokenExpired, TokenR
 
 #: The page's files in the repository (templates/ and static/).
 DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
-STATIC_FILES = {"calendar.js": "text/javascript", "booking.css": "text/css"}
+STATIC_FILES = {
+    "calendar.js": "text/javascript",
+    "safety.js": "text/javascript",
+    "booking.css": "text/css",
+}
 STATUS_POLL_MS = 5000
 
 
@@ -94,8 +99,7 @@ def make_web_router(web_dir: Path | None = None) -> APIRouter:
         principal = _signed_in(request, state, now)
         if principal is None:
             return _to_login(request)
-        timeout = dt.timedelta(seconds=state.settings.heartbeat_timeout_s)
-        robots = [robot_crud.public(r, now, timeout) for r in robot_crud.list_robots(db)]
+        robots = [robot_crud.public(db, r, now, state.settings) for r in robot_crud.list_robots(db)]
         return render(request, "robots.html", {"user": principal.user, "robots": robots})
 
     @router.get("/book/robots/{robot_id}", name="booking_week")
@@ -115,11 +119,12 @@ def make_web_router(web_dir: Path | None = None) -> APIRouter:
         except NotFound:
             context = {"user": principal.user, "robots": [], "missing": robot_id}
             return render(request, "robots.html", context, status_code=404)
-        timeout = dt.timedelta(seconds=state.settings.heartbeat_timeout_s)
         context = {
             "user": principal.user,
             "staff": principal.is_staff,
-            "robot": robot_crud.public(robot, now, timeout),
+            "can_estop": principal.is_staff
+            or command_crud.holds_current_reservation(db, principal.user.id, robot.id, now),
+            "robot": robot_crud.public(db, robot, now, state.settings),
             "week": week.isoformat() if week else "",
             "poll_ms": STATUS_POLL_MS,
         }

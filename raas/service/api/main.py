@@ -8,12 +8,14 @@ from raas.service.api.routes import (
     audit,
     auth,
     calendar,
+    commands,
     health,
     maintenance,
     reservations,
     revocations,
     robots,
     users,
+    wear,
 )
 
 api_router = APIRouter()
@@ -23,6 +25,8 @@ for module in (
     users,
     robots,
     revocations,
+    commands,
+    wear,
     reservations,
     maintenance,
     audit,

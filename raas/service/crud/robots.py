@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from raas.service.crud import wear as wear_crud
 from raas.service.errors import AlreadyExists, NotFound
 from raas.service.models import (
     MaintenanceBlock,
@@ -18,11 +19,13 @@ from raas.service.models import (
 )
 from raas.service.schemas import (
     BusyInterval,
+    HealthReport,
     Heartbeat,
     RobotCreate,
     RobotPublic,
     RobotUpdate,
 )
+from raas.service.settings import Settings
 
 
 def get(db: Session, robot_id: int, *, lock: bool = False) -> Robot:
@@ -44,10 +47,12 @@ def bookable(robot: Robot) -> bool:
     return robot.status != RobotStatus.maintenance.value and not robot.health_blocked
 
 
-def public(robot: Robot, now: datetime, heartbeat_timeout: timedelta) -> RobotPublic:
+def public(db: Session, robot: Robot, now: datetime, settings: Settings) -> RobotPublic:
+    heartbeat_timeout = timedelta(seconds=settings.heartbeat_timeout_s)
     online = robot.last_heartbeat_at is not None and now - robot.last_heartbeat_at <= (
         heartbeat_timeout
     )
+    limits = wear_crud.thresholds(db, robot.id, settings)
     return RobotPublic(
         id=robot.id,
         name=robot.name,
@@ -60,6 +65,15 @@ def public(robot: Robot, now: datetime, heartbeat_timeout: timedelta) -> RobotPu
         health_note=robot.health_note,
         lease_public_key=robot.lease_public_key,
         bookable=bookable(robot),
+        health_report=(
+            HealthReport.model_validate_json(robot.health_report) if robot.health_report else None
+        ),
+        health_checked_at=robot.health_checked_at,
+        safety_state=robot.safety_state,
+        safety_reason=robot.safety_reason,
+        safety_at=robot.safety_at,
+        estop_latched=robot.estop_latched,
+        wear_alerts=wear_crud.alerts(db, robot.id, limits),
     )
 
 
@@ -96,14 +110,30 @@ def update(db: Session, robot: Robot, data: RobotUpdate) -> Robot:
 
 
 def heartbeat(db: Session, robot: Robot, beat: Heartbeat, now: datetime) -> bool:
-    """Record a heartbeat; returns True when it newly blocked the robot (failed health check)."""
+    """Record a heartbeat; returns True when it newly blocked the robot (failed health check).
+
+    A structured `health` report is applied once: the daemon repeats its latest report in every
+    heartbeat, and a report with the `at` of the one already stored changes nothing (so staff
+    clearing a block is not undone by the next heartbeat)."""
     robot.last_heartbeat_at = now
     # A daemon may put its robot into maintenance (or report it offline) but not take it out of
     # maintenance: staff set `available` again (PATCH /robots/{id}).
     if robot.status != RobotStatus.maintenance.value:
         robot.status = beat.status.value
-    newly_blocked = beat.health_ok is False and not robot.health_blocked
-    if beat.health_ok is False:
+    if beat.safety is not None:
+        robot.safety_state = beat.safety.state
+        robot.safety_reason = beat.safety.reason
+        robot.safety_at = now
+    health_ok = beat.health_ok
+    if beat.health is not None:
+        at = beat.health.at
+        if at is not None and robot.health_checked_at is not None and at == robot.health_checked_at:
+            health_ok = None  # the report already applied
+        else:
+            robot.health_report = beat.health.model_dump_json()
+            robot.health_checked_at = at or now
+    newly_blocked = health_ok is False and not robot.health_blocked
+    if health_ok is False:
         robot.health_blocked = True
         robot.health_note = beat.note or "post-session health check failed"
     db.flush()

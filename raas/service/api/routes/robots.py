@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from raas.service.crud import audit
 from raas.service.crud import robots as robot_crud
 from raas.service.crud import tokens as token_crud
+from raas.service.crud import wear as wear_crud
 from raas.service.deps import (
     AnyPrincipal,
     Now,
@@ -40,13 +41,9 @@ router = APIRouter(prefix="/robots", tags=["robots"])
 MAX_AVAILABILITY_WINDOW = timedelta(days=366)
 
 
-def _timeout(state: State) -> timedelta:
-    return timedelta(seconds=state.settings.heartbeat_timeout_s)
-
-
 @router.get("")
 def list_robots(_: Person, db: ReadDB, state: State, now: Now) -> list[RobotPublic]:
-    return [robot_crud.public(r, now, _timeout(state)) for r in robot_crud.list_robots(db)]
+    return [robot_crud.public(db, r, now, state.settings) for r in robot_crud.list_robots(db)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -56,7 +53,7 @@ def create_robot(
     robot = robot_crud.create(db, body, state.public_key_pem, now)
     audit.record(db, staff.user, "robot.create", f"robot:{robot.id}", now, name=robot.name)
     db.commit()
-    return robot_crud.public(robot, now, _timeout(state))
+    return robot_crud.public(db, robot, now, state.settings)
 
 
 @router.get("/{robot_id}")
@@ -65,7 +62,7 @@ def get_robot(
 ) -> RobotPublic:
     if principal.robot_id is not None and principal.robot_id != robot_id:
         raise NotFound(f"no robot {robot_id}")
-    return robot_crud.public(robot_crud.get(db, robot_id), now, _timeout(state))
+    return robot_crud.public(db, robot_crud.get(db, robot_id), now, state.settings)
 
 
 @router.patch("/{robot_id}")
@@ -76,7 +73,7 @@ def update_robot(
     fields = sorted(body.model_dump(exclude_none=True))
     audit.record(db, staff.user, "robot.update", f"robot:{robot.id}", now, fields=fields)
     db.commit()
-    return robot_crud.public(robot, now, _timeout(state))
+    return robot_crud.public(db, robot, now, state.settings)
 
 
 @router.post("/{robot_id}/heartbeat")
@@ -89,15 +86,20 @@ def heartbeat(
     now: Now,
 ) -> RobotPublic:
     """The daemon reports in: keeps the robot's status current. `health_ok: false` (a failed
-    post-session health check) blocks new bookings until staff clear it."""
+    post-session health check, or a `health` report with `ok: false`) blocks new bookings until
+    staff clear it. Optional `safety` (supervisor state and reason) is shown as is; optional
+    `wear` (cumulative per-actuator totals) is accounted and may raise maintenance alerts."""
     require_robot_or_staff(principal, robot_id)
     robot = robot_crud.get(db, robot_id, lock=True)
+    target = f"robot:{robot.id}"
     if robot_crud.heartbeat(db, robot, body, now):
-        audit.record(
-            db, principal.user, "robot.health_failed", f"robot:{robot.id}", now, note=body.note
-        )
+        audit.record(db, principal.user, "robot.health_failed", target, now, note=body.note)
+    if body.wear is not None:
+        limits = wear_crud.thresholds(db, robot.id, state.settings)
+        for alert in wear_crud.record(db, robot.id, body.wear, limits, now):
+            audit.record(db, principal.user, "robot.wear_alert", target, now, alert=alert)
     db.commit()
-    return robot_crud.public(robot, now, _timeout(state))
+    return robot_crud.public(db, robot, now, state.settings)
 
 
 @router.post("/{robot_id}/clear-health")
@@ -108,7 +110,7 @@ def clear_health(
     robot = robot_crud.clear_health(db, robot_crud.get(db, robot_id, lock=True), body.note)
     audit.record(db, staff.user, "robot.health_cleared", f"robot:{robot.id}", now, note=body.note)
     db.commit()
-    return robot_crud.public(robot, now, _timeout(state))
+    return robot_crud.public(db, robot, now, state.settings)
 
 
 @router.post("/{robot_id}/tokens", status_code=status.HTTP_201_CREATED)
