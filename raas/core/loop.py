@@ -243,7 +243,9 @@ class ControlLoop:
                 s2 = sw()
                 phases.collect = s2 - s1
 
-                # 3. decide
+                # 3. decide (the supervisor measures first: a stop the controller requests
+                # holds the pose of this cycle)
+                sup.begin(k, obs.hand)
                 ok = controller.decide(obs, desired)
                 s3 = sw()
                 step.decide_ns = s3 - s2
@@ -257,8 +259,6 @@ class ControlLoop:
 
                 # 4. condition: the supervisor's watchdogs, then the target of its state
                 flags = sup.cycle(
-                    k,
-                    obs.hand,
                     readings,
                     desired,
                     kind is FallbackKind.NONE,

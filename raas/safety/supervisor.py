@@ -179,10 +179,14 @@ class Supervisor:
         self._go(S.IDLE, cause, Reason.CLEARED)
 
     # ------------------------------------------------------------------ the cycle
+    def begin(self, cycle: int, hand: HandState | None) -> None:
+        """Start of cycle `cycle`'s decide phase: take the hand's state of this cycle, so that a
+        stop requested during decide holds the pose of this cycle."""
+        self.cycle_index = cycle
+        self._measure(hand)
+
     def cycle(
         self,
-        cycle: int,
-        hand: HandState | None,
         readings: Iterable[SourceReading],
         desired: np.ndarray,
         decided: bool,
@@ -195,9 +199,7 @@ class Supervisor:
         decided: the controller's action is this cycle's own (not a fallback);
         fallback_exhausted: the loop's repeats ran out (N late decisions in a row);
         slipped: this cycle woke a slot late or the last one overran.
-        Returns the conditioning Stage flags (0 outside RUNNING)."""
-        self.cycle_index = cycle
-        self._measure(hand)
+        Returns the conditioning Stage flags (0 outside RUNNING). Call `begin` first."""
         if self.state in _ACTIVE:
             self._watch(readings, desired, fallback_exhausted, slipped)
         flags = 0

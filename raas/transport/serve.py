@@ -30,6 +30,7 @@ from raas.config import CellConfig
 from raas.core.loop import ControlLoop
 from raas.core.stats import build_stats
 from raas.daemon import EXIT_DEVICE_LOST, EXIT_OK, Cell, cell_outputs, cell_up, run_loop
+from raas.safety import TransitionRefusedError
 from raas.transport.config import TransportConfig
 from raas.transport.leases import LeaseGate
 from raas.transport.revocations import RevocationInbox
@@ -89,8 +90,12 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
         return
     took = time.monotonic() - t0
     print(f"raasd: bundle {req.sha256[:12]} loaded in {took:.2f} s", file=log, flush=True)
+    try:
+        ctl.start_policy(ev, lambda: bool(ev.done), ev.summary)
+    except TransitionRefusedError as exc:  # a fault latched meanwhile: the run does not start
+        ctl.fail_run(str(exc))
+        return
     ctl.start_recording_for_run(req.sha256, str(runner.manifest.name))
-    ctl.start_policy(ev, lambda: bool(ev.done), ev.summary)
     ctl.run_event("run_started", {"sha256": req.sha256, "episodes": req.episodes, "load_s": took})
 
 
@@ -175,6 +180,7 @@ def serve_cell(
             rate_hz=lc.rate_hz,
             decide_budget_ns=lc.decide_budget_ns,
             realtime=realtime,
+            supervisor=cell.supervisor,
             sinks=outputs.sessions,
             inbox=inbox,
             on_segment_end=end_segment,
@@ -202,6 +208,7 @@ def serve_cell(
                 publishers=[ctl, stream, *outputs.publishers],
                 status_stream=status_stream,
                 loop_config=lc,
+                arm_on_start=False,  # sessions arm the supervisor
             )
             loop.first_cycle = first_cycle
             return loop

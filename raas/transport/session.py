@@ -35,6 +35,7 @@ from raas.core.fallback import FallbackKind
 from raas.core.observation import Observation, Step
 from raas.daemon import SessionSink
 from raas.leases import LeaseClaims
+from raas.safety import Cause, Reason, SafetyState, Supervisor, Transition, TransitionRefusedError
 from raas.transport.config import TransportConfig
 from raas.transport.errors import RequestRefusedError
 from raas.transport.leases import LeaseGate
@@ -98,6 +99,7 @@ class SessionController:
         rate_hz: float,
         decide_budget_ns: int,
         realtime: bool,
+        supervisor: Supervisor,
         sinks: Sequence[SessionSink] = (),
         inbox: RevocationInbox | None = None,
         on_segment_end: Callable[[str], None] | None = None,
@@ -122,7 +124,9 @@ class SessionController:
         self.peers: dict[bytes, Peer] = {}
         self.controller: Peer | None = None
         self.mode = "hold"
-        self.estopped = False
+        #: Decides what reaches the hand; this controller only asks it for transitions.
+        self.supervisor = supervisor
+        supervisor.listeners.append(self._on_transition)
         self.hold = packer.idle.copy()
         self.episode = 0
         self.cycle = -1
@@ -141,6 +145,11 @@ class SessionController:
         self._have_action = False
         self._reset_now = False
 
+    @property
+    def estopped(self) -> bool:
+        sup = self.supervisor
+        return sup.state is SafetyState.FAULT and sup.reason is Reason.ESTOP
+
     # ---------------------------------------------------------------- Controller protocol
     def reset(self) -> None:
         if self.policy is not None:
@@ -152,8 +161,10 @@ class SessionController:
         self._service(self.cfg.max_messages_per_cycle)
         self._check_sessions(now)
         obs.episode = self.episode
-        if self.estopped:
-            out[:] = self.packer.idle
+        if not self.supervisor.active:  # nothing this controller says reaches the hand
+            out[:] = self.hold
+            if self.mode == "step":
+                self._remote_observation(obs)
             self._pace()
             return True
         if self.mode == "policy" and self.policy is not None:
@@ -198,13 +209,7 @@ class SessionController:
         t.cycle, t.action_ns, t.late = k, -1, False
         self._have_action = False
         self._reset_now = False
-        arrays = self.packer.fill(obs)
-        fields: dict[str, Any] = {"cycle": k, "episode": self.episode, "stale": _stale(obs)}
-        if self.report is not None:
-            fields["report"] = self.report
-            self.report = None
-        t.obs_sent_ns = time.monotonic_ns()
-        self.sockets.send_to(ctl.identity, Msg.OBS, fields, arrays)
+        t.obs_sent_ns = self._remote_observation(obs)
         self.counters.steps += 1
         deadline = t.obs_sent_ns + self.action_wait_ns
         while not self._have_action and not self._reset_now and self.mode == "step":
@@ -226,7 +231,31 @@ class SessionController:
             return True
         return False  # the loop's fallback, counted and reported
 
+    def _remote_observation(self, obs: Observation) -> int:
+        """Send observation k to the controlling client (also while held: it sees why)."""
+        ctl = self.controller
+        if ctl is None:
+            return 0
+        arrays = self.packer.fill(obs)
+        sup = self.supervisor
+        fields: dict[str, Any] = {
+            "cycle": obs.cycle,
+            "episode": self.episode,
+            "stale": _stale(obs),
+            "safety": sup.state.label,
+            "safety_reason": sup.reason.value,
+        }
+        if self.report is not None:
+            fields["report"] = self.report
+            self.report = None
+        sent = time.monotonic_ns()
+        self.sockets.send_to(ctl.identity, Msg.OBS, fields, arrays)
+        return sent
+
     def _on_step(self, peer: Peer, msg_cycle: object, action: np.ndarray | None) -> None:
+        if self.mode == "step" and not self.supervisor.active:
+            self.counters.actions_late += 1  # held: counted, never applied (the client was told)
+            return
         if self.mode != "step":
             raise RequestRefusedError(ErrorCode.BAD_REQUEST, "not armed for remote step")
         if action is None or action.shape != self._action.shape:
@@ -325,18 +354,20 @@ class SessionController:
         self, ctl: Peer, kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> dict[str, Any] | None:
         if kind == Msg.ARM:
-            if self.estopped:
-                raise RequestRefusedError(
-                    ErrorCode.ESTOPPED, "e-stop is latched; clear_estop first"
-                )
             if self.mode == "policy":
                 raise RequestRefusedError(ErrorCode.BUSY, "a policy is running; stop it first")
+            self._arm(Cause.CLIENT, Reason.CLIENT_LATE)
             self._start_recording(ctl, None)
             self.mode = "step"
-            return {"mode": self.mode, "action_wait_ms": self.action_wait_ns / _MS}
+            return {
+                "mode": self.mode,
+                "action_wait_ms": self.action_wait_ns / _MS,
+                "safety": self.supervisor.state.label,
+            }
         if kind == Msg.DISARM:
             if self.mode == "step":
                 self.mode = "hold"
+                self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
             return {"mode": self._mode()}
         if kind == Msg.RESET:
             self.episode += 1
@@ -344,7 +375,10 @@ class SessionController:
             self.report = None
             return {"episode": self.episode}
         if kind == Msg.CLEAR_ESTOP:
-            self.estopped = False
+            try:
+                self.supervisor.clear(Cause.CLIENT)
+            except TransitionRefusedError as exc:
+                raise RequestRefusedError(ErrorCode.ESTOPPED, str(exc)) from None
             return {"mode": self._mode()}
         if kind == Msg.UPLOAD_BEGIN:
             if self.upload is not None:
@@ -386,6 +420,7 @@ class SessionController:
             summary = self._finish_policy("stopped by client") if self.mode == "policy" else None
             if self.mode == "step":
                 self.mode = "hold"
+            self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
             return {"mode": self._mode(), "summary": summary}
         raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
 
@@ -436,6 +471,7 @@ class SessionController:
             if self.mode == "policy":
                 self._finish_policy(reason)
             self.mode = "hold"
+            self._stop_for_close(reason)
             self.timing.cycle = -1
             self._stop_recording()
             if self.upload is not None:
@@ -446,6 +482,43 @@ class SessionController:
         data["last_seen_ns"] = peer.last_seen_ns
         self.sockets.send_to(peer.identity, Msg.EVENT, {"kind": "session_closed", **data})
         self._event("session_closed", data)
+
+    def _stop_for_close(self, reason: str) -> None:
+        """The controlling session ended: a planned end ramps the hand home, a lost client
+        holds it where it is."""
+        sup = self.supervisor
+        if reason == "liveness":
+            sup.hold(Cause.WATCHDOG, Reason.CLIENT_LOST)
+        elif reason == ErrorCode.LEASE_EXPIRED:
+            sup.ramp_down(Cause.LEASE, Reason.LEASE_ENDED)
+        elif reason == ErrorCode.LEASE_REVOKED:
+            sup.ramp_down(Cause.LEASE, Reason.LEASE_REVOKED)
+        elif reason == "daemon stopping":
+            sup.hold(Cause.OPERATOR, Reason.DAEMON_STOPPING)
+        else:  # closed by the client, reopened
+            sup.ramp_down(Cause.CLIENT, Reason.CLIENT_CLOSED)
+
+    def _arm(self, cause: Cause, late_reason: Reason) -> None:
+        try:
+            self.supervisor.arm(cause, late_reason=late_reason)
+        except TransitionRefusedError as exc:
+            code = ErrorCode.ESTOPPED if self.estopped else ErrorCode.FAULT
+            raise RequestRefusedError(code, str(exc)) from None
+
+    def _on_transition(self, t: Transition) -> None:
+        """Every supervisor transition: told to the client, the stream and the recording. A
+        stop while a policy runs ends the run; a stop while stepping leaves step mode (the
+        client re-arms)."""
+        data = t.as_dict()
+        self._event("safety", data)
+        if self.controller is not None:
+            self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": "safety", **data})
+        if t.after in (SafetyState.ARMED, SafetyState.RUNNING):
+            return
+        if self.mode == "policy" and self.policy is not None and t.cause is not Cause.POLICY:
+            self._finish_policy(f"{t.after.label}: {t.reason.value}")
+        elif self.mode == "step":
+            self.mode = "hold"
 
     def _check_sessions(self, now: int) -> None:
         wall = time.time()
@@ -463,19 +536,23 @@ class SessionController:
             who = claims.sub
         else:
             who = peer.claims.sub
-        self.estopped = True
+        self.estop(who)
+
+    def estop(self, who: str, via: str = "zmq") -> None:
+        """Latch the e-stop: the supervisor holds the hand where it is from this cycle on."""
         if self.mode == "policy":
             self._finish_policy("e-stop")
         self.mode = "hold"
-        self.hold[:] = self.packer.idle
-        self._event("estop", {"by": who})
+        self.supervisor.fault(Cause.OPERATOR, Reason.ESTOP, f"{who} via {via}")
+        self._event("estop", {"by": who, "via": via})
         if self.controller is not None:
             self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": "estop", "by": who})
 
     # ---------------------------------------------------------------- policy runs
     def _request_run(self, h: dict[str, Any]) -> dict[str, Any]:
-        if self.estopped:
-            raise RequestRefusedError(ErrorCode.ESTOPPED, "e-stop is latched; clear_estop first")
+        if self.supervisor.state is SafetyState.FAULT:
+            code = ErrorCode.ESTOPPED if self.estopped else ErrorCode.FAULT
+            raise RequestRefusedError(code, f"a {self.supervisor.reason.value} fault is latched")
         if self.bundle is None:
             raise RequestRefusedError(ErrorCode.BAD_REQUEST, "upload a bundle first")
         episodes, seed = h.get("episodes", 1), h.get("seed", 0)
@@ -500,7 +577,9 @@ class SessionController:
         """Called between loop segments once the bundle is loaded."""
         self.policy, self.policy_done, self.policy_summary = controller, done, summary
         self.needs = frozenset(controller.needs) | {"hand"}
+        self.supervisor.needs = self.needs
         self.mode = "policy"
+        self.supervisor.arm(Cause.POLICY, late_reason=Reason.INFERENCE_OVERRUN)
 
     def run_event(self, kind: str, data: Mapping[str, Any]) -> None:
         """Progress of a policy run (episode ends, successes), to the controller and stream."""
@@ -514,6 +593,8 @@ class SessionController:
         summary["reason"] = reason
         self.policy = self.policy_done = self.policy_summary = None
         self.mode = "hold"
+        if reason == "done":
+            self.supervisor.ramp_down(Cause.POLICY, Reason.RUN_DONE)
         self.run_event("run_done", {"summary": summary})
         return summary
 
@@ -633,6 +714,7 @@ class SessionController:
             "dropped_sends": self.sockets.dropped,
             "sessions_closed": dict(c.sessions_closed),
             "recording": self.recording,
+            "safety": self.supervisor.status(),
         }
 
     def _event(self, kind: str, data: Mapping[str, Any]) -> None:

@@ -37,5 +37,17 @@ class SessionClosedError(RaasClientError):
         self.reason = reason
 
 
+class SafetyStopError(RaasClientError):
+    """The robot's supervisor stopped remote stepping (hold, ramp-down, fault): `state` and the
+    reason code say why (e.g. hold/client_late, hold/stale_sensor, fault/estop). Re-arm to go on."""
+
+    def __init__(self, state: str, reason: str, detail: str = "") -> None:
+        more = f" ({detail})" if detail else ""
+        super().__init__(f"robot stopped: {state}: {reason}{more}")
+        self.state = state
+        self.reason = reason
+        self.detail = detail
+
+
 class ConfigurationError(RaasClientError):
     """Missing or bad connection settings (endpoint, server key, lease)."""

@@ -33,6 +33,7 @@ from raas_client.errors import (
     ProtocolError,
     RemoteError,
     RobotTimeoutError,
+    SafetyStopError,
     SessionClosedError,
 )
 from raas_client.wire import Msg, Topic, decode, encode
@@ -137,6 +138,9 @@ class RemoteRobot:
         self.info: dict[str, Any] = {}
         self.session: dict[str, Any] | None = None
         self.closed_reason: str | None = None
+        #: The last supervisor transition the robot reported (a "safety" event), as a dict.
+        self.safety: dict[str, Any] | None = None
+        self._stopped: dict[str, Any] | None = None  # a stop since the last arm()
 
     # ------------------------------------------------------------- plumbing
     def _send(
@@ -200,6 +204,10 @@ class RemoteRobot:
             if ev.get("kind") == "session_closed":
                 self.closed_reason = str(ev.get("reason"))
                 self.session = None
+            elif ev.get("kind") == "safety":
+                self.safety = ev
+                if ev.get("to") in ("hold", "ramp_down", "fault", "idle"):
+                    self._stopped = ev
         return True
 
     # ------------------------------------------------------------- session
@@ -250,7 +258,9 @@ class RemoteRobot:
 
     # ------------------------------------------------------------- remote step
     def arm(self) -> dict[str, Any]:
+        """Arm remote stepping (also: re-arm after a hold; the hand starts from where it is)."""
         self._obs = None
+        self._stopped = None
         return self.request(Msg.ARM)
 
     def disarm(self) -> dict[str, Any]:
@@ -268,6 +278,11 @@ class RemoteRobot:
         while self._obs is None or self._obs.cycle <= after:
             if self.closed_reason is not None:
                 raise SessionClosedError(self.closed_reason)
+            if self._stopped is not None:
+                ev = self._stopped
+                raise SafetyStopError(
+                    str(ev.get("to")), str(ev.get("reason")), str(ev.get("detail", ""))
+                )
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RobotTimeoutError(f"no observation after cycle {after} from {self.endpoint}")

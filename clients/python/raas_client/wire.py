@@ -86,6 +86,7 @@ class ErrorCode:
     NOT_CONTROLLER = "not_controller"
     CONTROLLER_BUSY = "controller_busy"
     ESTOPPED = "estopped"
+    FAULT = "fault"  # a latched fault other than an e-stop (e.g. a lost device): staff clear it
     BUSY = "busy"
     TOO_LARGE = "too_large"
     UPLOAD_FAILED = "upload_failed"
