@@ -36,3 +36,17 @@ class WearFileCorruptError(SafetyError):
         self.path = path
         self.kept_as = kept_as
         self.why = why
+
+
+class ActionShapeError(SafetyError):
+    """An action (or the buffer for the target) does not have one value per actuator."""
+
+    def __init__(
+        self, expected: tuple[int, ...], desired: tuple[int, ...], out: tuple[int, ...]
+    ) -> None:
+        super().__init__(
+            f"an action must have shape {expected}; got desired {desired} and out {out}"
+        )
+        self.expected = expected
+        self.desired = desired
+        self.out = out
