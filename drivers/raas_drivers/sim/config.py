@@ -13,6 +13,56 @@ from raas_firmware_bridge.emulator.config import LinkConfig
 
 from raas_drivers.sim.params import WorldParams
 
+CameraName = Literal["left", "right", "top"]
+
+
+class RigFaults(BaseModel):
+    """Faults of the rig's sensors and of its life, for the fault matrix (tests/safety).
+
+    Every `*_at_s` counts seconds on the rig's fault clock, which starts at the first trigger
+    pulse, or, with `start_file`, when that file exists (looked for on every trigger, so within
+    one period of its creation). With `start_file`, the serial faults of [rig.link] follow the
+    same clock: `reset_at_s` / `vanish_at_s` count from it and the byte faults (bit errors, ...)
+    start with it. Each fault that happens is written to the event record (`fault` events with
+    `kind`) when [rig.link] record_events is on.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start_file: str | None = Field(
+        default=None,
+        description="the fault clock starts when this file exists (None: at the first trigger)",
+    )
+    mocap_lost_at_s: float | None = Field(
+        default=None, ge=0, description="motion capture stops delivering frames from then on"
+    )
+    camera_lost_at_s: float | None = Field(
+        default=None, ge=0, description="the camera `camera_lost` stops delivering frames"
+    )
+    camera_lost: CameraName | None = Field(
+        default=None, description="which camera is lost (None: every camera)"
+    )
+    camera_black_at_s: float | None = Field(
+        default=None, ge=0, description="every camera's frames are all zero from then on"
+    )
+    outlive_parent_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="when the launching process dies, the rig (the hand and its firmware) keeps "
+        "running this long before it exits, as real hardware would (the firmware watchdog's "
+        "hold can then be seen in the event record); 0: it exits with its parent",
+    )
+    record_path: str | None = Field(
+        default=None,
+        description="write the event record here instead of <rig dir>/events.jsonl (kept "
+        "after the rig exits)",
+    )
+
+    def active(self, at_s: float | None, elapsed_s: float | None) -> bool:
+        """Has the fault scheduled at `at_s` happened when the fault clock reads `elapsed_s`?"""
+        return at_s is not None and elapsed_s is not None and elapsed_s >= at_s
+
 
 class RigConfig(BaseModel):
     """The simulated cell. Defaults are the real cell's where it has one (docs/simulated-rig.md)."""
@@ -80,6 +130,12 @@ class RigConfig(BaseModel):
         default_factory=LinkConfig,
         description="serial links of the boards: watchdog, pacing, fault injection "
         "(docs/protocol-serial.md, Link behaviour)",
+    )
+
+    # sensor and process faults (the fault matrix)
+    faults: RigFaults = Field(
+        default_factory=RigFaults,
+        description="motion capture / camera loss, black frames, the rig outliving its parent",
     )
 
     # processes

@@ -31,11 +31,14 @@ import select
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from raas_firmware_bridge.emulator.record import EventRecord
 
 from raas_drivers.sim.config import RigConfig
+from raas_drivers.sim.fault_clock import FaultClock
 from raas_drivers.sim.link import LinkClosedError, LinkServer
 from raas_drivers.sim.proc import die_with_parent, exit_on_sigterm, log, report_ready
 from raas_drivers.sim.protocol import FRAME_MAGIC, FRAME_NOTE, ShmSegment
@@ -113,6 +116,19 @@ class CameraProcess:
         self.rig_fd = -1
         self.rendered = 0
         self.dropped = 0
+        # scheduled faults (RigConfig.faults): a lost camera, black frames
+        self.fault_clock = FaultClock(cfg.faults)
+        record_path = cfg.faults.record_path or Path(sock_path).parent / "events.jsonl"
+        self.record = EventRecord(record_path if cfg.link.record_events else None)
+
+    def _fault(self, kind: str, at_s: float | None, now_ns: int) -> bool:
+        clock = self.fault_clock
+        if not clock.due(at_s, now_ns):
+            return False
+        if clock.first(kind):
+            log(f"render: fault injection: {kind}")
+            self.record.write("cameras", "fault", now_ns, kind=kind)
+        return True
 
     def info(self) -> dict[str, Any]:
         return {
@@ -127,11 +143,21 @@ class CameraProcess:
 
     def render_frame(self, cycle: int, capture_ns: int, state: bytes) -> None:
         self.apply_render_state(self.model, self.data, np.frombuffer(state, dtype=np.float64))
+        now = time.monotonic_ns()
+        self.fault_clock.poll(now)
+        faults = self.cfg.faults
+        lost = self._fault("camera_lost", faults.camera_lost_at_s, now)
+        black = self._fault("camera_black", faults.camera_black_at_s, now)
         for camera in self.cameras:
+            if lost and faults.camera_lost in (None, camera):
+                continue  # this camera delivers nothing any more
             slots = self.slots[camera]
             slot = cycle % len(slots)
-            self.renderer.update_scene(self.data, camera=camera, scene_option=self.option)
-            self.renderer.render(out=slots[slot])
+            if black:
+                slots[slot].fill(0)
+            else:
+                self.renderer.update_scene(self.data, camera=camera, scene_option=self.option)
+                self.renderer.render(out=slots[slot])
             path = self.subs.get(camera)
             if path:
                 with contextlib.suppress(OSError):  # driver not listening: the frame is lost

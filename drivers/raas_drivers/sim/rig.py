@@ -34,6 +34,7 @@ import contextlib
 import os
 import select
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ from raas_firmware_bridge.messages import Heartbeat, Message, SetTargets, Trigge
 from raas_drivers.sim import link
 from raas_drivers.sim.boards import SimHandBoard, SimTriggerBoard
 from raas_drivers.sim.config import RigConfig
+from raas_drivers.sim.fault_clock import FaultClock
 from raas_drivers.sim.link import LinkClosedError, LinkConn, LinkFullError, LinkServer
 from raas_drivers.sim.mocap_model import MocapModel
 from raas_drivers.sim.proc import die_with_parent, exit_on_sigterm, log, report_ready
@@ -96,7 +98,10 @@ class RigProcess:
             self._watch(self.render.fileno(), "render")
         # the boards
         lc = cfg.link
-        self.record = EventRecord(sock_dir / "events.jsonl" if lc.record_events else None)
+        record_path = cfg.faults.record_path or sock_dir / "events.jsonl"
+        self.record = EventRecord(record_path if lc.record_events else None)
+        self.fault_clock = FaultClock(cfg.faults)
+        self.exit_at: float | None = None  # outlive_parent_s: time.monotonic() to exit at
         hand_rng, trigger_rng = np.random.default_rng(seeds[2]).spawn(2)
         # lockstep: the watchdog counts sim time, which moves a period per trigger
         watchdog_ms = (
@@ -123,7 +128,7 @@ class RigProcess:
         )
         self.boards: dict[str, Firmware] = {"hand": self.hand, "trigger": self.trigger}
         self.faulty = [self.boards[b] for b in lc.faulty_boards]
-        self._byte_faults(lc.faults_from_cycle == 0)
+        self._byte_faults(lc.faults_from_cycle == 0 and cfg.faults.start_file is None)
         self.board_fd: dict[str, int] = {}
         for name, board in self.boards.items():
             self._watch_board(name, board)
@@ -218,7 +223,7 @@ class RigProcess:
 
     # ------------------------------------------------------------------ captures
     def send_mocap(self, cycle: int, capture_ns: int) -> None:
-        if not self.mocap_subs:
+        if not self.mocap_subs or self._sensor_lost("mocap_lost", self.cfg.faults.mocap_lost_at_s):
             return
         positions, visible = self.mocap.observe(self.world.marker_positions(), capture_ns * 1e-9)
         n = len(MARKER_NAMES)
@@ -252,6 +257,7 @@ class RigProcess:
     def capture(self, cycle: int) -> int:
         """The trigger board's pulse for `cycle`: the sync lines fire, motion capture and cameras
         capture. Returns the pulse's time on the boards' clock in us."""
+        self.fault_clock.poll(time.monotonic_ns())
         if self.lockstep:
             if cycle > self.last_trigger:
                 self.advance_to_cycle(cycle)
@@ -300,6 +306,23 @@ class RigProcess:
         )
 
     # ------------------------------------------------------------------ faults
+    def _sensor_lost(self, kind: str, at_s: float | None) -> bool:
+        """Is the sensor fault `kind` (RigConfig.faults) in effect? Recorded the first time."""
+        now = time.monotonic_ns()
+        if not self.fault_clock.due(at_s, now):
+            return False
+        if self.fault_clock.first(kind):
+            log(f"rig: fault injection: {kind}")
+            self.record.write("rig", "fault", self.now_ns(), kind=kind)
+        return True
+
+    def _link_clock_s(self) -> float | None:
+        """The clock of the link faults: the rig's (since start), or with faults.start_file the
+        fault clock (None until it started)."""
+        if self.cfg.faults.start_file is None:
+            return self.elapsed_s()
+        return self.fault_clock.elapsed(time.monotonic_ns())
+
     def _byte_faults(self, on: bool) -> None:
         for board in self.faulty:
             board.port.tx_faults.enabled = on
@@ -310,12 +333,21 @@ class RigProcess:
         lc = self.cfg.link
         if not self.faulty:
             return
-        if cycle is not None and lc.faults_from_cycle > 0 and cycle >= lc.faults_from_cycle:
+        now_s = self._link_clock_s()
+        gated = self.cfg.faults.start_file is not None
+        if (
+            cycle is not None
+            and (lc.faults_from_cycle > 0 or gated)
+            and now_s is not None
+            and cycle >= lc.faults_from_cycle
+            and not self.faulty[0].port.tx_faults.enabled
+        ):
             self._byte_faults(True)
-        now_s = self.elapsed_s()
+            if gated and lc.byte_faults:
+                self.record.write("rig", "fault", self.now_ns(), kind="byte_faults")
         if not self.reset_done and (
             (lc.reset_at_cycle is not None and cycle is not None and cycle >= lc.reset_at_cycle)
-            or (lc.reset_at_s is not None and now_s >= lc.reset_at_s)
+            or (lc.reset_at_s is not None and now_s is not None and now_s >= lc.reset_at_s)
         ):
             self.reset_done = True
             for board in self.faulty:
@@ -323,7 +355,7 @@ class RigProcess:
                 board.reboot(self.now_ns() // 1000)
         if not self.vanish_done and (
             (lc.vanish_at_cycle is not None and cycle is not None and cycle >= lc.vanish_at_cycle)
-            or (lc.vanish_at_s is not None and now_s >= lc.vanish_at_s)
+            or (lc.vanish_at_s is not None and now_s is not None and now_s >= lc.vanish_at_s)
         ):
             self.vanish_done = True
             for board in self.faulty:
@@ -384,10 +416,11 @@ class RigProcess:
             wake.append(self.t0_ns + (self.world.steps + 1) * self.dt_ns)
             wake.append(self.next_tick_ns)
             lc = self.cfg.link
-            if lc.reset_at_s is not None and not self.reset_done:
-                wake.append(self.t0_ns + lc.reset_at_s * 1e9)
-            if lc.vanish_at_s is not None and not self.vanish_done:
-                wake.append(self.t0_ns + lc.vanish_at_s * 1e9)
+            origin = self.t0_ns if self.cfg.faults.start_file is None else self.fault_clock.start_ns
+            if origin is not None and lc.reset_at_s is not None and not self.reset_done:
+                wake.append(origin + lc.reset_at_s * 1e9)
+            if origin is not None and lc.vanish_at_s is not None and not self.vanish_done:
+                wake.append(origin + lc.vanish_at_s * 1e9)
         for board in self.boards.values():
             nxt = board.port.next_flush_ns()
             if nxt is not None:
@@ -398,6 +431,8 @@ class RigProcess:
             wake.append(self.render_hold_ns)
         if self.replug_at is not None:
             wake.append(self.replug_at * 1e9)
+        if self.exit_at is not None:
+            wake.append(self.exit_at * 1e9)
         if not wake:
             return -1.0
         return max(0.0, (min(wake) - time.monotonic_ns()) * 1e-9)
@@ -407,7 +442,7 @@ class RigProcess:
         self.next_tick_ns = self.t0_ns
         hand_batch: list[tuple[Firmware, int, Message]] = []
         triggers: list[tuple[int, Trigger]] = []
-        while True:
+        while self.exit_at is None or time.monotonic() < self.exit_at:
             events = self.ep.poll(self._timeout())
             hand_batch.clear()
             triggers.clear()
@@ -491,6 +526,23 @@ class RigProcess:
                 return
 
 
+def _outlive_parent(rig: RigProcess, parent_pid: int, outlive_s: float) -> None:
+    """SIGTERM because the launching process died (we were re-parented): keep the hand and its
+    firmware running `outlive_s` longer, as real hardware would; a SIGTERM from a live parent
+    (the launcher closing) still ends the rig at once."""
+
+    def on_term(signum: int, frame: object) -> None:
+        if parent_pid > 0 and os.getppid() != parent_pid and rig.exit_at is None:
+            rig.exit_at = time.monotonic() + outlive_s
+            rig.record.write("rig", "parent_died", rig.now_ns(), outlive_s=outlive_s)
+            log(f"rig: the launching process died; the hand runs {outlive_s} s longer")
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m raas_drivers.sim.rig")
     parser.add_argument("--config", required=True, help="RigConfig as JSON")
@@ -504,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent(args.parent_pid)
         cfg = RigConfig.model_validate_json(args.config)
         rig = RigProcess(cfg, Path(args.dir), args.render_sock or None)
+        if cfg.faults.outlive_parent_s > 0:
+            _outlive_parent(rig, args.parent_pid, cfg.faults.outlive_parent_s)
         report_ready(
             args.ready_fd,
             {
