@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -30,6 +34,17 @@ def create_state(settings: Settings, clock: Callable[[], datetime] | None = None
         upgrade(db.engine)
     key = load_or_create_private_key(settings.signing_key_path)
     return ServiceState(settings=settings, db=db, signing_key=key, clock=clock or utcnow)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: name them in words (a refused body may carry them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def create_app(
@@ -56,6 +71,11 @@ def create_app(
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail, "error": exc.code}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, and fails on a NaN in it (a 500).
+        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.exception_handler(IntegrityError)
     async def _integrity_error(_: Request, exc: IntegrityError) -> JSONResponse:
