@@ -19,6 +19,7 @@ from raas.errors import ConfigError
 from raas.metrics.config import MetricsConfig
 from raas.recording.config import RecordingConfig
 from raas.safety import SafetyConfig
+from raas.safety.health import HealthConfig
 from raas.transport.config import TransportConfig
 
 _MS = 1_000_000
@@ -80,6 +81,7 @@ class CellConfig(BaseModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
 
 def _field_of(err: ValidationError) -> tuple[str, str]:
