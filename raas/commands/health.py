@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "health",
         help="run the post-session health check on the cell",
-        description="Move the hand home and each actuator to 20 %% and 80 %% of its range, "
+        description="Move the hand home and each actuator to 20 % and 80 % of its range, "
         "then judge: joints reached home and range, motion capture saw every marker, cameras "
         "neither black nor frozen, motor temperatures normal. Exit 0 pass, 1 fail, 3 device "
         "lost. Settings: the [health] section of --config (docs/safety.md).",
