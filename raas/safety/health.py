@@ -38,6 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from raas_drivers.cameras import CameraDriver, CameraFrame
 from raas_drivers.hand import HandState
+from raas_drivers.hand.config import ACTUATOR_NAMES
 from raas_drivers.mocap import MocapDriver, MocapFrame
 
 from raas.core.observation import Observation
@@ -464,7 +465,7 @@ class HealthCheck:
         camera_names: Sequence[str],
         period_s: float,
         *,
-        actuator_names: Sequence[str],
+        actuator_names: Sequence[str] = ACTUATOR_NAMES,
         hand_source: str = "hand",
         mocap_source: str = "mocap",
         camera_prefix: str = "cameras.",
