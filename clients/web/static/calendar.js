@@ -293,6 +293,8 @@
       document.getElementById("status-heartbeat").textContent = robot.last_heartbeat_at
         ? new Date(robot.last_heartbeat_at).toLocaleTimeString()
         : "—";
+      // safety.js renders the safety, health and wear panel from the same poll
+      document.dispatchEvent(new CustomEvent("raas:robot", { detail: robot }));
     } catch (err) {
       badge("status-online", "service unreachable", "offline");
     }
