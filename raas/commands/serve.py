@@ -37,6 +37,11 @@ def register(sub: Any) -> None:
     p.add_argument("--robot-id", type=int, help="the robot's id in the service (--revocations)")
     p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument(
+        "--no-health-check",
+        action="store_true",
+        help="skip the post-session health check (docs/safety.md); for tests and debugging",
+    )
     p.set_defaults(func=main)
 
 
@@ -58,6 +63,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.state_dir is not None:
         tr["upload_dir"] = args.state_dir / "uploads"
         tr["recordings_dir"] = args.state_dir / "recordings"
+        tr["wear_dir"] = args.state_dir / "wear"
         tr.setdefault("key_dir", args.state_dir / "transport")
     if args.revocations is not None:
         if args.robot_id is None:
@@ -65,6 +71,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         tr["revocations"] = {"service_url": args.revocations, "robot_id": args.robot_id}
     out = cell_overrides(args)
     out["transport"] = tr
+    if args.no_health_check:
+        out.setdefault("safety", {})["health_after_session"] = False
     return out
 
 

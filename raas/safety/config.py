@@ -68,3 +68,6 @@ class SafetyConfig(BaseModel):
     home_tolerance_rad: float = Field(
         default=0.005, gt=0, description="a ramp-down ends when every target is this close to home"
     )
+    health_after_session: bool = Field(
+        default=True, description="run the health check ([health]) after every controlling session"
+    )

@@ -58,3 +58,4 @@ class Reason(StrEnum):
     DEVICE_LOST = "device_lost"
     CLEARED = "cleared"  # a fault was cleared
     DAEMON_STOPPING = "daemon_stopping"
+    HEALTH_CHECK_DONE = "health_check_done"  # the post-session health check finished

@@ -57,6 +57,9 @@ class TransportConfig(BaseModel):
     max_chunk_bytes: int = Field(default=1024 * 1024, ge=1024)
     upload_dir: Path = Field(default=Path("var/uploads"))
     recordings_dir: Path = Field(default=Path("var/recordings"))
+    wear_dir: Path = Field(
+        default=Path("var/wear"), description="wear counters, one JSON file per robot"
+    )
     image_every: int = Field(
         default=1, ge=0, description="stream camera images every N cycles (0: never)"
     )

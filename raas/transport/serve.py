@@ -25,15 +25,20 @@ from typing import Any, TextIO
 
 import zmq
 from raas_drivers.errors import DriverError
+from raas_drivers.hand.config import EFFORT_LIMITS
 
 from raas.config import CellConfig
 from raas.core.loop import ControlLoop
 from raas.core.stats import build_stats
 from raas.daemon import EXIT_DEVICE_LOST, EXIT_OK, Cell, cell_outputs, cell_up, run_loop
 from raas.safety import TransitionRefusedError
+from raas.safety.errors import WearFileCorruptError
+from raas.safety.health import HealthCheck
+from raas.safety.wear import WearMeter
 from raas.transport.config import TransportConfig
 from raas.transport.leases import LeaseGate
-from raas.transport.revocations import RevocationInbox
+from raas.transport.service_link import ServiceLink
+from raas.transport.service_report import ServiceReporter
 from raas.transport.session import SessionController
 from raas.transport.sockets import RobotSockets
 from raas.transport.spaces import ObservationPacker
@@ -156,10 +161,25 @@ def serve_cell(
         stack.callback(ctx.term)
         sockets = RobotSockets(tcfg, ctx)
         stack.callback(sockets.close)
-        inbox = None
-        if tcfg.revocations is not None:
-            inbox = RevocationInbox(ctx, tcfg.revocations, tcfg.key_dir)
-            stack.callback(inbox.close)
+        link = None
+        if tcfg.revocations is not None:  # the service: revocations, REST e-stops, heartbeats
+            link = ServiceLink(ctx, tcfg.revocations, tcfg.key_dir)
+            stack.callback(link.close)
+        sup = cell.supervisor
+        period_s = cfg.loop.period_ns / 1e9
+        wear = WearMeter(cell.hand.actuator_names, EFFORT_LIMITS, period_s)
+        wear_file = tcfg.wear_dir / f"{tcfg.robot}.json"
+        try:
+            wear.load(wear_file)
+        except WearFileCorruptError as exc:  # set aside by load(); counting starts again
+            print(f"raasd: {exc}", file=log, flush=True)
+        reporter = ServiceReporter(sup, wear, link, period_s, wear_file=wear_file)
+        stack.callback(reporter.save)
+        health_cfg = cfg.health
+
+        def health_check() -> HealthCheck:
+            return HealthCheck.for_cell(cell, health_cfg)
+
         gate = LeaseGate.from_file(tcfg.robot, tcfg.lease_public_key)
         lc = cfg.loop
         realtime = cell.clock.realtime
@@ -180,10 +200,12 @@ def serve_cell(
             rate_hz=lc.rate_hz,
             decide_budget_ns=lc.decide_budget_ns,
             realtime=realtime,
-            supervisor=cell.supervisor,
+            supervisor=sup,
             sinks=outputs.sessions,
-            inbox=inbox,
+            inbox=link,
             on_segment_end=end_segment,
+            health_check=health_check if cfg.safety.health_after_session else None,
+            on_health=reporter.on_health,
         )
         stream = StreamPublisher(
             sockets, ObservationPacker(cell.hand, packer.markers), image_every=tcfg.image_every
@@ -205,7 +227,7 @@ def serve_cell(
         def build_loop(first_cycle: int) -> ControlLoop:
             loop = cell.build_loop(
                 ctl,
-                publishers=[ctl, stream, *outputs.publishers],
+                publishers=[ctl, stream, reporter, *outputs.publishers],
                 status_stream=status_stream,
                 loop_config=lc,
                 arm_on_start=False,  # sessions arm the supervisor
@@ -221,6 +243,7 @@ def serve_cell(
                 exit_code = run_loop(loop)
                 if exit_code == EXIT_DEVICE_LOST or loop.result.stop_reason != "load bundle":
                     break
+                reporter.save()
                 try:
                     loop = _load_holding(
                         ctl, cell, log, loop, functools.partial(build_loop, loop.obs.cycle + 1)

@@ -36,10 +36,11 @@ from raas.core.observation import Observation, Step
 from raas.daemon import SessionSink
 from raas.leases import LeaseClaims
 from raas.safety import Cause, Reason, SafetyState, Supervisor, Transition, TransitionRefusedError
+from raas.safety.health import CheckResult, HealthCheck
 from raas.transport.config import TransportConfig
 from raas.transport.errors import RequestRefusedError
 from raas.transport.leases import LeaseGate
-from raas.transport.revocations import RevocationInbox
+from raas.transport.service_link import ClearEstop, Estop, Revoked, ServiceLink
 from raas.transport.sockets import RobotSockets
 from raas.transport.spaces import ObservationPacker
 from raas.transport.uploads import Upload
@@ -101,8 +102,10 @@ class SessionController:
         realtime: bool,
         supervisor: Supervisor,
         sinks: Sequence[SessionSink] = (),
-        inbox: RevocationInbox | None = None,
+        inbox: ServiceLink | None = None,
         on_segment_end: Callable[[str], None] | None = None,
+        health_check: Callable[[], HealthCheck] | None = None,
+        on_health: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.sockets = sockets
         self.gate = gate
@@ -141,6 +144,13 @@ class SessionController:
         self.policy_summary: Callable[[], Mapping[str, Any]] | None = None
         self.recording: str | None = None  # the controller session being recorded
         self.recording_paths: dict[str, tuple[str, Path]] = {}  # session -> (owner sub, file)
+        #: The post-session health check: built after every controlling session, once the hand
+        #: is idle again; its report goes to `on_health` (the service link).
+        self.health_check = health_check
+        self.on_health = on_health
+        self.health: HealthCheck | None = None
+        self.health_due = False
+        self.last_health: dict[str, Any] | None = None
         self._action = np.zeros(len(packer.actuators))
         self._have_action = False
         self._reset_now = False
@@ -161,6 +171,13 @@ class SessionController:
         self._service(self.cfg.max_messages_per_cycle)
         self._check_sessions(now)
         obs.episode = self.episode
+        if self.health_due and self.controller is None:
+            self._start_health()
+        if self.mode == "health" and self.health is not None:
+            ok = self.health.decide(obs, out)
+            if self.health.done:
+                self._finish_health(None)
+            return ok
         if not self.supervisor.active:  # nothing this controller says reaches the hand
             out[:] = self.hold
             if self.mode == "step":
@@ -279,8 +296,13 @@ class SessionController:
 
     def _service(self, limit: int) -> None:
         if self.inbox is not None:
-            for jti, expires in self.inbox.drain(limit):
-                self.gate.revoke(jti, expires)
+            for item in self.inbox.drain(limit):
+                if isinstance(item, Revoked):
+                    self.gate.revoke(item.jti, item.expires)
+                elif isinstance(item, Estop):
+                    self.estop(item.by, via="rest")
+                elif isinstance(item, ClearEstop):
+                    self._clear_from_service(item)
         for _ in range(limit):
             frames = self.sockets.recv()
             if frames is None:
@@ -353,6 +375,10 @@ class SessionController:
     def _control(
         self, ctl: Peer, kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> dict[str, Any] | None:
+        if kind in (Msg.ARM, Msg.RUN) and self.mode == "health":
+            raise RequestRefusedError(
+                ErrorCode.BUSY, "the post-session health check is running (about 20 s); retry"
+            )
         if kind == Msg.ARM:
             if self.mode == "policy":
                 raise RequestRefusedError(ErrorCode.BUSY, "a policy is running; stop it first")
@@ -472,6 +498,8 @@ class SessionController:
                 self._finish_policy(reason)
             self.mode = "hold"
             self._stop_for_close(reason)
+            if self.health_check is not None and reason != "daemon stopping":
+                self.health_due = True
             self.timing.cycle = -1
             self._stop_recording()
             if self.upload is not None:
@@ -515,10 +543,67 @@ class SessionController:
             self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": "safety", **data})
         if t.after in (SafetyState.ARMED, SafetyState.RUNNING):
             return
-        if self.mode == "policy" and self.policy is not None and t.cause is not Cause.POLICY:
+        if self.mode == "health" and t.cause is not Cause.OPERATOR:
+            self._finish_health(f"stopped by the supervisor: {t.after.label} {t.reason.value}")
+        elif self.mode == "policy" and self.policy is not None and t.cause is not Cause.POLICY:
             self._finish_policy(f"{t.after.label}: {t.reason.value}")
         elif self.mode == "step":
             self.mode = "hold"
+
+    def _clear_from_service(self, item: ClearEstop) -> None:
+        """Staff cleared the e-stop in the service (REST): staff may clear any fault."""
+        sup = self.supervisor
+        if sup.state is SafetyState.FAULT and sup.reason is Reason.ESTOP:
+            sup.clear(Cause.OPERATOR)
+            self._event("estop_cleared", {"by": item.by, "via": "rest", "note": item.note})
+
+    def _start_health(self) -> None:
+        """Once the hand is still again (a ramp-down home ended, or a lost client left it held)
+        and nobody controls it."""
+        sup = self.supervisor
+        idle = sup.state in (SafetyState.IDLE, SafetyState.HOLD)
+        if not idle or self.mode != "hold" or self.health_check is None:
+            if sup.state is SafetyState.FAULT:  # a latched fault: no motion; reported as such
+                self.health_due = False
+                self._report_health(
+                    {
+                        "ok": False,
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "checks": [
+                            {
+                                "name": "supervisor",
+                                "ok": False,
+                                "detail": f"not run: a {sup.reason.value} fault is latched",
+                            }
+                        ],
+                    }
+                )
+            return
+        self.health_due = False
+        self.health = self.health_check()
+        self.health.reset()
+        sup.needs = self.health.needs
+        self.mode = "health"
+        sup.arm(Cause.OPERATOR)
+        self._event("health_started", {})
+
+    def _finish_health(self, aborted: str | None) -> None:
+        check, self.health = self.health, None
+        if check is None:
+            return
+        extra = [CheckResult("completed", aborted is None, aborted or "the whole motion ran")]
+        report = check.report(extra).as_dict()
+        self.mode = "hold"
+        self.supervisor.needs = self.needs
+        if aborted is None:
+            self.supervisor.ramp_down(Cause.OPERATOR, Reason.HEALTH_CHECK_DONE)
+        self._report_health(report)
+
+    def _report_health(self, report: dict[str, Any]) -> None:
+        self.last_health = report
+        self._event("health", report)
+        if self.on_health is not None:
+            self.on_health(report)
 
     def _check_sessions(self, now: int) -> None:
         wall = time.time()
@@ -715,6 +800,7 @@ class SessionController:
             "sessions_closed": dict(c.sessions_closed),
             "recording": self.recording,
             "safety": self.supervisor.status(),
+            "health": self.last_health,
         }
 
     def _event(self, kind: str, data: Mapping[str, Any]) -> None:

@@ -105,6 +105,7 @@ def start_daemon(
     extra: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    health_check: bool = False,
 ) -> RobotDaemon:
     tmp.mkdir(parents=True, exist_ok=True)
     if transport == "tcp":
@@ -135,6 +136,7 @@ def start_daemon(
         str(issuer.pub_path),
         "--liveness",
         "0.5",
+        *(() if health_check else ("--no-health-check",)),
         *(("--plain",) if plain else ()),
         *extra,
     ]
