@@ -63,6 +63,61 @@ def _state(r: dict[str, Any]) -> str:
     return s
 
 
+METHOD = """\
+Each cell starts a realtime `raasd robot --sim` at 12.5 Hz (a fresh daemon and rig per cell),
+brings it into the phase with a real client process (idle: none; armed: open + arm; step: remote
+step of a slow sinusoid around the idle pose; policy: a bundle uploaded and run in the loop),
+injects the fault at a known moment and watches the robot's PUB stream (every step carries the
+supervisor's state; every transition is a `safety` event with its reason and CLOCK_MONOTONIC
+time), the daemon's exit code and the simulated hand firmware's own event record. How each
+fault is made:
+
+{how}
+Uncontrolled motion: after the declared state is reached, a target that changes in
+HOLD/FAULT/IDLE, a ramp-down target that moves faster than the ramp speed or away from home,
+joint speeds still >= 0.05 rad/s 2 s later, a non-finite target, or the firmware applying a
+target after a lost device / the daemon's death. Run it: `python -m bench fault_matrix`
+(one cell: `-- --only mocap_lost-step`); the same cells are `tests/safety/test_fault_matrix.py`.
+
+"""
+
+HOW = (
+    ("client SIGKILL / SIGSTOP", "the client process is killed / stopped"),
+    ("lease expiry", "the lease's `exp` falls a few seconds after the phase is reached"),
+    (
+        "mocap lost, camera lost",
+        "`[rig.faults] mocap_lost_at_s` / `camera_lost_at_s` (camera `left`), started by a file",
+    ),
+    (
+        "inference overrun",
+        "a bundle whose ONNX `Loop` runs ~55 ms of MatMuls per step once its recurrent step "
+        "counter passes 25 (the load-time latency check feeds zeros, which do not advance it)",
+    ),
+    ("NaN policy", "the same counter switches the action to NaN after 25 steps"),
+    (
+        "serial noise",
+        "`[rig.link] bit_error_rate = 1e-4` both ways (`corrupt_rx`); every target the firmware "
+        "applied must be one the daemon sent",
+    ),
+    ("firmware reset, port unplugged", "`[rig.link] reset_at_s` / `vanish_at_s`, hand board"),
+    (
+        "daemon SIGKILL",
+        "the daemon is killed; the rig keeps the hand running (`[rig.faults] outlive_parent_s`) "
+        "so the firmware watchdog's hold shows in its record",
+    ),
+    (
+        "wall-clock jump",
+        "an LD_PRELOAD shim (tests/safety/wallclock_shim.c) steps the daemon's CLOCK_REALTIME by "
+        "+/-1 h; CLOCK_MONOTONIC is untouched",
+    ),
+)
+
+
+def method() -> str:
+    how = "| fault | how |\n| --- | --- |\n" + "".join(f"| {f} | {h} |\n" for f, h in HOW)
+    return METHOD.format(how=how)
+
+
 def markdown(rows: list[dict[str, Any]], machine: str) -> str:
     head = (
         "| fault | phase | declared | bound | measured state | measured | motion | verdict |\n"
@@ -94,7 +149,7 @@ def write_docs(table: str) -> None:
         text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
     a = text.index(BEGIN) + len(BEGIN)
     b = text.index(END)
-    DOCS.write_text(text[:a] + "\n" + table + text[b:])
+    DOCS.write_text(text[:a] + "\n" + method() + table + text[b:])
     print(f"docs: {DOCS}", flush=True)
 
 
