@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from raas.metrics.errors import BoardFormatError, BoardNotFound
+from raas.safety.conditioning import STAGE_NAMES
+from raas.safety.reasons import SafetyState
 
 MAGIC = b"RAASMB01"
 HEADER_BYTES = 8192
@@ -87,6 +89,8 @@ SCALARS = (
     "link_count",
     "stats_errors",  # device.stats() calls that raised
     *(f"phase_{p}_ns" for p in PHASES),
+    "safety_state",  # raas.safety.SafetyState of the last cycle
+    *(f"interventions_{name}" for name in STAGE_NAMES),  # cycles each stage changed the action
 )
 STATE_IDLE, STATE_RUNNING, STATE_STOPPED = 0, 1, 2
 STATE_NAMES = {STATE_IDLE: "IDLE", STATE_RUNNING: "RUNNING", STATE_STOPPED: "STOPPED"}
@@ -338,6 +342,15 @@ class Snapshot:
     @property
     def state(self) -> str:
         return STATE_NAMES.get(self.int("state"), "UNKNOWN")
+
+    @property
+    def safety_state(self) -> str:
+        """The supervisor's state label ("running", ...) of the last published cycle."""
+        code = self.int("safety_state")
+        try:
+            return SafetyState(code).label
+        except ValueError:
+            return str(code)
 
     @property
     def lease_holder(self) -> str | None:

@@ -22,6 +22,8 @@ from prometheus_client.registry import Collector
 
 from raas.metrics.board import STATE_NAMES, Snapshot
 from raas.metrics.status import live_state
+from raas.safety.conditioning import STAGE_NAMES
+from raas.safety.reasons import SafetyState
 
 _NS = 1e-9
 
@@ -129,6 +131,19 @@ def families(snap: Snapshot, now_ns: int) -> Iterator[Metric]:
         links.add_metric([device, stat], value)
     yield links
     yield GaugeMetricFamily("raas_episode", "Episode index of the task", value=snap.int("episode"))
+    yield StateSetMetricFamily(
+        "raas_safety_state",
+        "The safety supervisor's state in the last cycle (docs/safety.md)",
+        value={st.label: st.label == snap.safety_state for st in SafetyState},
+    )
+    interventions = CounterMetricFamily(
+        "raas_safety_interventions",
+        "Cycles in which a conditioning stage changed the desired action",
+        labels=["stage"],
+    )
+    for name in STAGE_NAMES:
+        interventions.add_metric([name], snap.int(f"interventions_{name}"))
+    yield interventions
     lease = InfoMetricFamily("raas_lease", "Who holds the robot's lease now")
     lease.add_metric([], {"holder": snap.lease_holder or ""})
     yield lease

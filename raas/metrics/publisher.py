@@ -1,7 +1,8 @@
 """MetricsPublisher: the loop's side of the board. Called every cycle after apply; never blocks.
 
 Every cycle it does a fixed handful of int64 stores into shared memory (counters, three
-histogram buckets, three ring slots, per-source staleness) between two stores of the seqlock
+histogram buckets, three ring slots, per-source staleness, the supervisor's state and the
+conditioning stages that intervened, from the Step) between two stores of the seqlock
 counter. Slow things are spread out: one "slow task" at most per cycle, each task at
 `slow_hz` -- one camera thumbnail (a strided copy of the shared-memory frame), one device's
 `stats()`, the task goal -- so that no cycle pays for all of them.
@@ -26,6 +27,7 @@ from raas.metrics.board import (
     STATE_STOPPED,
     Board,
 )
+from raas.safety.conditioning import STAGE_NAMES, STAGES
 
 if TYPE_CHECKING:
     from raas.core.loop import ControlLoop
@@ -87,6 +89,12 @@ class MetricsPublisher:
         self._i_stale_total = at("stale_total")
         self._i_stale_now = at("stale_now")
         self._i_age = at("age_ns")
+        self._i_safety = at("safety_state")
+        # (flag, slot) of each conditioning stage's counter
+        self._stages = [
+            (int(stage), at(f"interventions_{name}"))
+            for stage, name in zip(STAGES, STAGE_NAMES, strict=True)
+        ]
         self._ring = layout.ring
         self._late_edges = list(layout.lateness_edges_ns)
         self._lat_edges = list(layout.latency_edges_ns)
@@ -186,6 +194,13 @@ class MetricsPublisher:
             else:
                 mv[i_now + j] = 0
             mv[i_age + j] = reading.age_ns
+
+        mv[self._i_safety] = step.safety
+        flags = step.interventions
+        if flags:  # the stages the supervisor's conditioner counted this cycle
+            for bit, slot in self._stages:
+                if flags & bit:
+                    mv[slot] += 1
 
         loop = self._loop
         if loop is not None:

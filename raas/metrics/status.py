@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from raas.metrics.board import PHASES, STATE_RUNNING, Snapshot
+from raas.safety.conditioning import STAGE_NAMES
 
 #: A running loop that has not written the board for this long is not running any more.
 IDLE_AFTER_S = 2.0
@@ -77,6 +78,10 @@ def status(snap: Snapshot, now_ns: int, rate_hz: float) -> dict[str, Any]:
         "fallbacks": {"repeat": snap.int("fallbacks_repeat"), "idle": snap.int("fallbacks_idle")},
         "clipped": snap.int("clipped"),
         "apply_late": snap.int("apply_late"),
+        "safety": {
+            "state": snap.safety_state,
+            "interventions": {n: snap.int(f"interventions_{n}") for n in STAGE_NAMES},
+        },
         "lateness_us": _percentiles_us(snap.recent("lateness")),
         "trigger_to_apply_us": _percentiles_us(snap.recent("trigger_to_apply")),
         "decide_us": _percentiles_us(snap.recent("decide")),

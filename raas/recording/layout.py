@@ -1,5 +1,9 @@
 """One cycle as a fixed-size binary record: packed in the loop, unpacked by the recorder.
 
+Beside the desired and applied action, each record carries the supervisor's state of the cycle
+(raas.safety.SafetyState) and the conditioning stages that changed the action (Stage flags);
+the action message names them ("running", ["rate", "derate"]).
+
 The loop process fills one preallocated numpy record per cycle (field views are bound once, so a
 cycle costs a few dozen element copies and no Python objects) and sends its bytes. The recorder
 turns the same bytes back into the JSON messages of the file format
@@ -19,6 +23,8 @@ from raas_drivers.hand import HandState
 from raas_drivers.mocap import MocapFrame
 
 from raas.core.observation import Observation, SourceReading, Step
+from raas.safety.conditioning import STAGE_NAMES, STAGES
+from raas.safety.reasons import SafetyState
 
 TAG_CYCLE = ord("C")
 LEASE_BYTES = 64
@@ -67,6 +73,8 @@ class RecordLayout:
                 ("dropped_before", "<i8"),
                 ("desired", "<f8", (a,)),
                 ("applied", "<f8", (a,)),
+                ("safety", "u1"),
+                ("interventions", "u1"),
                 ("has_lease", "u1"),
                 ("lease", f"S{LEASE_BYTES}"),
                 ("src_capture", "<i8", (s,)),
@@ -129,6 +137,7 @@ class StepPacker:
         self._t2a, self._apply, self._decide = b["trigger_to_apply"], b["apply_ns"], b["decide_ns"]
         self._phases, self._dropped = b["phases"][0], b["dropped_before"]
         self._desired, self._applied = b["desired"][0], b["applied"][0]
+        self._safety, self._interventions = b["safety"], b["interventions"]
         self._has_lease, self._lease = b["has_lease"], b["lease"]
         self._cap, self._arr = b["src_capture"][0], b["src_arrival"][0]
         self._stale, self._age, self._scyc = (
@@ -179,6 +188,8 @@ class StepPacker:
         self._dropped[0] = dropped_before
         self._desired[:] = step.desired
         self._applied[:] = step.applied
+        self._safety[0] = step.safety
+        self._interventions[0] = step.interventions
         holder = step.lease_holder
         if holder is not self._lease_of:
             self._lease_of = holder
@@ -247,6 +258,17 @@ def _json_floats(a: np.ndarray) -> list[float] | list[float | None]:
     return _finite_or_none(values)
 
 
+def _safety_label(state: int) -> str:
+    try:
+        return SafetyState(state).label
+    except ValueError:
+        return str(state)
+
+
+def _stage_names(flags: int) -> list[str]:
+    return [name for stage, name in zip(STAGES, STAGE_NAMES, strict=True) if flags & stage]
+
+
 class RecordDecoder:
     """Turns record bytes back into the file's three per-cycle messages (recorder side)."""
 
@@ -312,6 +334,8 @@ class RecordDecoder:
             "fallback": FALLBACK_NAMES[fb] if 0 <= fb < len(FALLBACK_NAMES) else str(fb),
             "clipped": bool(((desired < self.lower) | (desired > self.upper)).any()),
             "lease_holder": rec["lease"].decode(errors="replace") if rec["has_lease"] else None,
+            "safety": _safety_label(int(rec["safety"])),
+            "interventions": _stage_names(int(rec["interventions"])),
         }
         phases = rec["phases"]
         timing = {

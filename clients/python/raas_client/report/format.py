@@ -11,7 +11,8 @@ Foxglove's Image panel shows directly.
 Topics (one message per cycle on the first three, `cycle` joins them):
     /raas/observation     cycle, grid and trigger time, every source's capture/arrival time,
                           staleness and age, the hand state, the mocap markers, goal, episode
-    /raas/action          desired and applied action, fallback, clipped, lease holder
+    /raas/action          desired and applied action, fallback, clipped, lease holder, the
+                          supervisor's state and the conditioning stages that intervened
     /raas/timing          lateness, trigger-to-apply, phase durations, tap drops so far
     /raas/events          discrete events (session start/end, episode end, recording errors)
     /raas/camera/<name>   foxglove.CompressedImage, one per fresh frame
@@ -50,7 +51,8 @@ def camera_topic(name: str) -> str:
 
 _NS = {"type": "integer", "description": "ns on the loop's clock (CLOCK_MONOTONIC; sim time in "
        "lockstep)"}  # fmt: skip
-_FLOATS = {"type": "array", "items": {"type": "number"}}
+# NaN and +-inf (a rejected policy output, a sensor fault) are written as null: JSON has none
+_FLOATS = {"type": "array", "items": {"type": ["number", "null"]}}
 
 OBSERVATION_SCHEMA: Final[dict[str, Any]] = {
     "title": "raas.Observation",
@@ -106,6 +108,16 @@ ACTION_SCHEMA: Final[dict[str, Any]] = {
         "fallback": {"type": "string", "enum": list(FALLBACK_NAMES)},
         "clipped": {"type": "boolean", "description": "desired was outside the hand's limits"},
         "lease_holder": {"type": ["string", "null"]},
+        "safety": {
+            "type": "string",
+            "description": "the supervisor's state in this cycle (idle, armed, running, hold, "
+            "ramp_down, fault)",
+        },
+        "interventions": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["nonfinite", "limits", "rate", "derate"]},
+            "description": "the conditioning stages that changed the desired action",
+        },
     },
 }
 
