@@ -111,7 +111,7 @@ def _jsonable(value: Any) -> Any:
 
 def _ipc_dir(run_dir: Path) -> Path:
     """run_dir, or the temp dir when an ipc path in run_dir would be too long for a socket."""
-    probe = f"{run_dir.resolve()}/link-reports-{os.getpid()}.sock"
+    probe = f"{run_dir.resolve()}/link-reports-{os.getpid()}-{'f' * 16}.sock"  # with the tag
     return run_dir if len(probe) <= _IPC_MAX else Path(tempfile.gettempdir())
 
 
@@ -175,7 +175,10 @@ class ServiceLink:
         )
 
     def drain(self, limit: int) -> list[LinkItem]:
-        """Up to `limit` items that arrived, oldest first; never waits."""
+        """Up to `limit` items that arrived, oldest first; never waits.
+
+        A `Revoked` repeats (the child resends the current set after every feed answer, so a
+        loop built later catches up): treat it as idempotent. Estop/ClearEstop come once each."""
         out: list[LinkItem] = []
         for _ in range(limit):
             try:
@@ -438,8 +441,19 @@ def _command_poll(follower: CommandFollower) -> Callable[[], list[bytes]]:
     return poll
 
 
+def _leave_realtime() -> None:
+    """Spawned from a loop that may hold SCHED_FIFO and a pinned CPU: give both back."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    with contextlib.suppress(OSError):
+        os.nice(5)
+
+
 def run_child(a: argparse.Namespace) -> None:
     started_at = time.time()
+    _leave_realtime()
     token = os.environ.get(TOKEN_ENV, "")
     stop = threading.Event()
 
