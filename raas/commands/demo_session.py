@@ -12,7 +12,6 @@ import json
 import re
 import signal
 import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -85,7 +84,7 @@ class Service:
 @dataclass(frozen=True)
 class RobotCredentials:
     robot_id: int
-    daemon_token: str  # RAAS_ROBOT_TOKEN: heartbeats and the revocation feed
+    daemon_token: str  # RAAS_ROBOT_TOKEN: the robot's service link (heartbeats, feeds)
     lease_key_pem: str  # what leases of this robot verify with
 
 
@@ -97,31 +96,6 @@ def robot_credentials(svc: Service, name: str) -> RobotCredentials:
     daemon = str(token["token"])
     pem = svc.request("GET", f"robots/{robot_id}/lease-key", token=daemon, text=True)
     return RobotCredentials(robot_id, daemon, str(pem))
-
-
-def heartbeat(svc: Service, creds: RobotCredentials, status: str) -> None:
-    try:
-        svc.request(
-            "POST", f"robots/{creds.robot_id}/heartbeat", {"status": status}, creds.daemon_token
-        )
-    except ServiceRequestError as exc:
-        print(f"raasd up: heartbeat failed: {exc}", file=sys.stderr, flush=True)
-
-
-def start_heartbeats(
-    svc: Service, creds: RobotCredentials, stop: threading.Event
-) -> threading.Thread:
-    """Report the robot in every 2 s until `stop` is set, then report it offline."""
-
-    def beat() -> None:
-        while not stop.is_set():
-            heartbeat(svc, creds, "available")
-            stop.wait(2.0)
-        heartbeat(svc, creds, "offline")
-
-    t = threading.Thread(target=beat, name="heartbeat", daemon=True)
-    t.start()
-    return t
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ A small supervisor, never in the control path. It starts
 1. the reservation service with demo users and robots (`raasd serve --demo`);
 2. the robot daemon for the demo robot shadow-1 (`raasd robot --sim --clock realtime`), which
    trusts the service's lease key, follows its revocations, records every session and serves
-   the live dashboard; its status is kept live in the service with a heartbeat every 2 s;
+   the live dashboard; its service link keeps its status live in the service (a heartbeat
+   every 2 s with its safety state, wear and the post-session health check);
 3. then, as the demo researcher: books shadow-1 now, takes a control lease, runs the example
    Dactyl-shaped policy bundle with `raas run` (progress live), fetches the session's recording
    and renders it with `raas report`;
@@ -157,8 +158,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"raasd up: {exc}", file=sys.stderr)
         return 2
     kids = Children()
-    stop_beats = threading.Event()
-    beats: threading.Thread | None = None
+    stop = threading.Event()
     svc: demo.Service | None = None
     booking: demo.Booking | None = None
     code = 0
@@ -170,7 +170,6 @@ def main(args: argparse.Namespace) -> int:
         robot = _start_robot(kids, args, svc, creds)
         found = robot.wait_for(_ROBOT_BANNER, 120)
         endpoint, server_key = found.group(1), found.group(3) or "plain"
-        beats = demo.start_heartbeats(svc, creds, stop_beats)
         dash = _DASHBOARD.search(robot.output())
         info = Summary(
             DEMO_ROBOT, svc.base, endpoint, found.group(2), server_key, dash and dash.group(1)
@@ -183,7 +182,7 @@ def main(args: argparse.Namespace) -> int:
         info.print()
         while True:  # hold: the robot serves until Ctrl-C
             kids.check()
-            stop_beats.wait(0.5)
+            stop.wait(0.5)
     except KeyboardInterrupt:
         print("\nraasd up: stopping (Ctrl-C) ...", flush=True)
     except (ChildFailedError, ServiceRequestError) as exc:
@@ -192,7 +191,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
             signal.signal(sig, signal.SIG_IGN)
-        code = _shut_down(kids, svc, booking, stop_beats, beats, code)
+        code = _shut_down(kids, svc, booking, code)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return code
@@ -227,8 +226,6 @@ def _shut_down(
     kids: Children,
     svc: demo.Service | None,
     booking: demo.Booking | None,
-    stop_beats: threading.Event,
-    beats: threading.Thread | None,
     code: int,
 ) -> int:
     """Robot first (hand to idle, rig down, files closed), then the booking, then the service."""
@@ -238,9 +235,6 @@ def _shut_down(
         if child.name == "robot" and rc not in (0, -signal.SIGINT) and code == 0:
             print(f"raasd up: the robot daemon exited with code {rc}", file=sys.stderr)
             code = EXIT_FAILED
-    stop_beats.set()
-    if beats is not None:
-        beats.join(timeout=15)
     if svc is not None and booking is not None:
         try:
             demo.cancel(svc, booking)

@@ -92,7 +92,11 @@ class Supervisor:
         self.hold_target = self.home.copy()
         self.target = self.home.copy()  # the last target this supervisor produced
         self.measured = self.home.copy()
-        self.have_measured = False
+        self.have_measured = False  # a whole, plausible pose was measured (stops hold it)
+        self.have_hand = False  # any hand state arrived (derating uses it, NaN per actuator)
+        # a reading further than this outside the joint range is not believed as a pose
+        self._plausible_lo = np.asarray(limits, dtype=np.float64)[:, 0] - 0.2
+        self._plausible_hi = np.asarray(limits, dtype=np.float64)[:, 1] + 0.2
         self.efforts = np.zeros(n)
         self.temperatures = np.zeros(n)
         self.cycle_index = -1
@@ -209,7 +213,7 @@ class Supervisor:
             st = S.RUNNING
         if st is S.RUNNING:
             c = self.conditioner
-            if self.have_measured:
+            if self.have_hand:
                 flags = c.condition(desired, out, self.measured, self.efforts, self.temperatures)
             else:
                 flags = c.condition(desired, out)
@@ -239,7 +243,13 @@ class Supervisor:
         np.take(hand.positions, self.joint_index, out=self.measured)
         self.efforts[:] = hand.efforts
         self.temperatures[:] = hand.temperatures
-        self.have_measured = bool(np.isfinite(self.measured).all())
+        self.have_hand = True
+        m = self.measured
+        self.have_measured = bool(
+            np.isfinite(m).all()
+            and (m >= self._plausible_lo).all()
+            and (m <= self._plausible_hi).all()
+        )
 
     def _watch(
         self,

@@ -143,7 +143,32 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
             [*watch, "--seconds", "2.5"], capture_output=True, text=True, timeout=60, check=False
         )
         assert got.returncode == 0, got.stderr
-        assert re.search(r"^cycle \d+ hold ", got.stdout, re.MULTILINE), got.stdout
+        assert re.search(r"^cycle \d+ (hold|health) ", got.stdout, re.MULTILINE), got.stdout
+
+        # Safety end to end: after the session the robot ran its health check and reported it
+        # (with its supervisor state and wear) through its service link.
+        staff = login["access_token"]
+
+        def shadow() -> dict[str, Any]:
+            got = _get(base + "robots", token=staff)
+            items = got["items"] if isinstance(got, dict) else got
+            return dict(next(r for r in items if r["name"] == "shadow-1"))
+
+        deadline = time.monotonic() + 180
+        while (robot := shadow())["health_report"] is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert robot["health_report"] is not None, robot
+        names = {c["name"] for c in robot["health_report"]["checks"]}
+        assert {"joints_home", "joints_range", "mocap_markers", "temperatures"} <= names
+        assert robot["health_blocked"] is (not robot["health_report"]["ok"])
+        wear = _get(base + f"robots/{robot['id']}/wear", token=staff)
+        assert wear["actuators"]["A_FFJ1"]["travel_rad"] > 0  # the session and check moved it
+        # A REST e-stop by staff reaches the robot: it latches FAULT/estop and says so.
+        _get(base + f"robots/{robot['id']}/estop", token=staff, body={"note": "test"})
+        deadline = time.monotonic() + 30
+        while (robot := shadow())["safety_state"] != "fault" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert (robot["safety_state"], robot["safety_reason"]) == ("fault", "estop"), robot
 
         stack = _descendants(proc.pid)
         assert len(stack) >= 4  # service, robot, and the robot's rig and outputs

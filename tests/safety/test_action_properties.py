@@ -247,7 +247,13 @@ def run_supervisor(cycles: list[Cycle]) -> Model:
             cycle=k, capture_ns=k, positions=positions, efforts=cy.efforts, temperatures=cy.temps
         )
         sup.begin(k, hand)
-        measured_ok = bool(np.isfinite(positions[JIDX]).all())
+        pose = positions[JIDX]
+        # a pose is believed when finite and within 0.2 rad of the joint range
+        measured_ok = bool(
+            np.isfinite(pose).all()
+            and (pose >= ACTUATOR_LIMITS[:, 0] - 0.2).all()
+            and (pose <= ACTUATOR_LIMITS[:, 1] + 0.2).all()
+        )
         here = np.clip(positions[JIDX] if measured_ok else m.prev, c.lower, c.upper)
         before = sup.state
         if cy.request is not None:
