@@ -483,6 +483,7 @@ def cell_run(cell: Cell, work: Path, issuer: LeaseIssuer) -> Iterator[Run]:
     work.mkdir(parents=True, exist_ok=True)
     start_file = work / "inject"
     start_file.unlink(missing_ok=True)
+    (work / "events.jsonl").unlink(missing_ok=True)  # the record appends
     cameras = 3 if cell.fault == "camera_lost" else 0
     cfg_path = work / "cell.toml"
     cfg_path.write_text(to_toml(_config(cell, work, start_file, cameras)))
@@ -641,7 +642,7 @@ def observe(run: Run) -> None:
         return
     if cell.declared == "firmware_hold":
         run.daemon.proc.wait()
-        run.wait_record(lambda e: e.get("event") == "watchdog", ci_margin(bound) + 1)
+        run.wait_record(_watchdog_after(run.t_inject_ns), ci_margin(bound) + 1)
         return
     window = ci_margin(bound) + SETTLE_S + 0.5
     if cell.then == "idle":  # the ramp home takes a while
@@ -859,7 +860,7 @@ def analyse(run: Run) -> CellResult:
         return res
 
     if cell.declared == "firmware_hold":
-        wd = run.wait_record(lambda e: e.get("event") == "watchdog", 0.5)
+        wd = run.wait_record(_watchdog_after(t0), 0.5)
         res.end_state = "firmware_hold" if wd is not None else "no_hold"
         if wd is not None:
             res.measured_s = (int(wd["wall_ns"]) - t0) / 1e9
@@ -876,6 +877,10 @@ def analyse(run: Run) -> CellResult:
         )
         return res
     raise ValueError(cell.declared)
+
+
+def _watchdog_after(t0: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("event") == "watchdog" and int(e["wall_ns"]) >= t0
 
 
 def _no_corrupt_target_acted_on(run: Run, res: CellResult) -> bool:
@@ -936,6 +941,7 @@ def run_cell(
         )
         res.end_state = "phase_not_reached"
     res.notes += [f"phase not reached, run again ({r})" for r in retries]
+    res.notes = [" ".join(n.split()) for n in res.notes]
     (work / "result.json").write_text(json.dumps(res.as_dict(), indent=2))
     return res
 
