@@ -37,6 +37,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ class RigProcess:
         self.record = EventRecord(record_path if lc.record_events else None)
         self.fault_clock = FaultClock(cfg.faults)
         self.exit_at: float | None = None  # outlive_parent_s: time.monotonic() to exit at
+        self.term_at: float | None = None  # outlive_parent_s: when a SIGTERM came
+        self.on_wake: Callable[[], None] | None = None  # called on every wake-up of serve()
         hand_rng, trigger_rng = np.random.default_rng(seeds[2]).spawn(2)
         # lockstep: the watchdog counts sim time, which moves a period per trigger
         watchdog_ms = (
@@ -433,6 +436,8 @@ class RigProcess:
             wake.append(self.replug_at * 1e9)
         if self.exit_at is not None:
             wake.append(self.exit_at * 1e9)
+        if self.term_at is not None and self.exit_at is None:
+            wake.append(time.monotonic_ns() + 20_000_000)
         if not wake:
             return -1.0
         return max(0.0, (min(wake) - time.monotonic_ns()) * 1e-9)
@@ -444,6 +449,8 @@ class RigProcess:
         triggers: list[tuple[int, Trigger]] = []
         while self.exit_at is None or time.monotonic() < self.exit_at:
             events = self.ep.poll(self._timeout())
+            if self.on_wake is not None:
+                self.on_wake()
             hand_batch.clear()
             triggers.clear()
             for fd, _ in events:
@@ -526,20 +533,42 @@ class RigProcess:
                 return
 
 
+TERM_DECIDE_S = 0.2  # outlive_parent_s: how long after a SIGTERM we look whether the parent died
+
+
+def _parent_alive(parent_pid: int) -> bool:
+    if os.getppid() != parent_pid:
+        return False
+    try:
+        state = Path(f"/proc/{parent_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def _outlive_parent(rig: RigProcess, parent_pid: int, outlive_s: float) -> None:
-    """SIGTERM because the launching process died (we were re-parented): keep the hand and its
-    firmware running `outlive_s` longer, as real hardware would; a SIGTERM from a live parent
-    (the launcher closing) still ends the rig at once."""
+    """A SIGTERM because the launching process died: keep the hand and its firmware running
+    `outlive_s` longer, as real hardware would; a SIGTERM from a live parent (the launcher
+    closing) still ends the rig (TERM_DECIDE_S later). The decision waits: when a multi-threaded
+    parent is killed, PR_SET_PDEATHSIG may fire as the creating thread exits, before the process
+    is gone and we are re-parented."""
 
     def on_term(signum: int, frame: object) -> None:
-        if parent_pid > 0 and os.getppid() != parent_pid and rig.exit_at is None:
-            rig.exit_at = time.monotonic() + outlive_s
-            rig.record.write("rig", "parent_died", rig.now_ns(), outlive_s=outlive_s)
-            log(f"rig: the launching process died; the hand runs {outlive_s} s longer")
-            return
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise SystemExit(0)
+        if rig.term_at is None:
+            rig.term_at = time.monotonic()
 
+    def decide() -> None:
+        if rig.term_at is None or rig.exit_at is not None:
+            return
+        if time.monotonic() - rig.term_at < TERM_DECIDE_S:
+            return
+        if _parent_alive(parent_pid):
+            raise SystemExit(0)
+        rig.exit_at = rig.term_at + outlive_s
+        rig.record.write("rig", "parent_died", rig.now_ns(), outlive_s=outlive_s)
+        log(f"rig: the launching process died; the hand runs {outlive_s} s longer")
+
+    rig.on_wake = decide
     signal.signal(signal.SIGTERM, on_term)
 
 
