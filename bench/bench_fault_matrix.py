@@ -14,13 +14,14 @@ cell is its declared bound.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import fingerprint, write_report
+from bench.common import RESULTS, fingerprint, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "safety.md"
@@ -153,6 +154,14 @@ def write_docs(table: str) -> None:
     print(f"docs: {DOCS}", flush=True)
 
 
+def _merge(new: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    """The last report's cells with `new` in their place (docs for a partial re-run)."""
+    path = RESULTS / "fault_matrix.json"
+    old = json.loads(path.read_text()).get("cells", []) if path.exists() else []
+    by_name = {r["cell"]: r for r in old} | {r["cell"]: r for r in new}
+    return [by_name[n] for n in order if n in by_name]
+
+
 def main(argv: list[str]) -> int:
     from tests.safety.matrix_harness import (
         CELLS,
@@ -165,7 +174,11 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench fault_matrix")
     p.add_argument("--only", help="comma-separated cells (fault-phase), e.g. mocap_lost-step")
     p.add_argument("--faults", help="comma-separated faults (every phase of each)")
-    p.add_argument("--docs", action="store_true", help="write docs/safety.md for a partial run")
+    p.add_argument(
+        "--docs",
+        action="store_true",
+        help="a partial run: replace its cells in the last report and write docs/safety.md",
+    )
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/safety.md")
     p.add_argument("--work", type=Path, help="keep each cell's logs here (default: a temp dir)")
     args = p.parse_args(argv)
@@ -206,6 +219,14 @@ def main(argv: list[str]) -> int:
         "work_dir": str(work),
     }
     m = fingerprint()
+    if not full and args.docs:  # a partial run updates its cells in the last full report
+        rows = _merge(rows, [c.name for c in CELLS])
+        report.update(
+            cells=rows,
+            passed=sum(1 for r in rows if r["ok"]),
+            total=len(rows),
+            uncontrolled=sum(1 for r in rows if r["uncontrolled_motion"]),
+        )
     write_report("fault_matrix", report)
     desc = f"{m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPUs, load {m.get('loadavg', '?')}"
     table = markdown(rows, desc)

@@ -779,6 +779,8 @@ def analyse(run: Run) -> CellResult:
         reason_ok = cell.reason is None or res.reason is None or res.reason.startswith(cell.reason)
         if res.reason is None:
             res.notes.append("reason not seen (no safety events)")
+        elif not reason_ok:
+            res.notes.append(f"reason {res.reason}, declared {cell.reason}")
         detail_ok = cell.detail is None or res.detail is None or cell.detail in str(res.detail)
         if cell.then == "idle" and res.then_s is not None and first is not None:
             ramp_s = float(np.abs(first.applied - run.rec.idle).max()) / RAMP_VELOCITY
