@@ -82,8 +82,11 @@ def _cells() -> list[Cell]:
     p = PERIOD_S
     out: list[Cell] = []
     for fault in ("client_sigkill", "client_sigstop"):
-        for phase in ("step", "policy"):
-            out.append(Cell(fault, phase, "hold", "client_lost", LIVENESS_S + p))
+        # Stepping, the missing actions use up the fallback's N repeats before the liveness
+        # timeout ends: whichever watchdog trips first holds the hand.
+        step_bound = min(LIVENESS_S, (MAX_REPEATS + 1) * p) + p
+        out.append(Cell(fault, "step", "hold", "client_late|client_lost", step_bound))
+        out.append(Cell(fault, "policy", "hold", "client_lost", LIVENESS_S + p))
     for phase in ("armed", "step", "policy"):
         out.append(Cell("lease_expiry", phase, "ramp_down", "lease_ended", p, then="idle"))
     for phase in ("step", "policy"):
@@ -441,6 +444,10 @@ def _config(cell: Cell, work: Path, start_file: Path, cameras: int) -> dict[str,
         faults["outlive_parent_s"] = 3.0
     return {
         "loop": {"rate_hz": RATE_HZ},
+        # The matrix runs without real-time priority on shared CI machines: the hand's 2 ms
+        # default deadline would make it stale on scheduling noise alone (and hold every K
+        # cycles) when no fault is injected. 10 ms still leaves 70 ms of the 80 ms cycle.
+        "deadlines": {"hand_ms": 10.0, "trigger_ms": 10.0},
         "rig": {
             "clock": "realtime",
             "rate_hz": RATE_HZ,
@@ -776,7 +783,11 @@ def analyse(run: Run) -> CellResult:
                     motion_ok = _motion_ok(run, S.IDLE, idle_first, res) and motion_ok
         res.uncontrolled_motion = not motion_ok
         in_time = res.measured_s is not None and margin is not None and res.measured_s <= margin
-        reason_ok = cell.reason is None or res.reason is None or res.reason.startswith(cell.reason)
+        reason_ok = (
+            cell.reason is None
+            or res.reason is None
+            or any(res.reason.startswith(r) for r in cell.reason.split("|"))
+        )
         if res.reason is None:
             res.notes.append("reason not seen (no safety events)")
         elif not reason_ok:
