@@ -35,7 +35,7 @@ def _fmt_s(v: float | None) -> str:
 def _declared(r: dict[str, Any]) -> str:
     d = str(r["declared"])
     if r["declared_reason"]:
-        d += f" `{r['declared_reason']}`"
+        d += " " + " or ".join(f"`{c}`" for c in str(r["declared_reason"]).split("|"))
     if d.startswith("ramp_down"):
         d += " -> idle"
     return d
