@@ -50,6 +50,14 @@ def _step(robot: RemoteRobot, n: int, action: np.ndarray) -> int:
     return cycle
 
 
+def _open_armed(ctl: RemoteRobot) -> None:
+    """Open a control session and arm (clearing an e-stop an earlier test left latched)."""
+    ctl.open("control")
+    if ctl.status()["mode"] == "estop":
+        ctl.clear_estop()
+    ctl.arm()
+
+
 def test_estop_reaches_the_hand_in_the_cycle_it_arrives(
     daemon: RobotDaemon, issuer: LeaseIssuer
 ) -> None:
@@ -59,10 +67,7 @@ def test_estop_reaches_the_hand_in_the_cycle_it_arrives(
     )
     stream = ctl.stream()
     try:
-        ctl.open("control")
-        if ctl.status()["mode"] == "estop":
-            ctl.clear_estop()
-        ctl.arm()
+        _open_armed(ctl)
         _step(ctl, 5, np.array(ctl.info["spaces"]["action"]["idle"]))
         staff.open("observe")
         assert staff.estop()["mode"] == "estop"
@@ -93,10 +98,7 @@ def test_rearm_after_hold_starts_from_the_measured_pose(
     ctl = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
     stream = ctl.stream()
     try:
-        ctl.open("control")
-        if ctl.status()["mode"] == "estop":
-            ctl.clear_estop()
-        ctl.arm()
+        _open_armed(ctl)
         _step(ctl, 6, HI)  # far away: the rate limit walks the targets there
         ctl.disarm()
         assert ctl.status()["safety"]["state"] == "hold"
