@@ -111,3 +111,31 @@ def test_failed_health_report_blocks_booking_until_staff_clear(env: Env) -> None
     audit = env.client.get("/audit", headers=staff).json()
     assert sum(e["action"] == "robot.health_failed" for e in audit) == 2
     assert sum(e["action"] == "robot.health_cleared" for e in audit) == 1
+
+
+def test_failed_health_check_refuses_control_leases_of_existing_bookings(env: Env) -> None:
+    """A booking made before the check failed gets no control lease until staff clear it (an
+    observe lease still works: staff may watch)."""
+    booking = env.book(0.01)
+    assert booking.status_code == 201, booking.text
+    rid = booking.json()["id"]
+    alice = env.seeded.headers("alice@lab")
+    env.beat(
+        health={
+            "ok": False,
+            "at": "2026-11-21T09:00:00Z",
+            "checks": [{"name": "joints_range", "ok": False, "detail": "A_MFJ2 off by 0.47 rad"}],
+        }
+    )
+    r = env.client.post(f"/reservations/{rid}/lease", json={"scope": "control"}, headers=alice)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "robot_not_bookable" and "A_MFJ2" in r.text
+    r = env.client.post(f"/reservations/{rid}/lease", json={"scope": "observe"}, headers=alice)
+    assert r.status_code == 201, r.text
+    staff = env.seeded.headers("staff@lab")
+    cleared = env.client.post(
+        f"/robots/{env.robot}/clear-health", json={"note": "encoder reseated"}, headers=staff
+    )
+    assert cleared.status_code == 200, cleared.text
+    r = env.client.post(f"/reservations/{rid}/lease", json={"scope": "control"}, headers=alice)
+    assert r.status_code == 201, r.text

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from raas.leases import LeaseClaims, sign_lease
-from raas.service.errors import ReservationNotActive
+from raas.service.errors import ReservationNotActive, RobotNotBookable
 from raas.service.models import Lease, Reservation, ReservationStatus, Revocation, Robot, User
 
 
@@ -30,6 +30,11 @@ def issue(
         raise ReservationNotActive(f"reservation {reservation.id} is {reservation.status}")
     if reservation.ends_at <= now:
         raise ReservationNotActive(f"reservation {reservation.id} has ended")
+    if scope == "control" and robot.health_blocked:  # a booking made before the check failed
+        raise RobotNotBookable(
+            f"robot {robot.name} is blocked after a failed health check ({robot.health_note}); "
+            "staff must clear it before anyone controls it"
+        )
     nbf = math.ceil(reservation.starts_at.timestamp())
     exp = math.floor(reservation.ends_at.timestamp())
     lease = Lease(
