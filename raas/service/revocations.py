@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+T = TypeVar("T")
 
 FALLBACK_POLL_S = 0.25
 
@@ -45,3 +51,19 @@ async def wait_for(event: asyncio.Event, timeout: float) -> None:
     """Wait until `event` is set or `timeout` (capped at the fallback poll interval) passes."""
     with suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout=max(0.0, min(timeout, FALLBACK_POLL_S)))
+
+
+async def long_poll(
+    hub: RevocationHub, wait_s: float, read: Callable[[], T], has_news: Callable[[T], bool]
+) -> T:
+    """Read (in the thread pool) until `has_news(result)` or `wait_s` passes, waking at once on
+    every notify: the long-poll of the revocation and command feeds."""
+    deadline = time.monotonic() + wait_s
+    with hub.subscribe() as event:
+        while True:
+            event.clear()  # before reading: a notify during the read wakes the next wait
+            found = await run_in_threadpool(read)
+            remaining = deadline - time.monotonic()
+            if has_news(found) or remaining <= 0:
+                return found
+            await wait_for(event, remaining)

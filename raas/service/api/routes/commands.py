@@ -11,11 +11,9 @@ seconds and answers as soon as one is committed; `cursor` is what to pass back a
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from starlette.concurrency import run_in_threadpool
 
 from raas.service.crud import audit
 from raas.service.crud import commands as command_crud
@@ -32,7 +30,7 @@ from raas.service.deps import (
 )
 from raas.service.errors import Forbidden
 from raas.service.models import CommandKind
-from raas.service.revocations import wait_for
+from raas.service.revocations import long_poll
 from raas.service.schemas import CommandAccepted, CommandBatch, CommandNote, CommandPublic
 from raas.service.state import ServiceState
 
@@ -104,15 +102,10 @@ async def commands(
 ) -> CommandBatch:
     """The robot's command feed (its daemon's token, or staff), as a long-poll."""
     require_robot_or_staff(principal, robot_id)
-    deadline = time.monotonic() + min(wait, state.settings.max_poll_wait_s)
-    with state.hub.subscribe() as event:
-        while True:
-            event.clear()
-            found, head, latched = await run_in_threadpool(_read, state, robot_id, since)
-            remaining = deadline - time.monotonic()
-            if found or remaining <= 0:
-                break
-            await wait_for(event, remaining)
+    wait_s = min(wait, state.settings.max_poll_wait_s)
+    found, head, latched = await long_poll(
+        state.hub, wait_s, lambda: _read(state, robot_id, since), lambda got: bool(got[0])
+    )
     cursor = found[-1].seq if found else since
     return CommandBatch(
         robot_id=robot_id, cursor=cursor, head=head, latched=latched, commands=found

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.deps import AnyPrincipal, ObjectId, State, require_robot_or_staff
-from raas.service.revocations import wait_for
+from raas.service.revocations import long_poll, wait_for
 from raas.service.schemas import RevocationBatch, RevocationPublic
 from raas.service.state import ServiceState
 
@@ -53,15 +53,8 @@ async def revocations(
 ) -> RevocationBatch:
     require_robot_or_staff(principal, robot_id)
     await run_in_threadpool(_check_robot, state, robot_id)
-    deadline = time.monotonic() + min(wait, state.settings.max_poll_wait_s)
-    with state.hub.subscribe() as event:
-        while True:
-            event.clear()
-            found = await run_in_threadpool(_read, state, robot_id, since)
-            remaining = deadline - time.monotonic()
-            if found or remaining <= 0:
-                break
-            await wait_for(event, remaining)
+    wait_s = min(wait, state.settings.max_poll_wait_s)
+    found = await long_poll(state.hub, wait_s, lambda: _read(state, robot_id, since), bool)
     cursor = found[-1].seq if found else since
     return RevocationBatch(robot_id=robot_id, cursor=cursor, revocations=found)
 
