@@ -105,7 +105,8 @@ class Supervisor:
         self.listeners: list[Callable[[Transition], None]] = []
         self.needs: frozenset[str] = frozenset()  # sources the running controller reads
         self._late_reason = Reason.INFERENCE_OVERRUN
-        self._step = np.zeros(n)
+        self._step = np.zeros(n)  # scratch, so a cycle allocates nothing
+        self._finite = np.ones(n, dtype=bool)
 
     # ------------------------------------------------------------------ status
     @property
@@ -208,7 +209,7 @@ class Supervisor:
             self._watch(readings, desired, fallback_exhausted, slipped)
         flags = 0
         st = self.state
-        if st is S.ARMED and decided and np.isfinite(desired).any():
+        if st is S.ARMED and decided and np.isfinite(desired, out=self._finite).any():
             self._go(S.RUNNING, Cause.POLICY, Reason.FIRST_ACTION)
             st = S.RUNNING
         if st is S.RUNNING:
@@ -222,7 +223,8 @@ class Supervisor:
             np.subtract(self.home, self.target, out=step)
             np.clip(step, -self.ramp_step, self.ramp_step, out=step)
             np.add(self.target, step, out=out)
-            if np.abs(self.home - out).max() <= self.cfg.home_tolerance_rad:
+            np.subtract(self.home, out, out=step)
+            if np.abs(step, out=step).max() <= self.cfg.home_tolerance_rad:
                 out[:] = self.home
                 self.hold_target[:] = self.home
                 self._go(S.IDLE, self.cause, Reason.HOME_REACHED)
@@ -245,10 +247,10 @@ class Supervisor:
         self.temperatures[:] = hand.temperatures
         self.have_hand = True
         m = self.measured
+        ok = self._finite  # NaN compares False, so this also requires finite values
         self.have_measured = bool(
-            np.isfinite(m).all()
-            and (m >= self._plausible_lo).all()
-            and (m <= self._plausible_hi).all()
+            np.greater_equal(m, self._plausible_lo, out=ok).all()
+            and np.less_equal(m, self._plausible_hi, out=ok).all()
         )
 
     def _watch(
@@ -268,7 +270,7 @@ class Supervisor:
             w.trips[Reason.LOOP_DEADLINE] += 1
             self.hold(Cause.WATCHDOG, Reason.LOOP_DEADLINE, f"{w.late_streak} cycles")
             return
-        if w.nonfinite(not np.isfinite(desired).all()):
+        if w.nonfinite(not np.isfinite(desired, out=self._finite).all()):
             w.trips[Reason.NONFINITE_ACTION] += 1
             self.hold(Cause.WATCHDOG, Reason.NONFINITE_ACTION)
             return
