@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TypeVar
 
@@ -54,10 +54,16 @@ async def wait_for(event: asyncio.Event, timeout: float) -> None:
 
 
 async def long_poll(
-    hub: RevocationHub, wait_s: float, read: Callable[[], T], has_news: Callable[[T], bool]
+    hub: RevocationHub,
+    wait_s: float,
+    read: Callable[[], T],
+    has_news: Callable[[T], bool],
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> T:
     """Read (in the thread pool) until `has_news(result)` or `wait_s` passes, waking at once on
-    every notify: the long-poll of the revocation and command feeds."""
+    every notify: the long-poll of the revocation and command feeds. `gone` (the request's
+    is_disconnected) ends the wait within a fallback poll once the client left: a held poll of
+    a stopped daemon would otherwise outlive it and be cancelled when the service stops."""
     deadline = time.monotonic() + wait_s
     with hub.subscribe() as event:
         while True:
@@ -67,3 +73,5 @@ async def long_poll(
             if has_news(found) or remaining <= 0:
                 return found
             await wait_for(event, remaining)
+            if gone is not None and await gone():
+                return found

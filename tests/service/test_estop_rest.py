@@ -4,6 +4,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -227,3 +228,28 @@ def test_a_held_feed_poll_answers_at_once_when_staff_press_estop(
         quiet = api.get(feed, params={"since": batch["cursor"], "wait": 0.3}, headers=daemon)
         assert quiet.json()["commands"] == [] and quiet.json()["cursor"] == missed[1]
         assert time.monotonic() - t0 >= 0.25
+
+
+@pytest.mark.system
+def test_a_poll_whose_client_left_ends_and_does_not_hold_shutdown(
+    server: tuple[ServerProcess, Seeded],
+) -> None:
+    """A daemon that stopped mid-poll leaves no request parked in the service: the poll ends
+    once the client is gone, so stopping the service is quick and cancels nothing."""
+    proc, seeded = server
+    robot = seeded.robots["arm-1"]
+    token = seeded.robot_tokens["arm-1"]
+    for path in ("commands", "revocations"):
+        with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+            sock.sendall(
+                f"GET /robots/{robot}/{path}?since=999999&wait=60 HTTP/1.1\r\n"
+                f"Host: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+            )
+            time.sleep(0.5)  # parked: nothing newer than the cursor
+    time.sleep(1.0)  # the polls notice within a fallback poll (0.25 s)
+    t0 = time.monotonic()
+    proc.stop()
+    took = time.monotonic() - t0
+    log = proc.log.read_text()
+    assert "CancelledError" not in log, log[-3000:]
+    assert took < 10, f"the service took {took:.1f} s to stop"  # held polls wait up to 60 s

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from raas.service.crud import audit
 from raas.service.crud import commands as command_crud
@@ -94,6 +94,7 @@ def _read(state: ServiceState, robot_id: int, since: int) -> tuple[list[CommandP
 
 @router.get("/{robot_id}/commands")
 async def commands(
+    request: Request,
     robot_id: ObjectId,
     principal: AnyPrincipal,
     state: State,
@@ -104,7 +105,11 @@ async def commands(
     require_robot_or_staff(principal, robot_id)
     wait_s = min(wait, state.settings.max_poll_wait_s)
     found, head, latched = await long_poll(
-        state.hub, wait_s, lambda: _read(state, robot_id, since), lambda got: bool(got[0])
+        state.hub,
+        wait_s,
+        lambda: _read(state, robot_id, since),
+        lambda got: bool(got[0]),
+        request.is_disconnected,
     )
     cursor = found[-1].seq if found else since
     return CommandBatch(

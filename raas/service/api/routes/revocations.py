@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -45,6 +45,7 @@ def _check_robot(state: ServiceState, robot_id: int) -> None:
 
 @router.get("/{robot_id}/revocations")
 async def revocations(
+    request: Request,
     robot_id: ObjectId,
     principal: AnyPrincipal,
     state: State,
@@ -54,7 +55,9 @@ async def revocations(
     require_robot_or_staff(principal, robot_id)
     await run_in_threadpool(_check_robot, state, robot_id)
     wait_s = min(wait, state.settings.max_poll_wait_s)
-    found = await long_poll(state.hub, wait_s, lambda: _read(state, robot_id, since), bool)
+    found = await long_poll(
+        state.hub, wait_s, lambda: _read(state, robot_id, since), bool, request.is_disconnected
+    )
     cursor = found[-1].seq if found else since
     return RevocationBatch(robot_id=robot_id, cursor=cursor, revocations=found)
 
