@@ -15,6 +15,11 @@ class DriverConfigError(DriverError):
     """The configuration given to a driver is invalid (names the field)."""
 
 
+class UnknownDriverError(DriverConfigError):
+    """A cell file names a driver that no module registered (`device` is the field, e.g.
+    `hand.driver`)."""
+
+
 class LifecycleTransitionError(DriverError):
     """A lifecycle call came in a state that does not allow it (e.g. apply before activate)."""
 

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, JOINT_NAMES
+from raas_drivers.hand.config import (
+    ACTUATOR_JOINT_INDEX,
+    ACTUATOR_LIMITS,
+    ACTUATOR_NAMES,
+    EFFORT_LIMITS,
+    JOINT_NAMES,
+)
 from raas_drivers.lifecycle import Device
 from raas_drivers.source import Sample
 
@@ -37,9 +43,18 @@ class HandDriver(Device, abc.ABC):
     actually apply (after its own clamping), which the loop records as the applied action.
     """
 
+    #: What the hand is, as policy bundles name it (`hand.model` in a manifest).
+    model: str = "shadow-dexterous"
+    #: The hand's shape. Class defaults are the Shadow-type hand's; a driver for another hand
+    #: (e.g. a 16-servo LEAP hand) sets them per instance from its calibration.
     actuator_names: tuple[str, ...] = ACTUATOR_NAMES
     joint_names: tuple[str, ...] = JOINT_NAMES
+    #: (n_actuators, 2) position range in rad per actuator
     limits: np.ndarray = ACTUATOR_LIMITS
+    #: (n_actuators,) largest force/torque each actuator exerts, in the units `efforts` uses
+    effort_limits: np.ndarray = EFFORT_LIMITS
+    #: the joint each actuator drives: positions[actuator_joint_index] is the actuator position
+    actuator_joint_index: tuple[int, ...] = ACTUATOR_JOINT_INDEX
 
     @property
     def source_name(self) -> str:
