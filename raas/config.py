@@ -241,6 +241,12 @@ def sim_cell_data() -> dict[str, Any]:
     return load_config_file(SIM_CELL)
 
 
+def sim_cell_config(overrides: dict[str, Any]) -> CellConfig:
+    """The simulated cell with `overrides` laid over it (what `--sim` gives a command, for code
+    and tests that build a cell without the command line). Raises ConfigError."""
+    return build_cell_config(merge(sim_cell_data(), overrides)).with_base_dir(SIM_CELL.parent)
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML cell file."""
     try:
