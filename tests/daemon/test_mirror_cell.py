@@ -16,6 +16,7 @@ from raas.daemon import cell_up, run_cell, run_loop
 from raas.policy import CellSpec, PolicyController, load_bundle
 from raas.policy.errors import CellMismatchError
 from raas.policy.hand_bundle import generic_shape, make_hand_bundle
+from raas.recording.replay import replay_file
 from raas.safety import SafetyState
 from tests.daemon.cells import MIRROR16, write_cell
 
@@ -85,6 +86,8 @@ def test_run_cell_with_a_16_actuator_bundle_and_recording(tmp_path: Path) -> Non
     rf.scan_metadata()
     layout = rf.layout()
     assert len(layout["actuator_names"]) == 16 and layout["actuator_names"][0] == "joint_0"
+    report = replay_file(path, bundle)  # against the recorded hand, not the Shadow default
+    assert report.identical, report.format()
 
 
 def test_a_20_actuator_bundle_is_refused_on_the_16_actuator_hand(tmp_path: Path) -> None:
