@@ -382,8 +382,9 @@ def cell_outputs(cell: Cell) -> Iterator[CellOutputs]:
         if cfg.recording.enabled:
             rig = cell.rig
             meta = static_metadata(
-                robot=cfg.metrics.robot
-                or (f"sim-{platform.node()}" if cfg.simulated else platform.node()),
+                robot=f"sim-{platform.node()}"
+                if cfg.simulated
+                else (cfg.metrics.robot or platform.node()),
                 clock=rig.config.clock if rig is not None else "realtime",
                 rate_hz=cfg.loop.rate_hz,
                 rt_summary=cell.rt_report.summary(),
