@@ -231,6 +231,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     totals = {"cycles": 0, "missed": 0, "overruns": 0, "fallbacks": 0}
     exit_code = 0
     episode = 0
+    clock_name = cfg.rig.clock  # the loop's, once a cell is up (only the sim rig has lockstep)
     try:
         while not ctl.done and exit_code == 0:
             rig_seed = args.seed + (0 if args.same_rig else episode)
@@ -238,6 +239,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
             with cell_up(run_cfg) as cell, cell_outputs(cell) as outputs:
                 if episode == 0:
                     print(cell.banner(), file=out, flush=True)
+                clock_name = "realtime" if cell.clock.realtime else "lockstep"
                 loop = cell.build_loop(
                     ctl,
                     publishers=outputs.publishers,
@@ -283,7 +285,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     summary["bundle_description"] = manifest.description
     summary["loop"] = {
         **totals,
-        "clock": cfg.rig.clock,
+        "clock": clock_name,
         "rate_hz": cfg.loop.rate_hz,
         "trigger_to_apply_us": percentiles_us(
             np.concatenate(t2a) if t2a else np.zeros(0, dtype=np.int64)
