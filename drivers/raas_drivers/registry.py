@@ -34,7 +34,7 @@ from raas_drivers.lifecycle import Device
 FAMILIES: tuple[str, ...] = ("hand", "trigger", "mocap", "cameras")
 
 #: Modules whose import registers the built-in drivers.
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = ("raas_drivers.dynamixel",)
 
 ENTRY_POINT_GROUP = "raas.drivers"
 
