@@ -77,17 +77,6 @@ class CalibrationFile(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     servo: list[ServoCalibration] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique(self) -> CalibrationFile:
-        for key in ("id", "joint"):
-            seen: dict[object, int] = {}
-            for i, s in enumerate(self.servo):
-                v = getattr(s, key)
-                if v in seen:
-                    raise ValueError(f"servo[{i}] repeats {key} {v!r} of servo[{seen[v]}]")
-                seen[v] = i
-        return self
-
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
@@ -187,4 +176,13 @@ def load_calibration(path: Path, *, device: str = "hand") -> Calibration:
         first = exc.errors()[0]
         where = _where(tuple(first["loc"])) or "file"
         raise CalibrationError(f"{path}: {where}", first["msg"]) from exc
+    for key in ("id", "joint"):
+        seen: dict[object, int] = {}
+        for i, servo in enumerate(parsed.servo):
+            v = getattr(servo, key)
+            if v in seen:
+                raise CalibrationError(
+                    f"{path}: servo[{i}].{key}", f"repeats {key} {v!r} of servo[{seen[v]}]"
+                )
+            seen[v] = i
     return Calibration(model=parsed.model, servos=tuple(parsed.servo), source=path)
