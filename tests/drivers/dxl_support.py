@@ -16,7 +16,11 @@ from raas_drivers.dynamixel.emulator import DynamixelEmulator
 from raas_drivers.hand import HandState
 
 LEAP_TOML = (
-    Path(__file__).resolve().parents[2] / "drivers" / "raas_drivers" / "dynamixel" / "leap_hand.toml"
+    Path(__file__).resolve().parents[2]
+    / "drivers"
+    / "raas_drivers"
+    / "dynamixel"
+    / "leap_hand.toml"
 )
 
 
@@ -31,9 +35,7 @@ def leap() -> Calibration:
     return load_calibration(LEAP_TOML)
 
 
-def make_hand(
-    emu: DynamixelEmulator, cal: Calibration, **settings: Any
-) -> DynamixelHandDriver:
+def make_hand(emu: DynamixelEmulator, cal: Calibration, **settings: Any) -> DynamixelHandDriver:
     # A Python emulator on a shared 2-core machine answers late now and then: a wide timeout
     # keeps the tests about behaviour (tests of timeouts set their own).
     settings.setdefault("read_timeout_ms", 500)

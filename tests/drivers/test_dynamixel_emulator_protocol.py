@@ -231,7 +231,15 @@ def test_cli_prints_the_pty_path_and_takes_fault_commands() -> None:
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "raas_drivers.dynamixel.emulator", "--servos", "3", "--first-id", "1"],
+        [
+            sys.executable,
+            "-m",
+            "raas_drivers.dynamixel.emulator",
+            "--servos",
+            "3",
+            "--first-id",
+            "1",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
