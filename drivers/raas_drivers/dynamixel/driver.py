@@ -39,6 +39,7 @@ import numpy as np
 import serial
 from dynamixel_sdk import COMM_SUCCESS
 
+from raas_drivers.clock_sync import ClockMapper, TickUnwrapper
 from raas_drivers.dynamixel import control_table as ct
 from raas_drivers.dynamixel.bus import (
     BufferedPort,
@@ -122,8 +123,13 @@ class DynamixelHandDriver(HandDriver):
         self._read_cycle = -1
         self._applied_seq = -1
         self._read_seq = -1
-        #: Realtime Tick (ms, wraps at 32768) of the first servo in the last state: its clock
-        self.device_tick_ms = -1
+        #: The bus's clock: the first servo's Realtime Tick (ms, wraps at 32768), unwrapped, and
+        #: its fit to the host's CLOCK_MONOTONIC (each sync read is one request/response pair).
+        self.clock = ClockMapper(name)
+        self._unwrap = TickUnwrapper(ct.TICK_WRAP, 1_000_000)
+        #: device stamp (unwrapped tick, ns) and host-mapped stamp of the last state
+        self.device_ns = -1
+        self.device_host_ns = -1
         self._state: HandState | None = None
         self._temps = np.zeros(n)
         self._fails = 0
@@ -276,6 +282,8 @@ class DynamixelHandDriver(HandDriver):
         self._lost = None
         self._fails = 0
         self._missing.clear()
+        self.clock.reset()
+        self._unwrap = TickUnwrapper(ct.TICK_WRAP, 1_000_000)
         self._read_cycle = -1
         self._state = None
         raw = self._measure_raw("activate")
@@ -471,11 +479,20 @@ class DynamixelHandDriver(HandDriver):
             self._stats["max_temperature_c"] = float(self._temps.max())
         d = self._dir
         positions = d * (raw_pos - self._zero) * ct.RAD_PER_POSITION_UNIT
-        self.device_tick_ms = tick
+        # The servos latch their present values once the instruction is in: that instant on the
+        # host is first estimated from the send time, then taken from the fitted bus clock (the
+        # tick counts whole ms: +0.5 ms is the middle of the ms it names).
+        after = res.first_ns or res.end_ns
+        dev = self._unwrap.unwrap(tick, after) + 500_000
+        self.clock.add(dev, res.start_ns, after)
+        capture = res.start_ns + self._instr_ns
+        if self.clock.ready:
+            capture = self.clock.to_host(dev)
+        self.device_ns = dev
+        self.device_host_ns = capture
         return HandState(
             cycle=cycle,
-            # The servos latch their present values when the instruction has been received.
-            capture_ns=res.start_ns + self._instr_ns,
+            capture_ns=capture,
             positions=positions,
             velocities=d * raw_vel * ct.RAD_S_PER_VELOCITY_UNIT,
             efforts=d * raw_cur * self._current_unit_a,
@@ -518,6 +535,8 @@ class DynamixelHandDriver(HandDriver):
         out = dict(self._stats)
         for sid, count in self._missing.items():
             out[f"missing_id{sid}"] = count
+        for key, value in self.clock.stats().items():
+            out[f"clock_{key}"] = value
         return out
 
     @property
