@@ -4,6 +4,7 @@ calibration, and hands built on them (the real driver and the real dynamixel-sdk
 from __future__ import annotations
 
 import select
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,15 @@ def hand(emu: DynamixelEmulator, leap: Calibration) -> Iterator[DynamixelHandDri
     h.activate()
     yield h
     h.shutdown()
+
+
+def settle(emu: DynamixelEmulator, packets_before: int, n: int, timeout_s: float = 5.0) -> None:
+    """Wait until the emulator has handled `n` more packets (a write has no answer to wait for)."""
+    end = time.monotonic() + timeout_s
+    while emu.chain.packets < packets_before + n:
+        if time.monotonic() > end:
+            raise AssertionError(f"the emulator handled {emu.chain.packets - packets_before}/{n}")
+        time.sleep(0.001)
 
 
 def read_state(hand: DynamixelHandDriver, k: int, timeout_s: float = 5.0) -> HandState | None:

@@ -10,7 +10,7 @@ from raas_drivers.dynamixel.emulator import DynamixelEmulator
 from raas_drivers.errors import DeviceNotReadyError, LifecycleTransitionError
 from raas_drivers.lifecycle import LifecycleState
 
-from tests.drivers.dxl_support import emu, leap, make_hand, read_state
+from tests.drivers.dxl_support import emu, leap, make_hand, read_state, settle
 
 __all__ = ["emu", "leap"]
 
@@ -71,7 +71,9 @@ def test_deactivate_and_shutdown_hold_with_torque_on_by_default(
     hand.activate()
     hand.apply(np.full(16, 0.3), 0)
     assert read_state(hand, 1) is not None
-    hand.deactivate()
+    before = emu.chain.packets
+    hand.deactivate()  # one sync read of the positions, one sync write of the goals
+    settle(emu, before, 2)
     for s in emu.servos.values():
         assert s.table[ct.TORQUE_ENABLE] == 1
         # the goal is where the servo was measured, not the 0.3 rad target

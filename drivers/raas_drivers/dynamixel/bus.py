@@ -43,8 +43,12 @@ _MAX_PACKET = 1024  # dynamixel-sdk's RXPACKET_MAX_LEN
 class BufferedPort(PortHandler):  # type: ignore[misc]
     """dynamixel-sdk's PortHandler with a receive buffer filled without blocking.
 
-    readPort() serves the buffer first, then the port (as the SDK's own does), so every SDK call
-    works on it unchanged; clearPort() empties both."""
+    readPort() serves the buffer, topped up from the port; clearPort() empties both. Where the
+    SDK's own port returns nothing at once and the SDK spins on it until its packet timeout
+    (pyserial with timeout=0), this one sleeps on the descriptor until a byte comes or the
+    timeout ends: a SCHED_FIFO daemon spinning on a CPU starves whoever should answer (the USB
+    stack's threads, an emulator). With the packet timeout at 0 (the driver's non-blocking
+    pump) it never sleeps."""
 
     def __init__(self, port_name: str) -> None:
         super().__init__(port_name)
@@ -59,13 +63,18 @@ class BufferedPort(PortHandler):  # type: ignore[misc]
 
     def readPort(self, length: int) -> bytes:  # noqa: N802
         rx = self.rx
-        if not rx:
-            return bytes(super().readPort(length))
+        if len(rx) < length:
+            try:
+                if self.drain() == 0:
+                    left_ms = self.packet_timeout - self.getTimeSinceStart()
+                    if left_ms > 0:
+                        select.select([self.fileno()], [], [], min(left_ms, 50.0) / 1e3)
+                        self.drain()
+            except OSError:
+                pass  # the SDK sees no bytes and times out; the driver names the lost port
         n = min(length, len(rx))
         out = bytes(rx[:n])
         del rx[:n]
-        if n < length:
-            out += bytes(super().readPort(length - n))
         return out
 
     def fileno(self) -> int:

@@ -193,7 +193,7 @@ class DynamixelHandDriver(HandDriver):
         assert ph is not None and port is not None
         silent, unknown, faulted = [], [], []
         for i, sid in enumerate(self._ids):
-            model, result, _ = ph.ping(port, sid)
+            model, result, _ = self._retry(ph.ping, port, sid)
             if result != COMM_SUCCESS:
                 silent.append(cal.name(sid))
                 continue
@@ -202,7 +202,7 @@ class DynamixelHandDriver(HandDriver):
                 unknown.append(f"{cal.name(sid)}: model number {model}")
                 continue
             self._current_unit_a[i] = known.current_unit_ma * 1e-3
-            bits, result, _ = ph.read1ByteTxRx(port, sid, ct.HARDWARE_ERROR_STATUS)
+            bits, result, _ = self._retry(ph.read1ByteTxRx, port, sid, ct.HARDWARE_ERROR_STATUS)
             if result == COMM_SUCCESS and bits:
                 faulted.append(f"{cal.name(sid)}: {ct.describe_hardware_error(bits)}")
         if silent:
@@ -223,11 +223,23 @@ class DynamixelHandDriver(HandDriver):
                 "reboot the servo",
             )
 
+    @staticmethod
+    def _retry(fn: Any, *args: Any) -> Any:
+        """A blocking SDK call outside the cycle, tried up to 3 times while no status comes
+        (a packet lost on a noisy bus, or a late answer, is not yet a silent servo)."""
+        out = fn(*args)
+        for _ in range(2):
+            result = out[0] if len(out) == 2 else out[1]
+            if result == COMM_SUCCESS:
+                break
+            out = fn(*args)
+        return out
+
     def _write(self, sid: int, address: int, size: int, value: int) -> None:
         ph, port = self._ph, self._port
         assert ph is not None and port is not None
         fn = {1: ph.write1ByteTxRx, 2: ph.write2ByteTxRx, 4: ph.write4ByteTxRx}[size]
-        result, error = fn(port, sid, address, value)
+        result, error = self._retry(fn, port, sid, address, value)
         if result != COMM_SUCCESS or error & 0x7F:
             what = ph.getTxRxResult(result) if result != COMM_SUCCESS else ""
             raise DeviceNotReadyError(
@@ -240,7 +252,7 @@ class DynamixelHandDriver(HandDriver):
         ph, port = self._ph, self._port
         assert ph is not None and port is not None
         fn = {1: ph.read1ByteTxRx, 2: ph.read2ByteTxRx, 4: ph.read4ByteTxRx}[size]
-        value, result, _ = fn(port, sid, address)
+        value, result, _ = self._retry(fn, port, sid, address)
         if result != COMM_SUCCESS:
             raise DeviceNotReadyError(
                 self.name,
