@@ -60,7 +60,9 @@ def _targets(n: int, k: int) -> np.ndarray:
     return np.full(n, 0.3 if (k // 10) % 2 else -0.3)
 
 
-def bench_peer(port_path: str, n: int, baud: int, cycles: int, rate: float) -> dict[str, float]:
+def bench_peer(
+    port_path: str, n: int, baud: int, cycles: int, rate: float
+) -> tuple[dict[str, float], int]:
     port = PortHandler(port_path)
     if not port.openPort() or not port.setBaudRate(baud):
         raise RuntimeError(f"cannot open {port_path}")
@@ -95,16 +97,14 @@ def bench_peer(port_path: str, n: int, baud: int, cycles: int, rate: float) -> d
                 writer.changeParam(i, [v & 0xFF, (v >> 8) & 0xFF, (v >> 16) & 0xFF, v >> 24])
             writer.txPacket()
             out[k] = time.monotonic_ns() - t
-        if failures:
-            print(f"peer: {failures} failed sync reads")
-        return dist_us(out)
+        return dist_us(out), failures
     finally:
         port.closePort()
 
 
 def bench_ours(
     port_path: str, n: int, baud: int, cycles: int, rate: float
-) -> tuple[dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         cal = load_calibration(_calibration(n, Path(tmp)))
     # The same read timeout as the SDK's own for this sync read (bus time + 2 x its 16 ms
@@ -124,6 +124,7 @@ def bench_ours(
         fd = hand.fileno()
         period = round(1e9 / rate)
         out = np.zeros(cycles, dtype=np.int64)
+        reads = np.zeros(cycles, dtype=np.int64)
         start = time.monotonic_ns()
         for j in range(cycles):
             k = j + 1  # cycle 0 would read the temperatures too
@@ -135,9 +136,10 @@ def bench_ours(
                 if hand._active_read is None:  # failed read: counted in stats
                     break
                 select.select([fd], [], [], 0.05)
+            reads[j] = time.monotonic_ns() - t
             hand.apply(targets, k)
             out[j] = time.monotonic_ns() - t
-        return dist_us(out), hand.stats()
+        return dist_us(out), dist_us(reads), hand.stats()
     finally:
         hand.shutdown()
 
@@ -161,16 +163,18 @@ def main(argv: list[str]) -> int:
         f"{args.rate:g} Hz, {cycles} cycles a side, bus {'paced' if pace else 'unpaced'}"
     )
     print(f"bus time floor: {floor_us:.1f} us  ((instruction + status + write bytes) * 10 / baud)")
+    print(f"sync read alone: {bus_time_ns(tx + rx, baud) / 1e3:.1f} us")
     cmd = [sys.executable, "-m", "raas_drivers.dynamixel.emulator", "--servos", str(n)]
     cmd += ["--baud", str(baud)] + (["--pace"] if pace else [])
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         path = proc.stdout.readline().strip()
-        peer = bench_peer(path, n, baud, cycles, args.rate)
+        peer, peer_failures = bench_peer(path, n, baud, cycles, args.rate)
         print(fmt_dist("peer (bare dynamixel-sdk)", peer), flush=True)
-        ours, stats = bench_ours(path, n, baud, cycles, args.rate)
+        ours, reads, stats = bench_ours(path, n, baud, cycles, args.rate)
         print(fmt_dist("ours (DynamixelHandDriver)", ours), flush=True)
+        print(fmt_dist("ours: request_state -> state", reads), flush=True)
     finally:
         proc.terminate()
         try:
@@ -182,7 +186,8 @@ def main(argv: list[str]) -> int:
     print(f"ratio ours/peer: p50 {r50} (target <= 1.2), p99 {r99}")
     print(
         f"ours: p50 {ours['p50'] / floor_us:.2f}x the bus floor; reads {stats['reads']:.0f}, "
-        f"failed {stats['read_failures']:.0f}, crc errors {stats['crc_errors']:.0f}"
+        f"failed {stats['read_failures']:.0f}, crc errors {stats['crc_errors']:.0f}; "
+        f"peer: failed {peer_failures}"
     )
     write_report(
         "dynamixel",
@@ -195,10 +200,13 @@ def main(argv: list[str]) -> int:
             "bytes": {"sync_read_instruction": tx, "sync_read_status": rx, "sync_write": w},
             "bus_floor_us": round(floor_us, 1),
             "round_trip_us": {"ours": ours, "peer": peer},
+            "ours_read_us": reads,
+            "sync_read_floor_us": round(bus_time_ns(tx + rx, baud) / 1e3, 1),
             "ratio_p50": r50,
             "ratio_p99": r99,
             "target_ratio_p50": 1.2,
             "driver_stats": stats,
+            "peer_failed_reads": peer_failures,
         },
     )
     return 0

@@ -100,7 +100,6 @@ MODELS: dict[int, ServoModel] = {
     1240: ServoModel("XC330-M288", 1.0),
     1020: ServoModel("XM430-W350", 2.69),
     1030: ServoModel("XM430-W210", 2.69),
-    1060: ServoModel("XL430-W250", 2.69),
 }
 
 
