@@ -22,6 +22,7 @@ from dynamixel_sdk import (
 )
 from dynamixel_sdk.protocol2_packet_handler import Protocol2PacketHandler
 from raas_drivers.dynamixel import control_table as ct
+from raas_drivers.dynamixel.bus import open_port
 from raas_drivers.dynamixel.emulator import (
     INST_READ,
     DynamixelEmulator,
@@ -44,10 +45,11 @@ PROFILE_VELOCITY = 112
 
 @pytest.fixture
 def sdk(emu: DynamixelEmulator) -> Iterator[tuple[PortHandler, PacketHandler]]:
-    port = PortHandler(emu.port)
-    assert port.openPort()
-    assert port.setBaudRate(1_000_000)
-    yield port, PacketHandler(2.0)
+    """The SDK on the driver's port (the SDK's PortHandler, sleeping instead of spinning while
+    it waits: the emulator thread shares this process's GIL on a loaded 2-core machine). The
+    CLI test below uses the SDK's own PortHandler unchanged."""
+    port, ph = open_port(emu.port, 1_000_000)
+    yield port, ph
     port.closePort()
 
 
