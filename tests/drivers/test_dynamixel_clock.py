@@ -25,6 +25,7 @@ def test_states_carry_the_fitted_bus_clock(
         assert st is not None
         # the capture instant lies inside the exchange (a wide margin for a busy machine)
         assert t0 - 2_000_000 <= st.capture_ns <= t1 + 2_000_000
+        assert st.device_ns == hand.device_ns  # the bus clock's own stamp rides along
         time.sleep(0.002)
     s = hand.stats()
     assert s["clock_samples"] == 40

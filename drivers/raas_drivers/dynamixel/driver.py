@@ -505,6 +505,7 @@ class DynamixelHandDriver(HandDriver):
         return HandState(
             cycle=cycle,
             capture_ns=capture,
+            device_ns=dev,
             positions=positions,
             velocities=d * raw_vel * ct.RAD_S_PER_VELOCITY_UNIT,
             efforts=d * raw_cur * self._current_unit_a,
