@@ -299,9 +299,9 @@ class DynamixelHandDriver(HandDriver):
         self._read_cycle = -1
         self._state = None
         raw = self._measure_raw("activate")
-        self._send_goal(np.clip(raw, self.calibration.raw_limits()[:, 0],
-                                self.calibration.raw_limits()[:, 1]))  # fmt: skip
-        for sid in self._ids:
+        lim = self.calibration.raw_limits()
+        self._send_goal(np.clip(raw, lim[:, 0], lim[:, 1]))  # hold where it is ...
+        for sid in self._ids:  # ... then take the torque
             self._write(sid, ct.TORQUE_ENABLE, 1, 1)
 
     def _on_deactivate(self) -> None:
