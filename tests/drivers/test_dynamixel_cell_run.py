@@ -1,6 +1,7 @@
 """`raasd run --config CELL.toml` with the Dynamixel hand on the emulated bus: the full loop,
-with the built-in controller and with a policy bundle made for that hand (needs the cell-file
-composition (raasd run --config, raasd devices); until it is there this skips, and fails under RAAS_REQUIRE_ALL=1)."""
+with the built-in controller and with a policy bundle made for that hand. It needs the cell-file
+composition (raasd run --config, raasd devices); without it this skips, and fails under
+RAAS_REQUIRE_ALL=1."""
 
 from __future__ import annotations
 
