@@ -370,6 +370,7 @@ class DynamixelHandDriver(HandDriver):
         self._active_read = read
         self._read_cycle = cycle
         self._read_seq = self._applied_seq
+        self.clock.refit()  # while the servos answer, so that poll only maps
 
     def poll(self, cycle: int) -> HandState | None:
         self._raise_if_lost()
@@ -496,10 +497,10 @@ class DynamixelHandDriver(HandDriver):
         # tick counts whole ms: +0.5 ms is the middle of the ms it names).
         after = res.first_ns or res.end_ns
         dev = self._unwrap.unwrap(tick, after) + 500_000
-        self.clock.add(dev, res.start_ns, after)
         capture = res.start_ns + self._instr_ns
         if self.clock.ready:
-            capture = self.clock.to_host(dev)
+            capture = self.clock.to_host(dev)  # the fit made in request_state: no fit here
+        self.clock.add(dev, res.start_ns, after)
         self.device_ns = dev
         self.device_host_ns = capture
         return HandState(
