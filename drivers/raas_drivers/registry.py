@@ -44,6 +44,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "raas_drivers.hand.registration",
     "raas_drivers.trigger.registration",
     "raas_drivers.mirror.registration",
+    "raas_drivers.dynamixel",
 )
 
 ENTRY_POINT_GROUP = "raas.drivers"
