@@ -34,7 +34,11 @@ from raas_drivers.lifecycle import Device
 FAMILIES: tuple[str, ...] = ("hand", "trigger", "mocap", "cameras")
 
 #: Modules whose import registers the built-in drivers.
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = (
+    "raas_drivers.pylon",
+    "raas_drivers.uvc",
+    "raas_drivers.natnet",
+)
 
 ENTRY_POINT_GROUP = "raas.drivers"
 

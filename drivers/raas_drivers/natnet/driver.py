@@ -136,7 +136,9 @@ class NatNetMocap(MocapDriver):
             if not self._descs:
                 raise DeviceNotReadyError(self.name, f"no model definitions from {where}")
             self._map_rows(self._descs[-1])
-            sock_attr = "_NatNetClient__data_socket" if s.multicast else "_NatNetClient__command_socket"
+            sock_attr = (
+                "_NatNetClient__data_socket" if s.multicast else "_NatNetClient__command_socket"
+            )
             self._sock = getattr(client, sock_attr)
         except BaseException:
             self._close()
@@ -278,8 +280,8 @@ class NatNetMocap(MocapDriver):
                 self.counts["invisible_rows"] += 1
                 continue
             x, y, z = (float(v) / s.units_per_m for v in pos)
-            if s.up_axis == "y":
-                x, y, z = x, -z, y
+            if s.up_axis == "y":  # Motive's y-up to the cell's z-up: (x, y, z) -> (x, -z, y)
+                y, z = -z, y
             self._pos[i, 0] = x - s.origin_m[0]
             self._pos[i, 1] = y - s.origin_m[1]
             self._pos[i, 2] = z - s.origin_m[2]

@@ -26,6 +26,7 @@ Run it:  python -m raas_drivers.natnet.emulator --port 1510 [--rate 120] [--vers
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import selectors
 import signal
@@ -239,10 +240,8 @@ class NatNetEmulator:
                 self._send(NAT_UNRECOGNIZED_REQUEST, b"", addr)
 
     def _send(self, msg_id: int, payload: bytes, addr: tuple[str, int]) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.sendto(_HEADER.pack(msg_id, len(payload)) + payload, addr)
-        except OSError:
-            pass
 
     def _stream(self, now: float) -> None:
         with self._lock:
@@ -378,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     for body in args.freeze:
         emu.freeze(body)
     host, port = emu.address
-    print(f"NatNet emulator {args.version} on {host}:{port}, {args.rate:g} Hz", flush=True)
+    print(f"NatNet emulator {args.version} on {host}:{port}, {args.rate:g} Hz", flush=True)  # noqa: T201
     signal.signal(signal.SIGTERM, lambda *_: emu._stop.set())
     try:
         emu.serve()
