@@ -28,7 +28,7 @@ def _pypylon() -> None:
 def ctx(device: str, shared: dict[str, Any] | None = None) -> BuildContext:
     return BuildContext(
         device=device,
-        base_dir=Path("."),
+        base_dir=Path(),
         period_ns=PERIOD_NS,
         shared={} if shared is None else shared,
     )
