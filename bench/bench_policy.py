@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.common import dist_us, fmt_dist, ratio, write_report
-from raas.config import build_cell_config
+from raas.config import sim_cell_config
 from raas.core.observation import Observation, SourceReading
 from raas.daemon import cell_up, run_loop
 from raas.policy import CellSpec, PolicyController, RuntimeOptions, load_bundle
@@ -89,7 +89,7 @@ def ours(runner: PolicyRunner, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cell_run(bundle: Path, duration: float, cameras: int, rt: bool) -> dict[str, Any]:
-    cfg = build_cell_config(
+    cfg = sim_cell_config(
         {
             "loop": {"rate_hz": 12.5, "duration_s": duration},
             "rig": {"clock": "realtime", "rate_hz": 12.5, "cameras": cameras},

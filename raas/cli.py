@@ -18,6 +18,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "raas.commands.up",
     "raas.commands.eval",
     "raas.commands.health",
+    "raas.commands.devices",
     "raas.commands.serve",
     "raas.service.cli",
     "raas.leases.cli",

@@ -1,32 +1,44 @@
-"""The robot daemon: bring the simulated cell up, run the control loop, report, shut down.
+"""The robot daemon: build the cell from its cell file, run the control loop, report, shut down.
 
-Order matters: the rig processes start first (so they do not inherit the loop's SCHED_FIFO and
-CPU pinning), then devices are configured and activated, then this process asks for its
-real-time settings and runs the loop. Whatever happens, devices are shut down and the rig
-processes are stopped; a lost device gives exit code 3 with the device named.
+This is the composition root: it reads the cell file's devices (raas.config), builds each
+through the driver registry (raas_drivers.registry), and owns `Cell`. Subsystems (metrics,
+recording, the health check) get what they need as arguments and never import this module.
+
+Order matters: drivers are built first (the simulated rig's processes start then, so they do not
+inherit the loop's SCHED_FIFO and CPU pinning), then devices are configured and activated, then
+this process asks for its real-time settings and runs the loop. Whatever happens, devices are
+shut down in reverse order and shared resources (the simulated rig) closed; a lost device gives
+exit code 3 with the device named.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import platform
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
 
+from raas_drivers.cameras import CameraDriver
+from raas_drivers.errors import DriverConfigError
 from raas_drivers.hand import HandDriver
+from raas_drivers.hand.shape import HandShape
 from raas_drivers.lifecycle import Device
+from raas_drivers.mocap import MocapDriver
+from raas_drivers.registry import BuildContext, ProbeReport, lookup
 from raas_drivers.sim import SimRig
 from raas_drivers.source import Source
 from raas_drivers.trigger import TriggerDriver
 
-from raas.config import CellConfig
+from raas.config import CellConfig, DeviceEntry
 from raas.controllers import make_controller
 from raas.core.clock import Clock, LockstepClock, MonotonicClock
 from raas.core.controller import Controller
@@ -34,13 +46,23 @@ from raas.core.loop import ControlLoop, LoopConfig, Publisher, SourceSpec
 from raas.core.rt import RtReport, RtRequest, acquire
 from raas.core.stats import build_stats, format_summary
 from raas.core.status import StatusLine
-from raas.errors import DeviceLost
-from raas.metrics.cell import metrics_for_cell
-from raas.recording.cell import recorder_for_cell
+from raas.errors import ConfigError, DeviceLost
+from raas.metrics.cell import layout_for as metrics_layout
+from raas.metrics.cell import start_metrics
+from raas.recording.cell import layout_for as record_layout
+from raas.recording.cell import start_recorder, static_metadata
 from raas.safety import Supervisor, supervisor_for_hand
+from raas.safety.health import HealthCheck, HealthConfig, HealthReport, run_health_check
 
 EXIT_OK = 0
 EXIT_DEVICE_LOST = 3
+
+_CONTRACTS: dict[str, type[Device]] = {
+    "hand": HandDriver,
+    "trigger": TriggerDriver,
+    "mocap": MocapDriver,
+    "cameras": CameraDriver,
+}
 
 
 @dataclass(slots=True)
@@ -64,7 +86,7 @@ def _prioritise_rig(rig: SimRig, cfg: CellConfig, loop_cpus: tuple[int, ...] | N
     the loop asks for SCHED_FIFO, the rig's physics process gets it too, a notch lower, and the
     rig's processes (physics and camera renderer) keep off the loop's CPUs, which is what an
     isolated real-time core would give. The renderer stays at normal priority."""
-    if not cfg.rt.enabled or cfg.rig.clock != "realtime":
+    if not cfg.rt.enabled or rig.config.clock != "realtime":
         return "SCHED_OTHER (not requested)"
     others = sorted(set(os.sched_getaffinity(0)) - set(loop_cpus or ()))
     if loop_cpus and others:
@@ -81,8 +103,10 @@ def _prioritise_rig(rig: SimRig, cfg: CellConfig, loop_cpus: tuple[int, ...] | N
     return f"SCHED_FIFO prio {prio}"
 
 
-def _clock(cfg: CellConfig, report: RtReport) -> Clock:
-    if cfg.rig.clock == "lockstep":
+def _clock(cfg: CellConfig, report: RtReport, rig: SimRig | None) -> Clock:
+    """Lockstep only with the simulated rig in lockstep; every other cell runs on
+    CLOCK_MONOTONIC."""
+    if rig is not None and rig.config.clock == "lockstep":
         return LockstepClock()
     spin_us = cfg.rt.spin_us
     if spin_us is None:
@@ -103,31 +127,207 @@ def _stop_on_signals(loop: ControlLoop) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _build_context(cfg: CellConfig, entry: DeviceEntry, shared: dict[str, Any]) -> BuildContext:
+    return BuildContext(
+        device=entry.key,
+        base_dir=cfg.base_dir,
+        period_ns=cfg.loop.period_ns,
+        shared=shared,
+        sections=cfg.model_dump(exclude={"hand", "trigger", "mocap", "cameras"}),
+        devices={e.key: e.driver for e in cfg.devices()},
+    )
+
+
+def _refuse(entry: DeviceEntry, exc: DriverConfigError) -> ConfigError:
+    return ConfigError(exc.device, str(exc).removeprefix(f"{exc.device}: "))
+
+
+def hand_shape(cfg: CellConfig) -> HandShape:
+    """The hand's shape from the cell file alone (nothing started): its registration's
+    `hand_shape`, else the unconfigured driver's attributes. Raises ConfigError."""
+    entry = cfg.devices()[0]
+    try:
+        spec = lookup("hand", entry.driver, device="hand")
+        settings = spec.parse("hand", entry.settings)
+        ctx = _build_context(cfg, entry, {})
+        if spec.hand_shape is not None:
+            return spec.hand_shape(settings, ctx)
+        dev = spec.build(settings, ctx)
+    except DriverConfigError as exc:
+        raise _refuse(entry, exc) from None
+    try:
+        if not isinstance(dev, HandDriver):
+            raise ConfigError("hand.driver", f"driver {entry.driver!r} did not build a hand")
+        return HandShape.of(dev)
+    finally:
+        dev.shutdown()
+
+
+def probe_devices(cfg: CellConfig) -> list[ProbeReport]:
+    """Probe every device the cell file names (`raasd devices`); a driver without a probe is
+    reported as not probed. Nothing is started."""
+    shared: dict[str, Any] = {}
+    out: list[ProbeReport] = []
+    for entry in cfg.devices():
+        try:
+            spec = lookup(entry.family, entry.driver, device=entry.key)
+            settings = spec.parse(entry.key, entry.settings)
+        except DriverConfigError as exc:
+            out.append(ProbeReport(entry.key, entry.driver, False, problems=[str(exc)]))
+            continue
+        if spec.probe is None:
+            out.append(
+                ProbeReport(
+                    entry.key,
+                    entry.driver,
+                    False,
+                    problems=[f"driver {entry.driver!r} cannot probe; start the cell to try it"],
+                )
+            )
+            continue
+        try:
+            out.append(spec.probe(settings, _build_context(cfg, entry, shared)))
+        except Exception as exc:  # a probe that fails is what `devices` must report, not raise
+            out.append(
+                ProbeReport(entry.key, entry.driver, False, problems=[f"probe failed: {exc!r}"])
+            )
+    return out
+
+
 @dataclass(slots=True)
 class Cell:
     """A brought-up cell: devices active, real-time settings taken, the loop's clock chosen.
 
-    Everything a loop needs; `cell_up` owns the rig processes and shuts the devices down."""
+    Everything a loop needs; `cell_up` shuts the devices down and closes shared resources."""
 
     cfg: CellConfig
-    rig: SimRig
     hand: HandDriver
     trigger: TriggerDriver
+    #: every device, in the order they came up (hand, trigger, mocap, cameras)
     devices: list[Device]
+    #: the cell file's device key -> (driver name, device)
+    named: dict[str, tuple[str, Device]]
     sources: list[SourceSpec]
     rt_report: RtReport
     clock: Clock
-    rig_sched: str
     #: One supervisor for the cell's whole life: it outlives the loop segments of a robot.
     supervisor: Supervisor
+    #: resources devices share (e.g. "sim": the simulated rig), closed after the devices
+    shared: dict[str, Any] = field(default_factory=dict)
+    rig_sched: str = ""
+
+    @property
+    def rig(self) -> SimRig | None:
+        """The simulated rig, when any device is the simulated rig's."""
+        rig = self.shared.get("sim")
+        return rig if isinstance(rig, SimRig) else None
+
+    @property
+    def mocap(self) -> MocapDriver | None:
+        return next((d for d in self.devices if isinstance(d, MocapDriver)), None)
+
+    @property
+    def cameras(self) -> list[CameraDriver]:
+        return [d for d in self.devices if isinstance(d, CameraDriver)]
+
+    @property
+    def camera_names(self) -> list[str]:
+        """Camera names as sources call them ("left" for the source "cameras.left")."""
+        return [
+            s.source.source_name.removeprefix("cameras.")
+            for s in self.sources
+            if s.source.source_name.startswith("cameras.")
+        ]
+
+    @property
+    def camera_size(self) -> tuple[int, int]:
+        """(width, height) of the cell's first camera with a known resolution, else (0, 0)."""
+        for cam in self.cameras:
+            if cam.resolution != (0, 0):
+                return cam.resolution
+        return (0, 0)
+
+    @property
+    def marker_names(self) -> tuple[str, ...]:
+        m = self.mocap
+        return m.marker_names if m is not None else ()
+
+    @property
+    def period_s(self) -> float:
+        return self.cfg.loop.period_ns / 1e9
 
     def banner(self) -> str:
         cfg = self.cfg
+        rig = self.rig
+        rt = f"real-time: {self.rt_report.summary()}"
+        if cfg.simulated and rig is not None:
+            rc = rig.config
+            w, h = self.camera_size if self.cameras else (rc.camera_width, rc.camera_height)
+            return (
+                f"raasd: simulated cell up ({rc.clock}, {cfg.loop.rate_hz:g} Hz, "
+                f"{len(self.camera_names)} cameras at {w}x{h}, "
+                f"renderer {rig.renderer_backend or 'none'}); {rt}; rig physics {self.rig_sched}"
+            )
+        hand = self.hand
+        parts = [
+            f"hand {self.named['hand'][0]} {hand.model!r} ({len(hand.actuator_names)} actuators)",
+            f"trigger {self.named['trigger'][0]}",
+            f"mocap {self.named['mocap'][0]}" if "mocap" in self.named else "no mocap",
+        ]
+        cams = [
+            f"{k.removeprefix('cameras.')} {d}"
+            for k, (d, _) in self.named.items()
+            if k.startswith("cameras.")
+        ]
+        parts.append(f"cameras {', '.join(cams)}" if cams else "no cameras")
+        clock = "lockstep" if not self.clock.realtime else "realtime"
+        tail = f"; rig physics {self.rig_sched}" if rig is not None else ""
         return (
-            f"raasd: simulated cell up ({cfg.rig.clock}, {cfg.loop.rate_hz:g} Hz, "
-            f"{cfg.rig.cameras} cameras at {cfg.rig.camera_width}x{cfg.rig.camera_height}, "
-            f"renderer {self.rig.renderer_backend or 'none'}); "
-            f"real-time: {self.rt_report.summary()}; rig physics {self.rig_sched}"
+            f"raasd: cell up ({'; '.join(parts)}; {cfg.loop.rate_hz:g} Hz, {clock} clock); "
+            f"{rt}{tail}"
+        )
+
+    def policy_cell(self) -> Any:
+        """What this cell offers a policy bundle (raas.policy.CellSpec): its hand's shape, its
+        cameras and their resolution. Bundles are checked against it at load."""
+        # raas.policy loads onnxruntime: only when a bundle is to run
+        from raas.policy.cell import CellSpec  # noqa: PLC0415
+
+        spec = CellSpec.from_config(self.cfg, HandShape.of(self.hand))
+        w, h = self.camera_size
+        if (w, h) == (0, 0):
+            return spec
+        return dataclasses.replace(
+            spec, cameras=tuple(self.camera_names), camera_width=w, camera_height=h
+        )
+
+    def health_check(
+        self,
+        cfg: HealthConfig | None = None,
+        on_segment: Callable[[int, int, str], None] | None = None,
+    ) -> HealthCheck:
+        """The post-session health check for this cell's hand, mocap and cameras."""
+        return HealthCheck.for_devices(
+            cfg if cfg is not None else self.cfg.health,
+            self.hand,
+            self.supervisor,
+            self.devices,
+            self.period_s,
+            on_segment=on_segment,
+        )
+
+    def run_health_check(
+        self,
+        cfg: HealthConfig | None = None,
+        *,
+        publishers: list[Publisher] | None = None,
+        on_segment: Callable[[int, int, str], None] | None = None,
+    ) -> HealthReport:
+        return run_health_check(
+            self.build_loop,
+            self.cfg.loop,
+            self.health_check(cfg, on_segment),
+            publishers=publishers,
         )
 
     def build_loop(
@@ -197,65 +397,139 @@ def cell_outputs(cell: Cell) -> Iterator[CellOutputs]:
     the loop. With nothing configured this yields empty lists."""
     with contextlib.ExitStack() as stack:
         outputs = CellOutputs()
-        if cell.cfg.metrics.enabled:
-            metrics = stack.enter_context(metrics_for_cell(cell))
+        cfg = cell.cfg
+        if cfg.metrics.enabled:
+            layout = metrics_layout(
+                cfg.metrics,
+                rate_hz=cfg.loop.rate_hz,
+                sources=[spec.source.source_name for spec in cell.sources],
+                cameras=cell.camera_names,
+                camera_size=cell.camera_size,
+            )
+            loop_cpus = cell.rt_report.affinity if cell.rt_report.requested else []
+            metrics = stack.enter_context(
+                start_metrics(cfg.metrics, layout, cell.devices, loop_cpus=loop_cpus)
+            )
             outputs.publishers.append(metrics)
             print(
                 f"raasd: metrics on {metrics.url}metrics, live dashboard on {metrics.url}",
                 flush=True,
             )
-        if cell.cfg.recording.enabled:
-            recorder = stack.enter_context(recorder_for_cell(cell))
+        if cfg.recording.enabled:
+            rig = cell.rig
+            meta = static_metadata(
+                robot=cfg.metrics.robot
+                or (f"sim-{platform.node()}" if cfg.simulated else platform.node()),
+                clock=rig.config.clock if rig is not None else "realtime",
+                rate_hz=cfg.loop.rate_hz,
+                rt_summary=cell.rt_report.summary(),
+                cell_config_json=cfg.model_dump_json(),
+                hand_model=cell.hand.model,
+            )
+            recorder = stack.enter_context(
+                start_recorder(
+                    cfg.recording,
+                    record_layout(cell.sources, cell.hand, cell.marker_names),
+                    meta,
+                    cell.rt_report,
+                    cell.clock.now_ns,
+                )
+            )
             outputs.publishers.append(recorder)
             outputs.sessions.append(recorder)
         yield outputs
 
 
+def _close_shared(shared: dict[str, Any]) -> None:
+    for key, res in reversed(list(shared.items())):
+        close = getattr(res, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:
+                print(f"raasd: closing {key} failed: {exc}", file=sys.stderr)
+
+
+def build_devices(
+    cfg: CellConfig, shared: dict[str, Any], built: dict[str, tuple[str, Device]]
+) -> None:
+    """Build every device the cell file names through its registration (unconfigured) into
+    `built` (key -> (driver, device)), so the caller can shut down what was built even when a
+    later device is refused. Raises ConfigError for an unknown driver, bad settings or a device
+    of the wrong family."""
+    for entry in cfg.devices():
+        try:
+            spec = lookup(entry.family, entry.driver, device=entry.key)
+            settings = spec.parse(entry.key, entry.settings)
+            dev = spec.build(settings, _build_context(cfg, entry, shared))
+        except DriverConfigError as exc:
+            raise _refuse(entry, exc) from None
+        built[entry.key] = (entry.driver, dev)
+        contract = _CONTRACTS[entry.family]
+        if not isinstance(dev, contract):
+            raise ConfigError(
+                f"{entry.key}.driver",
+                f"driver {entry.driver!r} built a {type(dev).__name__}, not a {contract.__name__}",
+            )
+
+
 @contextmanager
 def cell_up(cfg: CellConfig) -> Iterator[Cell]:
-    """Start the rig, configure and activate every device, take the RT settings.
+    """Build the cell file's devices, configure and activate them, take the RT settings.
 
-    On exit (normal or not) every device is shut down in reverse order and the rig stopped."""
+    On exit (normal or not) every device is shut down in reverse order and shared resources
+    (the simulated rig's processes) are closed. Raises ConfigError (a device refused) and
+    DriverError (a device did not come up)."""
     deadlines = cfg.deadlines.resolve(cfg.loop.period_ns)
-    with SimRig(cfg.rig) as rig:
-        devs = rig.devices()
-        devices: list[Device] = [devs.hand, devs.trigger, devs.mocap]
-        if devs.cameras is not None:
-            devices.append(devs.cameras)
+    shared: dict[str, Any] = {}
+    named: dict[str, tuple[str, Device]] = {}
+    devices: list[Device] = []
+    try:
         try:
-            for d in devices:
-                d.configure()
-            for d in devices:
-                d.activate()
-            specs = [
-                SourceSpec(devs.hand, deadlines["hand"]),
-                SourceSpec(devs.trigger, deadlines["trigger"], required=False),
-                SourceSpec(devs.mocap, deadlines["mocap"]),
-            ]
-            if devs.cameras is not None:
-                cam_sources: list[Source] = list(devs.cameras.sources())
-                specs += [SourceSpec(s, deadlines["cameras"], required=False) for s in cam_sources]
-            request = _rt_request(cfg)
-            rig_sched = _prioritise_rig(rig, cfg, request.cpus)
-            report = acquire(request)
-            yield Cell(
-                cfg=cfg,
-                rig=rig,
-                hand=devs.hand,
-                trigger=devs.trigger,
-                devices=devices,
-                sources=specs,
-                rt_report=report,
-                clock=_clock(cfg, report),
-                rig_sched=rig_sched,
-                supervisor=supervisor_for_hand(devs.hand, cfg.safety, cfg.loop.period_ns / 1e9),
-            )
+            build_devices(cfg, shared, named)
         finally:
-            for d in reversed(devices):
-                try:
-                    d.shutdown()
-                except Exception as exc:
-                    print(f"raasd: shutdown of {d.name} failed: {exc}", file=sys.stderr)
+            devices = [d for _, d in named.values()]
+        for d in devices:
+            d.configure()
+        for d in devices:
+            d.activate()
+        hand = named["hand"][1]
+        trigger = named["trigger"][1]
+        assert isinstance(hand, HandDriver) and isinstance(trigger, TriggerDriver)
+        specs = [
+            SourceSpec(hand, deadlines["hand"]),
+            SourceSpec(trigger, deadlines["trigger"], required=False),
+        ]
+        for _, dev in named.values():
+            if isinstance(dev, MocapDriver):
+                specs.append(SourceSpec(dev, deadlines["mocap"]))
+            elif isinstance(dev, CameraDriver):
+                cam_sources: list[Source] = list(dev.sources())
+                specs += [SourceSpec(s, deadlines["cameras"], required=False) for s in cam_sources]
+        request = _rt_request(cfg)
+        rig = shared.get("sim")
+        rig_sched = _prioritise_rig(rig, cfg, request.cpus) if isinstance(rig, SimRig) else ""
+        report = acquire(request)
+        yield Cell(
+            cfg=cfg,
+            hand=hand,
+            trigger=trigger,
+            devices=devices,
+            named=named,
+            sources=specs,
+            rt_report=report,
+            clock=_clock(cfg, report, rig if isinstance(rig, SimRig) else None),
+            supervisor=supervisor_for_hand(hand, cfg.safety, cfg.loop.period_ns / 1e9),
+            shared=shared,
+            rig_sched=rig_sched,
+        )
+    finally:
+        for d in reversed(devices):
+            try:
+                d.shutdown()
+            except Exception as exc:
+                print(f"raasd: shutdown of {d.name} failed: {exc}", file=sys.stderr)
+        _close_shared(shared)
 
 
 def run_loop(loop: ControlLoop) -> int:
@@ -282,7 +556,7 @@ def run_cell(
     controller: Controller | None = None,
     out: TextIO | None = None,
 ) -> RunOutcome:
-    """Run the simulated cell until the duration ends, a signal arrives or a device is lost.
+    """Run the cell until the duration ends, a signal arrives or a device is lost.
 
     `controller` defaults to the built-in one named by `cfg.controller`."""
     out = out if out is not None else sys.stdout
@@ -291,7 +565,13 @@ def run_cell(
         ctl = (
             controller
             if controller is not None
-            else make_controller(cfg.controller, period_ns / 1e9)
+            else make_controller(
+                cfg.controller,
+                period_ns / 1e9,
+                limits=cell.hand.limits,
+                actuator_names=tuple(cell.hand.actuator_names),
+                idle=cell.hand.idle_action,
+            )
         )
         with cell_outputs(cell) as outputs:
             loop = cell.build_loop(
@@ -307,16 +587,21 @@ def run_cell(
             finally:
                 for sink in outputs.sessions:
                     sink.end_session()
-        stats = build_stats(
-            loop,
-            {
-                "rig": {
-                    "renderer": cell.rig.renderer_backend,
-                    "clock": cfg.rig.clock,
-                    "seed": cfg.rig.seed,
-                }
-            },
-        )
+        rig = cell.rig
+        extra: dict[str, Any] = {
+            "cell": {
+                "devices": {k: d for k, (d, _) in cell.named.items()},
+                "hand_model": cell.hand.model,
+                "actuators": len(cell.hand.actuator_names),
+            }
+        }
+        if rig is not None:
+            extra["rig"] = {
+                "renderer": rig.renderer_backend,
+                "clock": rig.config.clock,
+                "seed": rig.config.seed,
+            }
+        stats = build_stats(loop, extra)
     print(format_summary(stats), file=out, flush=True)
     if stats_json is not None:
         stats_json.parent.mkdir(parents=True, exist_ok=True)

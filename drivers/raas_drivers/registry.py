@@ -7,7 +7,11 @@ driver's settings. A registration carries:
 - `settings`: a pydantic model of the driver's settings (extra fields forbidden, so a typo names
   itself), kept in the driver's folder beside the driver (lerobot's layout);
 - `build(settings, ctx)`: the configured-but-unconfigured Device (lifecycle UNCONFIGURED);
-- `probe(settings, ctx)`: optional; looks for the device without driving it, for `raasd devices`.
+- `probe(settings, ctx)`: optional; looks for the device without driving it, for `raasd devices`;
+- `hand_shape(settings, ctx)`: hand family, optional; the hand's shape from its settings alone
+  (no device opened, nothing started). Without it the composition builds the driver and reads
+  the shape attributes of the unconfigured instance, so a hand driver's constructor must set
+  them from settings/calibration without touching the hardware.
 
 Vendor libraries (dynamixel-sdk, pypylon, ...) are imported inside build/probe, never at
 registration, so every driver can be listed and its settings checked on a machine without them.
@@ -28,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from raas_drivers.errors import DriverConfigError, UnknownDriverError
+from raas_drivers.hand.shape import HandShape
 from raas_drivers.lifecycle import Device
 
 #: The device families a cell file may name, each with one contract.
@@ -35,6 +40,10 @@ FAMILIES: tuple[str, ...] = ("hand", "trigger", "mocap", "cameras")
 
 #: Modules whose import registers the built-in drivers.
 BUILTIN_MODULES: tuple[str, ...] = (
+    "raas_drivers.sim.registration",
+    "raas_drivers.hand.registration",
+    "raas_drivers.trigger.registration",
+    "raas_drivers.mirror.registration",
     "raas_drivers.pylon",
     "raas_drivers.uvc",
     "raas_drivers.natnet",
@@ -53,13 +62,22 @@ class BuildContext:
     base_dir:  the cell file's folder; relative paths in settings (calibration files) resolve here
     period_ns: the control loop's period
     shared:    per-cell resources that several devices share, keyed by the driver that made them
-               (e.g. the started simulated rig); the composition closes what has a close()
+               (e.g. "sim": the started simulated rig); one dict for the whole cell, so the
+               first device that needs a resource makes it and the others find it. After every
+               device is shut down the composition closes (in reverse order of insertion) each
+               value that has a close()
+    sections:  the cell file's other top-level sections as plain data (e.g. "rig", "loop"),
+               for a driver family that has a cell-wide section of its own
+    devices:   every device of the cell file -> its driver name ("hand" -> "mirror",
+               "cameras.left" -> "sim"), so a shared resource can size itself for all of them
     """
 
     device: str
     base_dir: Path
     period_ns: int
     shared: dict[str, Any] = field(default_factory=dict)
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    devices: Mapping[str, str] = field(default_factory=dict)
 
     def path(self, p: str | Path) -> Path:
         """A settings path resolved against the cell file's folder."""
@@ -94,6 +112,7 @@ class DriverSpec(Generic[S]):
     build: Callable[[S, BuildContext], Device]
     summary: str
     probe: Callable[[S, BuildContext], ProbeReport] | None = None
+    hand_shape: Callable[[S, BuildContext], HandShape] | None = None
 
     def parse(self, device: str, raw: Mapping[str, Any]) -> S:
         """Validate this driver's settings; errors name the field as `<device>.<field>`."""

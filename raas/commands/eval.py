@@ -1,4 +1,4 @@
-"""`raasd eval BUNDLE --sim`: score a policy bundle on the simulated cell, Dactyl's protocol.
+"""`raasd eval BUNDLE --sim` (or `--config CELL.toml`): score a policy bundle, Dactyl's protocol.
 
 The bundle is loaded (validated, warmed up, its latency measured against the budget) before the
 cell comes up. Each episode then runs on a freshly started rig seeded seed + episode (the block
@@ -26,16 +26,25 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "eval",
         help="score a policy bundle on the cell (Dactyl's block reorientation protocol)",
-        description="Load a policy bundle, run it in the control loop on the simulated cell and "
-        "score it: new goal after each success (orientation error under the threshold), an "
-        "episode ends at 50 successes, a dropped block or a goal timeout.",
+        description="Load a policy bundle, run it in the control loop on the cell (--config "
+        "CELL.toml or --sim) and score it: new goal after each success (orientation error "
+        "under the threshold), an episode ends at 50 successes, a dropped block or a goal timeout.",
     )
     p.add_argument("bundle", type=Path, help="bundle directory, .zip or .tar")
-    p.add_argument("--sim", action="store_true", help="use the simulated rig (required for now)")
+    p.add_argument(
+        "--sim",
+        action="store_true",
+        help="the simulated cell (raas/cells/sim.toml); with --config, that file is laid over it",
+    )
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (10)")
     p.add_argument("--seed", type=int, default=0, help="goals and rig seed (0)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the summary as JSON")
-    p.add_argument("--config", type=Path, help="TOML cell configuration; flags override it")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="CELL.toml",
+        help="the cell file (docs/hardware.md); flags override it",
+    )
     p.add_argument("--clock", choices=("lockstep", "realtime"), default=None, help="(lockstep)")
     p.add_argument("--cameras", type=int, metavar="N", help="cameras 0-3 (3 with a vision model)")
     p.add_argument("--budget-ms", type=float, help="inference budget (half the period)")
@@ -63,9 +72,9 @@ def register(sub: Any) -> None:
 
 
 def _cell_config(args: argparse.Namespace, period_s: float, vision: bool) -> Any:
-    from raas.config import build_cell_config, load_config_file, merge
+    from raas.config import build_cell_config, cell_data, keep_cameras, merge
 
-    base = load_config_file(args.config) if args.config else {}
+    base, base_dir = cell_data(args.config, sim=args.sim, what="raasd eval")
     rate = 1.0 / period_s
     data = merge({"rig": {"clock": "lockstep", "cameras": 3 if vision else 0}}, base)
     over: dict[str, Any] = {
@@ -74,15 +83,16 @@ def _cell_config(args: argparse.Namespace, period_s: float, vision: bool) -> Any
     }
     if args.clock is not None:
         over["rig"]["clock"] = args.clock
-    if args.cameras is not None:
-        over["rig"]["cameras"] = args.cameras
     if args.no_rt:
         over["rt"] = {"enabled": False}
     if getattr(args, "metrics_port", None) is not None:
         over["metrics"] = {"enabled": True, "port": args.metrics_port}
     if getattr(args, "record", None) is not None:
         over["recording"] = {"enabled": True, "directory": str(args.record)}
-    return build_cell_config(merge(data, over))
+    data = merge(data, over)
+    if args.cameras is not None:
+        data = keep_cameras(data, args.cameras)
+    return build_cell_config(data).with_base_dir(base_dir)
 
 
 class _Progress:
@@ -168,7 +178,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from raas_drivers.errors import DriverError
 
     from raas.core.timing import percentiles_us
-    from raas.daemon import EXIT_DEVICE_LOST, cell_outputs, cell_up, run_loop
+    from raas.daemon import EXIT_DEVICE_LOST, cell_outputs, cell_up, hand_shape, run_loop
     from raas.errors import ConfigError
     from raas.policy import CellSpec, RuntimeOptions, load_bundle
     from raas.policy.bundle import open_bundle
@@ -178,9 +188,6 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from raas.task.reorientation import TaskConfig
 
     out = out if out is not None else sys.stdout
-    if not args.sim:
-        print("raasd eval: only the simulated rig exists yet; pass --sim", file=sys.stderr)
-        return EXIT_CONFIG
     if args.episodes < 1:
         print("raasd eval: --episodes must be >= 1", file=sys.stderr)
         return EXIT_CONFIG
@@ -198,7 +205,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
             args.bundle,
             period_s=period_s,
             budget_ms=args.budget_ms,
-            cell=CellSpec.from_config(cfg),
+            cell=CellSpec.from_config(cfg, hand_shape(cfg)),
             options=RuntimeOptions(intra_op_threads=args.threads),
         )
     except BundleError as exc:
@@ -260,6 +267,9 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     print(f"raasd eval: stopped by {res.stop_reason}", file=out)
                     break
             episode = len(ctl.records)
+    except ConfigError as exc:
+        print(f"raasd eval: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except DriverError as exc:
         print(f"raasd eval: the cell did not come up: {exc}", file=sys.stderr)
         return EXIT_DEVICE_LOST

@@ -1,4 +1,4 @@
-"""`raasd health --sim`: run the post-session health check on a fresh simulated cell.
+"""`raasd health --config CELL.toml` (or `--sim`): the post-session health check on a fresh cell.
 
 Brings the cell up, moves the hand home and through its range (raas.safety.health), prints
 each check PASS/FAIL with its detail and exits 0 when every check passed, 1 when one failed,
@@ -12,7 +12,14 @@ import json
 import sys
 from typing import Any, TextIO
 
-from raas.commands.cell_flags import add_cell_flags, cell_overrides
+from raas.commands.cell_flags import (
+    add_cell_flags,
+    assemble_from_args,
+    cell_overrides,
+    rig_overrides,
+)
+
+__all__ = ["main", "print_report", "register", "rig_overrides"]
 from raas.errors import ConfigError
 
 EXIT_PASS = 0
@@ -31,46 +38,12 @@ def register(sub: Any) -> None:
     )
     add_cell_flags(p, duration_help="not used: the check takes its own time (~17 s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    p.add_argument(
-        "--rig",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a [rig] field, e.g. --rig motor_ambient_c=70 (dots reach nested sections: "
-        "--rig faults.camera_black_at_s=0); repeatable",
-    )
     p.set_defaults(func=main)
 
 
-def _value(text: str) -> Any:
-    """A TOML-ish scalar: JSON number/bool/null, else the string itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def rig_overrides(pairs: list[str]) -> dict[str, Any]:
-    """--rig KEY=VALUE ... as a nested dict. Raises ConfigError for a pair without '='."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError("--rig", f"expected KEY=VALUE, got {pair!r}")
-        *path, last = key.strip().split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = _value(text.strip())
-    return out
-
-
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from raas.config import merge
-
     out = cell_overrides(args)
     out["loop"].pop("duration_s", None)
-    out["rig"] = merge(rig_overrides(args.rig), out["rig"])
     return out
 
 
@@ -83,14 +56,9 @@ def print_report(report: Any, out: TextIO) -> None:
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from raas.config import assemble_cell_config
-
     out = out if out is not None else sys.stdout
-    if not args.sim:
-        print("raasd health: only the simulated rig exists yet; pass --sim", file=sys.stderr)
-        return EXIT_CONFIG
     try:
-        cfg = assemble_cell_config(args.config, {"rig": {"clock": "realtime"}}, _overrides(args))
+        cfg = assemble_from_args(args, _overrides(args), "raasd health")
     except ConfigError as exc:
         print(f"raasd health: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -99,7 +67,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     from raas.daemon import EXIT_DEVICE_LOST, cell_up, run_loop
     from raas.safety.errors import TransitionRefusedError
-    from raas.safety.health import HealthCheck, HealthReport, health_loop, supervisor_check
+    from raas.safety.health import HealthReport, health_loop, supervisor_check
 
     log = sys.stderr if args.json else out
 
@@ -109,7 +77,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         with cell_up(cfg) as cell:
             print(cell.banner(), file=log, flush=True)
-            check = HealthCheck.for_cell(cell, cfg.health, on_segment=progress)
+            check = cell.health_check(cfg.health, on_segment=progress)
             print(
                 f"raasd health: {len(check.cameras)} cameras, "
                 f"{len(check.markers.names)} markers; about {check.planned_s:.0f} s of robot time",
@@ -117,7 +85,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 flush=True,
             )
             try:
-                loop = health_loop(cell, check)
+                loop = health_loop(cell.build_loop, cfg.loop, check)
             except TransitionRefusedError as exc:
                 print(f"raasd health: {exc}", file=sys.stderr)
                 return EXIT_FAIL
@@ -127,6 +95,9 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
             report: HealthReport = check.report([supervisor_check(loop)])
             if loop.result.stop_reason in ("SIGINT", "SIGTERM"):
                 print(f"raasd health: stopped by {loop.result.stop_reason}", file=log)
+    except ConfigError as exc:
+        print(f"raasd health: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except DriverError as exc:
         print(f"raasd health: the cell did not come up: {exc}", file=sys.stderr)
         return EXIT_DEVICE_LOST

@@ -1,4 +1,4 @@
-"""`raasd run --sim`: run the robot cell's control loop on the simulated rig."""
+"""`raasd run --config CELL.toml` (or `--sim`): run the robot cell's control loop."""
 
 from __future__ import annotations
 
@@ -7,23 +7,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from raas.commands.cell_flags import add_cell_flags, cell_overrides
+from raas.commands.cell_flags import add_cell_flags, assemble_from_args, cell_overrides
 from raas.controllers import CONTROLLERS
 from raas.errors import ConfigError
 
 EXIT_CONFIG = 2
+EXIT_BUNDLE = 5
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "run",
         help="run the control loop on the cell",
-        description="Run the robot cell's control loop. Until real hardware drivers exist, "
-        "--sim is required: the simulated Shadow-hand rig runs in its own processes.",
+        description="Run the robot cell's control loop on the cell a cell file describes "
+        "(--config, docs/hardware.md) or on the simulated cell (--sim): a built-in controller, "
+        "or a policy bundle (--policy).",
     )
     add_cell_flags(p, duration_help="measured seconds (until Ctrl-C)")
     p.add_argument("--resolution", metavar="WxH", help="camera resolution (200x200)")
     p.add_argument("--controller", choices=CONTROLLERS, help="built-in controller (gait)")
+    p.add_argument(
+        "--policy",
+        type=Path,
+        metavar="BUNDLE",
+        help="run this policy bundle in the loop instead (refused unless made for the cell's "
+        "hand; docs/policy.md)",
+    )
     p.add_argument("--apply-phase", type=float, metavar="MS", help="apply at t_k + MS")
     p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no live status line")
@@ -64,13 +73,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from raas.config import assemble_cell_config
-
-    if not args.sim:
-        print("raasd run: only the simulated rig exists yet; pass --sim", file=sys.stderr)
-        return EXIT_CONFIG
     try:
-        cfg = assemble_cell_config(args.config, {"rig": {"clock": "realtime"}}, _overrides(args))
+        cfg = assemble_from_args(args, _overrides(args), "raasd run")
     except ConfigError as exc:
         print(f"raasd run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -80,10 +84,28 @@ def main(args: argparse.Namespace) -> int:
     from raas.daemon import EXIT_DEVICE_LOST, run_cell
     from raas.recording.errors import RecordingError
 
+    controller = None
+    if args.policy is not None:
+        from raas.policy.errors import BundleError
+
+        try:
+            controller = _policy(args.policy, cfg)
+        except BundleError as exc:
+            print(f"raasd run: bundle refused: {exc}", file=sys.stderr)
+            return EXIT_BUNDLE
+        except ConfigError as exc:
+            print(f"raasd run: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         outcome = run_cell(
-            cfg, stats_json=args.stats_json, status_stream=None if args.quiet else sys.stderr
+            cfg,
+            controller=controller,
+            stats_json=args.stats_json,
+            status_stream=None if args.quiet else sys.stderr,
         )
+    except ConfigError as exc:
+        print(f"raasd run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except DriverError as exc:
         print(f"raasd run: the cell did not come up: {exc}", file=sys.stderr)
         return EXIT_DEVICE_LOST
@@ -91,3 +113,24 @@ def main(args: argparse.Namespace) -> int:
         print(f"raasd run: recording: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return outcome.exit_code
+
+
+def _policy(bundle: Path, cfg: Any) -> Any:
+    """The bundle as the loop's controller, checked against the cell's hand before the cell
+    comes up. Raises BundleError (refused), ConfigError (the cell file)."""
+    from raas.daemon import hand_shape
+    from raas.policy import CellSpec, PolicyController, load_bundle
+
+    runner = load_bundle(
+        bundle,
+        period_s=cfg.loop.period_ns / 1e9,
+        cell=CellSpec.from_config(cfg, hand_shape(cfg)),
+    )
+    lat = runner.load_latency_us
+    print(
+        f"raasd run: bundle {runner.manifest.name} loaded ({runner.provider}); inference p50 "
+        f"{lat['p50']:.1f} us, p99 {lat['p99']:.1f} us",
+        file=sys.stderr,
+        flush=True,
+    )
+    return PolicyController(runner)

@@ -1,4 +1,5 @@
-"""`raasd robot --sim`: the robot on the network (sessions, remote step, policy runs, stream).
+"""`raasd robot --config CELL.toml` (or `--sim`): the robot on the network (sessions, remote
+step, policy runs, stream).
 
 (`raasd serve` is the reservation service; this command serves the robot itself.)"""
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from raas.commands.cell_flags import add_cell_flags, cell_overrides
+from raas.commands.cell_flags import add_cell_flags, assemble_from_args, cell_overrides
 from raas.errors import ConfigError
 
 EXIT_CONFIG = 2
@@ -19,9 +20,9 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "robot",
         help="put the robot on the network: sessions, remote step, policy runs, streaming",
-        description="Run the cell's loop driven by remote sessions (docs/protocol.md). Until "
-        "real hardware drivers exist, --sim is required. The [transport] section of --config "
-        "sets endpoints, keys and timeouts; flags override it.",
+        description="Run the cell's loop driven by remote sessions (docs/protocol.md), on the "
+        "cell of --config (docs/hardware.md) or the simulated cell (--sim). The [transport] "
+        "section of the cell file sets endpoints, keys and timeouts; flags override it.",
     )
     add_cell_flags(p, duration_help="stop after S measured seconds")
     p.add_argument("--robot", help="robot name leases must carry (shadow-1)")
@@ -77,13 +78,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from raas.config import assemble_cell_config
-
-    if not args.sim:
-        print("raasd robot: only the simulated rig exists yet; pass --sim", file=sys.stderr)
-        return EXIT_CONFIG
     try:
-        cfg = assemble_cell_config(args.config, {"rig": {"clock": "realtime"}}, _overrides(args))
+        cfg = assemble_from_args(args, _overrides(args), "raasd robot")
     except ConfigError as exc:
         print(f"raasd robot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -101,6 +97,9 @@ def main(args: argparse.Namespace) -> int:
             status_stream=None if args.quiet else sys.stderr,
             stats_json=args.stats_json,
         )
+    except ConfigError as exc:
+        print(f"raasd robot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except DriverError as exc:
         print(f"raasd robot: the cell did not come up: {exc}", file=sys.stderr)
         return EXIT_DEVICE_LOST

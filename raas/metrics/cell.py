@@ -1,5 +1,8 @@
 """Bring a cell's metrics up: create the board, start the exporter process, yield the publisher.
 
+The composition (raas.daemon.cell_outputs) hands over what a board needs: the loop's rate, the
+cell's sources and cameras, its devices and the loop's CPUs.
+
 On exit the board is marked STOPPED (the dashboard says so for its last moments), the exporter
 is stopped and the board file removed.
 """
@@ -16,15 +19,11 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from raas.metrics.board import Board, BoardLayout, default_board_path, thumbnail_geometry
 from raas.metrics.config import MetricsConfig
 from raas.metrics.errors import ExporterStartError
 from raas.metrics.publisher import MetricsPublisher, StatsDevice
-
-if TYPE_CHECKING:
-    from raas.daemon import Cell
 
 _READY = re.compile(r"serving (http://\S+)")
 
@@ -123,21 +122,3 @@ def start_metrics(
             exporter.stop()
         path.unlink(missing_ok=True)
         board.close()
-
-
-@contextmanager
-def metrics_for_cell(cell: Cell) -> Iterator[MetricsPublisher]:
-    """start_metrics() for a brought-up cell: its sources, cameras, devices and loop CPUs."""
-    cfg = cell.cfg
-    names = [spec.source.source_name for spec in cell.sources]
-    cameras = [n.removeprefix("cameras.") for n in names if n.startswith("cameras.")]
-    layout = layout_for(
-        cfg.metrics,
-        rate_hz=cfg.loop.rate_hz,
-        sources=names,
-        cameras=cameras,
-        camera_size=(cfg.rig.camera_width, cfg.rig.camera_height),
-    )
-    loop_cpus = cell.rt_report.affinity if cell.rt_report.requested else []
-    with start_metrics(cfg.metrics, layout, cell.devices, loop_cpus=loop_cpus) as pub:
-        yield pub

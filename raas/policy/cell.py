@@ -1,5 +1,8 @@
-"""What the cell offers a policy: actuators and their limits, mocap marker layout, cameras,
-control period. Bundles are validated against it at load."""
+"""What the cell offers a policy: the hand (model, actuators and their limits, joints), mocap
+marker layout, cameras, control period. Bundles are validated against it at load.
+
+The hand comes from the hand's driver (`CellSpec.of(HandShape, ...)`); the default is the
+Shadow-type hand of the simulated cell."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from raas_drivers.cameras import CAMERA_NAMES
 from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, JOINT_NAMES
+from raas_drivers.hand.shape import SHADOW_MODEL, HandShape
 
 from raas.config import CellConfig
 
@@ -39,6 +43,8 @@ class CellSpec:
     cameras: tuple[str, ...] = CAMERA_NAMES
     camera_width: int = 200
     camera_height: int = 200
+    #: what the hand is, as a manifest's `hand.model` names it
+    hand_model: str = SHADOW_MODEL
 
     @property
     def idle_action(self) -> np.ndarray:
@@ -49,10 +55,19 @@ class CellSpec:
         return np.array([self.marker_names.index(n) for n in names], dtype=np.intp)
 
     @classmethod
-    def from_config(cls, cfg: CellConfig) -> CellSpec:
+    def from_config(cls, cfg: CellConfig, hand: HandShape | None = None) -> CellSpec:
+        """The cell a cell file describes: `hand` (raas.daemon.hand_shape; default the Shadow
+        hand), the cell file's cameras (at the simulated rig's resolution: the only one known
+        before the cameras are up)."""
         rig = cfg.rig
+        cameras = tuple(cfg.cameras) if cfg.hand is not None else CAMERA_NAMES[: rig.cameras]
+        shape = hand if hand is not None else HandShape.shadow()
         return cls(
-            cameras=CAMERA_NAMES[: rig.cameras],
+            actuator_names=shape.actuator_names,
+            actuator_limits=np.array(shape.limits, dtype=np.float64),
+            joint_names=shape.joint_names,
+            cameras=cameras,
             camera_width=rig.camera_width,
             camera_height=rig.camera_height,
+            hand_model=shape.model,
         )

@@ -12,6 +12,8 @@ The weights are random (seeded): these bundles exercise the pipeline and its tim
 reorient the block. Policies are exported with torch.onnx.export, as a researcher would.
 
     python -m raas.policy.examples DIR [--camera 200x200]     (or: raasd bundles make DIR)
+    python -m raas.policy.examples DIR --actuators 16 | --cell CELL.toml   (any hand:
+        raas.policy.hand_bundle; the Shadow-hand examples above are then not made)
 """
 
 from __future__ import annotations
@@ -312,7 +314,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("dir", type=Path)
     p.add_argument("--only", choices=EXAMPLES, action="append", help="just these examples")
     p.add_argument("--camera", default="200x200", help="vision model image size WxH (200x200)")
+    hand = p.add_mutually_exclusive_group()
+    hand.add_argument(
+        "--actuators",
+        type=int,
+        metavar="N",
+        help="a bundle for an N-actuator mirror hand (names joint_0..), raas.policy.hand_bundle",
+    )
+    hand.add_argument(
+        "--cell",
+        type=Path,
+        metavar="CELL.toml",
+        help="a bundle for this cell file's hand (its model, actuators and loop rate)",
+    )
+    p.add_argument("--hand-model", default="mirror", help="hand.model with --actuators (mirror)")
     args = p.parse_args(argv)
+    if args.actuators is not None or args.cell is not None:
+        from raas.policy.hand_bundle import hand_bundle_from_args  # noqa: PLC0415 - no torch
+
+        path = hand_bundle_from_args(args.dir, args.actuators, args.cell, args.hand_model, None)
+        sys.stdout.write(f"hand: {path}\n")
+        return 0
     made = make_examples(args.dir, args.only or EXAMPLES, parse_resolution(args.camera))
     for name, path in made.items():
         sys.stdout.write(f"{name}: {path}\n")

@@ -15,6 +15,9 @@ class ObservationKey:
     #: Cell sources the key is computed from ("object" means: mocap, or cameras via the
     #: bundle's vision model).
     sources: tuple[str, ...]
+    #: "joints" / "actuators": a vector as long as the hand has joints / actuators (`shape` is
+    #: the Shadow hand's); checked against the cell's hand when the bundle loads
+    hand_sized: str | None = None
 
 
 KEYS: dict[str, ObservationKey] = {
@@ -68,23 +71,27 @@ KEYS: dict[str, ObservationKey] = {
             "joint_positions",
             (24,),
             "rad",
-            "the hand's 24 joint angles in JOINT_NAMES order",
+            "the hand's joint angles in its joint order (24 on the Shadow hand, JOINT_NAMES)",
             ("hand",),
+            "joints",
         ),
         ObservationKey(
             "joint_velocities",
             (24,),
             "rad/s",
-            "the hand's 24 joint velocities in JOINT_NAMES order",
+            "the hand's joint velocities in its joint order (24 on the Shadow hand)",
             ("hand",),
+            "joints",
         ),
         ObservationKey(
             "previous_action",
             (20,),
             "rad",
-            "the position targets the policy produced in the previous cycle (after smoothing); "
-            "the idle action at the start of an episode",
+            "the position targets the policy produced in the previous cycle (after smoothing), "
+            "one per actuator of the hand (20 on the Shadow hand); the idle action at the start "
+            "of an episode",
             (),
+            "actuators",
         ),
     )
 }

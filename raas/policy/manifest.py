@@ -51,7 +51,13 @@ class ObservationField(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> ObservationField:
         key = KEYS[self.key]
-        if tuple(self.shape) != key.shape:
+        if key.hand_sized is not None:  # its length is the hand's: checked at load
+            if len(self.shape) != 1 or self.shape[0] < 1:
+                raise ValueError(
+                    f"shape {self.shape} of {self.key!r}: one dimension, the hand's "
+                    f"{key.hand_sized} (e.g. {list(key.shape)} on the Shadow hand)"
+                )
+        elif tuple(self.shape) != key.shape:
             raise ValueError(
                 f"shape {self.shape} of {self.key!r} does not match the cell's {list(key.shape)}"
             )
@@ -169,6 +175,19 @@ class VisionSpec(BaseModel):
         return v
 
 
+class HandSpec(BaseModel):
+    """The hand the policy was made for; a cell whose hand differs refuses the bundle at load."""
+
+    model_config = _STRICT
+
+    model: str = Field(
+        default="shadow-dexterous",
+        min_length=1,
+        description="the hand model as the cell's hand driver names it (raasd devices shows "
+        "it); bundles without [hand] are for the Shadow-type hand",
+    )
+
+
 class BundleManifest(BaseModel):
     """A policy bundle's manifest (format 1)."""
 
@@ -185,6 +204,7 @@ class BundleManifest(BaseModel):
     action: ActionSpec
     state: list[StateTensor] = Field(default_factory=list, description="recurrent state")
     vision: VisionSpec | None = None
+    hand: HandSpec = Field(default_factory=HandSpec, description="the hand the policy drives")
 
     @model_validator(mode="after")
     def _names(self) -> BundleManifest:

@@ -102,6 +102,40 @@ def _check_policy_io(
             )
 
 
+def _some(names: list[str], n: int = 4) -> str:
+    more = len(names) - n
+    return ", ".join(names[:n]) + (f" and {more} more" if more > 0 else "")
+
+
+def _check_hand(m: BundleManifest, cell: CellSpec) -> None:
+    """The bundle's hand must be the cell's: model, actuators, and the hand-sized keys."""
+    unknown = [a for a in m.action.actuators if a not in cell.actuator_names]
+    if m.hand.model != cell.hand_model:
+        what = f"{len(m.action.actuators)} actuators"
+        if unknown:
+            what += f", {len(unknown)} of them unknown to this hand ({_some(unknown)})"
+        raise CellMismatchError(
+            "hand.model",
+            f"the bundle was made for the hand {m.hand.model!r} ({what}); the cell's hand is "
+            f"{cell.hand_model!r} with {len(cell.actuator_names)} actuators "
+            f"({_some(list(cell.actuator_names))})",
+        )
+    if unknown:
+        raise CellMismatchError(
+            "action.actuators",
+            f"the cell's hand {cell.hand_model!r} has no actuator {', '.join(unknown)}",
+        )
+    sizes = {"joints": len(cell.joint_names), "actuators": len(cell.actuator_names)}
+    for i, f in enumerate(m.observation.fields):
+        key = KEYS[f.key]
+        if key.hand_sized is not None and f.shape[0] != sizes[key.hand_sized]:
+            raise CellMismatchError(
+                f"observation.fields.{i}.shape",
+                f"{f.key!r} has {f.shape[0]} values in the bundle but the cell's hand "
+                f"{cell.hand_model!r} has {sizes[key.hand_sized]} {key.hand_sized}",
+            )
+
+
 def _check_cell(m: BundleManifest, cell: CellSpec, period_s: float) -> None:
     if abs(m.control_period_s - period_s) > 0.01 * period_s:
         raise CellMismatchError(
@@ -110,11 +144,7 @@ def _check_cell(m: BundleManifest, cell: CellSpec, period_s: float) -> None:
             f"every {period_s * 1e3:g} ms ({1 / period_s:g} Hz); run the cell at "
             f"{1 / m.control_period_s:g} Hz",
         )
-    unknown = [a for a in m.action.actuators if a not in cell.actuator_names]
-    if unknown:
-        raise CellMismatchError(
-            "action.actuators", f"the cell's hand has no actuator {', '.join(unknown)}"
-        )
+    _check_hand(m, cell)
     if m.vision is not None:
         v = m.vision
         missing = [c for c in v.cameras if c not in cell.cameras]

@@ -3,7 +3,6 @@ decide what reaches the motors. docs/safety.md describes it for operators."""
 
 from __future__ import annotations
 
-from raas_drivers.hand.config import ACTUATOR_JOINT_INDEX, EFFORT_LIMITS
 from raas_drivers.hand.driver import HandDriver
 
 from raas.safety.conditioning import STAGE_NAMES, ActionConditioner, Stage
@@ -32,7 +31,13 @@ __all__ = [
 
 
 def supervisor_for_hand(hand: HandDriver, cfg: SafetyConfig, period_s: float) -> Supervisor:
-    """A supervisor for a HandDriver: its limits, force limits, joint map and idle pose as home."""
+    """A supervisor for a HandDriver: its limits, effort limits, joint map and idle pose as home
+    (all from the driver, so any hand shape works)."""
     return Supervisor(
-        hand.limits, EFFORT_LIMITS, hand.idle_action, ACTUATOR_JOINT_INDEX, cfg, period_s
+        hand.limits,
+        hand.effort_limits,
+        hand.idle_action,
+        hand.actuator_joint_index,
+        cfg,
+        period_s,
     )

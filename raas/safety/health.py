@@ -23,7 +23,10 @@ supervisor's staleness watchdog.
 
 `report()` gives the checks in the shape of the service heartbeat's `health` field:
 joints_home, joints_range, mocap_markers, camera_<name>..., temperatures.
-`run_health_check(cell, cfg)` runs it on a brought-up cell and adds a `supervisor` check.
+`run_health_check(build_loop, ...)` runs it on a brought-up cell (raas.daemon hands over what
+it needs: its loop builder, hand, supervisor, mocap and cameras) and adds a `supervisor` check.
+A hand whose actuators are not the Shadow hand's (a mirror or Dynamixel hand) moves one actuator
+at a time unless [health] groups names its own.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from raas_drivers.cameras import CameraDriver, CameraFrame
-from raas_drivers.hand import HandState
+from raas_drivers.hand import HandDriver, HandState
 from raas_drivers.hand.config import ACTUATOR_NAMES
 from raas_drivers.mocap import MocapDriver, MocapFrame
 
@@ -46,8 +49,11 @@ from raas.safety.errors import SafetyConfigError, TransitionRefusedError
 from raas.safety.reasons import Cause, Reason, SafetyState
 
 if TYPE_CHECKING:
-    from raas.core.loop import ControlLoop, Publisher
-    from raas.daemon import Cell
+    from raas.core.loop import ControlLoop, LoopConfig, Publisher
+    from raas.safety.supervisor import Supervisor
+
+#: builds a ControlLoop on the cell: (controller, publishers=, loop_config=, arm_on_start=)
+LoopBuilder = Callable[..., "ControlLoop"]
 
 #: The default groups for the Shadow-type hand: wrist, each finger, thumb. "-": opposite way.
 DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -504,33 +510,40 @@ class HealthCheck:
         self._started = False
 
     @classmethod
-    def for_cell(
+    def for_devices(
         cls,
-        cell: Cell,
         cfg: HealthConfig,
+        hand: HandDriver,
+        supervisor: Supervisor,
+        devices: Iterable[object],
+        period_s: float,
         on_segment: Callable[[int, int, str], None] | None = None,
     ) -> HealthCheck:
         """A health check for a brought-up cell: its hand, its supervisor's home, every marker
-        and camera the cell has."""
+        and camera among `devices`. A hand that is not the Shadow type gets one group per
+        actuator unless `cfg.groups` names its actuators."""
         markers: Sequence[str] = ()
-        cameras: Sequence[str] = ()
+        cameras: list[str] = []
         mocap_source = "mocap"
-        for d in cell.devices:
+        for d in devices:
             if isinstance(d, MocapDriver):
                 markers, mocap_source = d.marker_names, d.source_name
             elif isinstance(d, CameraDriver):
-                cameras = d.camera_names
-        sup = cell.supervisor
+                cameras += [s.source_name.removeprefix("cameras.") for s in d.sources()]
+        names = tuple(hand.actuator_names)
+        listed = {n.lstrip("-") for g in cfg.groups for n in g}
+        if cfg.groups == DEFAULT_GROUPS and not listed <= set(names):
+            cfg = cfg.model_copy(update={"groups": tuple((n,) for n in names)})
         return cls(
             cfg,
-            cell.hand.limits,
-            sup.home,
-            sup.joint_index,
+            hand.limits,
+            supervisor.home,
+            supervisor.joint_index,
             markers,
             cameras,
-            cell.cfg.loop.period_ns / 1e9,
-            actuator_names=cell.hand.actuator_names,
-            hand_source=cell.hand.source_name,
+            period_s,
+            actuator_names=names,
+            hand_source=hand.source_name,
             mocap_source=mocap_source,
             on_segment=on_segment,
         )
@@ -735,16 +748,18 @@ def supervisor_check(loop: ControlLoop) -> CheckResult:
 
 
 def health_loop(
-    cell: Cell,
+    build_loop: LoopBuilder,
+    loop_config: LoopConfig,
     check: HealthCheck,
     *,
     publishers: list[Publisher] | None = None,
 ) -> ControlLoop:
-    """A loop on `cell` with `check` as controller, armed by the operator. It stops when the
-    check is done and the supervisor ramped down to IDLE at home, or when the supervisor stops
-    the motion (HOLD, FAULT). Raises TransitionRefusedError when a fault is latched."""
-    lc = cell.cfg.loop.model_copy(update={"duration_s": None, "warmup_cycles": 0})
-    loop = cell.build_loop(check, publishers=publishers, loop_config=lc, arm_on_start=False)
+    """A loop (from the cell's `build_loop`) with `check` as controller, armed by the operator.
+    It stops when the check is done and the supervisor ramped down to IDLE at home, or when the
+    supervisor stops the motion (HOLD, FAULT). Raises TransitionRefusedError when a fault is
+    latched."""
+    lc = loop_config.model_copy(update={"duration_s": None, "warmup_cycles": 0})
+    loop = build_loop(check, publishers=publishers, loop_config=lc, arm_on_start=False)
     sup = loop.supervisor
 
     def on_cycle(_step: object) -> None:
@@ -763,20 +778,18 @@ def health_loop(
 
 
 def run_health_check(
-    cell: Cell,
-    cfg: HealthConfig | None = None,
+    build_loop: LoopBuilder,
+    loop_config: LoopConfig,
+    check: HealthCheck,
     *,
     publishers: list[Publisher] | None = None,
-    on_segment: Callable[[int, int, str], None] | None = None,
 ) -> HealthReport:
-    """Run the health check on a brought-up cell and return its report.
+    """Run a health check (HealthCheck.for_devices) on a brought-up cell and return its report.
 
     A latched fault gives a failing report without moving. DeviceLost propagates (the caller
     exits 3, as the daemon does)."""
-    cfg = cfg if cfg is not None else HealthConfig()
-    check = HealthCheck.for_cell(cell, cfg, on_segment=on_segment)
     try:
-        loop = health_loop(cell, check, publishers=publishers)
+        loop = health_loop(build_loop, loop_config, check, publishers=publishers)
     except TransitionRefusedError as exc:
         return HealthReport.of([CheckResult("supervisor", False, f"not run: {exc}")])
     loop.run()

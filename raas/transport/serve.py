@@ -25,7 +25,6 @@ from typing import Any, TextIO
 
 import zmq
 from raas_drivers.errors import DriverError
-from raas_drivers.hand.config import EFFORT_LIMITS
 
 from raas.config import CellConfig
 from raas.core.loop import ControlLoop
@@ -81,7 +80,9 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
         EvaluationController = evaluation.EvaluationController
 
         runner = load_bundle(
-            _bundle_path(req.bundle, ctl.cfg.upload_dir), period_s=1.0 / cell.cfg.loop.rate_hz
+            _bundle_path(req.bundle, ctl.cfg.upload_dir),
+            period_s=1.0 / cell.cfg.loop.rate_hz,
+            cell=cell.policy_cell(),
         )
 
         def on_event(event: Mapping[str, Any]) -> None:
@@ -167,7 +168,7 @@ def serve_cell(
             stack.callback(link.close)
         sup = cell.supervisor
         period_s = cfg.loop.period_ns / 1e9
-        wear = WearMeter(cell.hand.actuator_names, EFFORT_LIMITS, period_s)
+        wear = WearMeter(cell.hand.actuator_names, cell.hand.effort_limits, period_s)
         wear_file = tcfg.wear_dir / f"{tcfg.robot}.json"
         try:
             wear.load(wear_file)
@@ -178,7 +179,7 @@ def serve_cell(
         health_cfg = cfg.health
 
         def health_check() -> HealthCheck:
-            return HealthCheck.for_cell(cell, health_cfg)
+            return cell.health_check(health_cfg)
 
         gate = LeaseGate.from_file(tcfg.robot, tcfg.lease_public_key)
         lc = cfg.loop

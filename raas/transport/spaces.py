@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 from raas_drivers.hand import HandDriver
-from raas_drivers.hand.config import JOINT_NAMES
 
 from raas.core.observation import Observation
 
@@ -17,7 +16,9 @@ class ObservationPacker:
     buffers, and a stale source keeps its last value with its flag set)."""
 
     def __init__(self, hand: HandDriver, markers: tuple[str, ...]) -> None:
-        nj, na, nm = len(JOINT_NAMES), len(hand.actuator_names), len(markers)
+        nj, na, nm = len(hand.joint_names), len(hand.actuator_names), len(markers)
+        self.joints = tuple(hand.joint_names)
+        self.hand_model = hand.model
         self.markers = markers
         self.arrays: dict[str, np.ndarray] = {
             "hand_pos": np.zeros(nj),
@@ -58,7 +59,7 @@ class ObservationPacker:
                 "low": low,
                 "high": high,
             }
-        obs["hand_pos"]["names"] = list(JOINT_NAMES)
+        obs["hand_pos"]["names"] = list(self.joints)
         obs["mocap"]["names"] = list(self.markers)
         return {
             "observation": obs,
@@ -68,6 +69,7 @@ class ObservationPacker:
                 "low": self.action_low.tolist(),
                 "high": self.action_high.tolist(),
                 "names": list(self.actuators),
+                "hand_model": self.hand_model,
                 "idle": self.idle.tolist(),
                 "meaning": "absolute joint position targets (rad), clipped to the limits",
             },

@@ -66,7 +66,7 @@ def test_invalid_config_file_names_the_field(run_raasd, tmp_path: Path) -> None:
     assert "rig.cameras" in proc.stderr
 
 
-def test_run_without_sim_is_refused(run_raasd) -> None:
+def test_run_without_a_cell_is_refused(run_raasd) -> None:
     proc = run_raasd("run", "--duration", "1")
     assert proc.returncode == 2
-    assert "--sim" in proc.stderr
+    assert "--config CELL.toml" in proc.stderr and "--sim" in proc.stderr

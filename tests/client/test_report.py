@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from raas_client.cli import main as raas_main
 
-from raas.config import build_cell_config
+from raas.config import sim_cell_config
 from raas.daemon import run_cell
 
 pytestmark = [pytest.mark.system]
@@ -29,7 +29,7 @@ SECTIONS = (
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("recordings")
-    cfg = build_cell_config(
+    cfg = sim_cell_config(
         {
             "loop": {"rate_hz": 12.5, "duration_s": 3.0, "warmup_cycles": 5},
             "rig": {

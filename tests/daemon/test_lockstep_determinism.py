@@ -11,7 +11,7 @@ from raas_drivers.cameras import CameraFrame
 from raas_drivers.hand import HandState
 from raas_drivers.mocap import MocapFrame
 
-from raas.config import build_cell_config
+from raas.config import sim_cell_config
 from raas.core.observation import Step
 from raas.daemon import run_cell
 
@@ -51,7 +51,7 @@ class DigestPublisher:
 
 
 def _run(seed: int, cameras: int = 0, duration: float = 4.0) -> DigestPublisher:
-    cfg = build_cell_config(
+    cfg = sim_cell_config(
         {
             "loop": {"rate_hz": 12.5, "duration_s": duration, "warmup_cycles": 0},
             "rig": {"clock": "lockstep", "rate_hz": 12.5, "seed": seed, "cameras": cameras},

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from raas.config import build_cell_config
+from raas.config import sim_cell_config
 from raas.controllers import make_controller
 from raas.core.observation import Step
 from raas.daemon import cell_outputs, cell_up, run_cell, run_loop
@@ -64,7 +64,7 @@ def cell_config(**metrics: object) -> dict[str, object]:
 
 
 def test_daemon_metrics_parse_with_exact_counts_while_the_loop_runs() -> None:
-    cfg = build_cell_config(cell_config(robot="shadow-1"))
+    cfg = sim_cell_config(cell_config(robot="shadow-1"))
     with cell_up(cfg) as cell, cell_outputs(cell) as outputs:
         pub = next(p for p in outputs.publishers if isinstance(p, MetricsPublisher))
         assert pub.url is not None and pub.url.startswith("http://127.0.0.1:")
@@ -102,7 +102,7 @@ def test_daemon_metrics_parse_with_exact_counts_while_the_loop_runs() -> None:
 
 
 def test_run_prints_the_dashboard_address_and_cleans_up(capfd: pytest.CaptureFixture[str]) -> None:
-    cfg = build_cell_config(cell_config())
+    cfg = sim_cell_config(cell_config())
     outcome = run_cell(cfg, out=io.StringIO())
     assert outcome.exit_code == 0
     out = capfd.readouterr().out
@@ -120,6 +120,6 @@ def test_a_taken_port_is_a_clear_error_and_the_cell_comes_down() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        cfg = build_cell_config(cell_config(port=port, start_timeout_s=10.0))
+        cfg = sim_cell_config(cell_config(port=port, start_timeout_s=10.0))
         with pytest.raises(ExporterStartError, match="did not come up"):
             run_cell(cfg, out=io.StringIO())

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raas.config import build_cell_config
+from raas.config import sim_cell_config
 from raas.daemon import cell_up, run_loop
 from raas.policy import CellSpec, PolicyController, load_bundle
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.system]
 
 
 def test_nan_policy_never_reaches_the_hand(nan_bundle: Path) -> None:
-    cfg = build_cell_config(
+    cfg = sim_cell_config(
         {
             "loop": {"rate_hz": 12.5, "duration_s": 2.0, "warmup_cycles": 0, "max_repeats": 3},
             "rig": {"clock": "lockstep", "rate_hz": 12.5, "cameras": 0},

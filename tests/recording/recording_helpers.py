@@ -11,7 +11,7 @@ from raas_drivers.hand import ACTUATOR_NAMES, JOINT_NAMES, HandState
 from raas_drivers.hand.config import ACTUATOR_LIMITS
 from raas_drivers.mocap import MocapFrame
 
-from raas.config import CellConfig, build_cell_config
+from raas.config import CellConfig, sim_cell_config
 from raas.core.controller import Controller
 from raas.core.observation import Observation, SourceReading, Step
 from raas.daemon import RunOutcome, run_cell
@@ -37,7 +37,7 @@ def cell_config(directory: Path, **over: Any) -> CellConfig:
         "recording": {"enabled": True, "directory": str(directory), **over.pop("recording", {})},
     }
     assert not over, over
-    return build_cell_config(data)
+    return sim_cell_config(data)
 
 
 def record(cfg: CellConfig, controller: Controller | None = None) -> tuple[RunOutcome, Path]:

@@ -26,7 +26,7 @@ from raas_drivers.hand.config import (
 from raas_drivers.mocap import MocapFrame
 from raas_drivers.sim import RigConfig
 
-from raas.config import build_cell_config
+from raas.config import sim_cell_config
 from raas.core.loop import LoopResult
 from raas.core.observation import Observation, SourceReading, Step
 from raas.daemon import cell_up
@@ -41,7 +41,6 @@ from raas.safety.health import (
     Reach,
     TemperatureWatch,
     judge_joints,
-    run_health_check,
     supervisor_check,
 )
 from tests.conftest import require
@@ -307,7 +306,7 @@ class Temps:
 def run_rig(rig: dict[str, Any], publishers: list[Any] | None = None) -> tuple[HealthReport, str]:
     """The health check on a fresh lockstep rig (small frames, no cameras unless asked); the
     report and the supervisor's state and reason afterwards."""
-    cfg = build_cell_config(
+    cfg = sim_cell_config(
         {
             "loop": {"rate_hz": 12.5},
             "rig": {
@@ -322,7 +321,7 @@ def run_rig(rig: dict[str, Any], publishers: list[Any] | None = None) -> tuple[H
         }
     )
     with cell_up(cfg) as cell:
-        report = run_health_check(cell, publishers=publishers)
+        report = cell.run_health_check(publishers=publishers)
         sup = cell.supervisor
         return report, f"{sup.state.label} {sup.reason.value}"
 

@@ -180,7 +180,7 @@ class SimCameraSource:
         self.driver = driver
         self.camera = camera
         self.sock = sock
-        self._name = f"{driver.name}.{camera}"
+        self._name = f"{driver.source_prefix}.{camera}"
         self._note = bytearray(FRAME_NOTE.size)
         self._cycle = -1
         self._capture_ns = 0
@@ -238,8 +238,12 @@ class SimCameraDriver(CameraDriver):
         cameras: Sequence[str] = CAMERA_NAMES,
         *,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        source_prefix: str | None = None,
     ) -> None:
         super().__init__(name)
+        #: sources are named "<source_prefix>.<camera>" (default: the driver's name); a cell
+        #: file's `[cameras.left]` device is named "cameras.left" and its source too
+        self.source_prefix = source_prefix if source_prefix is not None else name
         self.render_sock = render_sock
         self.sock_dir = Path(sock_dir)
         self._cameras = tuple(cameras)
