@@ -22,7 +22,7 @@ from tests.drivers.camoc_helpers import collect, require_module, run_cycles
 PERIOD_NS = 40_000_000
 MARKERS = {
     "ff_tip": {"rigid_body": "hand", "marker": 1},
-    "th_tip": {"rigid_body": "hand", "marker": 5},
+    "thtip": {"rigid_body": "hand", "marker": 5},
     "block": {"rigid_body": "block"},
 }
 
@@ -104,7 +104,7 @@ def test_dropout_keeps_last_position_and_is_invisible(
     emulator: NatNetEmulator, mocap: Any, mode: str
 ) -> None:
     before = frames(mocap, range(5))[-1]
-    emulator.dropout("th_tip", mode)
+    emulator.dropout("thtip", mode)
     time.sleep(0.05)
     during = frames(mocap, range(5, 10))
     for f in during[1:]:
@@ -113,7 +113,7 @@ def test_dropout_keeps_last_position_and_is_invisible(
         assert np.array_equal(f.positions[1], during[1].positions[1])  # frozen
     assert np.allclose(during[-1].positions[1], before.positions[1], atol=0.02)
     assert np.any(during[-1].positions[1] != 0.0)  # not the occluded marker's zeros
-    emulator.dropout("th_tip", None)
+    emulator.dropout("thtip", None)
     time.sleep(0.05)
     after = frames(mocap, range(10, 13))
     assert after[-1].visible.all()
@@ -223,7 +223,7 @@ def test_emulator_runs_as_a_program(tmp_path: Path) -> None:
             "--rate",
             "50",
             "--dropout",
-            "th_tip:occluded",
+            "thtip:occluded",
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -12,10 +12,12 @@ skeletons, assets (4.1), labeled markers (id = model id << 16 | marker index, po
 params with the occluded bit, residual), force plates, devices, suffix (timecode, timestamp in
 seconds as a double, the three high-resolution stamps, params).
 
-The scene: rigid body "hand" (id 1) with five labeled fingertip markers that wave, and rigid body
-"block" (id 2) with four markers that turn slowly. Faults:
-  dropout(marker, mode)   "absent": the labeled marker leaves the frame; "occluded": it stays
-                          with the occluded bit and a zero position; None: back to normal
+The scene: rigid body "hand" (id 1) with five labeled fingertip markers (fftip .. thtip) that
+wave, and rigid body "block" (id 2) with its eight corner markers (block_m0 .. block_m7, the
+simulated cell's block:m0 .. m7 layout) that slides and turns slowly. Faults:
+  dropout(marker, mode)   "absent": the labeled marker (e.g. "thtip") leaves the frame;
+                          "occluded": it stays with the occluded bit and a zero position;
+                          None: back to normal
   freeze(body, True)      the body's pose (and its markers) stop changing while frames go on
   track_lost(body, True)  the body is sent with tracking_valid cleared
 The server's clock: timestamp = (now - start) * (1 + drift_ppm * 1e-6) + offset_s.
@@ -60,7 +62,13 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _HEADER = struct.Struct("<HH")
 
-FINGERTIPS = ("ff_tip", "mf_tip", "rf_tip", "lf_tip", "th_tip")
+#: Fingertip marker names, as the simulated cell names its mocap rows.
+FINGERTIPS = ("fftip", "mftip", "rftip", "lftip", "thtip")
+#: The block's 8 corner markers, 1 mm inside its 25 mm half-size, in the cell's z-up block frame
+#: and in the order of the simulated cell's rows block:m0..m7 (raas.policy.cell)
+BLOCK_CORNERS_ZUP = tuple(
+    (sx * 0.024, sy * 0.024, sz * 0.024) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)
+)
 
 
 @dataclass
@@ -83,12 +91,8 @@ def default_scene() -> list[Body]:
     """A hand above the table, fingertips 9 cm in front of the palm; a 5 cm block below it.
     Y is up, as Motive streams by default."""
     tips = [(n, (-0.04 + 0.02 * i, 0.0, 0.09)) for i, n in enumerate(FINGERTIPS)]
-    block = [
-        ("block_a", (0.025, 0.025, 0.025)),
-        ("block_b", (-0.025, 0.025, 0.025)),
-        ("block_c", (0.025, 0.025, -0.025)),
-        ("block_d", (-0.025, -0.025, 0.025)),
-    ]
+    # z-up (x, y, z) is y-up (x, z, -y): the driver turns it back with up_axis = "y"
+    block = [(f"block_m{i}", (x, z, -y)) for i, (x, y, z) in enumerate(BLOCK_CORNERS_ZUP)]
     return [
         Body("hand", 1, (0.0, 0.30, 0.0), tips),
         Body("block", 2, (0.0, 0.22, 0.08), block),
@@ -146,7 +150,7 @@ class NatNetEmulator:
     # -- faults --------------------------------------------------------------------------------
 
     def dropout(self, marker: str, mode: str | None) -> None:
-        """Make a labeled marker (by its name, e.g. "th_tip") absent or occluded; None restores."""
+        """Make a labeled marker (by its name, e.g. "thtip") absent or occluded; None restores."""
         if mode not in (None, "absent", "occluded"):
             raise ValueError(f"dropout mode {mode!r}: absent, occluded or None")
         with self._lock:
