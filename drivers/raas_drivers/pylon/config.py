@@ -83,7 +83,10 @@ class PylonSoftwareTriggerSettings(BaseModel):
     cell whose trigger_source is Software (for emulated cameras, or a bench without a board).
 
     wait_ready_ms: how long fire() may wait for a camera to be ready for the next trigger
-                   (WaitForFrameTriggerReady); 0 fires without asking
+                   (WaitForFrameTriggerReady; a camera still not ready skips the trigger,
+                   counted as trigger_not_ready); 0 (default) fires without asking, since
+                   asking costs about 1 ms; a trigger the camera was not ready for is then
+                   dropped by the camera and its cycle counted as missing_cycles
     """
 
     model_config = ConfigDict(extra="forbid")

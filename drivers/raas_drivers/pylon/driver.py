@@ -150,7 +150,9 @@ class PylonCamera(CameraDriver):
             "late": 0,
             "failed_grabs": 0,
             "unassigned": 0,
+            "trigger_not_ready": 0,
         }
+        self._can_wait_ready = False
 
     # -- contract ------------------------------------------------------------------------------
 
@@ -331,7 +333,8 @@ class PylonCamera(CameraDriver):
             cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
             self._fd = int(cam.GetGrabResultWaitObject().GetFd())
             # A trigger before the camera waits for one is lost (the emulation drops it).
-            ready = not cam.CanWaitForFrameTriggerReady() or cam.WaitForFrameTriggerReady(
+            self._can_wait_ready = bool(cam.CanWaitForFrameTriggerReady())
+            ready = not self._can_wait_ready or cam.WaitForFrameTriggerReady(
                 round(self.settings.open_timeout_s * 1000), pylon.TimeoutHandling_Return
             )
         except Exception as exc:
@@ -378,10 +381,18 @@ class PylonCamera(CameraDriver):
             raise LifecycleTransitionError(self.name, "software trigger needs the camera open")
         self.window.mark(cycle, trigger_ns)
         try:
-            if wait_ready_ms and not cam.WaitForFrameTriggerReady(
-                wait_ready_ms, self._pylon.TimeoutHandling_Return
+            # A trigger the camera is not ready for (still exposing or reading out the last
+            # frame) is dropped by the camera and its cycle counted missing. Asking first costs
+            # about a millisecond in pylon (even with timeout 0), so only when configured.
+            if (
+                wait_ready_ms
+                and self._can_wait_ready
+                and not cam.WaitForFrameTriggerReady(
+                    wait_ready_ms, self._pylon.TimeoutHandling_Return
+                )
             ):
-                return  # not ready: this cycle's frame will be counted missing
+                self.counts["trigger_not_ready"] += 1
+                return  # this cycle's frame will be counted missing
             cam.ExecuteSoftwareTrigger()
             self._fired.append((cycle, trigger_ns))
         except Exception as exc:
