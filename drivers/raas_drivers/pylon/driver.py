@@ -495,8 +495,12 @@ class PylonCamera(CameraDriver):
         if ptype == pylon.PixelType_RGB8packed:
             np.copyto(out, result.GetArray())
         elif ptype == pylon.PixelType_Mono8:
-            np.copyto(out, result.GetArray()[:, :, None])
-        else:  # Bayer, BGR, 10/12 bit: pylon's converter
+            grey = result.GetArray()
+            # one plain copy per channel: a broadcasting copyto is ~6x slower
+            out[..., 0] = grey
+            out[..., 1] = grey
+            out[..., 2] = grey
+        else:  # Bayer, BGR, 10/12 bit: pylon's converter (slow: prefer RGB8 from the camera)
             np.copyto(out, self._converter.Convert(result).GetArray())
 
 
