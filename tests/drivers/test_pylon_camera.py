@@ -79,7 +79,9 @@ def test_software_trigger_gives_one_frame_per_cycle_with_ids_and_trigger_time(
         fired[k] = trigger.fire(k)
 
     frames: dict[Any, dict[int, Any]] = {left: {}, right: {}}
+    t0 = time.monotonic()
     for k in range(8):
+        time.sleep(max(0.0, t0 + k * PERIOD_NS / 1e9 - time.monotonic()))  # the loop's grid
         fire(k)
         for cam in (left, right):
             frames[cam][k] = collect(cam, k)
@@ -112,6 +114,24 @@ def test_trigger_ack_is_a_source_for_the_cycle(cell: tuple[Any, Any, Any]) -> No
     ack = collect(trigger, 3)
     assert ack is not None and ack.cycle == 3 and ack.capture_ns == sent
     assert trigger.poll(4) is None
+
+
+def test_a_trigger_the_camera_is_not_ready_for_is_skipped_and_counted(
+    cell: tuple[Any, Any, Any],
+) -> None:
+    """Back to back: the emulated camera is still exposing frame 0 when trigger 1 comes. The
+    trigger is skipped (counted), cycle 1 has no frame, and cycle 2's frame is cycle 2's."""
+    left, _, trigger = cell
+    trigger.fire(0)
+    trigger.fire(1)
+    assert left.stats()["trigger_not_ready"] == 1
+    f0 = collect(left, 0)
+    assert isinstance(f0, CameraFrame) and f0.cycle == 0
+    assert collect(left, 1, timeout_s=0.2) is None
+    trigger.fire(2)
+    f = collect(left, 2)
+    assert isinstance(f, CameraFrame) and f.cycle == 2
+    assert left.stats()["missing_cycles"] == 1
 
 
 def test_a_cycle_without_trigger_is_counted_missing(cell: tuple[Any, Any, Any]) -> None:

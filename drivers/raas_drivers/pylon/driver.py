@@ -153,6 +153,7 @@ class PylonCamera(CameraDriver):
             "trigger_not_ready": 0,
         }
         self._can_wait_ready = False
+        self._status: Any = None  # AcquisitionStatus node reading FrameTriggerWait, if any
 
     # -- contract ------------------------------------------------------------------------------
 
@@ -312,6 +313,7 @@ class PylonCamera(CameraDriver):
         """Latch the camera's counter `n` times between two host stamps (request/response)."""
         if self._latch is None:
             return
+        self._require_attached()
         latch, value = self._latch
         for _ in range(n):
             before = time.monotonic_ns()
@@ -334,6 +336,13 @@ class PylonCamera(CameraDriver):
             self._fd = int(cam.GetGrabResultWaitObject().GetFd())
             # A trigger before the camera waits for one is lost (the emulation drops it).
             self._can_wait_ready = bool(cam.CanWaitForFrameTriggerReady())
+            self._status = None
+            selector = _node(cam, "AcquisitionStatusSelector")
+            status = _node(cam, "AcquisitionStatus")
+            if selector is not None and status is not None:
+                with contextlib.suppress(Exception):
+                    selector.Value = "FrameTriggerWait"
+                    self._status = status
             ready = not self._can_wait_ready or cam.WaitForFrameTriggerReady(
                 round(self.settings.open_timeout_s * 1000), pylon.TimeoutHandling_Return
             )
@@ -380,17 +389,20 @@ class PylonCamera(CameraDriver):
         if cam is None:
             raise LifecycleTransitionError(self.name, "software trigger needs the camera open")
         self.window.mark(cycle, trigger_ns)
+        self._require_attached()  # cached nodes of a detached device would crash pylon
         try:
             # A trigger the camera is not ready for (still exposing or reading out the last
-            # frame) is dropped by the camera and its cycle counted missing. Asking first costs
-            # about a millisecond in pylon (even with timeout 0), so only when configured.
-            if (
-                wait_ready_ms
-                and self._can_wait_ready
-                and not cam.WaitForFrameTriggerReady(
+            # frame) would be dropped by the camera without a word, and the next frame paired
+            # with the wrong cycle: read its FrameTriggerWait status first (one register read;
+            # WaitForFrameTriggerReady costs ~1 ms even with timeout 0, so only when asked to
+            # wait) and skip the trigger, counted, when it is not waiting.
+            if wait_ready_ms and self._can_wait_ready:
+                ready = cam.WaitForFrameTriggerReady(
                     wait_ready_ms, self._pylon.TimeoutHandling_Return
                 )
-            ):
+            else:
+                ready = self._status is None or bool(self._status.Value)
+            if not ready:
                 self.counts["trigger_not_ready"] += 1
                 return  # this cycle's frame will be counted missing
             cam.ExecuteSoftwareTrigger()
@@ -431,12 +443,15 @@ class PylonCamera(CameraDriver):
                 raise DeviceLostError(self.name, f"timestamp latch failed: {exc}") from exc
         return None
 
-    def _check_attached(self) -> None:
+    def _require_attached(self) -> None:
         cam = self._cam
-        removed = cam.IsCameraDeviceRemoved() or not cam.IsPylonDeviceAttached()
-        if removed or not cam.IsGrabbing():
-            what = "removed" if removed else "no longer grabbing"
-            raise DeviceLostError(self.name, f"camera {what}")
+        if cam is None or not cam.IsPylonDeviceAttached() or cam.IsCameraDeviceRemoved():
+            raise DeviceLostError(self.name, "camera removed")
+
+    def _check_attached(self) -> None:
+        self._require_attached()
+        if not self._cam.IsGrabbing():
+            raise DeviceLostError(self.name, "camera no longer grabbing")
 
     def _take(self, result: Any, cycle: int) -> None:
         arrival = time.monotonic_ns()
