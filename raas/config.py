@@ -25,7 +25,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from raas_drivers.cameras import CAMERA_NAMES
 from raas_drivers.errors import DriverConfigError
-from raas_drivers.registry import lookup
+from raas_drivers.hand import HandDriver
+from raas_drivers.hand.shape import HandShape
+from raas_drivers.registry import BuildContext, lookup
 from raas_drivers.sim import RigConfig
 
 from raas.controllers import CONTROLLERS
@@ -233,7 +235,45 @@ def check_devices(cfg: CellConfig) -> None:
         try:
             lookup(entry.family, entry.driver, device=entry.key).parse(entry.key, entry.settings)
         except DriverConfigError as exc:
-            raise ConfigError(exc.device, str(exc).removeprefix(f"{exc.device}: ")) from None
+            raise refused(exc) from None
+
+
+def build_context(cfg: CellConfig, entry: DeviceEntry, shared: dict[str, Any]) -> BuildContext:
+    """What a driver of `entry` gets beside its settings (raas_drivers.registry.BuildContext)."""
+    return BuildContext(
+        device=entry.key,
+        base_dir=cfg.base_dir,
+        period_ns=cfg.loop.period_ns,
+        shared=shared,
+        sections=cfg.model_dump(exclude={"hand", "trigger", "mocap", "cameras"}),
+        devices={e.key: e.driver for e in cfg.devices()},
+    )
+
+
+def refused(exc: DriverConfigError) -> ConfigError:
+    """A driver's refusal as a ConfigError naming the same field."""
+    return ConfigError(exc.device, str(exc).removeprefix(f"{exc.device}: "))
+
+
+def hand_shape(cfg: CellConfig) -> HandShape:
+    """The hand's shape from the cell file alone (nothing started): its registration's
+    `hand_shape`, else the unconfigured driver's attributes. Raises ConfigError."""
+    entry = cfg.devices()[0]
+    try:
+        spec = lookup("hand", entry.driver, device="hand")
+        settings = spec.parse("hand", entry.settings)
+        ctx = build_context(cfg, entry, {})
+        if spec.hand_shape is not None:
+            return spec.hand_shape(settings, ctx)
+        dev = spec.build(settings, ctx)
+    except DriverConfigError as exc:
+        raise refused(exc) from None
+    try:
+        if not isinstance(dev, HandDriver):
+            raise ConfigError("hand.driver", f"driver {entry.driver!r} did not build a hand")
+        return HandShape.of(dev)
+    finally:
+        dev.shutdown()
 
 
 def sim_cell_data() -> dict[str, Any]:

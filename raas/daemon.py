@@ -33,12 +33,12 @@ from raas_drivers.hand import HandDriver
 from raas_drivers.hand.shape import HandShape
 from raas_drivers.lifecycle import Device
 from raas_drivers.mocap import MocapDriver
-from raas_drivers.registry import BuildContext, ProbeReport, lookup
+from raas_drivers.registry import ProbeReport, lookup
 from raas_drivers.sim import SimRig
 from raas_drivers.source import Source
 from raas_drivers.trigger import TriggerDriver
 
-from raas.config import CellConfig, DeviceEntry
+from raas.config import CellConfig, build_context, refused
 from raas.controllers import make_controller
 from raas.core.clock import Clock, LockstepClock, MonotonicClock
 from raas.core.controller import Controller
@@ -127,42 +127,6 @@ def _stop_on_signals(loop: ControlLoop) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _build_context(cfg: CellConfig, entry: DeviceEntry, shared: dict[str, Any]) -> BuildContext:
-    return BuildContext(
-        device=entry.key,
-        base_dir=cfg.base_dir,
-        period_ns=cfg.loop.period_ns,
-        shared=shared,
-        sections=cfg.model_dump(exclude={"hand", "trigger", "mocap", "cameras"}),
-        devices={e.key: e.driver for e in cfg.devices()},
-    )
-
-
-def _refuse(entry: DeviceEntry, exc: DriverConfigError) -> ConfigError:
-    return ConfigError(exc.device, str(exc).removeprefix(f"{exc.device}: "))
-
-
-def hand_shape(cfg: CellConfig) -> HandShape:
-    """The hand's shape from the cell file alone (nothing started): its registration's
-    `hand_shape`, else the unconfigured driver's attributes. Raises ConfigError."""
-    entry = cfg.devices()[0]
-    try:
-        spec = lookup("hand", entry.driver, device="hand")
-        settings = spec.parse("hand", entry.settings)
-        ctx = _build_context(cfg, entry, {})
-        if spec.hand_shape is not None:
-            return spec.hand_shape(settings, ctx)
-        dev = spec.build(settings, ctx)
-    except DriverConfigError as exc:
-        raise _refuse(entry, exc) from None
-    try:
-        if not isinstance(dev, HandDriver):
-            raise ConfigError("hand.driver", f"driver {entry.driver!r} did not build a hand")
-        return HandShape.of(dev)
-    finally:
-        dev.shutdown()
-
-
 def probe_devices(cfg: CellConfig) -> list[ProbeReport]:
     """Probe every device the cell file names (`raasd devices`); a driver without a probe is
     reported as not probed. Nothing is started."""
@@ -186,7 +150,7 @@ def probe_devices(cfg: CellConfig) -> list[ProbeReport]:
             )
             continue
         try:
-            out.append(spec.probe(settings, _build_context(cfg, entry, shared)))
+            out.append(spec.probe(settings, build_context(cfg, entry, shared)))
         except Exception as exc:  # a probe that fails is what `devices` must report, not raise
             out.append(
                 ProbeReport(entry.key, entry.driver, False, problems=[f"probe failed: {exc!r}"])
@@ -461,9 +425,9 @@ def build_devices(
         try:
             spec = lookup(entry.family, entry.driver, device=entry.key)
             settings = spec.parse(entry.key, entry.settings)
-            dev = spec.build(settings, _build_context(cfg, entry, shared))
+            dev = spec.build(settings, build_context(cfg, entry, shared))
         except DriverConfigError as exc:
-            raise _refuse(entry, exc) from None
+            raise refused(exc) from None
         built[entry.key] = (entry.driver, dev)
         contract = _CONTRACTS[entry.family]
         if not isinstance(dev, contract):

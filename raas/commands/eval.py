@@ -177,8 +177,9 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from raas_drivers.errors import DriverError
 
+    from raas.config import hand_shape
     from raas.core.timing import percentiles_us
-    from raas.daemon import EXIT_DEVICE_LOST, cell_outputs, cell_up, hand_shape, run_loop
+    from raas.daemon import EXIT_DEVICE_LOST, cell_outputs, cell_up, run_loop
     from raas.errors import ConfigError
     from raas.policy import CellSpec, RuntimeOptions, load_bundle
     from raas.policy.bundle import open_bundle

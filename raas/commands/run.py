@@ -118,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
 def _policy(bundle: Path, cfg: Any) -> Any:
     """The bundle as the loop's controller, checked against the cell's hand before the cell
     comes up. Raises BundleError (refused), ConfigError (the cell file)."""
-    from raas.daemon import hand_shape
+    from raas.config import hand_shape
     from raas.policy import CellSpec, PolicyController, load_bundle
 
     runner = load_bundle(

@@ -99,8 +99,7 @@ def hand_bundle_from_args(
     DIR/hand-<model>-<N>. Raises ConfigError for a bad cell file."""
     period_s = 0.08
     if cell is not None:
-        from raas.config import assemble_cell_config  # noqa: PLC0415 - the cell file's hand
-        from raas.daemon import hand_shape  # noqa: PLC0415
+        from raas.config import assemble_cell_config, hand_shape  # noqa: PLC0415 - only here
 
         cfg = assemble_cell_config(cell, {}, {}, what="raas.policy.examples")
         shape = hand_shape(cfg)

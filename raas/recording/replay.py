@@ -13,6 +13,7 @@ Camera images come back from the file: PNG frames are exact, JPEG frames are not
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from collections import deque
@@ -283,6 +284,24 @@ def recorded_period_s(rf: RecordingFile) -> float:
     return 1.0 / float(cfg.get("loop", {}).get("rate_hz", 12.5))
 
 
+def _recorded_hand(rf: RecordingFile, cell: CellSpec) -> CellSpec:
+    """The hand the recording was made with (its layout's actuators, joints and limits, its
+    metadata's hand model), so a bundle replays against that hand, whatever its shape."""
+    layout = rf.layout()
+    names = layout.get("actuator_names")
+    limits = layout.get("limits")
+    if not names or not limits or len(names) != len(limits):
+        return cell
+    model = rf.metadata.get(fmt.META_SESSION, {}).get("hand_model", cell.hand_model)
+    return dataclasses.replace(
+        cell,
+        actuator_names=tuple(names),
+        actuator_limits=np.array(limits, dtype=np.float64),
+        joint_names=tuple(layout.get("joint_names") or cell.joint_names),
+        hand_model=model,
+    )
+
+
 def replay_file(path: Path, bundle: Path, *, atol: float = 0.0) -> ReplayReport:
     """Load `bundle` for the recording's cell and period, then replay."""
     rf = RecordingFile(path)
@@ -294,6 +313,7 @@ def replay_file(path: Path, bundle: Path, *, atol: float = 0.0) -> ReplayReport:
             cell = CellSpec.from_config(CellConfig.model_validate_json(raw))
         except ValueError:
             cell = CellSpec()  # a configuration of another raas version: the default cell
+    cell = _recorded_hand(rf, cell)
     # Offline, time does not matter: a budget no inference misses, so no cycle is refused.
     runner = load_bundle(bundle, period_s=recorded_period_s(rf), budget_ms=1e6, cell=cell)
     return replay(rf, PolicyController(runner), atol=atol, replayed_bundle=runner.bundle_hash)
