@@ -116,3 +116,22 @@ def test_raasd_devices_probes_the_emulated_cell(tmp_path: Path) -> None:
     out = proc.stdout
     assert "0815-0000" in out and "0815-0001" in out
     assert "raas NatNet emulator" in out
+
+
+def test_raasd_eval_scores_a_bundle_on_the_emulated_cell(tmp_path: Path) -> None:
+    require_module("pypylon", "pypylon")
+    require_module("natnet", "natnet")
+    with NatNetEmulator(rate_hz=120.0) as emu:
+        cell = cell_file(tmp_path, emu.address[1])
+        made = run("-m", "raas.policy.examples", "--cell", str(cell), str(tmp_path / "bundles"))
+        assert made.returncode == 0, made.stderr
+        bundle = next((tmp_path / "bundles").iterdir())
+        report = tmp_path / "eval.json"
+        proc = run(
+            "-m", "raas.cli", "eval", "--config", str(cell), "--episodes", "1",
+            "--goal-timeout", "2", "--no-rt", "--quiet", "--json", str(report), str(bundle),
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "object pose from mocap" in proc.stdout
+    assert "episode 1/1" in proc.stdout
+    assert report.exists()
