@@ -96,6 +96,7 @@ def test_software_trigger_gives_one_frame_per_cycle_with_ids_and_trigger_time(
             assert f.triggered
             assert f.camera == cam.name.removeprefix("cameras.")
             assert f.capture_ns == fired[k]  # emulation has no tick counter: the trigger time
+            assert f.device_ns is None
             assert f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8
         assert cam.stats()["frames"] == 8
         assert cam.stats()["missing_cycles"] == 0

@@ -25,15 +25,17 @@ class CameraFrame(Sample):
                webcam) whose frame is only the newest one that arrived in the cycle's window,
                stamped on arrival
     frame_id:  the camera's own frame counter (Basler block id), -1 when it has none
-    device_ns: the camera's own timestamp in ns of its clock (0 when it has none); `capture_ns`
-               is that stamp mapped to the host clock, or the host arrival time
+    device_ns: the camera's own timestamp in ns of its clock (None when it has none);
+               `capture_ns` is that stamp mapped to the host clock, or the host arrival time.
+               Declared as h/clock declares Sample.device_ns (keyword-only, default None): once
+               Sample has it, this line is redundant
     """
 
     camera: str = ""
     image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), dtype=np.uint8))
     triggered: bool = True
     frame_id: int = -1
-    device_ns: int = 0
+    device_ns: int | None = field(default=None, kw_only=True)
 
 
 class CameraDriver(Device, abc.ABC):

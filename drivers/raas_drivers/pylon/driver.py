@@ -465,9 +465,9 @@ class PylonCamera(CameraDriver):
             self.counts["dropped_ids"] += gap
         self._last_id = block_id
         ticks = int(result.TimeStamp)
-        device_ns = round(ticks * self._tick_ns) if self._tick_ns > 0 else 0
+        device_ns = round(ticks * self._tick_ns) if self._tick_ns > 0 and ticks else None
         capture = arrival
-        if device_ns and self.clock.ready:
+        if device_ns is not None and self.clock.ready:
             capture = self.clock.to_host(device_ns)
         frame_cycle: int | None
         if self._fired:
@@ -477,7 +477,7 @@ class PylonCamera(CameraDriver):
             for _ in range(min(max(gap, 0), len(self._fired) - 1)):
                 self._fired.popleft()
             frame_cycle, fired_ns = self._fired.popleft()
-            if not (device_ns and self.clock.ready):
+            if device_ns is None or not self.clock.ready:
                 capture = fired_ns
         else:
             frame_cycle = self.window.cycle_of(capture)

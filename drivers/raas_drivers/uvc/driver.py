@@ -236,7 +236,7 @@ class UvcCamera(CameraDriver):
                     image=self._slots[slot],
                     triggered=False,
                     frame_id=count - 1,
-                    device_ns=0,
+                    device_ns=None,
                 )
         if now - self._last_arrival > self.settings.lost_after_s * 1e9:
             raise DeviceLostError(
