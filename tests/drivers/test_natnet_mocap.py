@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import subprocess
 import sys
 import time
@@ -242,3 +243,25 @@ def test_emulator_runs_as_a_program(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_multicast_frames_arrive_on_the_data_socket() -> None:
+    data_port = free_udp_port()
+    group = "239.255.42.99"
+    with NatNetEmulator(rate_hz=100.0, multicast=(group, data_port)) as emu:
+        m = build(emu.address[1], multicast=True, multicast_group=group, data_port=data_port)
+        try:
+            m.configure()
+            m.activate()
+            got = frames(m, range(5))
+            fd = m.fileno()
+            assert fd == m._client._NatNetClient__data_socket.fileno()
+        finally:
+            m.shutdown()
+    assert [f.cycle for f in got] == list(range(5)) and got[-1].visible.all()

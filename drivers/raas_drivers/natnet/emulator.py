@@ -4,8 +4,10 @@ It answers a client's command-port requests the way Motive does (NAT_CONNECT -> 
 NAT_REQUEST_MODELDEF -> NAT_MODELDEF, NAT_REQUEST -> NAT_RESPONSE, NAT_KEEPALIVE remembered, any
 other id -> NAT_UNRECOGNIZED_REQUEST) and streams NAT_FRAMEOFDATA packets at `rate_hz` to every
 client that spoke to it in the last `client_timeout_s` (unicast: to the client's command socket,
-which is where a unicast NatNet client reads them). Packets are laid out per the NatNet
-bitstream of the version it announces (3.0, 3.1, 4.0 or 4.1; 4.1 is Motive 3.x), the layout the
+which is where a unicast NatNet client reads them), or with `multicast` to a multicast group and
+data port as Motive's multicast mode does (on loopback: IP_MULTICAST_IF 127.0.0.1). Packets are
+laid out per the NatNet bitstream of the version it announces (3.0, 3.1, 4.0 or 4.1; 4.1 is
+Motive 3.x), the layout the
 `natnet` package and OptiTrack's own NatNet SDK sample parse: frame prefix, marker sets,
 unlabeled markers, rigid bodies (id, position, quaternion, mean error, tracking-valid flag),
 skeletons, assets (4.1), labeled markers (id = model id << 16 | marker index, position, size,
@@ -122,6 +124,7 @@ class NatNetEmulator:
         drift_ppm: float = 0.0,
         client_timeout_s: float = 5.0,
         scene: list[Body] | None = None,
+        multicast: tuple[str, int] | None = None,
     ) -> None:
         if version not in VERSIONS:
             raise ValueError(f"version {version!r}: choose one of {', '.join(VERSIONS)}")
@@ -137,6 +140,13 @@ class NatNetEmulator:
         self.sock.bind((host, command_port))
         self.sock.setblocking(False)
         self.address: tuple[str, int] = self.sock.getsockname()
+        #: (group, data port): frames go there, as Motive's multicast mode sends them, instead of
+        #: to each client; requests are still answered to their sender
+        self.multicast = multicast
+        if multicast is not None:
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(host))
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
         self.frame_number = 0
         self.frames_sent = 0
         self.requests: dict[int, int] = {}
@@ -252,6 +262,10 @@ class NatNetEmulator:
             alive = [a for a, t in self._clients.items() if now - t < self.client_timeout_s]
         packet = self._frame(now)
         self.frame_number += 1
+        if self.multicast is not None:
+            self._send(NAT_FRAMEOFDATA, packet, self.multicast)
+            self.frames_sent += 1
+            return
         for addr in alive:
             self._send(NAT_FRAMEOFDATA, packet, addr)
         if alive:
@@ -371,9 +385,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drift-ppm", type=float, default=0.0)
     p.add_argument("--dropout", action="append", default=[], metavar="MARKER[:occluded]")
     p.add_argument("--freeze", action="append", default=[], metavar="BODY")
+    p.add_argument(
+        "--multicast",
+        metavar="GROUP:PORT",
+        help="send frames to this multicast group and data port (Motive: 239.255.42.99:1511)",
+    )
     args = p.parse_args(argv)
+    multicast = None
+    if args.multicast:
+        group, _, port = args.multicast.rpartition(":")
+        multicast = (group, int(port))
     emu = NatNetEmulator(
-        args.host, args.port, rate_hz=args.rate, version=args.version, drift_ppm=args.drift_ppm
+        args.host,
+        args.port,
+        rate_hz=args.rate,
+        version=args.version,
+        drift_ppm=args.drift_ppm,
+        multicast=multicast,
     )
     for spec in args.dropout:
         name, _, mode = spec.partition(":")
