@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from raas_drivers.natnet.emulator import NatNetEmulator
 
@@ -57,15 +58,37 @@ trigger_source = "Software"
 pixel_format = "Mono8"
 width = 64
 height = 48
+{webcam}"""
+
+WEBCAM = """
+[cameras.top]
+driver = "uvc"
+device = "{video}"
+backend = "any"
 """
 
 
-def cell_file(tmp_path: Path, port: int) -> Path:
+def webcam_video(tmp_path: Path) -> Path:
+    """15 s of 64x48 MJPG at 30 fps, for a `uvc` camera read by OpenCV (no V4L2 device here)."""
+    import cv2
+
+    path = tmp_path / "webcam.avi"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    img = np.zeros((48, 64, 3), np.uint8)
+    for i in range(450):
+        img[:, :, 1] = i % 256
+        out.write(img)
+    out.release()
+    return path
+
+
+def cell_file(tmp_path: Path, port: int, video: Path | None = None) -> Path:
     block = "\n".join(
         f'"block:m{i}" = {{ rigid_body = "block", marker = {i + 1} }}' for i in range(8)
     )
+    webcam = "" if video is None else WEBCAM.format(video=video)
     path = tmp_path / "cell.toml"
-    path.write_text(CELL.format(port=port, block=block))
+    path.write_text(CELL.format(port=port, block=block, webcam=webcam))
     return path
 
 
@@ -82,10 +105,13 @@ def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
 
 
 def test_raasd_run_on_emulated_pylon_and_natnet_with_a_policy(tmp_path: Path) -> None:
+    """Two Basler cameras fired by software, NatNet mocap, and a webcam (read from a video file)
+    running free beside them."""
     require_module("pypylon", "pypylon")
     require_module("natnet", "natnet")
+    require_module("cv2", "opencv-python-headless")
     with NatNetEmulator(rate_hz=120.0) as emu:
-        cell = cell_file(tmp_path, emu.address[1])
+        cell = cell_file(tmp_path, emu.address[1], webcam_video(tmp_path))
         made = run("-m", "raas.policy.examples", "--cell", str(cell), str(tmp_path / "bundles"))
         assert made.returncode == 0, made.stderr
         bundle = next((tmp_path / "bundles").iterdir())
@@ -96,11 +122,20 @@ def test_raasd_run_on_emulated_pylon_and_natnet_with_a_policy(tmp_path: Path) ->
         )  # fmt: skip
         frames_sent = emu.frames_sent
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "trigger pylon-software; mocap natnet; cameras left pylon, right pylon" in proc.stdout
+    assert "trigger pylon-software; mocap natnet; cameras left pylon, right pylon, top uvc" in (
+        proc.stdout
+    )
     stats = json.loads(stats_path.read_text())
     assert stats["cycles"]["run"] == 25
     assert stats["config"]["controller"].startswith("policy:")
-    assert set(stats["sources"]) == {"hand", "trigger", "mocap", "cameras.left", "cameras.right"}
+    assert set(stats["sources"]) == {
+        "hand",
+        "trigger",
+        "mocap",
+        "cameras.left",
+        "cameras.right",
+        "cameras.top",
+    }
     for name, src in stats["sources"].items():
         assert src["stale_cycles"] == 0, (name, src)
     assert frames_sent > 0
