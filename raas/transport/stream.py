@@ -67,7 +67,9 @@ class StreamPublisher:
             "a": self._spec,
         }
         self.sockets.publish(
-            Topic.STEP, [self._pack(header), *(a.data.cast("B") for a in self._arrays)]
+            Topic.STEP,
+            # a zero-size array (no mocap: no markers) is an empty frame; memoryview cannot cast it
+            [self._pack(header), *(a.data.cast("B") if a.size else b"" for a in self._arrays)],
         )
         self.published += 1
         self._n += 1

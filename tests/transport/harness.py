@@ -106,7 +106,9 @@ def start_daemon(
     env: dict[str, str] | None = None,
     timeout: float = 60,
     health_check: bool = False,
+    cell: Path | None = None,
 ) -> RobotDaemon:
+    """`raasd robot --sim` (or `--config cell` for a cell file of its own) on the test's ports."""
     tmp.mkdir(parents=True, exist_ok=True)
     if transport == "tcp":
         control, stream = "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"
@@ -117,7 +119,7 @@ def start_daemon(
         "-m",
         "raas.cli",
         "robot",
-        "--sim",
+        *(("--config", str(cell)) if cell is not None else ("--sim",)),
         "--no-rt",
         "--quiet",
         "--clock",
