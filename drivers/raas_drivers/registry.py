@@ -45,6 +45,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "raas_drivers.trigger.registration",
     "raas_drivers.mirror.registration",
     "raas_drivers.dynamixel",
+    "raas_drivers.pylon",
+    "raas_drivers.uvc",
+    "raas_drivers.natnet",
 )
 
 ENTRY_POINT_GROUP = "raas.drivers"
