@@ -265,7 +265,8 @@ def run_loop(loop: ControlLoop) -> int:
             loop.run()
         except DeviceLost as exc:
             print(
-                f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); hand held where it was measured, stopping",
+                f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); "
+                "hand held where it was measured, stopping",
                 file=sys.stderr,
                 flush=True,
             )

@@ -20,7 +20,8 @@ What it does:
     DEAD     `max_bad_frames` (M) bad frames in a row: the line cannot be trusted.
   Both are sticky: the link never resumes by itself, even when the port comes back. Only an
   explicit `reset()` (close, reopen, HELLO, RESET) leaves them. The drivers turn a link that is
-  not OPEN into DeviceLostError, which makes the control loop send the hold target (where the hand was measured) and stop.
+  not OPEN into DeviceLostError, which makes the control loop send the hold target (where the
+  hand was measured) and stop.
 """
 
 from __future__ import annotations

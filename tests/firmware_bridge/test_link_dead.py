@@ -1,5 +1,6 @@
 """M bad frames in a row: the hand's link is declared dead, the loop tells the hand to hold
-where it was measured and stops, and `raasd run` exits with code 3 naming the hand (the lost-device path)."""
+where it was measured and stops, and `raasd run` exits with code 3 naming the hand (the
+lost-device path)."""
 
 from __future__ import annotations
 
