@@ -57,30 +57,28 @@ from raas.transport.uploads import Upload
 
 _MS = 1_000_000
 
-#: Requests only the controlling session may send (docs/protocol.md, Requests).
-_CONTROL_REQUESTS = frozenset(
+#: Every request type (docs/protocol.md, Requests); anything else answers unknown_type.
+_REQUESTS = frozenset(
     {
+        Msg.HELLO,
+        Msg.STATUS,
+        Msg.OPEN,
+        Msg.CLOSE,
+        Msg.HEARTBEAT,
         Msg.ARM,
         Msg.DISARM,
+        Msg.STEP,
         Msg.RESET,
-        Msg.CLEAR_ESTOP,
         Msg.UPLOAD_BEGIN,
         Msg.UPLOAD_CHUNK,
         Msg.UPLOAD_END,
         Msg.RUN,
         Msg.STOP,
+        Msg.ESTOP,
+        Msg.CLEAR_ESTOP,
+        Msg.FETCH,
     }
 )
-_REQUESTS = _CONTROL_REQUESTS | {
-    Msg.HELLO,
-    Msg.STATUS,
-    Msg.OPEN,
-    Msg.CLOSE,
-    Msg.HEARTBEAT,
-    Msg.STEP,
-    Msg.ESTOP,
-    Msg.FETCH,
-}
 
 
 @dataclass(slots=True)
@@ -383,8 +381,6 @@ class SessionController:
         arrays: dict[str, np.ndarray],
         req_id: Any,
     ) -> None:
-        if kind not in _REQUESTS:  # before any session check: the type is the first fault
-            raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
         now = time.monotonic_ns()
         peer = self.peers.get(ident)
         if peer is not None:
@@ -392,7 +388,9 @@ class SessionController:
             if code is not None:
                 self._close(peer, code)
                 raise RequestRefusedError(code, "the lease no longer holds; session closed")
-            peer.last_seen_ns = now
+            peer.last_seen_ns = now  # any message is a heartbeat, even an unknown one
+        if kind not in _REQUESTS:  # before the role checks: with or without a session
+            raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
         if kind == Msg.STEP:  # hot path first
             self._on_step(self._controller_peer(peer), h.get("cycle"), arrays.get("action"))
             return
