@@ -298,8 +298,13 @@ class Subscriber:
         self.sock.connect(endpoint)
         self.sock.subscribe(b"")
 
-    def drain(self, timeout_s: float = 0.2) -> Iterator[tuple[str, Msg]]:
-        while self.sock.poll(int(timeout_s * 1000)):
+    def wait_connected(self) -> None:
+        assert self.sock.poll(10_000), "nothing on the stream"
+
+    def drain(self, max_s: float = 5.0) -> Iterator[tuple[str, Msg]]:
+        """What has arrived so far (the stream never stops: at most max_s of reading)."""
+        end = time.monotonic() + max_s
+        while time.monotonic() < end and self.sock.poll(200):
             frames = self.sock.recv_multipart()
             yield frames[0].decode(), decode(frames[1:])
 
@@ -329,14 +334,16 @@ def client(robot: RobotDaemon) -> Iterator[Client]:
     c.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stream(robot: RobotDaemon) -> Iterator[Subscriber]:
+    """A subscription made for one test (so its backlog is that test's messages only)."""
     c = Client(robot)
     hello = c.ok("hello")
     c.close()
     port = str(hello.header["stream_endpoint"]).rsplit(":", 1)[1]
     host = robot.control[len("tcp://") :].rsplit(":", 1)[0]
     s = Subscriber(robot, f"tcp://{host}:{port}")
+    s.wait_connected()
     yield s
     s.close()
 
