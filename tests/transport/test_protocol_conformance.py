@@ -182,7 +182,9 @@ class Msg:
         return set(self.header) - {"v", "t", "id", "a"} | set(self.arrays)
 
 
-def encode(t: str, fields: dict[str, Any] | None = None, arrays: dict[str, Any] | None = None):
+def encode(
+    t: str, fields: dict[str, Any] | None = None, arrays: dict[str, Any] | None = None
+) -> list[bytes]:
     header: dict[str, Any] = {"v": VERSION, "t": t, **(fields or {})}
     frames: list[bytes] = []
     if arrays:
