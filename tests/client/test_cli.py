@@ -46,6 +46,9 @@ def test_status_and_watch(daemon: RobotDaemon) -> None:
     r = raas("status", "shadow-1", "--endpoint", daemon.control, "--server-key", daemon.key)
     assert r.returncode == 0, r.stderr
     assert "shadow-1: hold, free" in r.stdout
+    # The safety state and the health result, in words, without --json.
+    assert "safety: idle (startup" in r.stdout, r.stdout
+    assert "health: not run since the daemon started" in r.stdout, r.stdout
     r = raas("watch", daemon.control, "--server-key", daemon.key, "--seconds", "2.5")
     assert r.returncode == 0, r.stderr
     assert "cycle" in r.stdout and "lateness p50" in r.stdout
@@ -94,3 +97,33 @@ def test_run_uploads_runs_and_reports(
     assert session["reservation"] == session["rid"] == "7"
     assert session["user"] == session["sub"] == "alice"
     assert session["bundle_sha256"] and session["bundle"] == "small"
+
+
+def test_status_words_for_safety_and_health() -> None:
+    """The lines `raas status` prints for a held robot and a failed health check (the shapes of
+    the `safety` and `health` fields of docs/protocol.md's status reply)."""
+    from raas_client.commands.status import describe_health, describe_safety
+
+    safety = {
+        "state": "hold",
+        "reason": "stale_sensor",
+        "cause": "watchdog",
+        "detail": "hand",
+        "since_s": 3.25,
+        "watchdog_trips": {"stale_sensor": 2, "client_late": 0},
+    }
+    assert describe_safety(safety) == (
+        "safety: hold (stale_sensor, by watchdog: hand) for 3.2 s; watchdog trips: stale_sensor 2"
+    )
+    report = {
+        "ok": False,
+        "at": "2026-12-03T07:00:00+00:00",
+        "checks": [
+            {"name": "reach", "ok": True, "detail": "all targets"},
+            {"name": "tracking", "ok": False, "detail": "A_FFJ3 0.3 rad off"},
+        ],
+    }
+    assert describe_health(report) == (
+        "health: FAILED at 2026-12-03T07:00:00+00:00: tracking: A_FFJ3 0.3 rad off"
+    )
+    assert describe_health({**report, "ok": True}).startswith("health: passed at")
