@@ -48,9 +48,12 @@ class EpisodeRecord:
     reason: str
     cycles: int
     goal_cycles: list[int]  # cycles each success took
+    #: reason "held": the supervisor's reason code for the stop (nonfinite_action, estop, ...)
+    safety_reason: str = ""
+    safety_detail: str = ""
 
     def as_dict(self, period_s: float) -> dict[str, object]:
-        return {
+        d: dict[str, object] = {
             "episode": self.episode,
             "successes": self.successes,
             "reason": self.reason,
@@ -58,6 +61,10 @@ class EpisodeRecord:
             "seconds": round(self.cycles * period_s, 3),
             "seconds_per_goal": [round(c * period_s, 3) for c in self.goal_cycles],
         }
+        if self.safety_reason:
+            d["safety_reason"] = self.safety_reason
+            d["safety_detail"] = self.safety_detail
+        return d
 
 
 class ReorientationTask:
@@ -124,7 +131,17 @@ class ReorientationTask:
             return "timeout"
         return "running"
 
-    def record(self, reason: str) -> EpisodeRecord:
+    def record(
+        self, reason: str, safety_reason: str = "", safety_detail: str = ""
+    ) -> EpisodeRecord:
+        """The episode as it ends. reason: an Outcome that ends it, or "held" (a safety stop,
+        whose reason code is `safety_reason`)."""
         return EpisodeRecord(
-            self.episode, self.successes, reason, self.cycles, list(self.goal_cycles)
+            self.episode,
+            self.successes,
+            reason,
+            self.cycles,
+            list(self.goal_cycles),
+            safety_reason,
+            safety_detail,
         )
