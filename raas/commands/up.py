@@ -77,7 +77,7 @@ def register(sub: Any) -> None:
 
 
 def _bundle(spec: str, var: Path) -> Path | None:
-    """The bundle to run; example bundles are generated on first use (torch export)."""
+    """The bundle to run; example bundles are generated on first use (onnx.helper, no torch)."""
     if spec == "none":
         return None
     if not spec.startswith("example:"):
