@@ -331,23 +331,31 @@ class RemoteRobot:
         return self.request(Msg.STOP)
 
     def fetch_recording(self, session_id: str, dest: Path, chunk: int = 1 << 20) -> Path:
-        """Copy the session's MCAP recording to `dest` (a file or a directory)."""
+        """Copy the session's MCAP recording to `dest` (a file or a directory).
+
+        The bytes go to `<dest>.part`, renamed to `dest` once complete: a refused or broken
+        fetch (no such recording, a lost connection) leaves no file behind."""
         if dest.is_dir():
             dest = dest / f"{session_id}.mcap"
+        part = dest.with_name(dest.name + ".part")
         offset, size = 0, None
-        with dest.open("wb") as f:
-            while size is None or offset < size:
-                r = self.request(
-                    Msg.FETCH,
-                    {"session": session_id, "offset": offset, "length": chunk},
-                    timeout_s=30,
-                )
-                size = int(r["size"])
-                data = r.get("data")
-                if not isinstance(data, np.ndarray) or data.size == 0:
-                    break
-                f.write(data.tobytes())
-                offset += data.size
+        try:
+            with part.open("wb") as f:
+                while size is None or offset < size:
+                    r = self.request(
+                        Msg.FETCH,
+                        {"session": session_id, "offset": offset, "length": chunk},
+                        timeout_s=30,
+                    )
+                    size = int(r["size"])
+                    data = r.get("data")
+                    if not isinstance(data, np.ndarray) or data.size == 0:
+                        break
+                    f.write(data.tobytes())
+                    offset += data.size
+            part.replace(dest)
+        finally:
+            part.unlink(missing_ok=True)
         return dest
 
     # ------------------------------------------------------------- stream
