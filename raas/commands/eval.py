@@ -91,6 +91,14 @@ def _cell_config(args: argparse.Namespace, period_s: float, vision: bool) -> Any
     return build_cell_config(merge(data, over))
 
 
+#: How an episode ends, in words (raas/task/reorientation.py has the rules).
+_END_REASONS = {
+    "dropped": "the block was dropped",
+    "timeout": "a goal timeout",
+    "max_successes": "the last success",
+}
+
+
 class _Progress:
     def __init__(self, out: TextIO, quiet: bool, total: int) -> None:
         self.out, self.quiet, self.total = out, quiet, total
@@ -108,7 +116,7 @@ class _Progress:
                 flush=True,
             )
         elif kind == "episode_end":
-            why = e["reason"]
+            why = _END_REASONS.get(e["reason"], e["reason"])
             if why == "held":
                 detail = f", {e['safety_detail']}" if e.get("safety_detail") else ""
                 why = f"a safety stop ({e['safety_reason']}{detail})"

@@ -113,7 +113,12 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
         text = out.text()
         for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
             assert f"raasd up: {step}" in text
-        assert "episode_end" in text and "episodes_run: 1" in text
+        # each event is one line in words (no raw dicts), every line its own: the upload's
+        # progress never redraws over another child's line (no carriage return in the output)
+        assert re.search(r"^raas +\|   episode 1 ended by .+ successes in [\d.]+ s$", text, re.M)
+        assert "results: 1 episode(s), successes per episode" in text
+        assert "episode_end" not in text and "{'" not in text.split("raas is up")[0]
+        assert "\r" not in text
         assert re.search(r"^watch +\| cycle \d+ +policy", text, re.MULTILINE)  # live progress
         recording = Path(out.wait_for(r"^  recording +(\S+)$", 1).group(1))
         report = Path(out.wait_for(r"^  report +(\S+)$", 1).group(1))

@@ -3,6 +3,8 @@ example bundle (upload, run in the loop, live progress, results)."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -75,8 +77,12 @@ def test_run_uploads_runs_and_reports(
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "uploaded small" in r.stdout
-    assert "episode_end" in r.stdout
-    assert "episodes_run: 1" in r.stdout
+    # events in words, one line each; the results name both hashes
+    assert "  episode 1 started" in r.stdout
+    assert re.search(r"^  episode 1 ended by .+: \d+ successes in [\d.]+ s$", r.stdout, re.M)
+    assert "results: 1 episode(s), successes per episode" in r.stdout
+    assert "(upload sha256 " in r.stdout and "over the bundle's files" in r.stdout
+    assert "{'" not in r.stdout and "\r" not in r.stdout + r.stderr
     assert "loaded in" in daemon.output()
     # The session's recording was fetched, byte for byte.
     fetched = list((tmp_path / "out").glob("*.mcap"))
@@ -94,3 +100,41 @@ def test_run_uploads_runs_and_reports(
     assert session["reservation"] == session["rid"] == "7"
     assert session["user"] == session["sub"] == "alice"
     assert session["bundle_sha256"] and session["bundle"] == "small"
+
+
+def test_run_with_json_events(daemon: RobotDaemon, issuer: LeaseIssuer, tmp_path: Path) -> None:
+    from raas.policy.examples import ensure_examples
+
+    bundle = ensure_examples(tmp_path / "bundles", ["small"])["small"]
+    r = raas(
+        "run", str(bundle), "--robot", daemon.control, "--server-key", daemon.key,
+        "--lease", issuer.issue(), "--no-fetch", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]  # stdout: JSON lines only
+    kinds = [e["kind"] for e in events]
+    assert "run_started" in kinds and kinds[-1] == "run_done"
+    end = next(e for e in events if e["kind"] == "episode_end")
+    assert end["episode"] == 0 and end["reason"] in ("timeout", "dropped", "max_successes")
+    assert "results: 1 episode(s)" in r.stderr
+
+
+def test_a_refused_bundle_is_named_and_leaves_no_file(
+    daemon: RobotDaemon, issuer: LeaseIssuer, tmp_path: Path
+) -> None:
+    from raas.policy.examples import make_small
+
+    bundle = make_small(tmp_path / "dup")
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["action"]["actuators"][3] = m["action"]["actuators"][1]
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    out = tmp_path / "out"
+    r = raas(
+        "run", str(bundle), "--robot", daemon.control, "--server-key", daemon.key,
+        "--lease", issuer.issue(), "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "raas run: the robot refused the bundle: ManifestError: action.actuators:" in r.stderr
+    assert "'A_WRJ0' is listed twice" in r.stderr
+    assert "recorder not configured" not in r.stdout + r.stderr
+    assert not out.exists() or not any(out.iterdir())  # no empty <session>.mcap

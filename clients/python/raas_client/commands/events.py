@@ -27,10 +27,20 @@ def _episode(e: Event) -> str:
     return f"episode {int(e.get('episode', 0)) + 1}"
 
 
+#: How an episode of the reorientation task ends (raas/task/reorientation.py), in words.
+END_REASONS = {
+    "dropped": "the block was dropped",
+    "timeout": "a goal timeout",
+    "max_successes": "the last success",
+}
+
+
 def _episode_end(e: Event) -> str:
     reason = str(e.get("reason"))
     if reason == "held":
         reason = f"a safety stop ({e.get('safety_reason')})"
+    else:
+        reason = END_REASONS.get(reason, reason)
     return (
         f"{_episode(e)} ended by {reason}: {e.get('successes')} successes in "
         f"{float(e.get('seconds', 0)):.1f} s"
@@ -54,8 +64,9 @@ def _health(e: Event) -> str:
 
 def _run_done(e: Event) -> str:
     s = e.get("summary") or {}
+    how = "finished" if s.get("reason") == "done" else f"ended ({s.get('reason', '?')})"
     return (
-        f"run done ({s.get('reason', '?')}): {s.get('episodes_run', '?')} episodes, successes "
+        f"run {how}: {s.get('episodes_run', '?')} episode(s), successes per episode "
         f"{s.get('successes', [])}"
     )
 

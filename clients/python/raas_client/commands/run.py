@@ -113,15 +113,24 @@ def _follow(robot: RemoteRobot, max_wait: float, out: _Out) -> _Ended:
     return _Ended(None)
 
 
+def _counts(counts: dict[str, int] | None) -> str:
+    """{"timeout": 2, "dropped": 1} -> "timeout 2, dropped 1"."""
+    return ", ".join(f"{k} {v}" for k, v in (counts or {}).items()) or "none"
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
 def _results(s: dict[str, Any], upload_sha: str, out: _Out) -> None:
     out.say(
         f"results: {s.get('episodes_run')} episode(s), successes per episode "
-        f"{s.get('successes')} (median {s.get('median_successes')}, max "
-        f"{s.get('max_successes')}), end reasons {s.get('end_reasons')}; the run ended: "
-        f"{s.get('reason')}"
+        f"{s.get('successes')} (median {_or_dash(s.get('median_successes'))}, max "
+        f"{_or_dash(s.get('max_successes'))}); episodes ended by: {_counts(s.get('end_reasons'))}; "
+        f"the run ended: {s.get('reason')}"
     )
     if s.get("safety_stops"):
-        out.say(f"  HELD: episodes ended by a safety stop {s['safety_stops']}")
+        out.say(f"  HELD: episodes ended by a safety stop: {_counts(s['safety_stops'])}")
     p = s.get("policy") or {}
     if p:
         lat = p.get("inference_latency_us") or {}

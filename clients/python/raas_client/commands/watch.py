@@ -69,11 +69,13 @@ def _watch(robot: Any, stream: Any, seconds: float | None, json_events: bool = F
                 last_cycle = h["cycle"]
         if time.monotonic() >= next_line and head:
             late = np.percentile(lateness, [50, 99]) if lateness else [0, 0]
+            t2a_p50 = f"{np.median(t2a):.0f} us" if t2a else "-"
+            stale = ", ".join(head["stale"]) if head["stale"] else "-"
             print(
                 f"cycle {head['cycle']} {head['mode']:<6} holder {head.get('holder') or '-'} "
                 f"ep {head['episode']} | {len(lateness)} steps/s, lateness p50 {late[0]:.0f} "
-                f"p99 {late[1]:.0f} us, trigger->apply p50 {np.median(t2a):.0f} us, "
-                f"fallbacks {fallbacks}, cycles not seen {gaps}, stale {head['stale'] or '-'}",
+                f"p99 {late[1]:.0f} us, trigger->apply p50 {t2a_p50}, "
+                f"fallbacks {fallbacks}, cycles not seen {gaps}, stale {stale}",
                 flush=True,
             )
             lateness.clear()
