@@ -188,3 +188,26 @@ def test_archive_with_unsafe_path_is_refused(small_bundle: Path, tmp_path: Path)
         tf.add(small_bundle / "manifest.json", arcname="../manifest.json")
     with pytest.raises(BundleArchiveError):
         load_bundle(t, period_s=PERIOD)
+
+
+def test_symlinks_out_of_the_bundle_are_refused_inside_accepted(
+    dense_bundle: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(dense_bundle / "model.onnx", outside / "model.onnx")
+    b = tmp_path / "linked"
+    b.mkdir()
+    shutil.copy(dense_bundle / "manifest.json", b / "manifest.json")
+    (b / "model.onnx").symlink_to(outside / "model.onnx")
+    with pytest.raises(BundleArchiveError) as info:
+        load_bundle(b, period_s=PERIOD)
+    assert info.value.field == "bundle"
+    assert "model.onnx is a symbolic link to" in str(info.value)
+    assert "outside the bundle" in str(info.value)
+    # a link to a file inside the bundle is fine: it loads, with the same hash as a copy
+    (b / "model.onnx").unlink()
+    (b / "v1").mkdir()
+    shutil.copy(dense_bundle / "model.onnx", b / "v1" / "model.onnx")
+    (b / "model.onnx").symlink_to("v1/model.onnx")
+    assert load_bundle(b, period_s=PERIOD).manifest.name == "dense"
