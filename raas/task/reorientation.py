@@ -14,28 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from raas.policy.pose import canonical, orientation_error, quat_mul, random_quaternion
+from raas.task.config import TaskConfig
 
-
-class TaskConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    success_threshold_rad: float = Field(default=0.4, gt=0, le=math.pi)
-    hold_cycles: int = Field(default=1, ge=1, description="cycles the error must stay under it")
-    max_successes: int = Field(default=50, ge=1, description="an episode ends after this many")
-    goal_timeout_s: float = Field(
-        default=80.0, gt=0, description="a goal not reached within this ends the episode"
-    )
-    drop_height_m: float = Field(
-        default=0.1, description="block centre below this height (world z) = dropped"
-    )
-    goal_mode: Literal["xyz", "z"] = Field(
-        default="xyz",
-        description="xyz: uniformly random orientations; z: the current goal turned about the "
-        "vertical axis by a random angle",
-    )
+__all__ = ["EpisodeRecord", "Outcome", "ReorientationTask", "TaskConfig"]
 
 
 Outcome = Literal["running", "success", "dropped", "timeout", "max_successes"]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from raas.task.config import TaskConfig
+
 
 class RevocationFeed(BaseModel):
     """The reservation service's revocation feed (raas.leases.follow); unset: no feed."""
@@ -64,3 +66,8 @@ class TransportConfig(BaseModel):
         default=1, ge=0, description="stream camera images every N cycles (0: never)"
     )
     revocations: RevocationFeed | None = None
+    task: TaskConfig = Field(
+        default_factory=TaskConfig,
+        description="the task a remote stepper is judged on (its observations carry `task`): "
+        "block reorientation, raas/task/reorientation.py",
+    )

@@ -75,7 +75,7 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
         return
     t0 = time.monotonic()
     try:
-        # Imported here: the policy runtime (onnxruntime) loads only when a bundle runs.
+        # Imported here: the runner and the evaluation are only needed when a bundle runs.
         load_bundle = importlib.import_module("raas.policy").load_bundle
         evaluation = importlib.import_module("raas.task.evaluation")
         EvaluationController = evaluation.EvaluationController

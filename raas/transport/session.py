@@ -37,6 +37,7 @@ from raas.daemon import SessionSink
 from raas.leases import LeaseClaims
 from raas.safety import Cause, Reason, SafetyState, Supervisor, Transition, TransitionRefusedError
 from raas.safety.health import CheckResult, HealthCheck
+from raas.task.stepping import SteppingTask
 from raas.transport.config import TransportConfig
 from raas.transport.errors import RequestRefusedError
 from raas.transport.leases import LeaseGate
@@ -154,6 +155,9 @@ class SessionController:
         self._action = np.zeros(len(packer.actuators))
         self._have_action = False
         self._reset_now = False
+        #: The cell's task for a remote stepper (raas.task.stepping); built here, at start-up,
+        #: so that no import happens inside a cycle when a client arms.
+        self.task = SteppingTask(packer.markers, 1.0 / rate_hz, cfg.task)
 
     @property
     def estopped(self) -> bool:
@@ -253,6 +257,7 @@ class SessionController:
         ctl = self.controller
         if ctl is None:
             return 0
+        judged = self.task.judge(obs)  # writes obs.goal
         arrays = self.packer.fill(obs)
         sup = self.supervisor
         fields: dict[str, Any] = {
@@ -262,12 +267,18 @@ class SessionController:
             "safety": sup.state.label,
             "safety_reason": sup.reason.value,
         }
+        if judged is not None:
+            fields["task"] = judged
         if self.report is not None:
             fields["report"] = self.report
             self.report = None
         sent = time.monotonic_ns()
         self.sockets.send_to(ctl.identity, Msg.OBS, fields, arrays)
         return sent
+
+    def _new_task_episode(self) -> None:
+        """The task starts an episode (goals from (0, episode)) on the next observation."""
+        self.task.new_episode(self.episode)
 
     def _on_step(self, peer: Peer, msg_cycle: object, action: np.ndarray | None) -> None:
         if self.mode == "step" and not self.supervisor.active:
@@ -385,6 +396,7 @@ class SessionController:
             self._arm(Cause.CLIENT, Reason.CLIENT_LATE)
             self._start_recording(ctl, None)
             self.mode = "step"
+            self._new_task_episode()
             return {
                 "mode": self.mode,
                 "action_wait_ms": self.action_wait_ns / _MS,
@@ -399,6 +411,7 @@ class SessionController:
             self.episode += 1
             self._reset_now = True
             self.report = None
+            self._new_task_episode()
             return {"episode": self.episode}
         if kind == Msg.CLEAR_ESTOP:
             try:

@@ -78,6 +78,11 @@ class Observation:
     arrays: dict[str, np.ndarray]
     stale: list[str] = field(default_factory=list)
     report: StepReport | None = None  # the report of the previous cycle
+    #: the cell's task judged on this cycle (remote stepping): outcome, successes, error_rad,
+    #: reward, over (docs/protocol.md); None when the robot sends none
+    task: dict[str, Any] | None = None
+    safety: str = ""  # the supervisor's state (running, hold, ...) and the reason of it
+    safety_reason: str = ""
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -191,12 +196,16 @@ class RemoteRobot:
                         del self._replies[old]
         elif kind == Msg.OBS:
             rep = msg.get("report")
+            task = msg.get("task")
             self._obs = Observation(
                 int(msg.get("cycle", -1)),
                 int(msg.get("episode", 0)),
                 msg.arrays,
                 list(msg.get("stale", [])),
                 StepReport.from_header(rep) if isinstance(rep, dict) else None,
+                dict(task) if isinstance(task, dict) else None,
+                str(msg.get("safety", "")),
+                str(msg.get("safety_reason", "")),
             )
         elif kind == Msg.EVENT:
             ev = dict(msg.header)
