@@ -163,8 +163,12 @@ def _start_robot(
     return kids.start("robot", cmd, env={"RAAS_ROBOT_TOKEN": creds.daemon_token})
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager's stop), handled as Ctrl-C is."""
+
+
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise _Terminated
 
 
 def main(args: argparse.Namespace) -> int:
@@ -203,8 +207,9 @@ def main(args: argparse.Namespace) -> int:
         while True:  # hold: the robot serves until Ctrl-C
             kids.check()
             stop.wait(0.5)
-    except KeyboardInterrupt:
-        print("\nraasd up: stopping (Ctrl-C) ...", flush=True)
+    except KeyboardInterrupt as stop:
+        why = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
+        print(f"\nraasd up: stopping ({why}) ...", flush=True)
     except (ChildFailedError, ServiceRequestError) as exc:
         print(f"raasd up: FAILED: {exc}; stopping everything", file=sys.stderr, flush=True)
         code = EXIT_FAILED
