@@ -63,10 +63,22 @@ class EvaluationController:
         self._in_episode = False
         self.supervisor: Supervisor | None = None
 
-    def attach(self, supervisor: Supervisor) -> None:
-        """Follow this supervisor (the cell's): its stops end the episode; episodes re-arm it."""
+    def attach(self, supervisor: Supervisor, *, first: bool = False) -> None:
+        """Follow this supervisor (the cell's): its stops end the episode; episodes re-arm it.
+        first: be told before the listeners already there (a remote run's session ends the
+        run on a stop, so the episode must be recorded before its summary is taken)."""
+        self.detach()
         self.supervisor = supervisor
-        supervisor.listeners.append(self._on_transition)
+        if first:
+            supervisor.listeners.insert(0, self._on_transition)
+        else:
+            supervisor.listeners.append(self._on_transition)
+
+    def detach(self) -> None:
+        """Stop following the supervisor (the run is over; it outlives this controller)."""
+        sup = self.supervisor
+        if sup is not None and self._on_transition in sup.listeners:
+            sup.listeners.remove(self._on_transition)
 
     def _on_transition(self, t: Transition) -> None:
         if t.after not in (SafetyState.HOLD, SafetyState.FAULT) or not self._in_episode:

@@ -89,6 +89,9 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
             ctl.run_event(str(event.get("event", "event")), data)
 
         ev = EvaluationController(runner, episodes=req.episodes, seed=req.seed, on_event=on_event)
+        # a safety stop ends the episode (recorded as held, with the reason) before the session
+        # ends the run on it
+        ev.attach(ctl.supervisor, first=True)
     except Exception as exc:  # a bad bundle is the client's problem: report it, keep holding
         print(f"raasd: bundle {req.sha256[:12]} failed to load: {exc}", file=log, flush=True)
         ctl.fail_run(f"{type(exc).__name__}: {exc}")
@@ -98,6 +101,7 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
     try:
         ctl.start_policy(ev, lambda: bool(ev.done), ev.summary)
     except TransitionRefusedError as exc:  # a fault latched meanwhile: the run does not start
+        ev.detach()
         ctl.fail_run(str(exc))
         return
     ctl.start_recording_for_run(req.sha256, str(runner.manifest.name))

@@ -687,6 +687,9 @@ class SessionController:
             self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": kind, **data})
 
     def _finish_policy(self, reason: str) -> dict[str, Any]:
+        detach = getattr(self.policy, "detach", None)  # a controller following the supervisor
+        if callable(detach):
+            detach()
         summary = dict(self.policy_summary()) if self.policy_summary is not None else {}
         summary["reason"] = reason
         self.policy = self.policy_done = self.policy_summary = None

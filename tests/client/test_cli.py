@@ -138,3 +138,32 @@ def test_a_refused_bundle_is_named_and_leaves_no_file(
     assert "'A_WRJ0' is listed twice" in r.stderr
     assert "recorder not configured" not in r.stdout + r.stderr
     assert not out.exists() or not any(out.iterdir())  # no empty <session>.mcap
+
+
+def test_a_held_run_says_why_the_episode_ended(
+    daemon: RobotDaemon, issuer: LeaseIssuer, tmp_path: Path
+) -> None:
+    """A policy that outputs NaN: the robot holds after 3 cycles; the episode is recorded as
+    ended by that safety stop (not lost in the run's end), and raas run exits 1."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from raas.policy.examples import make_small
+
+    bundle = make_small(tmp_path / "nan")
+    model = onnx.load(str(bundle / "model.onnx"))
+    for init in model.graph.initializer:
+        if init.name == "head.B":
+            init.CopyFrom(numpy_helper.from_array(np.full(20, np.nan, np.float32), "head.B"))
+    onnx.save(model, str(bundle / "model.onnx"))
+    r = raas(
+        "run", str(bundle), "--robot", daemon.control, "--server-key", daemon.key,
+        "--lease", issuer.issue(), "--no-fetch",
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "  safety: running -> hold, nonfinite_action by watchdog" not in r.stdout  # never ran
+    assert "safety: armed -> hold, nonfinite_action by watchdog" in r.stdout
+    assert "  episode 1 ended by a safety stop (nonfinite_action): 0 successes in" in r.stdout
+    assert "results: 1 episode(s)" in r.stdout
+    assert "HELD: episodes ended by a safety stop: nonfinite_action 1" in r.stdout
