@@ -13,7 +13,7 @@ reorient the block. The graphs are built with onnx.helper and numpy weights, so 
 needs only the daemon's own dependencies (onnx), not torch; the graphs have the interface
 torch.onnx.export gives (tests/policy/test_lstm_state.py checks that torch exports still load).
 
-    python -m raas.policy.examples DIR [--camera 200x200]     (or: raasd bundles make DIR)
+    python -m raas.policy.examples DIR [--camera 200x200]     (raasd up does it on first use)
 """
 
 from __future__ import annotations
