@@ -40,3 +40,15 @@ def test_a_held_episode_ends_at_once_with_the_reason(nan_bundle_dir: Path, tmp_p
     assert holds and holds[0]["reason"] == "nonfinite_action"
     end = [e["data"] for e in events if e["kind"] == "episode_end"]
     assert end and end[0]["reason"] == "held" and end[0]["safety_reason"] == "nonfinite_action"
+
+
+def test_same_rig_re_arms_after_a_held_episode(nan_bundle_dir: Path, tmp_path: Path) -> None:
+    """One rig and loop: the next episode re-arms the held supervisor and is judged again."""
+    out = tmp_path / "eval.json"
+    cmd = [sys.executable, "-m", "raas.cli", "eval", str(nan_bundle_dir), "--sim", "--no-rt"]
+    cmd += ["--episodes", "2", "--same-rig", "--goal-timeout", "30", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == EXIT_HELD, proc.stdout + proc.stderr
+    s = json.loads(out.read_text())
+    assert [e["reason"] for e in s["episodes"]] == ["held", "held"]
+    assert s["loop"]["cycles"] == 6  # 3 NaN cycles each (safety.watchdogs.nonfinite_cycles)
