@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from raas.task.config import TaskConfig
+
 
 class RevocationFeed(BaseModel):
     """The reservation service's revocation feed (raas.leases.follow); unset: no feed."""
@@ -81,3 +83,9 @@ class TransportConfig(BaseModel):
                 f"+ 64 KiB ({least}): an upload chunk must fit in a frame"
             )
         return self
+
+    task: TaskConfig = Field(
+        default_factory=TaskConfig,
+        description="the task a remote stepper is judged on (its observations carry `task`): "
+        "block reorientation, raas/task/reorientation.py",
+    )

@@ -47,6 +47,7 @@ from raas.daemon import SessionSink
 from raas.leases import LeaseClaims
 from raas.safety import Cause, Reason, SafetyState, Supervisor, Transition, TransitionRefusedError
 from raas.safety.health import CheckResult, HealthCheck
+from raas.task.stepping import SteppingTask
 from raas.transport.config import TransportConfig
 from raas.transport.errors import RequestRefusedError
 from raas.transport.leases import LeaseGate
@@ -190,6 +191,9 @@ class SessionController:
         self._reset_now = False
         chunk = cfg.max_chunk_bytes
         self._limit: Callable[[str], int] = lambda kind: request_limit(kind, chunk)
+        #: The cell's task for a remote stepper (raas.task.stepping); built here, at start-up,
+        #: so that no import happens inside a cycle when a client arms.
+        self.task = SteppingTask(packer.markers, 1.0 / rate_hz, cfg.task)
 
     @property
     def estopped(self) -> bool:
@@ -289,6 +293,7 @@ class SessionController:
         ctl = self.controller
         if ctl is None:
             return 0
+        judged = self.task.judge(obs)  # writes obs.goal
         arrays = self.packer.fill(obs)
         sup = self.supervisor
         fields: dict[str, Any] = {
@@ -298,12 +303,18 @@ class SessionController:
             "safety": sup.state.label,
             "safety_reason": sup.reason.value,
         }
+        if judged is not None:
+            fields["task"] = judged
         if self.report is not None:
             fields["report"] = self.report
             self.report = None
         sent = time.monotonic_ns()
         self.sockets.send_to(ctl.identity, Msg.OBS, fields, arrays)
         return sent
+
+    def _new_task_episode(self) -> None:
+        """The task starts an episode (goals from (0, episode)) on the next observation."""
+        self.task.new_episode(self.episode)
 
     def _on_step(self, peer: Peer, msg_cycle: object, action: np.ndarray | None) -> None:
         if self.mode == "step" and not self.supervisor.active:
@@ -431,6 +442,7 @@ class SessionController:
             self._arm(Cause.CLIENT, Reason.CLIENT_LATE)
             self._start_recording(ctl, None)
             self.mode = "step"
+            self._new_task_episode()
             return {
                 "mode": self.mode,
                 "action_wait_ms": self.action_wait_ns / _MS,
@@ -445,6 +457,7 @@ class SessionController:
             self.episode += 1
             self._reset_now = True
             self.report = None
+            self._new_task_episode()
             return {"episode": self.episode}
         if kind == Msg.CLEAR_ESTOP:
             was_estopped = self.estopped
@@ -733,6 +746,9 @@ class SessionController:
             self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": kind, **data})
 
     def _finish_policy(self, reason: str) -> dict[str, Any]:
+        detach = getattr(self.policy, "detach", None)  # a controller following the supervisor
+        if callable(detach):
+            detach()
         summary = dict(self.policy_summary()) if self.policy_summary is not None else {}
         summary["reason"] = reason
         self.policy = self.policy_done = self.policy_summary = None
