@@ -33,6 +33,17 @@ _ENDS = ("dropped", "timeout", "max_successes")
 
 
 class SteppingTask:
+    @classmethod
+    def for_cell(
+        cls, markers: tuple[str, ...], period_s: float, config: TaskConfig, seed: int = 0
+    ) -> SteppingTask | None:
+        """The task for a cell whose motion capture tracks the block, else None: a cell without
+        motion capture (or without the block's markers) cannot referee it, and its observations
+        carry no `task`."""
+        if any(m not in markers for m in CellSpec().block_markers):
+            return None
+        return cls(markers, period_s, config, seed)
+
     def __init__(
         self, markers: tuple[str, ...], period_s: float, config: TaskConfig, seed: int = 0
     ) -> None:

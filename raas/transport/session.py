@@ -193,7 +193,7 @@ class SessionController:
         self._limit: Callable[[str], int] = lambda kind: request_limit(kind, chunk)
         #: The cell's task for a remote stepper (raas.task.stepping); built here, at start-up,
         #: so that no import happens inside a cycle when a client arms.
-        self.task = SteppingTask(packer.markers, 1.0 / rate_hz, cfg.task)
+        self.task = SteppingTask.for_cell(packer.markers, 1.0 / rate_hz, cfg.task)
 
     @property
     def estopped(self) -> bool:
@@ -293,7 +293,7 @@ class SessionController:
         ctl = self.controller
         if ctl is None:
             return 0
-        judged = self.task.judge(obs)  # writes obs.goal
+        judged = self.task.judge(obs) if self.task is not None else None  # writes obs.goal
         arrays = self.packer.fill(obs)
         sup = self.supervisor
         fields: dict[str, Any] = {
@@ -314,7 +314,8 @@ class SessionController:
 
     def _new_task_episode(self) -> None:
         """The task starts an episode (goals from (0, episode)) on the next observation."""
-        self.task.new_episode(self.episode)
+        if self.task is not None:
+            self.task.new_episode(self.episode)
 
     def _on_step(self, peer: Peer, msg_cycle: object, action: np.ndarray | None) -> None:
         if self.mode == "step" and not self.supervisor.active:
