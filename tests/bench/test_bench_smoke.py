@@ -76,7 +76,16 @@ SMOKE: dict[str, Smoke] = {
         expect={("total",): 1, ("cells", 0, "cell"): "clock_jump_back-step"},
     ),
     "idle_load": Smoke(
-        ("--duration", "4", "--cameras", "0", "--only", "nort-idle,nort-stress"),
+        (
+            "--duration",
+            "4",
+            "--cameras",
+            "0",
+            "--stress-cpus",
+            "1",
+            "--only",
+            "nort-idle,nort-stress",
+        ),
         ours=(("cases", "nort-stress", "command_gap_us"),),
         peer=(("cases", "nort-idle", "command_gap_us"),),
     ),
