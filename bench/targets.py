@@ -73,7 +73,7 @@ class Target:
     direction: Literal["<=", ">="]
     on: Literal["measured", "ratio"]  # what the threshold bounds
     unit: str = "us"
-    note: str = ""
+    pending: str = ""  # why its benchmark does not measure it yet ("not measured" until it does)
 
 
 RUNS: dict[str, Run] = {
@@ -130,13 +130,13 @@ TARGETS: tuple[Target, ...] = (
         "remote_step_12hz_p50", "remote step at 12.5 Hz (observation published -> action), p50",
         16, "remote", Figure(("round_trip_12hz_us", "ours", "p50")),
         Figure(("round_trip_12hz_us", "peer", "p50")), 1.5, "<=", "ratio",
-        note="bench remote does not measure at 12.5 Hz yet",
+        pending="bench remote does not measure at 12.5 Hz yet",
     ),
     Target(
         "remote_step_12hz_p99", "remote step at 12.5 Hz, p99 vs bare REQ/REP paced at 12.5 Hz",
         16, "remote", Figure(("round_trip_12hz_us", "ours", "p99")),
         Figure(("round_trip_12hz_us", "peer", "p99")), 2.0, "<=", "ratio",
-        note="bench remote does not measure at 12.5 Hz yet",
+        pending="bench remote does not measure at 12.5 Hz yet",
     ),
     Target(
         "stream_obs_per_s", "observations encoded and published per second",
@@ -201,10 +201,10 @@ TARGETS: tuple[Target, ...] = (
         Figure((*_AV, "bare", "per_second")), 0.5, ">=", "ratio", unit="req/s",
     ),
     Target(
-        "service_booking", "service: bookings created per second, 32 connections, vs the peer",
+        "service_booking", "service: bookings created per second, 32 connections, vs the "
+        "peer's (bench/peer_fastapi.py)",
         16, "service", Figure((*_BK, "raas", "per_second")),
         Figure((*_BK, "bare", "per_second")), 0.5, ">=", "ratio", unit="req/s",
-        note="peer: bench/peer_fastapi.py's booking route",
     ),
     # issue 13: real hardware drivers
     Target(
@@ -281,6 +281,11 @@ def read(fig: Figure, report: Any) -> float:
     return value / base
 
 
+def _sig(x: float) -> float:
+    """4 significant digits (a ratio of 12 us / 62 ms stays 0.0001951, not 0.0)."""
+    return float(f"{x:.4g}")
+
+
 def judge(t: Target, report: Any | None, why_missing: str) -> dict[str, Any]:
     row: dict[str, Any] = {
         "target": t.name,
@@ -298,18 +303,21 @@ def judge(t: Target, report: Any | None, why_missing: str) -> dict[str, Any]:
     if report is None:
         return row
     try:
-        row["measured"] = round(read(t.measured, report), 3)
+        measured = read(t.measured, report)
     except NotMeasuredError as exc:
         row["why"] = str(exc)
         return row
+    peer = ratio = None
     if t.peer is not None:
         try:
-            row["peer"] = round(read(t.peer, report), 3)
+            peer = read(t.peer, report)
         except NotMeasuredError as exc:
             row["why"] = f"peer: {exc}"
-    if row["peer"]:  # never a ratio from a missing or zero peer
-        row["ratio"] = round(row["measured"] / row["peer"], 3)
-    value = row["ratio"] if t.on == "ratio" else row["measured"]
+    if peer:  # never a ratio from a missing or zero peer
+        ratio = measured / peer
+    row["measured"], row["peer"] = _sig(measured), None if peer is None else _sig(peer)
+    row["ratio"] = None if ratio is None else _sig(ratio)
+    value = ratio if t.on == "ratio" else measured  # judged unrounded
     if value is None:
         return row
     met = value <= t.threshold if t.direction == "<=" else value >= t.threshold
@@ -444,8 +452,8 @@ def main(argv: list[str]) -> int:
         if report is not None and "why" not in info and info.get("exit_code") not in (0, None):
             info["why"] = f"exit {info['exit_code']}"
         row = judge(t, report, info.get("why", ""))
-        if t.note and row["verdict"] == "not measured":
-            row["why"] = f"{t.note}; {row['why']}"
+        if t.pending and row["verdict"] == "not measured":
+            row["why"] = t.pending
         row["load_start"], row["load_end"] = info.get("load_start"), info.get("load_end")
         rows.append(row)
     text = table(rows, runs)
