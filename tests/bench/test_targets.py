@@ -101,3 +101,11 @@ def test_the_command_writes_every_target_of_its_runs(tmp_path: Path) -> None:
     assert dxl["ratio"] == pytest.approx(dxl["measured"] / dxl["peer"], rel=1e-2)
     assert len(report["runs"]["dynamixel"]["load_start"]) == 3
     assert "dynamixel_p50" in out.stdout and "verdict" in out.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "bench", "targets", "--", "--rejudge"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    rejudged = json.loads((tmp_path / "targets.json").read_text())
+    assert rejudged["targets"] == report["targets"]
+    assert rejudged["machine"]["when"] == report["machine"]["when"]
