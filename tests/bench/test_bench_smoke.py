@@ -81,10 +81,10 @@ SMOKE: dict[str, Smoke] = {
         peer=(("cells", 0, "declared"),),
         expect={("total",): 1, ("cells", 0, "cell"): "clock_jump_back-step"},
     ),
-    "idle_load": Smoke(
+    "idle_load": Smoke(  # a case runs its loop for --duration - 5 s (cell start-up)
         (
             "--duration",
-            "4",
+            "7",
             "--cameras",
             "0",
             "--stress-cpus",
@@ -94,6 +94,7 @@ SMOKE: dict[str, Smoke] = {
         ),
         ours=(("cases", "nort-stress", "command_gap_us"),),
         peer=(("cases", "nort-idle", "command_gap_us"),),
+        expect={("cases", "nort-stress", "stress"): "stress-ng --cpu 1"},
     ),
     "loop": Smoke(
         ("--duration", "1", "--cases", "12.5Hz-3cam", "--skip-unprivileged"),
