@@ -205,6 +205,11 @@ class ClockMapper:
         """Enough observations for a fitted offset and drift."""
         return self._count >= self._min_samples
 
+    @property
+    def samples(self) -> int:
+        """Observations in the window."""
+        return self._count
+
     def to_host(self, device_ns: int) -> int:
         """device stamp -> host CLOCK_MONOTONIC ns"""
         self._maybe_fit()

@@ -8,7 +8,7 @@ sources at once instead of spinning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
@@ -17,11 +17,17 @@ class Sample:
     """Common header of every sample.
 
     cycle:      the cycle whose trigger produced it (-1 when the device is free-running)
-    capture_ns: when the device captured it, on the host's CLOCK_MONOTONIC (sim time in lockstep)
+    capture_ns: when the device captured it, on the host's CLOCK_MONOTONIC (sim time in lockstep):
+                the device's own stamp mapped to host time by the driver's ClockMapper
+                (raas_drivers.clock_sync; docs/clocks.md), or the host arrival time for a device
+                without a clock
+    device_ns:  the device's own stamp of the capture, in its own clock (ns), as the device sent
+                it (unwrapped); None when the device has no clock of its own
     """
 
     cycle: int
     capture_ns: int
+    device_ns: int | None = field(default=None, kw_only=True)
 
 
 @runtime_checkable

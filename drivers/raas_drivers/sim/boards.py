@@ -47,9 +47,11 @@ class SimHandBoard(HandFirmware):
         rig = self.rig
         self.max_requested = max(self.max_requested, cycle)
         if not rig.lockstep:
-            rig.catch_up(now_us * 1000)
+            rig.catch_up(rig.now_ns())  # now_us is the board's clock, not the host's
             self.last_answered = cycle  # the latest, not the largest: a new host may count from 0
-            return self.make_state(cycle, now_us, self.applied_seq, rig.world.hand_state())
+            return self.make_state(
+                cycle, self.wire_time_us(now_us), self.applied_seq, rig.world.hand_state()
+            )
         if cycle == rig.last_trigger:
             return self.snapshot_state(cycle)
         if cycle > rig.last_trigger:
@@ -70,6 +72,9 @@ class SimHandBoard(HandFirmware):
         super().on_boot(now_us)
         self.pending.clear()
 
+    def wire_time_us(self, now_us: int) -> int:
+        return self.rig.board_us("hand", now_us * 1000)
+
 
 class SimTriggerBoard(TriggerFirmware):
     def __init__(self, rig: RigProcess, port: BoardPort, record: EventRecord) -> None:
@@ -78,3 +83,6 @@ class SimTriggerBoard(TriggerFirmware):
 
     def pulse(self, cycle: int, now_us: int) -> int | None:
         return self.rig.capture(cycle)
+
+    def wire_time_us(self, now_us: int) -> int:
+        return self.rig.board_us("trigger", now_us * 1000)

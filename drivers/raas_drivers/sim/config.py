@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from raas_firmware_bridge.emulator.config import LinkConfig
 
+from raas_drivers.sim.clocks import RigClocks
 from raas_drivers.sim.params import WorldParams
 
 CameraName = Literal["left", "right", "top"]
@@ -136,6 +137,13 @@ class RigConfig(BaseModel):
     faults: RigFaults = Field(
         default_factory=RigFaults,
         description="motion capture / camera loss, black frames, the rig outliving its parent",
+    )
+
+    # each device's own clock (docs/clocks.md)
+    clocks: RigClocks = Field(
+        default_factory=RigClocks,
+        description="offset and drift of each device domain's clock (hand, trigger, mocap, "
+        "cameras) against the host's",
     )
 
     # processes

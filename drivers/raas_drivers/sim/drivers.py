@@ -7,6 +7,10 @@ raas_drivers.trigger.serial_driver).
   SimMocapDriver                   control link + UDP datagrams on loopback, like a PhaseSpace
   SimCameraDriver                  one DGRAM notification socket per camera + shared memory
 
+Motion capture and cameras stamp frames in their own clocks (capture and send time); each
+frame's (send time, host arrival) pair feeds a ClockMapper (docs/clocks.md) and the capture stamp
+is mapped to host time with it. stats() carries the mappers' clock_* figures.
+
 Every call that touches a link raises DeviceLostError naming the device (or the camera source,
 e.g. "cameras.left") once the peer process is gone. poll() never blocks; fileno() is the fd that
 turns readable when poll() may have something new, for select.poll / epoll.
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from raas_drivers.cameras.driver import CAMERA_NAMES, CameraDriver, CameraFrame
+from raas_drivers.device_clock import DeviceClock
 from raas_drivers.errors import (
     DeviceLostError,
     DeviceNotReadyError,
@@ -81,9 +86,15 @@ class SimMocapDriver(MocapDriver):
     per triggered frame. A frame is decoded only when it is the one asked for."""
 
     def __init__(
-        self, name: str, control_sock: str, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+        self,
+        name: str,
+        control_sock: str,
+        *,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        lockstep_period_ns: int | None = None,
     ) -> None:
         super().__init__(name)
+        self.clock = DeviceClock(name, lockstep_period_ns=lockstep_period_ns)
         self.control_sock = control_sock
         self.connect_timeout_s = connect_timeout_s
         self._markers: tuple[str, ...] = ()
@@ -142,9 +153,10 @@ class SimMocapDriver(MocapDriver):
                 break
             if n < MOCAP_HEADER.size:
                 continue
-            magic, frame_cycle, _, _ = MOCAP_HEADER.unpack_from(self._buf, 0)
+            magic, frame_cycle, _, sent_ns, _ = MOCAP_HEADER.unpack_from(self._buf, 0)
             if magic != MOCAP_MAGIC:
                 continue
+            self.clock.mapper.add(sent_ns, self.clock.host_ns(frame_cycle))
             if frame_cycle == cycle:
                 result = self._decode(self._buf, n)
             if frame_cycle >= self._keep_cycle:  # the newest, for a later poll of its cycle
@@ -157,9 +169,11 @@ class SimMocapDriver(MocapDriver):
             self._watch.check(self.name)
         return result
 
-    @staticmethod
-    def _decode(buf: bytearray, n: int) -> MocapFrame | None:
-        _, frame_cycle, capture_ns, m = MOCAP_HEADER.unpack_from(buf, 0)
+    def stats(self) -> dict[str, float]:
+        return self.clock.stats()
+
+    def _decode(self, buf: bytearray, n: int) -> MocapFrame | None:
+        _, frame_cycle, device_ns, _, m = MOCAP_HEADER.unpack_from(buf, 0)
         if n < mocap_datagram_size(m):
             return None
         off = MOCAP_HEADER.size
@@ -167,7 +181,8 @@ class SimMocapDriver(MocapDriver):
         visible = np.frombuffer(buf, dtype=np.uint8, count=m, offset=off + 24 * m)
         return MocapFrame(
             cycle=frame_cycle,
-            capture_ns=capture_ns,
+            capture_ns=self.clock.to_host(device_ns),
+            device_ns=device_ns,
             positions=positions.reshape(m, 3).copy(),
             visible=visible.astype(bool),
         )
@@ -181,6 +196,7 @@ class SimCameraSource:
         self.camera = camera
         self.sock = sock
         self._name = f"{driver.name}.{camera}"
+        self.clock = DeviceClock(self._name, lockstep_period_ns=driver.lockstep_period_ns)
         self._note = bytearray(FRAME_NOTE.size)
         self._cycle = -1
         self._capture_ns = 0
@@ -204,9 +220,10 @@ class SimCameraSource:
                 raise DeviceLostError(self._name, f"notification socket: {exc}") from exc
             if n != FRAME_NOTE.size:
                 continue
-            magic, frame_cycle, capture_ns, slot = FRAME_NOTE.unpack_from(self._note, 0)
+            magic, frame_cycle, capture_ns, sent_ns, slot = FRAME_NOTE.unpack_from(self._note, 0)
             if magic != FRAME_MAGIC:
                 continue
+            self.clock.mapper.add(sent_ns, self.clock.host_ns(frame_cycle))
             if frame_cycle == cycle:
                 match = (capture_ns, slot)
             if frame_cycle >= self._cycle:  # the newest, for a later poll of its cycle
@@ -218,7 +235,8 @@ class SimCameraSource:
             return None
         return CameraFrame(
             cycle=cycle,
-            capture_ns=match[0],
+            capture_ns=self.clock.to_host(match[0]),
+            device_ns=match[0],
             camera=self.camera,
             image=self.driver.slot_view(self.camera, match[1]),
         )
@@ -238,8 +256,10 @@ class SimCameraDriver(CameraDriver):
         cameras: Sequence[str] = CAMERA_NAMES,
         *,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        lockstep_period_ns: int | None = None,
     ) -> None:
         super().__init__(name)
+        self.lockstep_period_ns = lockstep_period_ns
         self.render_sock = render_sock
         self.sock_dir = Path(sock_dir)
         self._cameras = tuple(cameras)
@@ -315,6 +335,14 @@ class SimCameraDriver(CameraDriver):
         for seg in self._segments.values():
             seg.close()
         self._segments.clear()
+
+    def stats(self) -> dict[str, float]:
+        """Each camera's clock figures, keys `<camera>.clock_*`."""
+        d: dict[str, float] = {}
+        for source in self._sources:
+            for k, v in source.clock.stats().items():
+                d[f"{source.camera}.{k}"] = v
+        return d
 
     def check_alive(self, who: str) -> None:
         if self._watch is None:

@@ -1,0 +1,53 @@
+"""A driver's view of its device's clock domain: the ClockMapper and the host clock it stamps with.
+
+    clock = DeviceClock("hand")                        # realtime: host = CLOCK_MONOTONIC
+    clock = DeviceClock("hand", lockstep_period_ns=P)  # lockstep: host = sim time, k * P
+    sent = clock.host_ns(k)                            # when the request of cycle k left
+    capture_ns = clock.observe(device_ns, sent, clock.host_ns(k))   # reply: add, then map
+
+In lockstep the host's time is the simulated time of the cycle's grid point, `cycle * period`:
+time stands still while a lockstep cycle's devices answer, so every observation of cycle k is
+stamped k * period, which keeps a run deterministic.
+"""
+
+from __future__ import annotations
+
+import time
+
+from raas_drivers.clock_sync import ClockMapper
+
+_SHOWN = ("offset_ns", "drift_ppm", "residual_ns", "samples")
+
+
+class DeviceClock:
+    def __init__(
+        self,
+        name: str,
+        *,
+        lockstep_period_ns: int | None = None,
+        window: int = 256,
+        latency_ns: int = 0,
+    ) -> None:
+        self.name = name
+        self.lockstep_period_ns = lockstep_period_ns
+        self.mapper = ClockMapper(name, window=window, latency_ns=latency_ns)
+
+    def host_ns(self, cycle: int) -> int:
+        """The host's time now (lockstep: the grid time of `cycle`)."""
+        if self.lockstep_period_ns is not None:
+            return max(cycle, 0) * self.lockstep_period_ns
+        return time.monotonic_ns()
+
+    def observe(self, device_ns: int, host_before_ns: int, host_after_ns: int | None = None) -> int:
+        """Add one observation and return `device_ns` mapped to host time."""
+        self.mapper.add(device_ns, host_before_ns, host_after_ns)
+        return self.mapper.to_host(device_ns)
+
+    def to_host(self, device_ns: int) -> int:
+        return self.mapper.to_host(device_ns)
+
+    def stats(self) -> dict[str, float]:
+        """The mapper's offset, drift, residual and window fill, keys prefixed `clock_` (for a
+        driver's stats(); the metrics board has a fixed number of slots for them)."""
+        s = self.mapper.stats()
+        return {f"clock_{k}": s[k] for k in _SHOWN}
