@@ -34,9 +34,22 @@ class SimHandBoard(HandFirmware):
         self.max_requested = -1
         self.last_answered = -1  # the cycle of the latest state sent (realtime: releases renders)
         self._pos = np.zeros(len(rig.world.ctrlrange))
+        self._holding = False
 
     def plant_targets(self, targets: np.ndarray) -> None:
+        delay = self.rig.action_delay
+        if delay.active and not self._holding:
+            targets = delay.push(targets)  # [rig.faults] action delay: the motors lag
         self.rig.world.set_targets(targets)
+
+    def on_hold(self, now_us: int) -> None:
+        """A hold goes to the motors at once, never delayed; queued targets are dropped."""
+        self._holding = True
+        try:
+            super().on_hold(now_us)
+        finally:
+            self._holding = False
+        self.rig.action_delay.clear(self.targets)
 
     def plant_positions(self) -> np.ndarray:
         world = self.rig.world

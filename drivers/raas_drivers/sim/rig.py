@@ -59,6 +59,7 @@ from raas_drivers.sim.link import LinkClosedError, LinkConn, LinkFullError, Link
 from raas_drivers.sim.mocap_model import MocapModel
 from raas_drivers.sim.proc import die_with_parent, exit_on_sigterm, log, report_ready
 from raas_drivers.sim.protocol import MOCAP_HEADER, MOCAP_MAGIC, mocap_datagram_size
+from raas_drivers.sim.timing_faults import ActionDelay, TimestepStretch
 from raas_drivers.sim.world import MARKER_NAMES, World
 
 RENDER_DONE_TIMEOUT_S = 60.0
@@ -73,7 +74,8 @@ class RigProcess:
         self.cfg = cfg
         self.lockstep = cfg.clock == "lockstep"
         self.period_ns = cfg.period_ns
-        seeds = np.random.SeedSequence(cfg.seed).spawn(3)
+        # (the first three children are the ones the rig always used: adding more changes none)
+        seeds = np.random.SeedSequence(cfg.seed).spawn(5)
         self.world = World(cfg.world_params())
         self.world.reset(int(seeds[0].generate_state(1)[0]))
         self.dt_ns = self.world.timestep_ns
@@ -110,6 +112,16 @@ class RigProcess:
         self.term_at: float | None = None  # outlive_parent_s: when a SIGTERM came
         self.on_wake: Callable[[], None] | None = None  # called on every wake-up of serve()
         hand_rng, trigger_rng = np.random.default_rng(seeds[2]).spawn(2)
+        f = cfg.faults
+        self.action_delay = ActionDelay(
+            f.action_delay_cycles, f.action_delay_prob, np.random.default_rng(seeds[3])
+        )
+        self.stretch = TimestepStretch(
+            f.timestep_stretch_lambda_hz,
+            f.timestep_substep_s,
+            self.period_ns,
+            np.random.default_rng(seeds[4]),
+        )
         # lockstep: the watchdog counts sim time, which moves a period per trigger
         watchdog_ms = (
             max(lc.watchdog_ms, 2e-6 * self.period_ns) if self.lockstep else lc.watchdog_ms
@@ -208,7 +220,7 @@ class RigProcess:
     # ------------------------------------------------------------------ physics
     def catch_up(self, now_ns: int) -> None:
         """realtime: run the physics steps whose time has come."""
-        due = (now_ns - self.t0_ns) // self.dt_ns - self.world.steps
+        due = (now_ns - self.t0_ns + self.stretch.total_ns) // self.dt_ns - self.world.steps
         if due > MAX_CATCH_UP_STEPS:  # we were not scheduled for a while: do not race to catch up
             self.t0_ns += (due - 1) * self.dt_ns
             due = 1
@@ -227,7 +239,7 @@ class RigProcess:
     def advance_to_cycle(self, cycle: int) -> None:
         """lockstep: world time becomes cycle * period (never backwards), one servo tick per
         physics step (the plant cannot change between two steps)."""
-        target = round(cycle * self.period_ns / self.dt_ns)
+        target = round((cycle * self.period_ns + self.stretch.total_ns) / self.dt_ns)
         world = self.world
         while world.steps < target:
             self.hand.tick(world.time_ns // 1000)
@@ -275,6 +287,8 @@ class RigProcess:
         """The trigger board's pulse for `cycle`: the sync lines fire, motion capture and cameras
         capture. Returns the pulse's time on the trigger board's clock in us."""
         self.fault_clock.poll(time.monotonic_ns())
+        if cycle > self.last_trigger:
+            self.stretch.next_cycle()  # the plant runs this much longer than the coming period
         if self.lockstep:
             if cycle > self.last_trigger:
                 self.advance_to_cycle(cycle)
