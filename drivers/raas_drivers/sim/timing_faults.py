@@ -49,7 +49,7 @@ class ActionDelay:
         if self.prob <= 0:
             return base.copy()
         older = sets[max(0, n - 2 - self.cycles)]
-        late: np.ndarray = self.rng.random(base.shape[0]) < self.prob
+        late = np.less(self.rng.random(base.shape[0]), self.prob)
         self.delayed_actuators += int(late.sum())
         out: np.ndarray = np.where(late, older, base)
         return out
