@@ -218,7 +218,8 @@ class ClockMapper:
         return self._map(device_ns)
 
     def stats(self) -> dict[str, float]:
-        """offset_ns (host - device at the latest observation), drift_ppm, residual_ns (p99 of
+        """offset_ns (host - device at the latest observation), drift_ppm (how much faster the
+        device clock runs than the host's: 50 means 50 us more per second), residual_ns (p99 of
         the fit's residual over the observations it used), delay_ns (round trip, or latency above
         the fitted line, of the least delayed observation), samples (in the window), observations
         (ever), resets (clock jumps seen)."""
@@ -229,7 +230,7 @@ class ClockMapper:
             offset = float(self._map(last) - last)
         return {
             "offset_ns": offset,
-            "drift_ppm": self._b * 1e6,
+            "drift_ppm": -self._b / (1.0 + self._b) * 1e6,
             "residual_ns": self._residual,
             "delay_ns": self._delay,
             "samples": float(self._count),
@@ -295,7 +296,7 @@ class ClockMapper:
             a, b = _theil_sen(x[sel], y[sel])
         else:
             sel = self._segment_argmin(y - self._b * x)
-            a, b = _lower_hull_fit(x[sel], y[sel], float(x.mean()))
+            a, b = _lower_hull_fit(x[sel], y[sel], float(x[sel].mean()))
         b_clamped = min(max(b, -self._max_drift), self._max_drift)
         if b_clamped != b:
             # keep the line through the selected points' centre when the slope is clamped
@@ -314,14 +315,16 @@ class ClockMapper:
         self._fitted = True
 
     def _segment_argmin(self, key: _F64) -> _I64:
-        """Index of the smallest `key` in each of up to `segments` runs of consecutive items."""
+        """Index of the smallest `key` in each of up to `segments` runs of consecutive items
+        (runs as equal as the count allows; every item is in one)."""
         n = key.size
         k = min(self._segments, n)
-        run = n // k
-        start = n - k * run  # the oldest few items that do not fill a run are left out
-        block = key[start:].reshape(k, run)
-        picked: _I64 = np.argmin(block, axis=1).astype(np.int64)
-        picked += start + np.arange(k, dtype=np.int64) * run
+        starts = (np.arange(k, dtype=np.int64) * n) // k
+        mins = np.minimum.reduceat(key, starts)
+        run_of = np.repeat(np.arange(k), np.diff(np.append(starts, n)))
+        hits = np.flatnonzero(key == mins[run_of])
+        _, first = np.unique(run_of[hits], return_index=True)
+        picked: _I64 = hits[first].astype(np.int64)
         return picked
 
 

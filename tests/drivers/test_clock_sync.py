@@ -13,14 +13,9 @@ OFFSET = -3_141_592_653_589  # host - device at HOST0 (device clock runs ahead)
 
 
 def device_of(host_ns: int, drift_ppm: float) -> int:
-    """The true device clock: host = device + OFFSET + drift * (device - device0)."""
+    """The true device clock: HOST0 - OFFSET at HOST0, running drift_ppm faster than the host."""
     d0 = HOST0 - OFFSET
-    return d0 + round((host_ns - HOST0) / (1.0 + drift_ppm * 1e-6))
-
-
-def host_of(device_ns: int, drift_ppm: float) -> int:
-    d0 = HOST0 - OFFSET
-    return HOST0 + round((device_ns - d0) * (1.0 + drift_ppm * 1e-6))
+    return d0 + round((host_ns - HOST0) * (1.0 + drift_ppm * 1e-6))
 
 
 def exchanges(
@@ -57,8 +52,8 @@ def test_offset_and_drift_are_found() -> None:
     assert np.abs(err).max() < 20_000  # 20 us against a 100 us symmetric link jitter
     stats = m.stats()
     assert stats["drift_ppm"] == pytest.approx(50.0, abs=1.0)
-    # offset at the latest observation: the initial offset plus 50 ppm of the 20 s run
-    expected = OFFSET + 50e-6 * 249 * PERIOD
+    # offset (host - device) at the latest observation: the device gained 50 ppm of the 20 s run
+    expected = OFFSET - 50e-6 * 249 * PERIOD
     assert stats["offset_ns"] == pytest.approx(expected, abs=20_000)
     assert stats["samples"] == 250
 
