@@ -27,10 +27,15 @@ class DeviceClock:
         lockstep_period_ns: int | None = None,
         window: int = 256,
         latency_ns: int = 0,
+        refit_interval_ns: int = 20_000_000,
     ) -> None:
+        """refit_interval_ns: least device time between two fits made by `to_host`; a driver
+        that calls `refit()` itself in its spare time sets it long."""
         self.name = name
         self.lockstep_period_ns = lockstep_period_ns
-        self.mapper = ClockMapper(name, window=window, latency_ns=latency_ns)
+        self.mapper = ClockMapper(
+            name, window=window, latency_ns=latency_ns, refit_interval_ns=refit_interval_ns
+        )
 
     def host_ns(self, cycle: int) -> int:
         """The host's time now (lockstep: the grid time of `cycle`)."""

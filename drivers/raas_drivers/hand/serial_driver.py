@@ -40,6 +40,8 @@ from raas_drivers.hand.driver import HandDriver, HandState
 from raas_drivers.serial_device import DEFAULT_REQUEST_TIMEOUT_S, SerialDevice
 
 _NA = len(ACTUATOR_NAMES)
+#: to_host refits only when the driver has not for this long (it refits after each request)
+REFIT_BY_TO_HOST_NS = 2_000_000_000
 
 
 class SerialHandDriver(SerialDevice, HandDriver):
@@ -73,7 +75,10 @@ class SerialHandDriver(SerialDevice, HandDriver):
         self._asked_ns = 0  # host time its request left
         self._observed = -1  # the latest cycle whose exchange went to the clock mapper
         self._retries = 0
-        self.clock = DeviceClock(name, lockstep_period_ns=lockstep_period_ns)
+        # the fit runs after each request went out (request_state), while the board answers
+        self.clock = DeviceClock(
+            name, lockstep_period_ns=lockstep_period_ns, refit_interval_ns=REFIT_BY_TO_HOST_NS
+        )
 
     @property
     def idle_action(self) -> np.ndarray:
@@ -86,20 +91,22 @@ class SerialHandDriver(SerialDevice, HandDriver):
         self._asked_ns = self.clock.host_ns(cycle)
         self._send(StateRequest(cycle))
         self.link.track(("state", cycle))
+        self.clock.mapper.refit()
 
     def poll(self, cycle: int) -> HandState | None:
         link = self.link
         match: State | None = None
         bad_before = link.stats.bad_frames
+        # the answer is in before we read it: its arrival is no later than now (taken before the
+        # decoding, which would otherwise count as part of the answer's way back)
+        entered = self.clock.host_ns(cycle)
         for msg in link.receive():
             if isinstance(msg, State):
                 link.answered(("state", msg.cycle))
                 if msg.cycle == self._asked and self._retries == 0 and msg.cycle > self._observed:
                     # the answer to the request that left at _asked_ns: one clock observation
                     self._observed = msg.cycle
-                    self.clock.mapper.add(
-                        msg.fw_time_us * 1000, self._asked_ns, self.clock.host_ns(msg.cycle)
-                    )
+                    self.clock.mapper.add(msg.fw_time_us * 1000, self._asked_ns, entered)
                 if self._latest is None or msg.cycle >= self._latest.cycle:
                     self._latest = msg  # the newest, for a later poll of its cycle
                 if msg.cycle == cycle:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,11 @@ from raas_drivers.sim.protocol import (
 )
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
+#: Linux SO_TIMESTAMPNS (the socket module has no name for it): the kernel stamps each datagram
+#: with CLOCK_REALTIME when it is queued to the socket, so the host's arrival time does not
+#: include the wait until the loop reads it.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
 _NJ = len(JOINT_NAMES)
 _NA = len(ACTUATOR_NAMES)
 _STATE_LEN = 2 * _NJ + 2 * _NA
@@ -104,6 +111,8 @@ class SimMocapDriver(MocapDriver):
         self._have = 0  # length of the last datagram kept in _keep
         self._keep = bytearray(65536)
         self._keep_cycle = -1
+        self._kernel_stamps = False
+        self._anc = socket.CMSG_SPACE(_TIMESPEC.size)
 
     @property
     def marker_names(self) -> tuple[str, ...]:
@@ -114,6 +123,11 @@ class SimMocapDriver(MocapDriver):
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         udp.bind(("127.0.0.1", 0))
         udp.setblocking(False)
+        try:
+            udp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._kernel_stamps = True
+        except OSError:  # not Linux: the arrival is when poll() reads the datagram
+            self._kernel_stamps = False
         try:
             self._watch = _Watch(
                 self.name,
@@ -146,17 +160,28 @@ class SimMocapDriver(MocapDriver):
     def poll(self, cycle: int) -> MocapFrame | None:
         udp = self._sock()
         result: MocapFrame | None = None
+        lockstep = self.clock.lockstep_period_ns is not None
+        realtime_to_mono: int | None = None
         while True:
             try:
-                n = udp.recv_into(self._buf)
+                n, anc, _, _ = udp.recvmsg_into([self._buf], self._anc)
             except BlockingIOError:
                 break
+            arrival = time.monotonic_ns()
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    if realtime_to_mono is None:
+                        realtime_to_mono = (
+                            time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
+                        )
+                    sec, nsec = _TIMESPEC.unpack_from(data)
+                    arrival = min(arrival, sec * 1_000_000_000 + nsec - realtime_to_mono)
             if n < MOCAP_HEADER.size:
                 continue
             magic, frame_cycle, _, sent_ns, _ = MOCAP_HEADER.unpack_from(self._buf, 0)
             if magic != MOCAP_MAGIC:
                 continue
-            self.clock.mapper.add(sent_ns, self.clock.host_ns(frame_cycle))
+            self.clock.mapper.add(sent_ns, self.clock.host_ns(frame_cycle) if lockstep else arrival)
             if frame_cycle == cycle:
                 result = self._decode(self._buf, n)
             if frame_cycle >= self._keep_cycle:  # the newest, for a later poll of its cycle

@@ -171,6 +171,7 @@ class RigProcess:
         # that cycle went out, or at render_hold_ns (CLOCK_MONOTONIC) at the latest
         self.render_pending: tuple[int, int, bytes] | None = None
         self.render_hold_ns = 0
+        self.capture_due: tuple[int, int] | None = None  # realtime: (cycle, pulse ns) to capture
 
     def _watch(self, fd: int, kind: str) -> None:
         self.kind[fd] = kind
@@ -304,8 +305,21 @@ class RigProcess:
             return self.board_us("trigger", base)
         now = time.monotonic_ns()
         now -= now % 1000  # the boards count whole microseconds; every stamp of a pulse agrees
-        self.catch_up(now)
         self.last_trigger = cycle
+        # the board acknowledges the pulse first, as a microcontroller would; the capture work
+        # (physics up to the pulse, mocap frame, scene) follows at once (capture_after_ack), so
+        # the ack's way back is not longer than the trigger's way in by that work (the host's
+        # clock mapping takes the exchange's midpoint)
+        self.capture_due = (cycle, now)
+        return self.board_us("trigger", now)
+
+    def capture_after_ack(self) -> None:
+        """realtime: what the pulse of capture() set off: motion capture and cameras capture."""
+        if self.capture_due is None:
+            return
+        cycle, now = self.capture_due
+        self.capture_due = None
+        self.catch_up(now)
         self.send_mocap(cycle, now, now)
         # the scene is snapshotted now, sent once the hand's state of this cycle has gone out
         # (see _render_due): the renderer takes the cores for milliseconds, and over ptys the
@@ -320,7 +334,6 @@ class RigProcess:
                 self.world.render_state().tobytes(),
             )
             self.render_hold_ns = time.monotonic_ns() + RENDER_HOLD_NS
-        return self.board_us("trigger", now)
 
     def _render_due(self, now_ns: int) -> bool:
         """realtime: may the pending render go now? Once the hand answered its cycle (or never
@@ -414,7 +427,7 @@ class RigProcess:
             self.scheduled_faults(msg.cycle)
             if board.port.fileno() < 0:  # the trigger board itself vanished
                 return
-        if not self.lockstep and not isinstance(msg, (SetTargets, Heartbeat)):
+        if not self.lockstep and not isinstance(msg, (SetTargets, Heartbeat, Trigger)):
             # physics catches up before anything that looks at the plant (a trigger's capture
             # and a state request catch up themselves); latching targets or feeding the
             # watchdog does not, so the hand's state request behind them is not held up
@@ -505,16 +518,20 @@ class RigProcess:
                             triggers.append((frame.seq, msg))
                         else:
                             hand_batch.append((board, frame.seq, msg))
-            # the hand's messages first (lockstep: targets of the previous cycle, this cycle's
-            # request, then the triggers: the order that makes a run deterministic; realtime:
-            # a state request that came in the same wake-up as a trigger is not held up by the
-            # trigger's capture)
+            # lockstep: the hand's messages first (targets of the previous cycle, this cycle's
+            # request, then the triggers: the order that makes a run deterministic). realtime:
+            # the trigger board's acks first, then the hand's answers, then the pulse's capture
+            # work: two boards answer independently, so neither answer waits for the other
+            # board's work or for the capture (the host maps each board's clock by its
+            # exchanges' midpoints, which a reply held up by the other board would skew)
+            first = self.trigger if not self.lockstep else self.hand
             for board, seq, msg in hand_batch:
-                if board is self.hand:
+                if board is first:
                     self.handle_board(board, seq, msg)
             for board, seq, msg in hand_batch:
-                if board is not self.hand:
+                if board is not first:
                     self.handle_board(board, seq, msg)
+            self.capture_after_ack()
             if self.lockstep:
                 deadline = time.monotonic() + TRIGGER_WAIT_S
                 self.deferred += [(deadline, seq, t) for seq, t in triggers]

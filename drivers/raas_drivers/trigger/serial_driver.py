@@ -56,7 +56,10 @@ class SerialTriggerDriver(SerialDevice, TriggerDriver):
         self._fired_ns = 0
         self._observed = -1  # the latest cycle whose exchange went to the clock mapper
         self._retries = 0
-        self.clock = DeviceClock(name, lockstep_period_ns=lockstep_period_ns)
+        # the fit runs after each trigger went out (fire), while the board answers
+        self.clock = DeviceClock(
+            name, lockstep_period_ns=lockstep_period_ns, refit_interval_ns=2_000_000_000
+        )
 
     def fire(self, cycle: int) -> int:
         self.require_active("fire")
@@ -64,20 +67,20 @@ class SerialTriggerDriver(SerialDevice, TriggerDriver):
         self._fired, self._fired_ns, self._retries = cycle, self.clock.host_ns(cycle), 0
         self._send(cycle)
         self.link.track(("trigger", cycle))
+        self.clock.mapper.refit()
         return sent
 
     def poll(self, cycle: int) -> TriggerAck | None:
         link = self.link
         match: int | None = None
         bad_before = link.stats.bad_frames
+        entered = self.clock.host_ns(cycle)  # the ack's arrival is no later (before decoding)
         for msg in link.receive():
             if isinstance(msg, WireTriggerAck):
                 link.answered(("trigger", msg.cycle))
                 if msg.cycle == self._fired and self._retries == 0 and msg.cycle > self._observed:
                     self._observed = msg.cycle
-                    self.clock.mapper.add(
-                        msg.hw_time_us * 1000, self._fired_ns, self.clock.host_ns(msg.cycle)
-                    )
+                    self.clock.mapper.add(msg.hw_time_us * 1000, self._fired_ns, entered)
                 if msg.cycle >= self._ack_cycle:
                     self._ack_cycle, self._ack_ns = msg.cycle, msg.hw_time_us * 1000
                 if msg.cycle == cycle:
