@@ -32,7 +32,7 @@ from raas.core.clock import Clock, LockstepClock, MonotonicClock
 from raas.core.controller import Controller
 from raas.core.loop import ControlLoop, LoopConfig, Publisher, SourceSpec
 from raas.core.rt import RtReport, RtRequest, acquire
-from raas.core.stats import build_stats, format_summary
+from raas.core.stats import build_stats, device_clocks, format_summary
 from raas.core.status import StatusLine
 from raas.errors import DeviceLost
 from raas.metrics.cell import metrics_for_cell
@@ -314,7 +314,8 @@ def run_cell(
                     "renderer": cell.rig.renderer_backend,
                     "clock": cfg.rig.clock,
                     "seed": cfg.rig.seed,
-                }
+                },
+                "clocks": device_clocks(cell.devices),
             },
         )
     print(format_summary(stats), file=out, flush=True)
