@@ -33,6 +33,7 @@ class DeviceClock:
         that calls `refit()` itself in its spare time sets it long."""
         self.name = name
         self.lockstep_period_ns = lockstep_period_ns
+        self._last: tuple[int, int, int] | None = None
         self.mapper = ClockMapper(
             name, window=window, latency_ns=latency_ns, refit_interval_ns=refit_interval_ns
         )
@@ -50,6 +51,21 @@ class DeviceClock:
 
     def to_host(self, device_ns: int) -> int:
         return self.mapper.to_host(device_ns)
+
+    def exchange(self, device_ns: int, host_before_ns: int, host_after_ns: int) -> None:
+        """A request/answer observation; `map` keeps this stamp inside its own exchange."""
+        self.mapper.add(device_ns, host_before_ns, host_after_ns)
+        self._last = (device_ns, host_before_ns, host_after_ns)
+
+    def map(self, device_ns: int) -> int:
+        """`device_ns` on the host's clock. The stamp of the latest exchange is held inside that
+        exchange (it was taken between the request leaving and the answer being read, whatever
+        the fit says; the fit may still rest on older exchanges only)."""
+        host = self.mapper.to_host(device_ns)
+        last = self._last
+        if last is not None and last[0] == device_ns:
+            host = min(max(host, last[1]), last[2])
+        return host
 
     def stats(self) -> dict[str, float]:
         """The mapper's offset, drift, residual and window fill, keys prefixed `clock_` (for a

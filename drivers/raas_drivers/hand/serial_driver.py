@@ -106,7 +106,7 @@ class SerialHandDriver(SerialDevice, HandDriver):
                 if msg.cycle == self._asked and self._retries == 0 and msg.cycle > self._observed:
                     # the answer to the request that left at _asked_ns: one clock observation
                     self._observed = msg.cycle
-                    self.clock.mapper.add(msg.fw_time_us * 1000, self._asked_ns, entered)
+                    self.clock.exchange(msg.fw_time_us * 1000, self._asked_ns, entered)
                 if self._latest is None or msg.cycle >= self._latest.cycle:
                     self._latest = msg  # the newest, for a later poll of its cycle
                 if msg.cycle == cycle:
@@ -130,7 +130,7 @@ class SerialHandDriver(SerialDevice, HandDriver):
             mapper.add(device_ns, self.clock.host_ns(match.cycle))
         return HandState(
             cycle=match.cycle,
-            capture_ns=mapper.to_host(device_ns),
+            capture_ns=self.clock.map(device_ns),
             device_ns=device_ns,
             positions=np.array(match.positions),
             velocities=np.array(match.velocities),

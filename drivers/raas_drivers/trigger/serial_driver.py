@@ -80,7 +80,7 @@ class SerialTriggerDriver(SerialDevice, TriggerDriver):
                 link.answered(("trigger", msg.cycle))
                 if msg.cycle == self._fired and self._retries == 0 and msg.cycle > self._observed:
                     self._observed = msg.cycle
-                    self.clock.mapper.add(msg.hw_time_us * 1000, self._fired_ns, entered)
+                    self.clock.exchange(msg.hw_time_us * 1000, self._fired_ns, entered)
                 if msg.cycle >= self._ack_cycle:
                     self._ack_cycle, self._ack_ns = msg.cycle, msg.hw_time_us * 1000
                 if msg.cycle == cycle:
@@ -101,7 +101,7 @@ class SerialTriggerDriver(SerialDevice, TriggerDriver):
         mapper = self.clock.mapper
         if mapper.samples == 0:  # no exchange observed yet: its arrival is the bound
             mapper.add(match, self.clock.host_ns(cycle))
-        return TriggerAck(cycle=cycle, capture_ns=mapper.to_host(match), device_ns=match)
+        return TriggerAck(cycle=cycle, capture_ns=self.clock.map(match), device_ns=match)
 
     def stats(self) -> dict[str, float]:
         d = super().stats()
