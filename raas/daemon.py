@@ -44,7 +44,7 @@ from raas.core.clock import Clock, LockstepClock, MonotonicClock
 from raas.core.controller import Controller
 from raas.core.loop import ControlLoop, LoopConfig, Publisher, SourceSpec
 from raas.core.rt import RtReport, RtRequest, acquire
-from raas.core.stats import build_stats, format_summary
+from raas.core.stats import build_stats, device_clocks, format_summary
 from raas.core.status import StatusLine
 from raas.errors import ConfigError, DeviceLost
 from raas.metrics.cell import layout_for as metrics_layout
@@ -567,6 +567,7 @@ def run_cell(
                 "clock": rig.config.clock,
                 "seed": rig.config.seed,
             }
+        extra["clocks"] = device_clocks(cell.devices)
         stats = build_stats(loop, extra)
     print(format_summary(stats), file=out, flush=True)
     if stats_json is not None:

@@ -42,6 +42,8 @@ class Collector:
                 if sample is not None:
                     reading.sample = sample
                     reading.capture_ns = sample.capture_ns
+                    device_ns = sample.device_ns
+                    reading.device_ns = -1 if device_ns is None else device_ns
                     reading.arrival_ns = clock.now_ns()
                     reading.stale = False
                     reading.consecutive_stale = 0

@@ -20,6 +20,8 @@ class SourceReading:
     stale:     no sample for this cycle by the source's deadline; `sample` is an older one
     age_ns:    trigger time of this cycle minus the capture time of `sample` (0 when fresh
                and captured at the trigger)
+    capture_ns: the sample's capture time on the loop's clock (the device stamp mapped to it)
+    device_ns: the sample's capture time on the device's own clock (-1: no device clock)
     """
 
     name: str
@@ -27,6 +29,7 @@ class SourceReading:
     required: bool
     sample: Sample | None = None
     capture_ns: int = -1
+    device_ns: int = -1
     arrival_ns: int = -1
     stale: bool = True
     age_ns: int = 0

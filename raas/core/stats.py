@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
+
+from raas_drivers.lifecycle import Device
 
 from raas import __version__
 from raas.core.loop import ControlLoop
@@ -22,6 +25,28 @@ def schema() -> dict[str, Any]:
     text = resources.files("raas.core").joinpath("stats_schema.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
+
+
+_CLOCK_KEYS = ("clock_offset_ns", "clock_drift_ppm", "clock_residual_ns", "clock_samples")
+
+
+def device_clocks(devices: Iterable[Device]) -> dict[str, dict[str, float]]:
+    """Each device's clock mapping (docs/clocks.md) from its stats(): `{device: {offset_ns,
+    drift_ppm, residual_ns, samples}}`; a camera driver's per-camera figures as `cameras.left`.
+    Devices without a clock of their own are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for dev in devices:
+        try:
+            stats = dev.stats()
+        except Exception:  # a driver's counters must never break the summary
+            continue
+        for key, value in stats.items():
+            prefix, _, name = key.rpartition("clock_")
+            if "clock_" + name not in _CLOCK_KEYS:
+                continue
+            who = f"{dev.name}.{prefix.rstrip('.')}" if prefix else dev.name
+            out.setdefault(who, {})[name] = value
+    return out
 
 
 def build_stats(loop: ControlLoop, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -28,6 +28,10 @@ def test_lockstep_run_writes_valid_stats(run_raasd, tmp_path: Path) -> None:
     assert stats["config"]["clock"] == "lockstep"
     assert stats["run"]["speed_vs_realtime"] > 1.0
     assert set(stats["sources"]) == {"hand", "trigger", "mocap"}
+    # each device's own clock, mapped to sim time: offset and drift as the rig's defaults say
+    assert set(stats["clocks"]) == {"hand", "trigger", "mocap"}
+    assert stats["clocks"]["hand"]["offset_ns"] == pytest.approx(-1e9, abs=1e3)
+    assert stats["clocks"]["mocap"]["drift_ppm"] == pytest.approx(0.0, abs=0.1)
     assert "lateness" in proc.stdout and "trigger->apply" in proc.stdout
 
 
@@ -42,6 +46,7 @@ def test_realtime_run_with_cameras_and_live_status(run_raasd, tmp_path: Path) ->
     jsonschema.validate(stats, schema())
     assert stats["config"]["clock"] == "realtime"
     assert {"cameras.left", "cameras.right", "cameras.top"} <= set(stats["sources"])
+    assert {"hand", "trigger", "mocap", "cameras.left"} <= set(stats["clocks"])
     assert stats["cycles"]["run"] == round(3 * 12.5)
     assert stats["rt"]["requested"] is False
     # The live status line went to stderr while running; it shows the supervisor's state (and
