@@ -43,6 +43,9 @@ class ReservationEntry:
     cancelled: bool = False
     note: str | None = None
     revision: int | None = None
+    #: The reader may not see who booked or why (someone else's booking, a non-staff reader):
+    #: the event is a busy block titled "booked", with no name and no purpose.
+    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,11 @@ def as_utc(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
     return value.astimezone(UTC).replace(microsecond=0)
+
+
+def _ceil_second(value: datetime) -> datetime:
+    whole = as_utc(value, "end")
+    return whole + timedelta(seconds=1) if value.microsecond else whole
 
 
 def sequence_of(created_at: datetime, updated_at: datetime, revision: int | None) -> int:
@@ -98,9 +106,13 @@ def _event(
     categories: str,
     location: str,
 ) -> Event:
-    start_utc, end_utc = as_utc(start, "start"), as_utc(end, "end")
+    # iCalendar has whole seconds: round outwards, so a sub-second row (stored by an older
+    # version) still renders as a one-second event. No stored row may break a feed: a row whose
+    # end is not after its start (impossible under the schema's check) becomes one second too.
+    start_utc = as_utc(start, "start")
+    end_utc = _ceil_second(end)
     if end_utc <= start_utc:
-        raise ValueError(f"event {uid} ends ({end_utc}) before it starts ({start_utc})")
+        end_utc = start_utc + timedelta(seconds=1)
     modified = as_utc(updated_at, "updated_at")
     event = Event()
     event.add("uid", uid)
@@ -124,11 +136,16 @@ def reservation_event(
     entry: ReservationEntry, *, for_robot: bool, domain: str = DEFAULT_DOMAIN
 ) -> Event:
     """A reservation as a VEVENT: titled by who booked (robot feed) or which robot (user feed)."""
-    who_or_what = entry.user_name if for_robot else entry.robot_name
-    summary = f"{who_or_what}: reservation" + (" (cancelled)" if entry.cancelled else "")
-    lines = [f"Robot: {entry.robot_name}", f"Booked by: {entry.user_name}"]
-    if entry.note:
-        lines.append(entry.note)
+    cancelled = " (cancelled)" if entry.cancelled else ""
+    if entry.private:
+        summary = f"{entry.robot_name}: booked{cancelled}"
+        lines = [f"Robot: {entry.robot_name}"]
+    else:
+        who_or_what = entry.user_name if for_robot else entry.robot_name
+        summary = f"{who_or_what}: reservation{cancelled}"
+        lines = [f"Robot: {entry.robot_name}", f"Booked by: {entry.user_name}"]
+        if entry.note:
+            lines.append(entry.note)
     return _event(
         uid=reservation_uid(entry.id, domain),
         summary=summary,
@@ -199,7 +216,8 @@ def render_robot_calendar(
     timezone: str | None = None,
     domain: str = DEFAULT_DOMAIN,
 ) -> bytes:
-    """A robot's feed: every reservation (titled by who booked) and every maintenance block."""
+    """A robot's feed: every reservation (titled by who booked, or "booked" for a private
+    entry) and every maintenance block."""
     return render_calendar(
         f"raas: {robot_name}",
         reservations,

@@ -137,6 +137,15 @@ class Robot(Base):
     safety_at: Mapped[datetime | None]
     #: True from a REST e-stop until staff clear it (the daemon latches on its own side too).
     estop_latched: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: Booking rules of this robot (seconds); NULL uses the service default (Settings).
+    #: Starts and ends fall on multiples of the granularity (from midnight UTC).
+    booking_granularity_s: Mapped[int | None]
+    min_booking_s: Mapped[int | None]
+    #: Longest booking a researcher may make; staff and admins have their own limit.
+    max_booking_s: Mapped[int | None]
+    staff_max_booking_s: Mapped[int | None]
+    #: Free time kept between two bookings (reset, cool-down).
+    buffer_s: Mapped[int | None]
 
 
 class Reservation(Base):
@@ -145,6 +154,7 @@ class Reservation(Base):
         CheckConstraint("ends_at > starts_at", name="positive_duration"),
         CheckConstraint("status IN ('confirmed', 'cancelled')", name="status"),
         Index("ix_reservations_robot_time", "robot_id", "starts_at", "ends_at"),
+        Index("ix_reservations_idempotency", "user_id", "idempotency_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -158,6 +168,12 @@ class Reservation(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None]
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    #: The client's `Idempotency-Key` of the create request (unique per user).
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    #: Grows with every change of the times or the status (the calendar feed's SEQUENCE).
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: Set on every occurrence of one recurring booking request.
+    series_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class MaintenanceBlock(Base):
@@ -185,6 +201,17 @@ class Quota(Base):
     hours_per_week: Mapped[float | None]
     #: How far ahead a booking may end, in days; None = unlimited.
     max_days_ahead: Mapped[int | None]
+
+
+class LoginThrottle(Base):
+    """Failed logins per email (also emails of no account, so a lockout tells nothing)."""
+
+    __tablename__ = "login_throttle"
+
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
 
 
 class Lease(Base):

@@ -116,7 +116,7 @@ class Clock:
     """A settable clock for the app (`create_app(settings, clock=...)`)."""
 
     def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime.now(UTC).replace(microsecond=0)
+        self.now = now or datetime.now(UTC).replace(second=0, microsecond=0)
 
     def __call__(self) -> datetime:
         return self.now

@@ -11,7 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from raas.leases import LeaseClaims, sign_lease
-from raas.service.errors import ReservationNotActive, RobotNotBookable
+from raas.service.errors import (
+    ReservationNotActive,
+    ReservationTooShortForLease,
+    RobotNotBookable,
+)
 from raas.service.models import Lease, Reservation, ReservationStatus, Revocation, Robot, User
 
 
@@ -37,6 +41,11 @@ def issue(
         )
     nbf = math.ceil(reservation.starts_at.timestamp())
     exp = math.floor(reservation.ends_at.timestamp())
+    if exp <= nbf:  # a sub-second booking stored by an older version: no whole second inside
+        raise ReservationTooShortForLease(
+            f"reservation {reservation.id} holds no whole second a lease could cover; "
+            "cancel it and book whole minutes"
+        )
     lease = Lease(
         jti=uuid.uuid4().hex,
         reservation_id=reservation.id,
