@@ -16,6 +16,7 @@ the feed's bytes back. Rules a calendar app relies on when it re-reads a subscri
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,18 @@ def as_utc(value: datetime, what: str) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
+def one_line(text: str) -> str:
+    """Text for a one-line property (names, titles): control characters (a newline in a
+    user's name) would break the content line, and with it the whole feed."""
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+
+
+def _multi_line(text: str) -> str:
+    """Text for DESCRIPTION: newlines kept (escaped by icalendar), other controls dropped."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(c for c in text if c == "\n" or unicodedata.category(c) != "Cc")
+
+
 def _ceil_second(value: datetime) -> datetime:
     whole = as_utc(value, "end")
     return whole + timedelta(seconds=1) if value.microsecond else whole
@@ -122,10 +135,10 @@ def _event(
     event.add("sequence", sequence_of(created_at, updated_at, revision))
     event.add("dtstart", start_utc)
     event.add("dtend", end_utc)
-    event.add("summary", summary)
+    event.add("summary", one_line(summary))
     if description:
-        event.add("description", description)
-    event.add("location", location)
+        event.add("description", _multi_line(description))
+    event.add("location", one_line(location))
     event.add("categories", [categories])
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("transp", "TRANSPARENT" if cancelled else "OPAQUE")
@@ -194,7 +207,7 @@ def render_calendar(
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", name)
+    cal.add("x-wr-calname", one_line(name))
     if timezone:
         cal.add("x-wr-timezone", timezone)
     cal.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
