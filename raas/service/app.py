@@ -22,6 +22,7 @@ from raas.service.errors import SeriesConflict, ServiceError
 from raas.service.metrics import install_metrics
 from raas.service.migrate import upgrade
 from raas.service.models import utcnow
+from raas.service.security_headers import SecurityHeadersMiddleware
 from raas.service.settings import Settings
 from raas.service.state import ServiceState
 from raas.service.web import make_web_router
@@ -117,4 +118,5 @@ def create_app(
         )
 
     app.include_router(make_web_router(settings.web_dir))  # the booking page (raas/service/web.py)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer, errors included
     return app

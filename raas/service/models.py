@@ -137,6 +137,8 @@ class Robot(Base):
     safety_at: Mapped[datetime | None]
     #: True from a REST e-stop until staff clear it (the daemon latches on its own side too).
     estop_latched: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: Address of the robot's live dashboard (the metrics exporter's page), "" when unknown.
+    dashboard_url: Mapped[str] = mapped_column(String(500), default="", server_default="")
     #: Booking rules of this robot (seconds); NULL uses the service default (Settings).
     #: Starts and ends fall on multiples of the granularity (from midnight UTC).
     booking_granularity_s: Mapped[int | None]

@@ -164,6 +164,12 @@ class TokenCreated(TokenPublic):
 RuleSeconds = Annotated[int, Field(ge=1, le=366 * 86_400)]
 
 
+#: The robot's live dashboard: an http(s) address ("" for none).
+DashboardUrl = Annotated[
+    str, StringConstraints(max_length=500, pattern=r"^(https?://[^\s<>\"]+)?$")
+]
+
+
 class BookingRulesPublic(BaseModel):
     """The rules in force for this robot (its own values, else the service defaults)."""
 
@@ -185,6 +191,8 @@ class RobotCreate(_Request):
     status: RobotStatusIn = RobotStatus.available
     #: PEM of the public key the robot's daemon trusts; defaults to the service's signing key.
     lease_public_key: Text | None = None
+    #: The robot's live dashboard (metrics exporter), linked from the booking page.
+    dashboard_url: DashboardUrl | None = None
     #: Booking rules in seconds (null: the service default; PATCH with null returns to it).
     booking_granularity_s: RuleSeconds | None = None
     min_booking_s: RuleSeconds | None = None
@@ -200,6 +208,8 @@ class RobotUpdate(_Request):
     ) = None
     status: RobotStatusIn | None = None
     lease_public_key: Text | None = None
+    #: The robot's live dashboard (metrics exporter), linked from the booking page.
+    dashboard_url: DashboardUrl | None = None
     #: Booking rules in seconds (null: the service default; PATCH with null returns to it).
     booking_granularity_s: RuleSeconds | None = None
     min_booking_s: RuleSeconds | None = None
@@ -234,6 +244,8 @@ class RobotPublic(_Public):
     estop_latched: bool = False
     #: Maintenance alerts: actuators past a wear threshold since their last reset.
     wear_alerts: list[str] = []
+    #: The robot's live dashboard ("" when not set).
+    dashboard_url: str = ""
     #: Booking rules in force (grid, shortest and longest booking, buffer between bookings).
     booking_rules: BookingRulesPublic | None = None
 

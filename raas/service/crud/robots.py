@@ -76,6 +76,7 @@ def public(db: Session, robot: Robot, now: datetime, settings: Settings) -> Robo
         safety_at=robot.safety_at,
         estop_latched=robot.estop_latched,
         wear_alerts=wear_crud.alerts(db, robot.id, limits),
+        dashboard_url=robot.dashboard_url,
         booking_rules=booking_rules(robot, settings),
     )
 
@@ -120,6 +121,7 @@ def create(db: Session, data: RobotCreate, default_public_key: str, now: datetim
         endpoint=data.endpoint,
         status=data.status.value,
         lease_public_key=data.lease_public_key or default_public_key,
+        dashboard_url=data.dashboard_url or "",
         health_blocked=False,
         health_note="",
         created_at=now,
@@ -142,6 +144,8 @@ def update(db: Session, robot: Robot, data: RobotUpdate) -> Robot:
         robot.status = data.status.value
     if data.lease_public_key is not None:
         robot.lease_public_key = data.lease_public_key
+    if data.dashboard_url is not None:
+        robot.dashboard_url = data.dashboard_url
     _set_rules(robot, data)
     db.flush()
     return robot

@@ -1,5 +1,6 @@
-"""Booking rules per robot (granularity, minimum and maximum length, staff maximum, buffer),
-idempotency keys, revisions and series of reservations, and the login throttle.
+"""The robot's dashboard address; booking rules per robot (granularity, shortest and longest
+booking, staff longest, buffer), idempotency keys, revisions and series of reservations, and
+the login throttle.
 
 Rows stored by older versions are left as they are (a sub-second booking included): the
 calendar feeds and the availability endpoint render any row a database can hold.
@@ -33,6 +34,9 @@ ROBOT_RULES = (
 def upgrade() -> None:
     # add_column and create_index only: SQLite alters in place, so the overlap triggers stay.
     with op.batch_alter_table("robots", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("dashboard_url", sa.String(length=500), server_default="", nullable=False)
+        )
         for name in ROBOT_RULES:
             batch_op.add_column(sa.Column(name, sa.Integer(), nullable=True))
     with op.batch_alter_table("reservations", schema=None) as batch_op:
@@ -74,3 +78,4 @@ def downgrade() -> None:
     with op.batch_alter_table("robots", schema=None) as batch_op:
         for name in reversed(ROBOT_RULES):
             batch_op.drop_column(name)
+        batch_op.drop_column("dashboard_url")
