@@ -112,8 +112,11 @@ def book_now(svc: Service, robot_id: int, minutes: float) -> Booking:
 
     Bookings earlier demo runs left on this slot are cancelled first (never anyone else's)."""
     token = svc.login(DEMO_RESEARCHER)
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-    end = now + timedelta(minutes=minutes)
+    # The service books whole minutes: from the minute that is running to the first whole
+    # minute after the wanted span.
+    wanted_end = datetime.now(UTC) + timedelta(minutes=minutes)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = wanted_end.replace(second=0, microsecond=0) + timedelta(minutes=1)
     query = urllib.parse.urlencode(
         {
             "robot_id": robot_id,
