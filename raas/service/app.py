@@ -6,8 +6,10 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from raas import __version__
-from raas.leases.keys import load_or_create_private_key
+from raas.leases.keys import load_or_create_private_key, load_private_key, load_public_key
 from raas.service.api import api_router
 from raas.service.db import Database
 from raas.service.errors import SeriesConflict, ServiceError
@@ -34,7 +36,18 @@ def create_state(settings: Settings, clock: Callable[[], datetime] | None = None
     if settings.migrate:
         upgrade(db.engine)
     key = load_or_create_private_key(settings.signing_key_path)
-    return ServiceState(settings=settings, db=db, signing_key=key, clock=clock or utcnow)
+    retired = [load_any_public_key(path) for path in settings.retired_signing_keys]
+    return ServiceState(
+        settings=settings, db=db, signing_key=key, clock=clock or utcnow, retired_keys=retired
+    )
+
+
+def load_any_public_key(path: Path) -> Ed25519PublicKey:
+    """The public half of a retired signing key's file (private PEM) or its `.pub` (public)."""
+    data = path.read_bytes()
+    if b"PRIVATE KEY" in data:
+        return load_private_key(path).public_key()
+    return load_public_key(data)
 
 
 def _encodable(value: Any) -> Any:

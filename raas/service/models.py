@@ -228,6 +228,8 @@ class Lease(Base):
     expires_at: Mapped[datetime]
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    #: Id of the key that signed it (RFC 7638 thumbprint; NULL for leases before key ids).
+    kid: Mapped[str | None] = mapped_column(String(64))
 
 
 class Revocation(Base):

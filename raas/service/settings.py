@@ -18,6 +18,9 @@ class Settings(BaseModel):
     database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'raas.db'}"
     #: The service's Ed25519 lease signing key; generated on first start.
     signing_key_path: Path = DEFAULT_STATE_DIR / "lease-signing-key.pem"
+    #: Earlier signing keys (PEM files, private or public) after a rotation: leases they signed
+    #: keep verifying until they end (GET /robots/{id}/lease-key lists them while any is live).
+    retired_signing_keys: tuple[Path, ...] = ()
     #: `iss` of every lease this service signs.
     issuer: str = "raas-reservations"
     #: Name of the login session cookie the booking page uses.
@@ -92,6 +95,8 @@ class Settings(BaseModel):
             values["signing_key_path"] = Path(key)
         if web := os.environ.get("RAAS_WEB_DIR"):
             values["web_dir"] = Path(web)
+        if retired := os.environ.get("RAAS_RETIRED_SIGNING_KEYS"):
+            values["retired_signing_keys"] = tuple(Path(p) for p in retired.split(os.pathsep) if p)
         if zone := os.environ.get("RAAS_LAB_TIMEZONE"):
             values["lab_timezone"] = zone
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,6 +1,6 @@
 """The robot's dashboard address; booking rules per robot (granularity, shortest and longest
-booking, staff longest, buffer), idempotency keys, revisions and series of reservations, and
-the login throttle.
+booking, staff longest, buffer); the signing key id of leases; idempotency keys, revisions and
+series of reservations; the login throttle.
 
 Rows stored by older versions are left as they are (a sub-second booking included): the
 calendar feeds and the availability endpoint render any row a database can hold.
@@ -47,6 +47,8 @@ def upgrade() -> None:
             "ix_reservations_idempotency", ["user_id", "idempotency_key"], unique=True
         )
         batch_op.create_index(batch_op.f("ix_reservations_series_id"), ["series_id"], unique=False)
+    with op.batch_alter_table("leases", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("kid", sa.String(length=64), nullable=True))
     op.create_table(
         "login_throttle",
         sa.Column("email", sa.String(length=254), nullable=False),
@@ -59,6 +61,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("login_throttle")
+    with op.batch_alter_table("leases", schema=None) as batch_op:
+        batch_op.drop_column("kid")
     with op.batch_alter_table("reservations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_reservations_series_id"))
         batch_op.drop_index("ix_reservations_idempotency")
