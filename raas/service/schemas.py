@@ -94,6 +94,42 @@ RoleIn = Annotated[Role, Strict(False)]
 RobotStatusIn = Annotated[RobotStatus, Strict(False)]
 
 
+class ErrorPublic(BaseModel):
+    """Every refusal the service gives (validation errors aside): a message and a stable code."""
+
+    detail: str
+    error: str
+
+
+class FieldError(BaseModel):
+    """One field at fault in a refused body (`input` left out for passwords and tokens)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: object | None = None
+
+
+class InvalidRequestPublic(BaseModel):
+    """422 invalid_request: the body or a parameter is malformed."""
+
+    detail: list[FieldError]
+    error: Literal["invalid_request"]
+
+
+class OccurrenceRefusal(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+    error: str | None
+    detail: str | None
+
+
+class SeriesConflictPublic(ErrorPublic):
+    """409 series_conflict: each week's fate (error null: it would have fitted)."""
+
+    occurrences: list[OccurrenceRefusal]
+
+
 # -- users ---------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from raas.service.crud import users as user_crud
 from raas.service.deps import AnyPrincipal, Now, ObjectId, Person, ReadDB, State, WriteDB
 from raas.service.errors import InvalidCredentials, NotFound
 from raas.service.schemas import (
+    ErrorPublic,
     LoginRequest,
     LoginResponse,
     TokenCreate,
@@ -28,7 +29,9 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 @router.post(
     "/login",
     responses={
+        401: {"model": ErrorPublic, "description": "invalid_credentials"},
         429: {
+            "model": ErrorPublic,
             "description": "too_many_logins: the email is locked out for a while",
             "headers": {
                 "Retry-After": {
@@ -36,7 +39,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
                     "schema": {"type": "integer"},
                 }
             },
-        }
+        },
     },
 )
 def login(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 
@@ -16,6 +16,8 @@ from raas.service.deps import Principal as PrincipalT
 from raas.service.errors import Forbidden, NotFound
 from raas.service.models import Lease, Reservation, ReservationStatus, Revocation
 from raas.service.schemas import (
+    ErrorPublic,
+    InvalidRequestPublic,
     LeasePublic,
     LeaseRequest,
     OccurrencePublic,
@@ -24,11 +26,27 @@ from raas.service.schemas import (
     ReservationPublic,
     ReservationSeriesCreate,
     ReservationUpdate,
+    SeriesConflictPublic,
     SeriesPublic,
     UTCTime,
 )
 
 router = APIRouter(prefix="/reservations", tags=["reservations"])
+
+BOOKING_REFUSALS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorPublic, "description": "quota_exceeded, too_far_ahead"},
+    409: {
+        "model": ErrorPublic,
+        "description": "reservation_conflict, buffer_conflict, maintenance_conflict, "
+        "robot_not_bookable",
+    },
+    422: {
+        "model": InvalidRequestPublic | ErrorPublic,
+        "description": "invalid_request (a malformed body: `detail` lists each field at fault) "
+        "or, as `{detail, error}`: invalid_time_range, off_granularity, booking_too_short, "
+        "booking_too_long, idempotency_key_reused",
+    },
+}
 
 
 def _visible(principal: PrincipalT, reservation: Reservation) -> None:
@@ -85,6 +103,7 @@ IdempotencyKey = Annotated[
     "",
     status_code=status.HTTP_201_CREATED,
     responses={
+        **BOOKING_REFUSALS,
         201: {
             "description": "Booked (or, with a replayed Idempotency-Key, the earlier booking)",
             "headers": {
@@ -93,7 +112,7 @@ IdempotencyKey = Annotated[
                     "schema": {"type": "string"},
                 }
             },
-        }
+        },
     },
 )
 def create_reservation(
@@ -130,7 +149,13 @@ def create_reservation(
 @router.post(
     "/series",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "series_conflict: `occurrences` lists each one's fate"}},
+    responses={
+        409: {
+            "model": SeriesConflictPublic,
+            "description": "series_conflict: `occurrences` lists each one's fate",
+        },
+        422: BOOKING_REFUSALS[422],
+    },
 )
 def create_series(
     body: ReservationSeriesCreate, principal: Person, db: WriteDB, state: State, now: Now
@@ -179,7 +204,16 @@ def get_reservation(reservation_id: ObjectId, principal: Person, db: ReadDB) -> 
     return ReservationPublic.model_validate(reservation)
 
 
-@router.patch("/{reservation_id}")
+@router.patch(
+    "/{reservation_id}",
+    responses={
+        **BOOKING_REFUSALS,
+        409: {
+            "model": ErrorPublic,
+            "description": BOOKING_REFUSALS[409]["description"] + ", reservation_not_active",
+        },
+    },
+)
 def update_reservation(
     reservation_id: ObjectId,
     body: ReservationUpdate,
@@ -271,7 +305,16 @@ def cancel_reservation(
     return ReservationPublic.model_validate(reservation)
 
 
-@router.post("/{reservation_id}/lease", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{reservation_id}/lease",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        409: {
+            "model": ErrorPublic,
+            "description": "reservation_not_active, robot_not_bookable, reservation_too_short",
+        }
+    },
+)
 def issue_lease(
     reservation_id: ObjectId,
     principal: Person,
