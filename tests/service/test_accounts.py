@@ -134,3 +134,37 @@ def test_deactivation_cancels_future_bookings_and_revokes_leases(env: ApiEnv) ->
     assert sum(a["action"] == "reservation.cancel" for a in audit) == 2
     # the account cannot sign in or use its tokens
     assert env.client.get("/auth/me", headers=env.h("alice@lab")).status_code == 401
+
+
+@pytest.mark.system
+def test_concurrent_failures_for_a_new_email_are_all_counted(
+    database_url: str, tmp_path: Path
+) -> None:
+    """32 wrong passwords at once for an email never seen: each answers 401 or 429 (none trips
+    over another's first insert), and the email ends up locked."""
+    import asyncio
+
+    from tests.service.harness import ROLES, ServerProcess, seed, settings_for
+
+    seeded = seed(settings_for(database_url, tmp_path), users=ROLES)
+    server = ServerProcess(seeded.settings, tmp_path / "server.log").start()
+    try:
+
+        async def storm() -> list[tuple[int, str]]:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client:
+                answers = await asyncio.gather(
+                    *(
+                        client.post("/auth/login", json={"email": "new@lab", "password": "x"})
+                        for _ in range(32)
+                    )
+                )
+            return [(r.status_code, r.text) for r in answers]
+
+        answers = asyncio.run(storm())
+        codes = [code for code, _ in answers]
+        assert set(codes) <= {401, 429}, answers
+        assert codes.count(401) >= 5  # the default limit: 5 failures before the lock
+        r = httpx.post(f"{server.base_url}/auth/login", json={"email": "new@lab", "password": "x"})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    finally:
+        server.stop()
