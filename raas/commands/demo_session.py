@@ -88,10 +88,13 @@ class RobotCredentials:
     lease_key_pem: str  # what leases of this robot verify with
 
 
-def robot_credentials(svc: Service, name: str) -> RobotCredentials:
-    """As demo staff: a daemon token for the robot; as the robot: its lease key."""
+def robot_credentials(svc: Service, name: str, dashboard_url: str = "") -> RobotCredentials:
+    """As demo staff: a daemon token for the robot (and, when given, the address of its live
+    dashboard, which the booking page links); as the robot: its lease key."""
     staff = svc.login(DEMO_STAFF)
     robot_id = int(svc.robot(name, staff)["id"])
+    if dashboard_url:
+        svc.request("PATCH", f"robots/{robot_id}", {"dashboard_url": dashboard_url}, token=staff)
     token = svc.request("POST", f"robots/{robot_id}/tokens", {"name": "raasd up"}, token=staff)
     daemon = str(token["token"])
     pem = svc.request("GET", f"robots/{robot_id}/lease-key", token=daemon, text=True)

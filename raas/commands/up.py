@@ -165,7 +165,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         _step("[1/4] the reservation service, with demo users and robots")
         svc, service = _start_service(kids, args)
-        creds = demo.robot_credentials(svc, DEMO_ROBOT)
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        dashboard = f"http://{shown}:{args.metrics_port}/" if args.metrics_port > 0 else ""
+        creds = demo.robot_credentials(svc, DEMO_ROBOT, dashboard)
         _step(f"[2/4] the robot daemon for {DEMO_ROBOT} (simulated cell, real time, recording)")
         robot = _start_robot(kids, args, svc, creds)
         found = robot.wait_for(_ROBOT_BANNER, 120)
