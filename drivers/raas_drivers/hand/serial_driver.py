@@ -99,15 +99,11 @@ class SerialHandDriver(SerialDevice, HandDriver):
                 link.stats.retries += 1
                 self._send(StateRequest(cycle))
             return None
-        return HandState(
-            cycle=match.cycle,
-            capture_ns=match.fw_time_us * 1000,
-            positions=np.array(match.positions),
-            velocities=np.array(match.velocities),
-            efforts=np.array(match.efforts),
-            temperatures=np.array(match.temperatures),
-            applied_seq=match.applied_seq,
-        )
+        return _hand_state(match)
+
+    def newest(self) -> HandState | None:
+        """The newest state received, of any cycle (a late answer included); None before one."""
+        return None if self._latest is None else _hand_state(self._latest)
 
     def apply(self, targets: np.ndarray, cycle: int) -> np.ndarray:
         """Targets (20,) rad; applied_seq in later states is the `cycle` given here. On a link
@@ -135,3 +131,15 @@ class SerialHandDriver(SerialDevice, HandDriver):
             self.link.send(msg)
         except LinkError as exc:
             raise DeviceLostError(self.name, str(exc)) from exc
+
+
+def _hand_state(msg: State) -> HandState:
+    return HandState(
+        cycle=msg.cycle,
+        capture_ns=msg.fw_time_us * 1000,
+        positions=np.array(msg.positions),
+        velocities=np.array(msg.velocities),
+        efforts=np.array(msg.efforts),
+        temperatures=np.array(msg.temperatures),
+        applied_seq=msg.applied_seq,
+    )
