@@ -82,16 +82,20 @@ def acquire(request: RtRequest) -> RtReport:
                 os.sched_setaffinity(0, set(request.cpus))
             except OSError as exc:
                 report.notes.append(f"affinity {request.cpus} refused: {exc.strerror}")
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(request.fifo_priority))
-        except (OSError, AttributeError) as exc:
-            report.notes.append(f"SCHED_FIFO refused: {getattr(exc, 'strerror', exc)}")
+        # mlockall first, at normal priority: it faults in and locks every page of the process
+        # (hundreds of MB with the physics and the policy runtime), which takes 100s of ms of
+        # kernel time. Done at SCHED_FIFO on the loop's CPU it would keep any other real-time
+        # loop pinned there (another cell on the machine) from running for that long.
         if request.mlock and libc is not None:
             if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) != 0:
                 err = ctypes.get_errno()
                 report.notes.append(f"mlockall refused: {os.strerror(err)}")
             else:
                 report.mlockall = True
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(request.fifo_priority))
+        except (OSError, AttributeError) as exc:
+            report.notes.append(f"SCHED_FIFO refused: {getattr(exc, 'strerror', exc)}")
         if libc is not None and libc.prctl(_PR_SET_TIMERSLACK, request.timer_slack_ns, 0, 0, 0):
             report.notes.append("timer slack refused")
     else:
