@@ -316,6 +316,7 @@ def run_cell(
                     "seed": cfg.rig.seed,
                 }
             },
+            devices=cell.devices,
         )
     print(format_summary(stats), file=out, flush=True)
     if stats_json is not None:

@@ -255,7 +255,7 @@ def serve_cell(
         finally:
             ctl.close_all("daemon stopping")
         if stats_json is not None and loops:  # the last segment's figures, and the sessions'
-            stats = build_stats(loops[-1], {"transport": ctl.status()})
+            stats = build_stats(loops[-1], {"transport": ctl.status()}, devices=cell.devices)
             stats_json.parent.mkdir(parents=True, exist_ok=True)
             stats_json.write_text(json.dumps(stats, indent=2) + "\n")
         print(
