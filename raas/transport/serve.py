@@ -29,6 +29,7 @@ from raas_drivers.hand.config import EFFORT_LIMITS
 
 from raas.config import CellConfig
 from raas.core.loop import ControlLoop
+from raas.core.rt import keep_io_threads_off_the_loop
 from raas.core.stats import build_stats
 from raas.daemon import EXIT_DEVICE_LOST, EXIT_OK, Cell, cell_outputs, cell_up, run_loop
 from raas.safety import TransitionRefusedError
@@ -158,6 +159,7 @@ def serve_cell(
         cell = stack.enter_context(cell_up(cfg))
         outputs = stack.enter_context(cell_outputs(cell))
         ctx: zmq.Context[Any] = zmq.Context()
+        keep_io_threads_off_the_loop(ctx)
         stack.callback(ctx.term)
         sockets = RobotSockets(tcfg, ctx)
         stack.callback(sockets.close)
