@@ -3,6 +3,8 @@ decide what reaches the motors. docs/safety.md describes it for operators."""
 
 from __future__ import annotations
 
+import functools
+
 from raas_drivers.hand.config import ACTUATOR_JOINT_INDEX, EFFORT_LIMITS
 from raas_drivers.hand.driver import HandDriver
 
@@ -32,7 +34,18 @@ __all__ = [
 
 
 def supervisor_for_hand(hand: HandDriver, cfg: SafetyConfig, period_s: float) -> Supervisor:
-    """A supervisor for a HandDriver: its limits, force limits, joint map and idle pose as home."""
-    return Supervisor(
+    """A supervisor for a HandDriver: its limits, force limits, joint map and idle pose as home.
+    An e-stop also reaches the hand's own e-stop (`HandDriver.emergency_stop`) in the call that
+    latches it, whatever runs (a session's cycle, a policy, the bundle-load pause)."""
+    sup = Supervisor(
         hand.limits, EFFORT_LIMITS, hand.idle_action, ACTUATOR_JOINT_INDEX, cfg, period_s
     )
+    sup.listeners.append(functools.partial(_relay_estop, hand))
+    return sup
+
+
+def _relay_estop(hand: HandDriver, t: Transition) -> None:
+    if t.after is SafetyState.FAULT and t.reason is Reason.ESTOP:
+        hand.emergency_stop()
+    elif t.before is SafetyState.FAULT and t.after is not SafetyState.FAULT:
+        hand.clear_emergency_stop()

@@ -126,6 +126,15 @@ class SerialHandDriver(SerialDevice, HandDriver):
             self._check()
         return applied
 
+    def emergency_stop(self) -> None:
+        """The firmware's own ESTOP frame: its motors hold where they are, latched until
+        `clear_emergency_stop` (RESET). Targets sent meanwhile are refused by the board and its
+        answers saying so do not fault the link (raas_firmware_bridge.link)."""
+        self.link.estop()
+
+    def clear_emergency_stop(self) -> None:
+        self.link.clear_estop()
+
     def _send(self, msg: StateRequest) -> None:
         try:
             self.link.send(msg)
