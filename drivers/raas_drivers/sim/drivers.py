@@ -157,6 +157,10 @@ class SimMocapDriver(MocapDriver):
             self._watch.check(self.name)
         return result
 
+    def newest(self) -> MocapFrame | None:
+        """The newest frame received, of any cycle (a late one included); None before one."""
+        return self._decode(self._keep, self._have) if self._have else None
+
     @staticmethod
     def _decode(buf: bytearray, n: int) -> MocapFrame | None:
         _, frame_cycle, capture_ns, m = MOCAP_HEADER.unpack_from(buf, 0)
@@ -221,6 +225,17 @@ class SimCameraSource:
             capture_ns=match[0],
             camera=self.camera,
             image=self.driver.slot_view(self.camera, match[1]),
+        )
+
+    def newest(self) -> CameraFrame | None:
+        """The newest frame received, of any cycle (a late one included); None before one."""
+        if self._cycle < 0:
+            return None
+        return CameraFrame(
+            cycle=self._cycle,
+            capture_ns=self._capture_ns,
+            camera=self.camera,
+            image=self.driver.slot_view(self.camera, self._slot),
         )
 
 
