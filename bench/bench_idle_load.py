@@ -72,9 +72,7 @@ class HoldStill:
         hand = obs.hand
         if self.pose is None and hand is not None:
             self.pose = np.take(hand.positions, self.joint_index)
-        if self.pose is None:
-            return False
-        out[:] = self.pose
+        out[:] = self.pose if self.pose is not None else sup.hold_target  # no state yet
         return True
 
 
@@ -131,9 +129,10 @@ def _child(case: str, duration_s: float, cameras: int, work: Path) -> dict[str, 
                 cycles += res.cycles
                 missed += res.missed
                 stale += res.stale.get("hand", 0)
-                late += res.late.get("hand", 0)
+                late_by_source = getattr(res, "late", {})  # (absent before late samples)
+                late += late_by_source.get("hand", 0)
                 mocap_stale += res.stale.get("mocap", 0)
-                mocap_late += res.late.get("mocap", 0)
+                mocap_late += late_by_source.get("mocap", 0)
                 if sup.state is SafetyState.HOLD:
                     key = f"{sup.reason.value} ({sup.detail})" if sup.detail else sup.reason.value
                     holds[key] = holds.get(key, 0) + 1
