@@ -192,7 +192,12 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def _run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
+    load_before = _loadavg()
     stress = _stress(args.stress_cpus, args.duration + 60) if case.endswith("stress") else None
     try:
         with tempfile.TemporaryDirectory(prefix="idle-load-") as work:
@@ -221,6 +226,7 @@ def _run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
         return {"case": case, "error": (out.stderr or out.stdout)[-2000:]}
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["stress"] = f"stress-ng --cpu {args.stress_cpus}" if stress is not None else None
+    result["loadavg"] = {"before": load_before, "after": _loadavg()}  # others' work counts too
     return result
 
 
@@ -232,7 +238,8 @@ def _show(r: dict[str, Any]) -> None:
         f"{r['case']:<12} holds/h {r['holds_per_hour']:>7.1f} {r['holds'] or ''}  watchdog "
         f"trips/h {r['watchdog_trips_per_hour']:>6.1f}  missed {r['missed_cycles']}  hand stale "
         f"{r['hand_stale_cycles']} (late {r['hand_late_cycles']}), mocap stale "
-        f"{r['mocap_stale_cycles']} (late {r['mocap_late_cycles']}) of {r['cycles']}  [{r['rt']}]",
+        f"{r['mocap_stale_cycles']} (late {r['mocap_late_cycles']}) of {r['cycles']}  [{r['rt']}] "
+        f"load {r['loadavg']['before']} -> {r['loadavg']['after']}",
         flush=True,
     )
     if r["command_gap_us"]:
