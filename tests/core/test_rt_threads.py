@@ -22,13 +22,24 @@ ctx = zmq.Context()
 keep_io_threads_off_the_loop(ctx)
 sock = ctx.socket(zmq.PUB)
 sock.bind("tcp://127.0.0.1:0")
-time.sleep(0.2)
-threads = {}
-for tid in os.listdir("/proc/self/task"):
-    comm = open(f"/proc/self/task/{tid}/comm").read().strip()
-    stat = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
-    cpus = sorted(os.sched_getaffinity(int(tid)))
-    threads[comm + ":" + tid] = {"policy": int(stat[38]), "cpus": cpus}
+
+def threads():
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        comm = open(f"/proc/self/task/{tid}/comm").read().strip()
+        stat = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+        cpus = sorted(os.sched_getaffinity(int(tid)))
+        out[comm + ":" + tid] = {"policy": int(stat[38]), "cpus": cpus}
+    return out
+
+# an I/O thread sets its own scheduling once it runs: wait for that (deadline), not a time
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    io = [t for name, t in threads().items() if name.startswith("ZMQbg")]
+    if io and all(t["policy"] == 0 for t in io):
+        break
+    time.sleep(0.01)
+threads = threads()
 print(json.dumps({"policy": report.sched_policy, "loop_cpus": report.affinity, "threads": threads}))
 sock.close(); ctx.term()
 """
