@@ -3,8 +3,9 @@
 A segment is one ControlLoop run (`cell.build_loop`). It ends on a signal (the daemon stops),
 a lost device, or a policy run request: then, between cycles, the bundle is loaded (session
 build, warm-up, latency measurement: far longer than a cycle, so never inside one) while the
-hand holds its last target, and a new segment starts with the policy deciding. Control messages
-wait in the socket during that pause and are answered when the next segment starts.
+hand holds its last target, and a new segment starts with the policy deciding. During that
+pause e-stops (ZeroMQ and the service's) are served every cycle and reach the hand's firmware;
+other control messages wait and are answered when the next segment starts.
 """
 
 from __future__ import annotations
