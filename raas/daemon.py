@@ -568,7 +568,7 @@ def run_cell(
                 "seed": rig.config.seed,
             }
         extra["clocks"] = device_clocks(cell.devices)
-        stats = build_stats(loop, extra)
+        stats = build_stats(loop, extra, devices=cell.devices)
     print(format_summary(stats), file=out, flush=True)
     if stats_json is not None:
         stats_json.parent.mkdir(parents=True, exist_ok=True)
