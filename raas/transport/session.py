@@ -191,6 +191,11 @@ class SessionController:
         self._reset_now = False
         chunk = cfg.max_chunk_bytes
         self._limit: Callable[[str], int] = lambda kind: request_limit(kind, chunk)
+        #: Protocol 2's blocks: a client sends only `step` blocks; observations go out in the
+        #: packer's preallocated `obs` block (hello's spaces.layouts announce both).
+        self._layouts = {"step": packer.layouts["step"]}
+        self._obs_layout = packer.layouts["obs"]
+        self._obs_block = packer.obs_block
         #: The cell's task for a remote stepper (raas.task.stepping); built here, at start-up,
         #: so that no import happens inside a cycle when a client arms.
         self.task = SteppingTask.for_cell(packer.markers, 1.0 / rate_hz, cfg.task)
@@ -294,7 +299,7 @@ class SessionController:
         if ctl is None:
             return 0
         judged = self.task.judge(obs) if self.task is not None else None  # writes obs.goal
-        arrays = self.packer.fill(obs)
+        self.packer.fill(obs)  # in place: the arrays are views on the packer's block
         sup = self.supervisor
         fields: dict[str, Any] = {
             "cycle": obs.cycle,
@@ -309,7 +314,9 @@ class SessionController:
             fields["report"] = self.report
             self.report = None
         sent = time.monotonic_ns()
-        self.sockets.send_to(ctl.identity, Msg.OBS, fields, arrays)
+        self.sockets.send_to(
+            ctl.identity, Msg.OBS, fields, layout=self._obs_layout, block=self._obs_block
+        )
         return sent
 
     def _new_task_episode(self) -> None:
@@ -365,19 +372,28 @@ class SessionController:
                 continue
             identity = bytes(frames[0].buffer)
             try:
-                msg = decode(frames[1:], self._limit)
+                msg = decode(frames[1:], self._limit, self._layouts)
             except ProtocolError as exc:
                 self.counters.malformed += 1
-                code = ErrorCode.BAD_REQUEST
+                code, version, text = ErrorCode.BAD_REQUEST, PROTOCOL_VERSION, str(exc)
                 if exc.version:
                     code = ErrorCode.UNSUPPORTED_VERSION
+                    # An older client reads the refusal in its own version (an error has no
+                    # arrays, so it is the same message in every version so far).
+                    v = exc.peer_version
+                    if isinstance(v, int) and 1 <= v < PROTOCOL_VERSION:
+                        version = v
+                        text = (
+                            f"this robot speaks protocol {PROTOCOL_VERSION}, the request "
+                            f"protocol {v}: update raas_client (pip install -U ./clients/python)"
+                        )
                 elif exc.too_large:
                     code = ErrorCode.TOO_LARGE
-                self.sockets.error(identity, exc.request_id, code, str(exc))
+                self.sockets.error(identity, exc.request_id, code, text, version)
                 continue
             req_id = msg.get("id")
             try:
-                self._handle(identity, msg.type, msg.header, msg.arrays, req_id)
+                self._handle(identity, msg.type, msg.header, msg.arrays, req_id, msg.block)
             except RequestRefusedError as exc:
                 self.counters.refused += 1
                 self.sockets.error(identity, req_id, exc.code, exc.message)
@@ -392,6 +408,7 @@ class SessionController:
         h: dict[str, Any],
         arrays: dict[str, np.ndarray],
         req_id: Any,
+        block: str | None = None,
     ) -> None:
         now = time.monotonic_ns()
         peer = self.peers.get(ident)
@@ -404,7 +421,14 @@ class SessionController:
         if kind not in _REQUESTS:  # before the role checks: with or without a session
             raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
         if kind == Msg.STEP:  # hot path first
-            self._on_step(self._controller_peer(peer), h.get("cycle"), arrays.get("action"))
+            ctl = self._controller_peer(peer)
+            if block != "step":
+                raise RequestRefusedError(
+                    ErrorCode.BAD_REQUEST,
+                    "a step carries its action in the 'step' block (protocol 2; hello's "
+                    "spaces.layouts)",
+                )
+            self._on_step(ctl, h.get("cycle"), arrays.get("action"))
             return
         if kind == Msg.HELLO:
             self.sockets.reply(ident, req_id, self._hello())

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import zmq
-from raas_client.wire import Msg, encode
+from raas_client.wire import PROTOCOL_VERSION, Layout, Msg, encode
 
 from raas.transport.config import TransportConfig
 from raas.transport.curve import CurveKeys, load_or_create, needs_curve
@@ -72,16 +72,29 @@ class RobotSockets:
         kind: str,
         fields: Mapping[str, Any] | None = None,
         arrays: Mapping[str, np.ndarray] | None = None,
+        *,
+        layout: Layout | None = None,
+        block: Any = None,
+        version: int = PROTOCOL_VERSION,
     ) -> None:
-        self._send(self.control, [identity, *encode(kind, fields, arrays)])
+        frames = encode(kind, fields, arrays, layout=layout, block=block, version=version)
+        self._send(self.control, [identity, *frames])
 
     def reply(
         self, identity: bytes, req_id: Any, fields: Mapping[str, Any] | None = None, **kw: Any
     ) -> None:
         self.send_to(identity, Msg.OK, {"id": req_id, **(fields or {})}, **kw)
 
-    def error(self, identity: bytes, req_id: Any, code: str, message: str) -> None:
-        self.send_to(identity, Msg.ERROR, {"id": req_id, "code": code, "message": message[:500]})
+    def error(
+        self,
+        identity: bytes,
+        req_id: Any,
+        code: str,
+        message: str,
+        version: int = PROTOCOL_VERSION,
+    ) -> None:
+        fields = {"id": req_id, "code": code, "message": message[:500]}
+        self.send_to(identity, Msg.ERROR, fields, version=version)
 
     def publish(self, topic: bytes, frames: list[Any]) -> None:
         self._send(self.stream, [topic, *frames])
