@@ -307,8 +307,9 @@ class RemoteRobot:
             if left <= 0:
                 raise RobotTimeoutError(f"no observation after cycle {after} from {self.endpoint}")
             self._pump(left)
-        # Drain whatever else is already queued so the newest one wins.
-        while self._pump(0):
+        # Drain whatever else is already queued so the newest one wins (ZMQ_EVENTS: no syscall
+        # when nothing is queued, which is the usual case).
+        while int(self.sock.get(zmq.EVENTS)) & zmq.POLLIN and self._pump(0):
             pass
         obs = self._obs
         self._obs = None
