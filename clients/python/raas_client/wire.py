@@ -137,6 +137,16 @@ class Layout:
     name: str
     arrays: tuple[tuple[str, str, tuple[int, ...], int], ...]
     size: int
+    #: (name, dtype, count, offset, shape or None when 1-D): what views() needs, parsed once.
+    _plan: tuple[tuple[str, np.dtype[Any], int, int, tuple[int, ...] | None], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        plan = tuple(
+            (n, np.dtype(d), _count(s), o, None if len(s) == 1 else s) for n, d, s, o in self.arrays
+        )
+        object.__setattr__(self, "_plan", plan)
 
     @classmethod
     def of(cls, name: str, arrays: Sequence[tuple[str, str, Sequence[int]]]) -> Layout:
@@ -181,12 +191,14 @@ class Layout:
     def views(self, buf: Any) -> dict[str, np.ndarray]:
         """The arrays as views on `buf` (a block of exactly `size` bytes; not checked here)."""
         out: dict[str, np.ndarray] = {}
-        for n, dtype, shape, offset in self.arrays:
-            count = _count(shape)
+        frombuffer = np.frombuffer
+        for n, dtype, count, offset, shape in self._plan:
             if count == 0:
-                out[n] = np.zeros(shape, dtype=dtype)
+                out[n] = np.zeros(shape or (0,), dtype=dtype)
+            elif shape is None:
+                out[n] = frombuffer(buf, dtype, count, offset)
             else:
-                out[n] = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
+                out[n] = frombuffer(buf, dtype, count, offset).reshape(shape)
         return out
 
     def allocate(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
