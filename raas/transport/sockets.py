@@ -51,6 +51,9 @@ class RobotSockets:
         self.control_endpoint = self.control.getsockopt_string(zmq.LAST_ENDPOINT)
         self.stream_endpoint = self.stream.getsockopt_string(zmq.LAST_ENDPOINT)
         self.dropped = 0  # sends dropped because a peer's queue was full
+        #: One poller for the control socket's life (Socket.poll builds a new one per call).
+        self._poller = zmq.Poller()
+        self._poller.register(self.control, zmq.POLLIN)
 
     @property
     def public_key(self) -> str | None:
@@ -70,7 +73,9 @@ class RobotSockets:
 
     def wait(self, timeout_ms: int) -> bool:
         """Block up to timeout_ms for a control message (0: just look)."""
-        return bool(self.control.poll(timeout_ms, zmq.POLLIN))
+        if int(self.control.get(zmq.EVENTS)) & _POLLIN:
+            return True
+        return bool(self._poller.poll(timeout_ms))
 
     def send_to(
         self,

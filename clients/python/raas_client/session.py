@@ -136,6 +136,9 @@ class RemoteRobot:
         self.timeout_s = timeout_s
         self.ctx: zmq.Context[Any] = context if context is not None else zmq.Context.instance()
         self.sock = connect_socket(self.ctx, zmq.DEALER, endpoint, self.server_key)
+        #: One poller for the socket's life (Socket.poll builds a new one per call).
+        self._poller = zmq.Poller()
+        self._poller.register(self.sock, zmq.POLLIN)
         self._ids = itertools.count(1)
         self._replies: dict[int, Any] = {}
         self._obs: Observation | None = None
@@ -186,7 +189,10 @@ class RemoteRobot:
 
     def _pump(self, timeout_s: float) -> bool:
         """Receive and sort one message; False when nothing came within timeout_s."""
-        if not self.sock.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+        # A message already queued needs no poll (ZMQ_EVENTS costs no syscall).
+        if not int(self.sock.get(zmq.EVENTS)) & zmq.POLLIN and not self._poller.poll(
+            max(0, int(timeout_s * 1000))
+        ):
             return False
         frames = self.sock.recv_multipart(copy=False)
         msg = decode(frames, layouts=self.layouts)
