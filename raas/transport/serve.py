@@ -37,11 +37,12 @@ from raas.safety import TransitionRefusedError
 from raas.safety.errors import WearFileCorruptError
 from raas.safety.health import HealthCheck
 from raas.safety.wear import WearMeter
+from raas.transport.bundle_run import RunRequest
 from raas.transport.config import TransportConfig
 from raas.transport.leases import LeaseGate
 from raas.transport.service_link import ServiceLink
 from raas.transport.service_report import ServiceReporter
-from raas.transport.session import RunRequest, SessionController
+from raas.transport.session import SessionController
 from raas.transport.sockets import RobotSockets
 from raas.transport.spaces import ObservationPacker
 from raas.transport.stream import StreamPublisher
