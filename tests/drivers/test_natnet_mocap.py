@@ -163,6 +163,17 @@ def test_no_server_is_refused_at_configure() -> None:
     m.shutdown()
 
 
+def test_a_local_address_this_host_lacks_is_named() -> None:
+    """192.0.2.1 (TEST-NET-1) is nobody's: the refusal names mocap.local, on one line."""
+    m = build(1510, local="192.0.2.1", connect_timeout_s=0.3)
+    with pytest.raises(DeviceNotReadyError) as err:
+        m.configure()
+    m.shutdown()
+    msg = str(err.value)
+    assert "'192.0.2.1' is not an address of this host: set mocap.local" in msg, msg
+    assert "\n" not in msg
+
+
 @pytest.mark.parametrize(
     ("markers", "field"),
     [
