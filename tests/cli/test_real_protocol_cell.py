@@ -332,3 +332,10 @@ def test_raasd_eval_refuses_a_cell_without_the_block_markers(real_cell: RealCell
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "mocap.markers" in proc.stderr and "block:m0" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_raasd_eval_names_the_flag_of_a_bad_protocol_value(real_cell: RealCell) -> None:
+    proc = raasd("eval", "--config", str(real_cell.path), "--threshold", "4", str(real_cell.bundle))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--threshold: Input should be less than or equal to 3.14" in proc.stderr, proc.stderr
+    assert "pydantic" not in proc.stderr and "TaskConfig" not in proc.stderr
