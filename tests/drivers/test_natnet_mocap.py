@@ -98,6 +98,11 @@ def test_capture_time_is_the_server_clock_mapped_to_the_host(mocap: Any) -> None
     now = time.monotonic_ns()
     assert now - 1_000_000_000 < got[-1].capture_ns <= now
     assert stats["clock_residual_ns"] < 5_000_000  # kernel receive stamps, wide margin
+    # each frame carries the server's own stamp beside it: Motive's frame time (1000 s + the
+    # emulator's uptime), increasing, in ns
+    stamps = [f.device_ns for f in got]
+    assert all(s is not None and 1_000_000_000_000 <= s < 1_100_000_000_000 for s in stamps)
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
 
 
 @pytest.mark.parametrize("mode", ["absent", "occluded"])

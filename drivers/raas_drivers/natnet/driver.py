@@ -241,13 +241,14 @@ class NatNetMocap(MocapDriver):
         inbox.clear()
         newest = self._newest
         if newest is not None and newest[0] != self._given:
-            number, capture, _ = newest
+            number, capture, device_ns = newest
             if self.window.cycle_of(capture) == cycle:
                 self._given = number
                 self.counts["given"] += 1
                 return MocapFrame(
                     cycle=cycle,
                     capture_ns=capture,
+                    device_ns=device_ns,
                     positions=self._pos.copy(),
                     visible=self._vis.copy(),
                 )
