@@ -509,7 +509,8 @@ def run_loop(loop: ControlLoop) -> int:
             loop.run()
         except DeviceLost as exc:
             print(
-                f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); idle action sent, stopping",
+                f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); "
+                "hand held where it was measured, stopping",
                 file=sys.stderr,
                 flush=True,
             )

@@ -20,7 +20,8 @@ What it does:
     DEAD     `max_bad_frames` (M) bad frames in a row: the line cannot be trusted.
   Both are sticky: the link never resumes by itself, even when the port comes back. Only an
   explicit `reset()` (close, reopen, HELLO, RESET) leaves them. The drivers turn a link that is
-  not OPEN into DeviceLostError, which makes the control loop send the idle action and stop.
+  not OPEN into DeviceLostError, which makes the control loop send the hold target (where the
+  hand was measured) and stop.
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ class SerialLink:
         return self._write(msg)
 
     def send_best_effort(self, msg: Message) -> bool:
-        """Write even when the link is faulted or dead (e.g. the idle action on the way out).
+        """Write even when the link is faulted or dead (e.g. the hold target on the way out).
         True when the bytes went out. Never raises for the link's state."""
         if self._port is None:
             return False

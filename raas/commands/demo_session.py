@@ -172,10 +172,10 @@ def run_bundle(
     cmd = _raas("run", str(bundle), "--robot", endpoint, "--episodes", str(episodes))
     cmd += ["--out", str(out_dir)]
     env = {"RAAS_SERVER_KEY": server_key, "RAAS_LEASE": lease}  # kept off the command line
-    # stderr stays the terminal's: the upload's progress line redraws itself there
-    child = children.start(
-        "raas", cmd, env=env, essential=False, merge_stderr=False, stop_signals=(signal.SIGTERM,)
-    )
+    # Its stderr is merged and echoed line by line like every child's, so the supervisor is the
+    # only writer on the terminal and no line redraws over another (raas run draws its upload
+    # bar only on a terminal; here `raasd up` shows its own spinner instead).
+    child = children.start("raas", cmd, env=env, essential=False, stop_signals=(signal.SIGTERM,))
     # Beside it, what anyone may see without a lease: `raas watch`'s line once a second.
     watch = children.start(
         "watch",
@@ -189,12 +189,16 @@ def run_bundle(
         code = children.wait(child, timeout_s)
     finally:
         children.stop(watch, 5.0)
-    if code != 0:
+    # 1: the run ran but did not finish as planned (a safety stop ended it); its recording is
+    # still worth a report. Anything else (a refused bundle: 5) fails the demo.
+    if code not in (0, 1):
         raise ChildFailedError("raas run", f"exited with code {code}")
     for line in child.lines:
         if found := _RECORDING.match(line):
             return Path(found.group(1))
-    raise ChildFailedError("raas run", "finished without fetching the session's recording")
+    raise ChildFailedError(
+        "raas run", f"exited with code {code} without fetching the session's recording"
+    )
 
 
 def render_report(children: Children, recording: Path, timeout_s: float) -> Path:

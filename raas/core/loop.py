@@ -315,7 +315,7 @@ class ControlLoop:
                             res.missed,
                             fallback.total,
                             sum(r.stale_cycles for r in obs.sources.values()),
-                            self.state,
+                            sup.status_label(),
                         )
                 if target_cycles is not None and res.cycles >= target_cycles:
                     self._stop_reason = "duration"

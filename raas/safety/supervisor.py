@@ -118,6 +118,12 @@ class Supervisor:
         """ARMED or RUNNING: a controller's actions may reach the hand."""
         return self.state in _ACTIVE
 
+    def status_label(self) -> str:
+        """For a status line: the state, with the reason of a stop (HOLD nonfinite_action)."""
+        if self.state in (S.HOLD, S.FAULT):
+            return f"{self.state.name} {self.reason.value}"
+        return self.state.name
+
     def status(self) -> dict[str, object]:
         c = self.conditioner
         return {

@@ -74,7 +74,7 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
         return
     t0 = time.monotonic()
     try:
-        # Imported here: the policy runtime (onnxruntime) loads only when a bundle runs.
+        # Imported here: the runner and the evaluation are only needed when a bundle runs.
         load_bundle = importlib.import_module("raas.policy").load_bundle
         evaluation = importlib.import_module("raas.task.evaluation")
         EvaluationController = evaluation.EvaluationController
@@ -90,6 +90,9 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
             ctl.run_event(str(event.get("event", "event")), data)
 
         ev = EvaluationController(runner, episodes=req.episodes, seed=req.seed, on_event=on_event)
+        # a safety stop ends the episode (recorded as held, with the reason) before the session
+        # ends the run on it
+        ev.attach(ctl.supervisor, first=True)
     except Exception as exc:  # a bad bundle is the client's problem: report it, keep holding
         print(f"raasd: bundle {req.sha256[:12]} failed to load: {exc}", file=log, flush=True)
         ctl.fail_run(f"{type(exc).__name__}: {exc}")
@@ -99,6 +102,7 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
     try:
         ctl.start_policy(ev, lambda: bool(ev.done), ev.summary)
     except TransitionRefusedError as exc:  # a fault latched meanwhile: the run does not start
+        ev.detach()
         ctl.fail_run(str(exc))
         return
     ctl.start_recording_for_run(req.sha256, str(runner.manifest.name))

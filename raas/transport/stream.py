@@ -63,7 +63,7 @@ class StreamPublisher:
             "trigger_to_apply_ns": step.trigger_to_apply_ns,
             "stale": [n for n, r in obs.sources.items() if r.stale],
             "holder": step.lease_holder,
-            "wall_ns": time.monotonic_ns(),
+            "mono_ns": time.monotonic_ns(),  # published at (CLOCK_MONOTONIC; docs/protocol.md)
             "a": self._spec,
         }
         self.sockets.publish(

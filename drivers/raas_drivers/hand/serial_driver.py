@@ -111,8 +111,8 @@ class SerialHandDriver(SerialDevice, HandDriver):
 
     def apply(self, targets: np.ndarray, cycle: int) -> np.ndarray:
         """Targets (20,) rad; applied_seq in later states is the `cycle` given here. On a link
-        that is not open the targets are still written if the port takes them (the idle
-        action on the way out is worth a try), then DeviceLostError is raised."""
+        that is not open the targets are still written if the port takes them (the hold
+        target on the way out is worth a try), then DeviceLostError is raised."""
         self.require_active("apply")
         arr = np.asarray(targets, dtype=np.float64)
         if arr.shape != (_NA,):
