@@ -182,7 +182,8 @@ def test_raasd_devices_finds_every_device(real_cell: RealCell) -> None:
         assert d["found"] and d["ok"] and not d["problems"], (name, d)
     assert by_device["cameras.left"]["serial_number"] == "0815-0000"
     assert by_device["cameras.right"]["serial_number"] == "0815-0001"
-    assert "16" in json.dumps(by_device["hand"])  # 16 servos answered
+    assert by_device["hand"]["model"] == "16 x XC330-M288"  # every servo answered its ping
+    assert by_device["mocap"]["model"] == "raas NatNet emulator"
     text = raasd("devices", "--config", str(real_cell.path))
     assert text.returncode == 0, text.stdout + text.stderr
     assert "found" in text.stdout and "MISSING" not in text.stdout
