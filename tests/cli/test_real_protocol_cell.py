@@ -215,6 +215,9 @@ def test_raasd_run_with_a_policy_safety_and_recording(real_cell: RealCell) -> No
     assert stats["run"]["stop_reason"] == "duration" and stats["run"]["lost_device"] is None
     mcaps = list(rec.glob("*.mcap"))
     assert len(mcaps) == 1 and mcaps[0].stat().st_size > 0
+    # the recording holds the real cell's cycles: replayed through the bundle, bit-identical
+    replayed = raasd("replay", str(mcaps[0]), "--bundle", str(real_cell.bundle), timeout=240)
+    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
     # the loop drove the servos: torque on (held after the run), goals moved off the start
     assert all(s.table[ct.TORQUE_ENABLE] == 1 for s in real_cell.dxl.servos.values())
 
