@@ -88,10 +88,13 @@ class RobotCredentials:
     lease_key_pem: str  # what leases of this robot verify with
 
 
-def robot_credentials(svc: Service, name: str) -> RobotCredentials:
-    """As demo staff: a daemon token for the robot; as the robot: its lease key."""
+def robot_credentials(svc: Service, name: str, dashboard_url: str = "") -> RobotCredentials:
+    """As demo staff: a daemon token for the robot (and, when given, the address of its live
+    dashboard, which the booking page links); as the robot: its lease key."""
     staff = svc.login(DEMO_STAFF)
     robot_id = int(svc.robot(name, staff)["id"])
+    if dashboard_url:
+        svc.request("PATCH", f"robots/{robot_id}", {"dashboard_url": dashboard_url}, token=staff)
     token = svc.request("POST", f"robots/{robot_id}/tokens", {"name": "raasd up"}, token=staff)
     daemon = str(token["token"])
     pem = svc.request("GET", f"robots/{robot_id}/lease-key", token=daemon, text=True)
@@ -112,8 +115,11 @@ def book_now(svc: Service, robot_id: int, minutes: float) -> Booking:
 
     Bookings earlier demo runs left on this slot are cancelled first (never anyone else's)."""
     token = svc.login(DEMO_RESEARCHER)
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-    end = now + timedelta(minutes=minutes)
+    # The service books whole minutes: from the minute that is running to the first whole
+    # minute after the wanted span.
+    wanted_end = datetime.now(UTC) + timedelta(minutes=minutes)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = wanted_end.replace(second=0, microsecond=0) + timedelta(minutes=1)
     query = urllib.parse.urlencode(
         {
             "robot_id": robot_id,

@@ -188,7 +188,9 @@ def main(args: argparse.Namespace) -> int:
         _step("[1/4] the reservation service, with demo users and robots")
         with _working("starting the reservation service"):
             svc, service = _start_service(kids, args)
-            creds = demo.robot_credentials(svc, DEMO_ROBOT)
+            shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+            dashboard = f"http://{shown}:{args.metrics_port}/" if args.metrics_port > 0 else ""
+            creds = demo.robot_credentials(svc, DEMO_ROBOT, dashboard)
         _step(f"[2/4] the robot daemon for {DEMO_ROBOT} (simulated cell, real time, recording)")
         with _working("starting the robot daemon: the simulated rig, its devices, the loop"):
             robot = _start_robot(kids, args, svc, creds)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,8 @@ class SessionController:
         self.realtime = realtime
         self.sinks = list(sinks)
         self.inbox = inbox
+        #: control messages that came while no loop ran (the bundle-load pause), served first
+        self._deferred: deque[list[Any]] = deque()
         self.on_segment_end = on_segment_end
         if realtime:
             wait = cfg.action_wait_ms
@@ -347,6 +350,33 @@ class SessionController:
             self._service(self.cfg.max_messages_per_cycle)
 
     def _service(self, limit: int) -> None:
+        self._service_inbox(limit)
+        for _ in range(limit):
+            frames = self._deferred.popleft() if self._deferred else self.sockets.recv()
+            if frames is None:
+                return
+            self._dispatch(frames)
+
+    def serve_estops(self) -> None:
+        """While no loop runs (the bundle-load pause, raas.transport.serve): the service's items
+        (e-stops, revocations) and the e-stops on the control socket are served now, so an
+        e-stop reaches the hand within a cycle; every other control message is kept, in order,
+        for the next segment's first cycle."""
+        self._service_inbox(self.cfg.max_messages_per_cycle)
+        while (frames := self.sockets.recv()) is not None:
+            if self._is_estop(frames):
+                self._dispatch(frames)
+            else:
+                self._deferred.append(frames)
+
+    @staticmethod
+    def _is_estop(frames: list[Any]) -> bool:
+        try:
+            return len(frames) >= 2 and decode(frames[1:]).type == Msg.ESTOP
+        except ProtocolError:
+            return False
+
+    def _service_inbox(self, limit: int) -> None:
         if self.inbox is not None:
             for item in self.inbox.drain(limit):
                 if isinstance(item, Revoked):
@@ -355,35 +385,33 @@ class SessionController:
                     self.estop(item.by, via="rest")
                 elif isinstance(item, ClearEstop):
                     self._clear_from_service(item)
-        for _ in range(limit):
-            frames = self.sockets.recv()
-            if frames is None:
-                return
-            self.counters.messages += 1
-            if len(frames) < 2:
-                self.counters.malformed += 1
-                continue
-            identity = bytes(frames[0].buffer)
-            try:
-                msg = decode(frames[1:], self._limit)
-            except ProtocolError as exc:
-                self.counters.malformed += 1
-                code = ErrorCode.BAD_REQUEST
-                if exc.version:
-                    code = ErrorCode.UNSUPPORTED_VERSION
-                elif exc.too_large:
-                    code = ErrorCode.TOO_LARGE
-                self.sockets.error(identity, exc.request_id, code, str(exc))
-                continue
-            req_id = msg.get("id")
-            try:
-                self._handle(identity, msg.type, msg.header, msg.arrays, req_id)
-            except RequestRefusedError as exc:
-                self.counters.refused += 1
-                self.sockets.error(identity, req_id, exc.code, exc.message)
-            except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
-                self.counters.malformed += 1
-                self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
+
+    def _dispatch(self, frames: list[Any]) -> None:
+        self.counters.messages += 1
+        if len(frames) < 2:
+            self.counters.malformed += 1
+            return
+        identity = bytes(frames[0].buffer)
+        try:
+            msg = decode(frames[1:], self._limit)
+        except ProtocolError as exc:
+            self.counters.malformed += 1
+            code = ErrorCode.BAD_REQUEST
+            if exc.version:
+                code = ErrorCode.UNSUPPORTED_VERSION
+            elif exc.too_large:
+                code = ErrorCode.TOO_LARGE
+            self.sockets.error(identity, exc.request_id, code, str(exc))
+            return
+        req_id = msg.get("id")
+        try:
+            self._handle(identity, msg.type, msg.header, msg.arrays, req_id)
+        except RequestRefusedError as exc:
+            self.counters.refused += 1
+            self.sockets.error(identity, req_id, exc.code, exc.message)
+        except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
+            self.counters.malformed += 1
+            self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
 
     def _handle(
         self,

@@ -92,6 +92,7 @@ class StreamPublisher:
                 "camera": frame.camera,
                 "capture_ns": frame.capture_ns,
                 "triggered": frame.triggered,
+                "device_ns": frame.device_ns,
                 "a": [["image", img.dtype.str[1:], list(img.shape)]],
             }
             # One copy into the zmq message: the shared-memory ring slot may be reused later.
