@@ -303,7 +303,12 @@ class Cell:
         loop_config: LoopConfig | None = None,
         arm_on_start: bool = True,
     ) -> ControlLoop:
-        """A fresh ControlLoop on this cell (a loop runs once; build one per run or session)."""
+        """A fresh ControlLoop on this cell (a loop runs once; build one per run or session).
+        A controller that reads motion capture by row names (a policy, the eval's referee) gets
+        the cell's rows first (`bind_markers`; ConfigError when its rows are not there)."""
+        bind = getattr(controller, "bind_markers", None)
+        if callable(bind):
+            bind(self.marker_names)
         lc = loop_config if loop_config is not None else self.cfg.loop
         status = (
             StatusLine(round(lc.status_interval_s * 1e9), status_stream)

@@ -44,7 +44,11 @@ def device_clocks(devices: Iterable[Device]) -> dict[str, dict[str, float]]:
             prefix, _, name = key.rpartition("clock_")
             if "clock_" + name not in _CLOCK_KEYS:
                 continue
-            who = f"{dev.name}.{prefix.rstrip('.')}" if prefix else dev.name
+            part = prefix.rstrip(".")
+            # a driver of several cameras prefixes each (`left.`); a device built per camera
+            # section is already named for it (`cameras.left`)
+            named = not part or dev.name == part or dev.name.endswith("." + part)
+            who = dev.name if named else f"{dev.name}.{part}"
             out.setdefault(who, {})[name] = value
     return out
 

@@ -6,6 +6,8 @@ observations: the same sequence gives the same actions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from raas.core.observation import Observation
@@ -18,6 +20,10 @@ class PolicyController:
         self.name = f"policy:{runner.manifest.name}"
         self.needs: frozenset[str] = runner.needs
         self._episode: int | None = None
+
+    def bind_markers(self, names: Sequence[str]) -> None:
+        """The cell's motion-capture rows, by name (PolicyRunner.bind_markers)."""
+        self.runner.bind_markers(names)
 
     def reset(self) -> None:
         self.runner.reset()
