@@ -276,7 +276,8 @@ class SimCameraSource:
             return None
         return CameraFrame(
             cycle=self._cycle,
-            capture_ns=self._capture_ns,
+            capture_ns=self.clock.to_host(self._capture_ns),
+            device_ns=self._capture_ns,
             camera=self.camera,
             image=self.driver.slot_view(self.camera, self._slot),
         )
