@@ -1,5 +1,6 @@
 """The control loop: the cycle contract of docs/architecture.md, one cycle at a time.
 
+    prepare             at t_k - P, a controller that has prepare() warms up (realtime only)
     t_k = t_0 + k T     sleep-then-spin until t_k (absolute grid, no drift)
     trigger             one trigger to every device, the hand's state request
     collect (needed)    the sources the controller reads, each until its own deadline
@@ -57,6 +58,12 @@ class LoopConfig(BaseModel):
     )
     apply_phase_ms: float | None = Field(
         default=None, ge=0, description="apply at t_k + L (fixed phase); None: as soon as ready"
+    )
+    prepare_lead_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="call the controller's prepare() (a policy's warm-up inference) this long "
+        "before each trigger; 0: never",
     )
     status_interval_s: float = Field(default=1.0, gt=0)
 
@@ -203,6 +210,12 @@ class ControlLoop:
         sup.needs = frozenset(controller.needs)
         readings = self.readings
         slipped = False
+        # A controller may warm up just before the trigger (a policy: one inference on scratch
+        # buffers). Only on a real clock: in lockstep the caches do not go cold between cycles.
+        prepare: Callable[[], None] | None = getattr(controller, "prepare", None)
+        lead = round(cfg.prepare_lead_ms * _MS)
+        if not clock.realtime or lead <= 0 or lead >= period:
+            prepare = None
         self.controller.reset()
         if self.arm_on_start:
             sup.arm(Cause.POLICY)
@@ -218,6 +231,9 @@ class ControlLoop:
         try:
             while self._stop_reason is None:
                 t_k = grid.t(k)
+                if prepare is not None and clock.now_ns() < t_k - lead:
+                    clock.sleep_until(t_k - lead)
+                    prepare()
                 clock.sleep_until(t_k)
                 now = clock.now_ns()
                 if now >= t_k + period:  # woke a whole slot late: skip to the current slot
