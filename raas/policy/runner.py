@@ -366,6 +366,11 @@ class PolicyRunner:
         return True
 
     # ------------------------------------------------------------------ figures
+    @property
+    def inferences(self) -> int:
+        """Inferences run so far (cycles that reached the policy's run)."""
+        return self._n_lat
+
     def latencies_ns(self) -> np.ndarray:
         """Inference times (vision + policy run) of the cycles so far (the last 2^18)."""
         n = min(self._n_lat, _LATENCY_RING)
