@@ -1,8 +1,9 @@
 """The control loop: the cycle contract of docs/architecture.md, one cycle at a time.
 
-    prepare             at t_k - P, a controller that has prepare() warms up (realtime only)
+    prepare (before)    at t_k - P, a controller that has prepare() warms up (realtime only)
     t_k = t_0 + k T     sleep-then-spin until t_k (absolute grid, no drift)
     trigger             one trigger to every device, the hand's state request
+    prepare (after)     or here, while the devices answer (LoopConfig.prepare)
     collect (needed)    the sources the controller reads, each until its own deadline
     decide              controller -> desired action; late, missing or non-finite -> fallback
     condition           the supervisor (raas.safety): watchdogs, then the target of its state;
@@ -20,7 +21,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,11 +60,14 @@ class LoopConfig(BaseModel):
     apply_phase_ms: float | None = Field(
         default=None, ge=0, description="apply at t_k + L (fixed phase); None: as soon as ready"
     )
+    prepare: Literal["after_trigger", "before_trigger", "off"] = Field(
+        default="after_trigger",
+        description="when the realtime loop calls the controller's prepare() (a policy's "
+        "warm-up inference): right after the trigger while the devices answer, "
+        "prepare_lead_ms before the trigger, or never",
+    )
     prepare_lead_ms: float = Field(
-        default=2.0,
-        ge=0,
-        description="call the controller's prepare() (a policy's warm-up inference) this long "
-        "before each trigger; 0: never",
+        default=2.0, gt=0, description="how long before the trigger (prepare = before_trigger)"
     )
     status_interval_s: float = Field(default=1.0, gt=0)
 
@@ -213,9 +217,13 @@ class ControlLoop:
         # A controller may warm up just before the trigger (a policy: one inference on scratch
         # buffers). Only on a real clock: in lockstep the caches do not go cold between cycles.
         prepare: Callable[[], None] | None = getattr(controller, "prepare", None)
-        lead = round(cfg.prepare_lead_ms * _MS)
-        if not clock.realtime or lead <= 0 or lead >= period:
+        if not clock.realtime or cfg.prepare == "off":
             prepare = None
+        before = prepare if cfg.prepare == "before_trigger" else None
+        after = prepare if cfg.prepare == "after_trigger" else None
+        lead = round(cfg.prepare_lead_ms * _MS)
+        if lead >= period:
+            before = None
         self.controller.reset()
         if self.arm_on_start:
             sup.arm(Cause.POLICY)
@@ -231,9 +239,9 @@ class ControlLoop:
         try:
             while self._stop_reason is None:
                 t_k = grid.t(k)
-                if prepare is not None and clock.now_ns() < t_k - lead:
+                if before is not None and clock.now_ns() < t_k - lead:
                     clock.sleep_until(t_k - lead)
-                    prepare()
+                    before()
                 clock.sleep_until(t_k)
                 now = clock.now_ns()
                 if now >= t_k + period:  # woke a whole slot late: skip to the current slot
@@ -254,7 +262,10 @@ class ControlLoop:
                 s1 = sw()
                 phases.trigger = s1 - s0
 
-                # 2. collect what the controller reads
+                # 2. collect what the controller reads (a sample that arrived while the
+                # controller prepared is taken whatever its deadline)
+                if after is not None:
+                    after()
                 self.collect_first.collect(obs, k, trig_ns)
                 s2 = sw()
                 phases.collect = s2 - s1

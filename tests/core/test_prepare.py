@@ -1,5 +1,6 @@
-"""A controller with prepare() is called once per cycle, prepare_lead_ms before the trigger, and
-the trigger stays on the grid; lead 0 turns it off; a slow prepare delays nothing it must not."""
+"""A controller's prepare() (a policy's warm-up) runs once per cycle where LoopConfig.prepare
+says: right after the trigger (default) or prepare_lead_ms before it; "off" never. The trigger
+stays on the grid, and samples that arrive while the controller prepares are not lost."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def _with_preparing(make_loop, cost_ns: int = 0, **cfg: object):  # type: ignore
 
 
 def test_prepare_runs_lead_before_each_trigger(make_loop) -> None:  # type: ignore[no-untyped-def]
-    loop, ctrl, parts = _with_preparing(make_loop, cost_ns=300_000, prepare_lead_ms=2.0)
+    loop, ctrl, parts = _with_preparing(
+        make_loop, cost_ns=300_000, prepare="before_trigger", prepare_lead_ms=2.0
+    )
     res = loop.run()
     assert res.cycles == 10
     fired = parts["trigger"].fired
@@ -40,9 +43,26 @@ def test_prepare_runs_lead_before_each_trigger(make_loop) -> None:  # type: igno
     assert (loop.log.series("lateness") == 0).all(), "a prepare inside the lead delays nothing"
 
 
+def test_after_trigger_runs_between_trigger_and_decide(make_loop) -> None:  # type: ignore[no-untyped-def]
+    # a prepare (3 ms) longer than the hand's and the mocap's deadlines (1 and 2 ms): what
+    # arrived meanwhile is taken, nothing goes stale, nothing falls back
+    loop, ctrl, parts = _with_preparing(make_loop, cost_ns=3 * MS)
+    assert loop.config.prepare == "after_trigger"
+    decided_at: list[int] = []
+    ctrl.behaviour = lambda k, clock: decided_at.append(clock.now_ns())
+    res = loop.run()
+    fired = [t for _, t in parts["trigger"].fired]
+    assert len(ctrl.prepared_at) == len(fired) == len(decided_at)
+    for t, at, d in zip(fired, ctrl.prepared_at, decided_at, strict=True):
+        assert t <= at < d
+    assert res.stale == {"hand": 0, "mocap": 0}
+    assert res.fallbacks_repeat == res.fallbacks_idle == 0
+    assert (loop.log.series("lateness") == 0).all()
+
+
 def test_prepare_that_would_start_late_is_skipped(make_loop) -> None:  # type: ignore[no-untyped-def]
     # decide takes 9.5 ms of a 10 ms period: no room for a 2 ms lead, so no prepare, no delay
-    loop, ctrl, parts = _with_preparing(make_loop, prepare_lead_ms=2.0)
+    loop, ctrl, parts = _with_preparing(make_loop, prepare="before_trigger", prepare_lead_ms=2.0)
     ctrl.behaviour = lambda k, clock: clock.advance(9_500_000)
     res = loop.run()
     assert len(ctrl.prepared_at) == 1, "only the first cycle had room for its lead"
@@ -51,6 +71,6 @@ def test_prepare_that_would_start_late_is_skipped(make_loop) -> None:  # type: i
 
 
 def test_lead_zero_never_prepares(make_loop) -> None:  # type: ignore[no-untyped-def]
-    loop, ctrl, _ = _with_preparing(make_loop, prepare_lead_ms=0.0)
+    loop, ctrl, _ = _with_preparing(make_loop, prepare="off")
     loop.run()
     assert ctrl.prepared_at == []

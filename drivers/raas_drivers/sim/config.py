@@ -101,7 +101,16 @@ class RigConfig(BaseModel):
         "one per core); 1 leaves the other core to the physics and the loop",
     )
     render_nice: int = Field(
-        default=5, ge=0, le=19, description="niceness of the camera process (below the physics)"
+        default=5, ge=-20, le=19, description="niceness of the camera process (below the physics)"
+    )
+    render_priority: int = Field(
+        default=1,
+        ge=0,
+        le=99,
+        description="realtime rig with a real-time loop: SCHED_FIFO priority of the camera "
+        "process (below the physics and the loop), so that its frames meet their deadline "
+        "whatever else the machine runs, as camera hardware would; 0: normal scheduling at "
+        "render_nice",
     )
     camera_distance_m: float = Field(default=0.5, gt=0.1, le=3.0)
     camera_fovy_deg: float = Field(default=35.0, gt=5, lt=170)
