@@ -84,10 +84,9 @@ def _rt_request(cfg: CellConfig) -> RtRequest:
 def _prioritise_rig(rig: SimRig, cfg: CellConfig, loop_cpus: tuple[int, ...] | None) -> str:
     """The simulated rig stands in for microcontrollers and cameras that never compete with the
     host: when the loop asks for SCHED_FIFO, the rig's physics process gets it too, a notch
-    lower, and the camera process gets SCHED_FIFO at `rig.render_priority` (1: below both, above
-    every ordinary process); the rig's processes keep off the loop's CPUs, which is what an
-    isolated real-time core would give. Without it, the niced renderer shared one CPU with the
-    FIFO physics and everything else, and its third frame of a cycle missed the deadline."""
+    lower, and, if `rig.render_priority` > 0 (opt-in), the camera process gets SCHED_FIFO at that
+    priority (every thread); the rig's processes keep off the loop's CPUs, which is what an
+    isolated real-time core would give."""
     if not cfg.rt.enabled or rig.config.clock != "realtime":
         return "SCHED_OTHER (not requested)"
     others = sorted(set(os.sched_getaffinity(0)) - set(loop_cpus or ()))

@@ -1,12 +1,13 @@
-"""The simulated rig's camera process runs like camera hardware: when the loop got SCHED_FIFO,
-every thread of the renderer (llvmpipe's too) is SCHED_FIFO at rig.render_priority, below the
-physics and the loop, off the loop's CPUs; render_priority = 0 leaves it at normal scheduling.
-Without this, the niced renderer lost its CPU to ordinary processes and the last camera of a
-cycle missed its deadline (docs/performance.md, "Cameras")."""
+"""The simulated rig's camera process: with rig.render_priority > 0 (opt-in) and a loop that got
+SCHED_FIFO, every thread of the renderer (llvmpipe's too) is SCHED_FIFO at that priority, below
+the physics and the loop; 0 (the default) leaves it at normal scheduling; either way it stays off
+the loop's CPUs and renders without multisampling (rig.render_samples = 0), which is what let
+the third camera of a cycle meet its deadline (docs/performance.md, "Cameras")."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,18 @@ def _sched(tid: int) -> tuple[int, int]:
     return os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority
 
 
+@pytest.fixture
+def restore_sched() -> Iterator[None]:
+    """cell_up gives this process the loop's real-time settings; later tests' children must
+    not inherit them."""
+    cpus = os.sched_getaffinity(0)
+    yield
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    os.sched_setaffinity(0, cpus)
+
+
 @pytest.mark.parametrize("render_priority", [1, 0])
+@pytest.mark.usefixtures("restore_sched")
 def test_renderer_scheduling(render_priority: int) -> None:
     cfg = sim_cell_config(
         {
@@ -33,6 +45,7 @@ def test_renderer_scheduling(render_priority: int) -> None:
     with cell_up(cfg) as cell:
         rig = cell.rig
         assert rig is not None and rig.renderer_pid
+        assert rig.renderer_info["samples"] == 0, "MuJoCo's default 4x MSAA is back"
         tids = [int(t.name) for t in Path(f"/proc/{rig.renderer_pid}/task").iterdir()]
         got_fifo = cell.rt_report.sched_policy == "SCHED_FIFO"
         for tid in tids:
