@@ -7,7 +7,8 @@ run in alternating chunks of `--chunk` seconds until each has run `--duration` s
 see the same machine; the load average is stored with every chunk.
 Targets (an idle machine): period error p99.9 <= 0.5 ms, 0 stale camera cycles.
 
-    python -m bench cameras -- [--duration S] [--chunk S] [--ten-minutes] [--render-priority P]
+    python -m bench cameras -- [--duration S] [--chunk S] [--ten-minutes] [--rig K=V]
+                               [--compare-rig K=V]   (e.g. render_samples=4, the old setting)
 
 `--ten-minutes` is the targets' run: 600 s per side (in one chunk each unless --chunk is given).
 """
@@ -52,13 +53,13 @@ def reference_chunk(seconds: float, tmp: Path, i: int) -> dict[str, Any]:
     }
 
 
-def ours_chunk(seconds: float, tmp: Path, i: int, render_priority: int | None) -> dict[str, Any]:
-    out = tmp / f"ours-{i}.json"
+def ours_chunk(seconds: float, tmp: Path, i: int, rig: list[str]) -> dict[str, Any]:
+    out = tmp / f"ours-{i}-{len(rig)}.json"
     cmd = [python(), "-m", "raas.cli", "run", "--sim", "--clock", "realtime", "--rate", str(RATE)]
     cmd += ["--duration", str(seconds), "--cameras", "3", "--quiet", "--stats-json", str(out)]
     cmd += ["--record", str(tmp / f"rec-{i}")]
-    if render_priority is not None:
-        cmd += ["--rig", f"render_priority={render_priority}"]
+    for kv in rig:
+        cmd += ["--rig", kv]
     load = _load()
     _run(cmd, True, timeout=seconds * 3 + 120)
     st: dict[str, Any] = json.loads(out.read_text())
@@ -71,10 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=float, default=None, help="seconds per chunk (30; 600)")
     ap.add_argument("--ten-minutes", action="store_true", help="600 s per side")
     ap.add_argument(
-        "--render-priority",
-        type=int,
-        default=None,
-        help="the camera process's SCHED_FIFO priority (rig render_priority; 0: normal)",
+        "--rig", action="append", default=[], help="KEY=VALUE rig setting for raasd (repeat)"
+    )
+    ap.add_argument(
+        "--compare-rig",
+        action="append",
+        default=[],
+        help="KEY=VALUE: also run raasd with these rig settings in every chunk (e.g. the old "
+        "render_samples=4), a third side beside the reference and the defaults",
     )
     args = ap.parse_args(argv)
     duration = 600.0 if args.ten_minutes else args.duration
@@ -87,20 +92,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     refs: list[dict[str, Any]] = []
     ours: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="raas-bench-cam-") as tmpdir:
         tmp = Path(tmpdir)
         for i in range(n):
             refs.append(reference_chunk(chunk, tmp, i))
-            ours.append(ours_chunk(chunk, tmp, i, args.render_priority))
-            st = ours[-1]["stats"]
-            stale = {c: st["sources"][c]["stale_cycles"] for c in CAMERAS if c in st["sources"]}
-            print(
-                f"  chunk {i}: reference load {refs[-1]['load']} missed {refs[-1]['missed']}; "
-                f"raasd load {ours[-1]['load']} cycles {st['cycles']['run']} missed "
-                f"{st['cycles']['missed']} period error p99.9 {st['period_error_us']['p999']:.1f}"
-                f" us, stale {stale}",
-                flush=True,
-            )
+            print(f"  chunk {i}: reference load {refs[-1]['load']} missed {refs[-1]['missed']}")
+            sides = [(ours, args.rig)] + ([(others, args.compare_rig)] if args.compare_rig else [])
+            for dest, rig in sides:
+                dest.append(ours_chunk(chunk, tmp, i, rig))
+                st = dest[-1]["stats"]
+                stale = {c: st["sources"][c]["stale_cycles"] for c in CAMERAS if c in st["sources"]}
+                t2a = st["trigger_to_apply_us"]
+                print(
+                    f"  chunk {i}: raasd {' '.join(rig) or 'defaults'}: load {dest[-1]['load']} "
+                    f"cycles {st['cycles']['run']} missed {st['cycles']['missed']} period error "
+                    f"p99.9 {st['period_error_us']['p999']:.1f} us, trigger->apply p50/p99 "
+                    f"{t2a['p50']:.0f}/{t2a['p99']:.0f} us, stale {stale}",
+                    flush=True,
+                )
     ref_pe = dist_us(np.concatenate([r["period_error_ns"] for r in refs]))
     ref_late = dist_us(np.concatenate([r["lateness_ns"] for r in refs]))
     cycles = sum(o["stats"]["cycles"]["run"] for o in ours)
@@ -128,7 +138,18 @@ def main(argv: list[str] | None = None) -> int:
             "rate_hz": RATE,
             "seconds_per_side": chunk * n,
             "chunk_s": chunk,
-            "render_priority": args.render_priority,
+            "rig": args.rig,
+            "compare_rig": args.compare_rig,
+            "compare": [
+                {
+                    "load": o["load"],
+                    "period_error_us": o["stats"]["period_error_us"],
+                    "trigger_to_apply_us": o["stats"]["trigger_to_apply_us"],
+                    "sources": o["stats"]["sources"],
+                    "cycles": o["stats"]["cycles"],
+                }
+                for o in others
+            ],
             "reference": {
                 "period_error_us": ref_pe,
                 "lateness_us": ref_late,

@@ -217,7 +217,13 @@ def _sleep_until(t_ns: int) -> None:
 
 
 def cell_run(
-    bundle: Path, duration: float, cameras: int, rt: bool, prepare: str, lead_ms: float
+    bundle: Path,
+    duration: float,
+    cameras: int,
+    rt: bool,
+    prepare: str,
+    lead_ms: float,
+    warmup_runs: int,
 ) -> dict[str, Any]:
     """The policy in `raasd run --sim` (realtime rig, safety layer, recorder on)."""
     rec_dir = tempfile.mkdtemp(prefix="bench-policy-rec-")
@@ -234,7 +240,12 @@ def cell_run(
             "recording": {"enabled": True, "directory": rec_dir},
         }
     )
-    runner = load_bundle(bundle, period_s=PERIOD_S, cell=CellSpec.from_config(cfg))
+    runner = load_bundle(
+        bundle,
+        period_s=PERIOD_S,
+        cell=CellSpec.from_config(cfg),
+        options=RuntimeOptions(warmup_runs=warmup_runs),
+    )
     load0 = load()
     outcome = run_cell(cfg, controller=PolicyController(runner), out=sys.stdout)
     st = outcome.stats
@@ -273,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cameras", type=int, default=3, help="cameras in the cell run (3)")
     ap.add_argument("--iterations", type=int, default=5000, help="tight-loop calls per side")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads, both sides (1)")
+    ap.add_argument("--warmup-runs", type=int, default=3, help="inferences per prepare() (3)")
     ap.add_argument("--bundle", type=Path, help="bundle (default: the Dactyl-shaped example)")
     ap.add_argument("--no-rt", action="store_true", help="do not ask for real-time privileges")
     ap.add_argument("--no-cell", action="store_true", help="skip the cell run (part 3)")
@@ -285,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = args.bundle or ensure_examples(BUNDLES, ["dactyl"])["dactyl"]
     runner = load_bundle(
-        bundle, period_s=PERIOD_S, options=RuntimeOptions(intra_op_threads=args.threads)
+        bundle,
+        period_s=PERIOD_S,
+        options=RuntimeOptions(intra_op_threads=args.threads, warmup_runs=args.warmup_runs),
     )
     check_runs(runner, observation_for(runner))
     model = bundle / runner.manifest.model
@@ -299,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "bundle_sha256": runner.bundle_hash,
         "provider": runner.provider,
         "threads": args.threads,
+        "warmup_runs": args.warmup_runs,
         "rt": rt.as_dict(),
     }
 
@@ -328,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     print(
-        f"== 2. paced at 12.5 Hz (80 ms idle), {args.paced:g} s, warm-up lead {args.lead_ms:g} ms,"
-        f" load {load()}"
+        f"== 2. paced at 12.5 Hz (80 ms idle), {args.paced:g} s, {args.warmup_runs} warm-up runs, "
+        f"lead {args.lead_ms:g} ms, load {load()}"
     )
     p = {k: dist_us(v) for k, v in paced(runner, bare, args.paced, args.lead_ms).items()}
     print(fmt_dist("bare, tight burst (floor)", p["bare_tight"]))
@@ -368,7 +383,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"== 3. realtime cell at 12.5 Hz, {args.cameras} cameras + mocap, recorder on, "
                 f"{args.duration:g} s, prepare {mode}, load {load()}"
             )
-            cell = cell_run(bundle, args.duration, args.cameras, not args.no_rt, mode, args.lead_ms)
+            cell = cell_run(
+                bundle,
+                args.duration,
+                args.cameras,
+                not args.no_rt,
+                mode,
+                args.lead_ms,
+                args.warmup_runs,
+            )
             print(fmt_dist("trigger->apply", cell["stats"]["trigger_to_apply_us"]))
             print(fmt_dist("in-loop inference", cell["inference_us"]))
             print(_cell_line(cell))

@@ -290,12 +290,14 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ per cycle
     def prepare(self) -> None:
-        """Just before the trigger: one inference on scratch buffers (the recurrent state, the
-        outputs and the counters do not change), so that act() runs with warm caches instead
-        of after the 80 ms in which the rest of the machine evicted them."""
-        if self.vision is not None:
-            self.vision.session.warm()
-        self.policy.warm()
+        """Just before the inference (the loop calls it around the trigger): options.warmup_runs
+        inferences on scratch buffers (the recurrent state, the outputs and the counters do
+        not change), so that act() runs with warm caches instead of after the 80 ms in which
+        the rest of the machine evicted them."""
+        for _ in range(self.options.warmup_runs):
+            if self.vision is not None:
+                self.vision.session.warm()
+            self.policy.warm()
         self.prepared += 1
 
     def _object_pose(self, obs: Observation) -> bool:
@@ -397,6 +399,7 @@ class PolicyRunner:
             "missing_observations": self.missing,
             "state_resets": self.state_resets,
             "warmups": self.prepared,
+            "warmup_runs": self.options.warmup_runs,
             "object_pose_from": self.manifest.object_pose_source,
         }
 
