@@ -8,15 +8,15 @@ run, interleaved; then trigger-to-apply on the realtime simulated cell at 12.5 H
      cannot be built stops the benchmark with the missing source named, never a ratio of nothing.
   2. paced at 12.5 Hz, the way the loop runs it (80 ms idle between inferences), with the
      loop's real-time settings (SCHED_FIFO, pinned to the last CPU, both sides): ours warmed up
-     just before (PolicyRunner.prepare(), as the loop's default prepare = after_trigger does
-     while the devices answer), ours warmed up `--lead-ms` before with a sleep in between
-     (before_trigger), ours cold, and bare cold `session.run`, one per period in rotation,
+     (PolicyRunner.prepare()) `--lead-ms` before with a sleep in between, as the loop's default
+     prepare = before_trigger does; ours warmed up just before (the closest case of
+     after_trigger); ours cold, and bare cold `session.run`, one per period in rotation,
      beside bare in a tight burst after each period's measured call (the hot-loop floor).
      Targets: ours warmed-up inference p50 <= 1.3x the bare tight p50, p99.9/p50 <= 1.5.
   3. the cell: the policy in the real control loop (safety layer and recorder on), realtime rig
      at 12.5 Hz with motion capture and N cameras: trigger-to-apply (target p50 <= 1 ms, p99 <=
      2 ms), missed cycles, in-loop inference; with `--compare-warmup` once per prepare mode
-     (after_trigger, before_trigger, off), one after the other.
+     (before_trigger, after_trigger, off), one after the other.
 
     python -m bench policy -- [--duration S] [--paced S] [--cameras N] [--iterations N]
                               [--bundle DIR] [--compare-warmup] [--no-rt] [--no-cell]
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench policy", description=__doc__)
     ap.add_argument("--duration", type=float, default=60.0, help="cell run seconds (60)")
     ap.add_argument("--paced", type=float, default=30.0, help="paced 12.5 Hz part seconds (30)")
-    ap.add_argument("--lead-ms", type=float, default=2.0, help="warm-up lead before trigger (2)")
+    ap.add_argument("--lead-ms", type=float, default=3.0, help="warm-up lead before trigger (3)")
     ap.add_argument("--cameras", type=int, default=3, help="cameras in the cell run (3)")
     ap.add_argument("--iterations", type=int, default=5000, help="tight-loop calls per side")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads, both sides (1)")

@@ -1,9 +1,9 @@
 """The control loop: the cycle contract of docs/architecture.md, one cycle at a time.
 
-    prepare (before)    at t_k - P, a controller that has prepare() warms up (realtime only)
+    prepare             at t_k - P, a controller that has prepare() warms up (realtime only;
+                        LoopConfig.prepare may move it to just after the trigger, or off)
     t_k = t_0 + k T     sleep-then-spin until t_k (absolute grid, no drift)
     trigger             one trigger to every device, the hand's state request
-    prepare (after)     or here, while the devices answer (LoopConfig.prepare)
     collect (needed)    the sources the controller reads, each until its own deadline
     decide              controller -> desired action; late, missing or non-finite -> fallback
     condition           the supervisor (raas.safety): watchdogs, then the target of its state;
@@ -60,14 +60,14 @@ class LoopConfig(BaseModel):
     apply_phase_ms: float | None = Field(
         default=None, ge=0, description="apply at t_k + L (fixed phase); None: as soon as ready"
     )
-    prepare: Literal["after_trigger", "before_trigger", "off"] = Field(
-        default="after_trigger",
+    prepare: Literal["before_trigger", "after_trigger", "off"] = Field(
+        default="before_trigger",
         description="when the realtime loop calls the controller's prepare() (a policy's "
-        "warm-up inference): right after the trigger while the devices answer, "
-        "prepare_lead_ms before the trigger, or never",
+        "warm-up inferences): prepare_lead_ms before the trigger, right after the trigger "
+        "while the devices answer (its time then delays collect), or never",
     )
     prepare_lead_ms: float = Field(
-        default=2.0, gt=0, description="how long before the trigger (prepare = before_trigger)"
+        default=3.0, gt=0, description="how long before the trigger (prepare = before_trigger)"
     )
     status_interval_s: float = Field(default=1.0, gt=0)
 

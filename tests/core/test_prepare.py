@@ -1,5 +1,5 @@
 """A controller's prepare() (a policy's warm-up) runs once per cycle where LoopConfig.prepare
-says: right after the trigger (default) or prepare_lead_ms before it; "off" never. The trigger
+says: prepare_lead_ms before the trigger (default) or right after it; "off" never. The trigger
 stays on the grid, and samples that arrive while the controller prepares are not lost."""
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ def _with_preparing(make_loop, cost_ns: int = 0, **cfg: object):  # type: ignore
     return loop, ctrl, parts
 
 
+def test_default_is_before_trigger(make_loop) -> None:  # type: ignore[no-untyped-def]
+    loop, ctrl, parts = _with_preparing(make_loop)
+    loop.run()
+    lead = round(loop.config.prepare_lead_ms * MS)
+    assert loop.config.prepare == "before_trigger"
+    assert [
+        t - at for at, (_, t) in zip(ctrl.prepared_at, parts["trigger"].fired, strict=True)
+    ] == [lead] * len(parts["trigger"].fired)
+
+
 def test_prepare_runs_lead_before_each_trigger(make_loop) -> None:  # type: ignore[no-untyped-def]
     loop, ctrl, parts = _with_preparing(
         make_loop, cost_ns=300_000, prepare="before_trigger", prepare_lead_ms=2.0
@@ -46,8 +56,7 @@ def test_prepare_runs_lead_before_each_trigger(make_loop) -> None:  # type: igno
 def test_after_trigger_runs_between_trigger_and_decide(make_loop) -> None:  # type: ignore[no-untyped-def]
     # a prepare (3 ms) longer than the hand's and the mocap's deadlines (1 and 2 ms): what
     # arrived meanwhile is taken, nothing goes stale, nothing falls back
-    loop, ctrl, parts = _with_preparing(make_loop, cost_ns=3 * MS)
-    assert loop.config.prepare == "after_trigger"
+    loop, ctrl, parts = _with_preparing(make_loop, cost_ns=3 * MS, prepare="after_trigger")
     decided_at: list[int] = []
     ctrl.behaviour = lambda k, clock: decided_at.append(clock.now_ns())
     res = loop.run()
