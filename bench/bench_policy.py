@@ -40,6 +40,7 @@ import onnxruntime as ort
 
 from bench.common import dist_us, fmt_dist, ratio, write_report
 from raas.config import sim_cell_config
+from raas.core.loop import LoopConfig
 from raas.core.observation import Observation, SourceReading
 from raas.core.rt import RtRequest, acquire
 from raas.daemon import run_cell
@@ -375,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, cpus)
     if not args.no_cell:
         modes = (
-            ["after_trigger", "before_trigger", "off"] if args.compare_warmup else ["after_trigger"]
+            ["before_trigger", "after_trigger", "off"]
+            if args.compare_warmup
+            else [LoopConfig().prepare]
         )
         cells = []
         for mode in modes:
