@@ -2,14 +2,16 @@
 #   make run    the whole product (raasd up): service, robot, a demo session, until Ctrl-C
 #   make test   ruff (format + lint), mypy --strict on our packages, then the whole pytest suite
 #   make bench  the benchmarks under bench/, each beside its peer, JSON reports in bench/results/
+#   make targets  every performance target measured, one table (bench/results/targets.json)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN_ARGS ?=
 BENCH_ARGS ?=
+TARGETS_ARGS ?=
 
-.PHONY: run test lint typecheck pytest bench clean venv
+.PHONY: run test lint typecheck pytest bench targets clean venv
 
 venv: $(STAMP)
 
@@ -36,6 +38,9 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+targets: $(STAMP)
+	$(PY) -m bench targets -- $(TARGETS_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results

@@ -1,4 +1,6 @@
 """`python -m bench [NAME ...] [-- args]`: run benchmarks (all by default), each beside its peer.
+`python -m bench targets [-- --long]`: every target of the project measured, one table
+(bench/targets.py).
 
 Every benchmark is a module bench/bench_<name>.py with `main(argv) -> int`."""
 
@@ -27,6 +29,10 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         print("available:", ", ".join(available()))
         return 0
+    if names == ["targets"]:
+        from bench import targets
+
+        return targets.main(rest)
     names = names or available()
     code = 0
     for name in names:

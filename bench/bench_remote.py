@@ -30,11 +30,19 @@ from typing import Any
 import numpy as np
 import zmq
 from raas_client.wire import Msg, encode
-from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, default_idle_action
+from raas_drivers.hand.config import (
+    ACTUATOR_JOINT_INDEX,
+    ACTUATOR_LIMITS,
+    ACTUATOR_NAMES,
+    EFFORT_LIMITS,
+    JOINT_NAMES,
+    default_idle_action,
+)
 
 from bench.common import dist_us, fmt_dist, python, ratio, write_report
 from raas.core.observation import Observation, Step
 from raas.leases import LeaseClaims, generate_private_key, sign_lease
+from raas.safety import SafetyConfig, Supervisor
 from raas.transport.config import TransportConfig
 from raas.transport.leases import LeaseGate
 from raas.transport.session import SessionController
@@ -76,7 +84,11 @@ while True:
 
 def _hand() -> Any:
     return SimpleNamespace(
-        actuator_names=ACTUATOR_NAMES, limits=ACTUATOR_LIMITS, idle_action=default_idle_action()
+        joint_names=JOINT_NAMES,
+        actuator_names=ACTUATOR_NAMES,
+        model="shadow_dexee",
+        limits=ACTUATOR_LIMITS,
+        idle_action=default_idle_action(),
     )
 
 
@@ -88,6 +100,19 @@ def _lease(tmp: Path) -> tuple[LeaseGate, str]:
         nbf=now - 5, exp=now + 3600, jti="bench",
     )  # fmt: skip
     return LeaseGate("bench", key.public_key()), sign_lease(key, claims)
+
+
+def _supervisor(rate_hz: float) -> Supervisor:
+    """The safety supervisor the loop gives every controller (defaults): a step reaches the hand
+    only while it is armed, so the remote client's arm goes through it as on the robot."""
+    return Supervisor(
+        ACTUATOR_LIMITS,
+        EFFORT_LIMITS,
+        default_idle_action(),
+        ACTUATOR_JOINT_INDEX,
+        SafetyConfig(),
+        1.0 / rate_hz,
+    )
 
 
 def bench_ours(steps: int, curve: bool) -> dict[str, float]:
@@ -105,7 +130,14 @@ def bench_ours(steps: int, curve: bool) -> dict[str, float]:
     socks = RobotSockets(cfg, zmq.Context())
     packer = ObservationPacker(_hand(), MARKERS)
     ctl = SessionController(
-        socks, gate, cfg, packer, rate_hz=1000, decide_budget_ns=2_000_000_000, realtime=True
+        socks,
+        gate,
+        cfg,
+        packer,
+        rate_hz=1000,
+        decide_budget_ns=2_000_000_000,
+        realtime=True,
+        supervisor=_supervisor(1000),
     )
     client = subprocess.Popen(
         [python(), "-c", CLIENT, socks.control_endpoint, socks.public_key or "plain", token],

@@ -24,7 +24,9 @@ import numpy as np
 
 from raas.core.timing import percentiles_us
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: Where reports go: bench/results/, or $RAAS_BENCH_RESULTS (the smoke tests point it at a temp
+#: dir so a test run never overwrites the figures of a real run).
+RESULTS = Path(os.environ.get("RAAS_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def dist_us(values_ns: np.ndarray | list[int]) -> dict[str, float]:

@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "raas.commands.replay",
     "raas.commands.up",
     "raas.commands.eval",
+    "raas.commands.policy",
     "raas.commands.health",
     "raas.commands.devices",
     "raas.commands.serve",

@@ -44,7 +44,7 @@ from raas.core.clock import Clock, LockstepClock, MonotonicClock
 from raas.core.controller import Controller
 from raas.core.loop import ControlLoop, LoopConfig, Publisher, SourceSpec
 from raas.core.rt import RtReport, RtRequest, acquire
-from raas.core.stats import build_stats, format_summary
+from raas.core.stats import build_stats, device_clocks, format_summary
 from raas.core.status import StatusLine
 from raas.errors import ConfigError, DeviceLost
 from raas.metrics.cell import layout_for as metrics_layout
@@ -521,7 +521,8 @@ def run_loop(loop: ControlLoop) -> int:
             loop.run()
         except DeviceLost as exc:
             print(
-                f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); idle action sent, stopping",
+                f"raasd: DEVICE LOST: {exc.device} ({exc.cause}); "
+                "hand held where it was measured, stopping",
                 file=sys.stderr,
                 flush=True,
             )
@@ -583,7 +584,8 @@ def run_cell(
                 "clock": rig.config.clock,
                 "seed": rig.config.seed,
             }
-        stats = build_stats(loop, extra)
+        extra["clocks"] = device_clocks(cell.devices)
+        stats = build_stats(loop, extra, devices=cell.devices)
     print(format_summary(stats), file=out, flush=True)
     if stats_json is not None:
         stats_json.parent.mkdir(parents=True, exist_ok=True)

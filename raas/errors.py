@@ -28,7 +28,8 @@ class DeviceTimeoutError(RaasError):
 
 
 class DeviceLost(RaasError):  # noqa: N818 - a stop reason, raised out of the loop
-    """The loop stopped because a device was lost; the hand was sent its idle action."""
+    """The loop stopped because a device was lost; the hand was told to hold where it
+    was last measured (the supervisor's hold target; best effort)."""
 
     def __init__(self, device: str, cause: str) -> None:
         super().__init__(f"device lost: {device}: {cause}")

@@ -98,8 +98,8 @@ class ClockMapper:
 
     name:              the device, for errors and stats
     window:            observations kept (the fit's horizon: 256 at 12.5 Hz is about 20 s)
-    segments:          runs the window is cut into; the least delayed observation of each run
-                       enters the fit
+    segments:          runs the window is cut into (fewer, of 4 or more, while it fills); the
+                       least delayed observation of each run enters the fit
     min_samples:       observations needed before `ready` (and before drift is fitted; below it
                        `to_host` uses the offset of the least delayed observation so far)
     max_drift_ppm:     the fitted drift is clamped to +-this (crystals are within +-100 ppm; a
@@ -327,7 +327,8 @@ class ClockMapper:
         """Index of the smallest `key` in each of up to `segments` runs of consecutive items
         (runs as equal as the count allows; every item is in one)."""
         n = key.size
-        k = min(self._segments, n)
+        # runs of at least 4 while the window fills (a run of one filters nothing)
+        k = min(self._segments, max(min(n, 2), n // 4))
         starts = (np.arange(k, dtype=np.int64) * n) // k
         mins = np.minimum.reduceat(key, starts)
         run_of = np.repeat(np.arange(k), np.diff(np.append(starts, n)))

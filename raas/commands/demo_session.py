@@ -88,10 +88,13 @@ class RobotCredentials:
     lease_key_pem: str  # what leases of this robot verify with
 
 
-def robot_credentials(svc: Service, name: str) -> RobotCredentials:
-    """As demo staff: a daemon token for the robot; as the robot: its lease key."""
+def robot_credentials(svc: Service, name: str, dashboard_url: str = "") -> RobotCredentials:
+    """As demo staff: a daemon token for the robot (and, when given, the address of its live
+    dashboard, which the booking page links); as the robot: its lease key."""
     staff = svc.login(DEMO_STAFF)
     robot_id = int(svc.robot(name, staff)["id"])
+    if dashboard_url:
+        svc.request("PATCH", f"robots/{robot_id}", {"dashboard_url": dashboard_url}, token=staff)
     token = svc.request("POST", f"robots/{robot_id}/tokens", {"name": "raasd up"}, token=staff)
     daemon = str(token["token"])
     pem = svc.request("GET", f"robots/{robot_id}/lease-key", token=daemon, text=True)
@@ -112,8 +115,11 @@ def book_now(svc: Service, robot_id: int, minutes: float) -> Booking:
 
     Bookings earlier demo runs left on this slot are cancelled first (never anyone else's)."""
     token = svc.login(DEMO_RESEARCHER)
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
-    end = now + timedelta(minutes=minutes)
+    # The service books whole minutes: from the minute that is running to the first whole
+    # minute after the wanted span.
+    wanted_end = datetime.now(UTC) + timedelta(minutes=minutes)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = wanted_end.replace(second=0, microsecond=0) + timedelta(minutes=1)
     query = urllib.parse.urlencode(
         {
             "robot_id": robot_id,
@@ -172,10 +178,10 @@ def run_bundle(
     cmd = _raas("run", str(bundle), "--robot", endpoint, "--episodes", str(episodes))
     cmd += ["--out", str(out_dir)]
     env = {"RAAS_SERVER_KEY": server_key, "RAAS_LEASE": lease}  # kept off the command line
-    # stderr stays the terminal's: the upload's progress line redraws itself there
-    child = children.start(
-        "raas", cmd, env=env, essential=False, merge_stderr=False, stop_signals=(signal.SIGTERM,)
-    )
+    # Its stderr is merged and echoed line by line like every child's, so the supervisor is the
+    # only writer on the terminal and no line redraws over another (raas run draws its upload
+    # bar only on a terminal; here `raasd up` shows its own spinner instead).
+    child = children.start("raas", cmd, env=env, essential=False, stop_signals=(signal.SIGTERM,))
     # Beside it, what anyone may see without a lease: `raas watch`'s line once a second.
     watch = children.start(
         "watch",
@@ -189,12 +195,16 @@ def run_bundle(
         code = children.wait(child, timeout_s)
     finally:
         children.stop(watch, 5.0)
-    if code != 0:
+    # 1: the run ran but did not finish as planned (a safety stop ended it); its recording is
+    # still worth a report. Anything else (a refused bundle: 5) fails the demo.
+    if code not in (0, 1):
         raise ChildFailedError("raas run", f"exited with code {code}")
     for line in child.lines:
         if found := _RECORDING.match(line):
             return Path(found.group(1))
-    raise ChildFailedError("raas run", "finished without fetching the session's recording")
+    raise ChildFailedError(
+        "raas run", f"exited with code {code} without fetching the session's recording"
+    )
 
 
 def render_report(children: Children, recording: Path, timeout_s: float) -> Path:

@@ -5,6 +5,11 @@ cell comes up. Each episode then runs on a freshly started rig seeded seed + epi
 placed back in the palm, as a person would on the real cell); --same-rig keeps one rig and one
 loop for every episode instead. Progress is printed per episode; the summary gives successes per
 episode (median, max), inference latency, missed cycles, fallbacks and the execution provider.
+
+A safety stop (the supervisor holds: a non-finite action, a stale sensor, ...) ends the episode at
+once, "held" with the stop's reason code, printed, in the summary and JSON and in the recording;
+the exit code is then EXIT_HELD. Exit codes: 0 every episode ended by the task; 2 bad command
+line or configuration; 3 a device was lost; 5 the bundle was refused; 6 an episode was held.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 
 EXIT_CONFIG = 2
 EXIT_BUNDLE = 5
+EXIT_HELD = 6  # at least one episode was ended by a safety stop (hold or fault)
 
 
 def register(sub: Any) -> None:
@@ -95,6 +101,14 @@ def _cell_config(args: argparse.Namespace, period_s: float, vision: bool) -> Any
     return build_cell_config(data).with_base_dir(base_dir)
 
 
+#: How an episode ends, in words (raas/task/reorientation.py has the rules).
+_END_REASONS = {
+    "dropped": "the block was dropped",
+    "timeout": "a goal timeout",
+    "max_successes": "the last success",
+}
+
+
 class _Progress:
     def __init__(self, out: TextIO, quiet: bool, total: int) -> None:
         self.out, self.quiet, self.total = out, quiet, total
@@ -112,14 +126,29 @@ class _Progress:
                 flush=True,
             )
         elif kind == "episode_end":
+            why = _END_REASONS.get(e["reason"], e["reason"])
+            if why == "held":
+                detail = f", {e['safety_detail']}" if e.get("safety_detail") else ""
+                why = f"a safety stop ({e['safety_reason']}{detail})"
             print(
                 f"raasd eval: episode {e['episode'] + 1}/{self.total}: {e['successes']} "
-                f"successes, ended by {e['reason']} after {e['seconds']:.1f} s",
+                f"successes, ended by {why} after {e['seconds']:.1f} s",
                 file=self.out,
                 flush=True,
             )
             if self.stop is not None:
                 self.stop(f"episode end: {e['reason']}")
+
+
+def _record_transitions(progress: _Progress, supervisor: Any) -> None:
+    """Every supervisor transition goes into the recording as a `safety` event (as in a
+    remote session), so a hold and its reason are in the file."""
+
+    def record(t: Any) -> None:
+        for sink in progress.sinks:
+            sink.event("safety", t.as_dict())
+
+    supervisor.listeners.append(record)
 
 
 def _start_sessions(
@@ -155,6 +184,13 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
         f"(sha256 {p['bundle_sha256'][:12]}), seed {s['seed']}",
         f"  successes per episode {s['successes']}  median {s['median_successes']}  "
         f"max {s['max_successes']}  end reasons {s['end_reasons']}",
+    ]
+    if s["safety_stops"]:
+        lines.append(
+            f"  HELD: {sum(s['safety_stops'].values())} episode(s) ended by a safety stop "
+            f"{s['safety_stops']} (docs/safety.md has the reason codes)"
+        )
+    lines += [
         f"  inference latency p50 {lat['p50']:.1f}  p99 {lat['p99']:.1f}  "
         f"p99.9 {lat['p999']:.1f}  max {lat['max']:.1f} us; whole decide p50 "
         f"{dec['p50']:.1f}  p99 {dec['p99']:.1f} us  (budget {p['budget_us']:.0f} us)",
@@ -246,6 +282,8 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     status_stream=sys.stderr if args.status else None,
                 )
                 progress.stop = None if args.same_rig else loop.request_stop
+                ctl.attach(cell.supervisor)
+                _record_transitions(progress, cell.supervisor)
 
                 def stop_when_done(step: Any, loop: Any = loop) -> None:
                     if ctl.done:
@@ -297,4 +335,6 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
         print(f"raasd eval: summary written to {args.json}", file=out)
-    return exit_code if exit_code else (EXIT_DEVICE_LOST if exit_code else 0)
+    if exit_code:
+        return exit_code
+    return EXIT_HELD if summary["safety_stops"] else 0

@@ -22,6 +22,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -77,7 +79,7 @@ def register(sub: Any) -> None:
 
 
 def _bundle(spec: str, var: Path) -> Path | None:
-    """The bundle to run; example bundles are generated on first use (torch export)."""
+    """The bundle to run; example bundles are generated on first use (onnx.helper, no torch)."""
     if spec == "none":
         return None
     if not spec.startswith("example:"):
@@ -91,13 +93,29 @@ def _bundle(spec: str, var: Path) -> Path | None:
         raise ValueError(f"no example bundle {name!r}; choose from {', '.join(EXAMPLES)}")
     path = var / "bundles" / name
     if not (path / "manifest.json").is_file():
-        print(f"raasd up: generating the example bundle {path} (first run, random weights) ...")
-        ensure_examples(var / "bundles", [name])
+        print(f"raasd up: generating the example bundle {path} (first run, random weights)")
+        with _working("generating the example bundle"):
+            ensure_examples(var / "bundles", [name])
     return path
 
 
 def _step(text: str) -> None:
     print(f"\nraasd up: {text}", flush=True)
+
+
+@contextmanager
+def _working(text: str) -> Iterator[None]:
+    """A spinner saying what runs (rich), on a terminal only, while a long step runs. The
+    children's echoed lines print above it: rich redirects stdout while it shows. On a pipe or
+    in a log nothing is drawn, so every line stays a line."""
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)  # the terminal wraps long lines; rich must not break them
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(f"[dim]{text}[/dim]", spinner="dots"):
+        yield
 
 
 def _start_service(kids: Children, args: argparse.Namespace) -> tuple[demo.Service, Child]:
@@ -145,8 +163,12 @@ def _start_robot(
     return kids.start("robot", cmd, env={"RAAS_ROBOT_TOKEN": creds.daemon_token})
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager's stop), handled as Ctrl-C is."""
+
+
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise _Terminated
 
 
 def main(args: argparse.Namespace) -> int:
@@ -164,11 +186,15 @@ def main(args: argparse.Namespace) -> int:
     code = 0
     try:
         _step("[1/4] the reservation service, with demo users and robots")
-        svc, service = _start_service(kids, args)
-        creds = demo.robot_credentials(svc, DEMO_ROBOT)
+        with _working("starting the reservation service"):
+            svc, service = _start_service(kids, args)
+            shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+            dashboard = f"http://{shown}:{args.metrics_port}/" if args.metrics_port > 0 else ""
+            creds = demo.robot_credentials(svc, DEMO_ROBOT, dashboard)
         _step(f"[2/4] the robot daemon for {DEMO_ROBOT} (simulated cell, real time, recording)")
-        robot = _start_robot(kids, args, svc, creds)
-        found = robot.wait_for(_ROBOT_BANNER, 120)
+        with _working("starting the robot daemon: the simulated rig, its devices, the loop"):
+            robot = _start_robot(kids, args, svc, creds)
+            found = robot.wait_for(_ROBOT_BANNER, 120)
         endpoint, server_key = found.group(1), found.group(3) or "plain"
         dash = _DASHBOARD.search(robot.output())
         info = Summary(
@@ -183,8 +209,9 @@ def main(args: argparse.Namespace) -> int:
         while True:  # hold: the robot serves until Ctrl-C
             kids.check()
             stop.wait(0.5)
-    except KeyboardInterrupt:
-        print("\nraasd up: stopping (Ctrl-C) ...", flush=True)
+    except KeyboardInterrupt as stop:
+        why = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
+        print(f"\nraasd up: stopping ({why}) ...", flush=True)
     except (ChildFailedError, ServiceRequestError) as exc:
         print(f"raasd up: FAILED: {exc}; stopping everything", file=sys.stderr, flush=True)
         code = EXIT_FAILED
@@ -207,18 +234,20 @@ def _demo_run(
         "upload, run in the robot's loop, live progress"
     )
     out = args.var / "demo"
-    recording = demo.run_bundle(
-        kids,
-        bundle,
-        endpoint=info.endpoint,
-        server_key=info.server_key,
-        lease=booking.lease,
-        episodes=args.episodes,
-        out_dir=out,
-        timeout_s=600 + 200 * args.episodes,
-    )
+    with _working("raas run: uploading, then running the policy in the robot's loop"):
+        recording = demo.run_bundle(
+            kids,
+            bundle,
+            endpoint=info.endpoint,
+            server_key=info.server_key,
+            lease=booking.lease,
+            episodes=args.episodes,
+            out_dir=out,
+            timeout_s=600 + 200 * args.episodes,
+        )
     _step(f"[4/4] `raas report {recording}`: plots of the session's recording")
-    report = demo.render_report(kids, recording, timeout_s=300)
+    with _working("raas report: reading the recording, drawing the plots"):
+        report = demo.render_report(kids, recording, timeout_s=300)
     return recording, report
 
 

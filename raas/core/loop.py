@@ -113,6 +113,7 @@ class LoopResult:
     wall_s: float = 0.0
     grid_s: float = 0.0  # time on the loop's clock (sim time in lockstep)
     stale: dict[str, int] = field(default_factory=dict)
+    late: dict[str, int] = field(default_factory=dict)  # stale cycles that took a late answer
     max_age_us: dict[str, float] = field(default_factory=dict)
 
 
@@ -342,7 +343,7 @@ class ControlLoop:
                             res.missed,
                             fallback.total,
                             sum(r.stale_cycles for r in obs.sources.values()),
-                            self.state,
+                            sup.status_label(),
                         )
                 if target_cycles is not None and res.cycles >= target_cycles:
                     self._stop_reason = "duration"
@@ -379,6 +380,7 @@ class ControlLoop:
         self.result.apply_late = 0
         for r in self.obs.sources.values():
             r.stale_cycles = 0
+            r.late_cycles = 0
             r.max_age_ns = 0
         if self.rt_report is not None and self.rt_report.requested:
             freeze_heap(self.rt_report)
@@ -405,6 +407,7 @@ class ControlLoop:
         res.grid_s = max(0.0, (self.clock.now_ns() - grid.t(self.first_cycle)) / 1e9)
         for name, r in self.obs.sources.items():
             res.stale[name] = r.stale_cycles
+            res.late[name] = r.late_cycles
             res.max_age_us[name] = r.max_age_ns / 1e3
         self.state = "STOPPED"
         if self.rt_report is not None and self.rt_report.gc_frozen:

@@ -17,6 +17,7 @@ from raas.leases.errors import (
     LeaseWrongRobot,
     LeaseWrongScope,
 )
+from raas.leases.keyring import KeyRing, TrustedKeysFile, key_id
 from raas.leases.keys import (
     generate_private_key,
     load_private_key,
@@ -24,9 +25,10 @@ from raas.leases.keys import (
     public_key_pem,
     save_private_key,
 )
-from raas.leases.tokens import sign_lease, verify_lease
+from raas.leases.tokens import TrustedKeys, sign_lease, verify_lease
 
 __all__ = [
+    "KeyRing",
     "LeaseClaims",
     "LeaseError",
     "LeaseExpired",
@@ -37,7 +39,10 @@ __all__ = [
     "LeaseSignatureInvalid",
     "LeaseWrongRobot",
     "LeaseWrongScope",
+    "TrustedKeys",
+    "TrustedKeysFile",
     "generate_private_key",
+    "key_id",
     "load_private_key",
     "load_public_key",
     "public_key_pem",

@@ -19,23 +19,46 @@ from raas.leases.errors import (
     LeaseWrongRobot,
     LeaseWrongScope,
 )
+from raas.leases.keyring import KeyRing, TrustedKeysFile, key_id
 
 ALGORITHM = "EdDSA"
 _REQUIRED = ["iss", "sub", "robot", "rid", "scope", "nbf", "exp", "jti"]
 
 
+#: What a verifier trusts: one key, a ring of keys by id, or a ring kept in a file.
+TrustedKeys = Ed25519PublicKey | KeyRing | TrustedKeysFile
+
+
 def sign_lease(private_key: Ed25519PrivateKey, claims: LeaseClaims) -> str:
+    """The signed token; its header names the signing key (`kid`), so a verifier with several
+    trusted keys (a rotation) picks the right one."""
     return jwt.encode(
         claims.model_dump(exclude_none=True),
         private_key,
         algorithm=ALGORITHM,
-        headers={"typ": "JWT"},
+        headers={"typ": "JWT", "kid": key_id(private_key)},
     )
+
+
+def _candidates(token: str, trusted: TrustedKeys) -> list[Ed25519PublicKey]:
+    if isinstance(trusted, Ed25519PublicKey):
+        return [trusted]
+    ring = trusted.ring() if isinstance(trusted, TrustedKeysFile) else trusted
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError as exc:
+        raise LeaseMalformed(str(exc)) from exc
+    if kid is None:  # a lease signed before key ids: any trusted key may have signed it
+        return list(ring)
+    key = ring.get(str(kid))
+    if key is None:
+        raise LeaseSignatureInvalid(f"signed by key {kid}, which this robot does not trust")
+    return [key]
 
 
 def verify_lease(
     token: str,
-    public_key: Ed25519PublicKey,
+    public_key: TrustedKeys,
     *,
     robot: str,
     now: float | None = None,
@@ -45,20 +68,28 @@ def verify_lease(
 ) -> LeaseClaims:
     """Check a lease offline and return its claims, or raise the LeaseError naming the fault.
 
-    `now` defaults to the wall clock; `revoked` holds the `jti`s the daemon has learnt are
-    revoked; `scope`, when given, must be granted by the lease (control grants observe).
+    `public_key` is the key the robot trusts, or a KeyRing / TrustedKeysFile of several (the
+    lease's `kid` picks one); `now` defaults to the wall clock; `revoked` holds the `jti`s the
+    daemon has learnt are revoked; `scope`, when given, must be granted by the lease (control
+    grants observe).
     """
-    try:
-        raw = jwt.decode(
-            token,
-            public_key,
-            algorithms=[ALGORITHM],
-            options={"verify_exp": False, "verify_nbf": False, "require": _REQUIRED},
-        )
-    except jwt.InvalidSignatureError as exc:
-        raise LeaseSignatureInvalid(str(exc)) from exc
-    except jwt.PyJWTError as exc:
-        raise LeaseMalformed(str(exc)) from exc
+    raw = None
+    error: Exception | None = None
+    for key in _candidates(token, public_key):
+        try:
+            raw = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                options={"verify_exp": False, "verify_nbf": False, "require": _REQUIRED},
+            )
+            break
+        except jwt.InvalidSignatureError as exc:
+            error = LeaseSignatureInvalid(str(exc))
+        except jwt.PyJWTError as exc:
+            raise LeaseMalformed(str(exc)) from exc
+    if raw is None:
+        raise error or LeaseSignatureInvalid("no trusted key")
     try:
         claims = LeaseClaims.model_validate(raw)
     except ValidationError as exc:

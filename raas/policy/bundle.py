@@ -38,6 +38,27 @@ def bundle_hash(root: Path) -> str:
     return h.hexdigest()
 
 
+def _links_stay_inside(root: Path) -> None:
+    """A symbolic link in a directory bundle must point at a file inside the bundle: a link out
+    would make the hash and what onnxruntime reads (external weights too) depend on files the
+    bundle does not hold. Links inside (e.g. model.onnx -> v3/model.onnx) are accepted."""
+    top = root.resolve()
+    for p in sorted(root.rglob("*")):
+        if not p.is_symlink():
+            continue
+        rel = p.relative_to(root).as_posix()
+        try:
+            target = p.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise BundleArchiveError("bundle", f"{rel} is a broken symbolic link") from None
+        if target != top and top not in target.parents:
+            raise BundleArchiveError(
+                "bundle",
+                f"{rel} is a symbolic link to {target}, outside the bundle; copy the file into "
+                "the bundle instead",
+            )
+
+
 def _safe_member(name: str) -> bool:
     pp = PurePosixPath(name)
     return not pp.is_absolute() and ".." not in pp.parts
@@ -88,6 +109,7 @@ def open_bundle(path: Path) -> Iterator[OpenedBundle]:
     with tempfile.TemporaryDirectory(prefix="raas-bundle-") as tmp:
         if path.is_dir():
             root = _manifest_root(path)
+            _links_stay_inside(root)
         else:
             _extract(path, Path(tmp))
             root = _manifest_root(Path(tmp))

@@ -9,9 +9,11 @@
            camera images (1, 3, H, W) in, the block's pose (7) out.
 
 The weights are random (seeded): these bundles exercise the pipeline and its timing; they do not
-reorient the block. Policies are exported with torch.onnx.export, as a researcher would.
+reorient the block. The graphs are built with onnx.helper and numpy weights, so generating them
+needs only the daemon's own dependencies (onnx), not torch; the graphs have the interface
+torch.onnx.export gives (tests/policy/test_lstm_state.py checks that torch exports still load).
 
-    python -m raas.policy.examples DIR [--camera 200x200]     (or: raasd bundles make DIR)
+    python -m raas.policy.examples DIR [--camera 200x200]     (raasd up does it on first use)
     python -m raas.policy.examples DIR --actuators 16 | --cell CELL.toml   (any hand:
         raas.policy.hand_bundle; the Shadow-hand examples above are then not made)
 """
@@ -19,23 +21,23 @@ reorient the block. Policies are exported with torch.onnx.export, as a researche
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
-import logging
 import math
 import sys
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
+import onnx
+from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 from raas_drivers.hand.config import ACTUATOR_NAMES
 
 from raas.policy.keys import KEYS
 
 EXAMPLES = ("dactyl", "small", "vision")
+#: The vision model's inputs, one per camera of the cell (manifest `vision.cameras`).
+CAMERAS = ("left", "right", "top")
 
 #: Rough statistics of the simulated cell (the block rests near (1.0, 0.87, 0.17) m).
 _CENTRE = (1.0, 0.87, 0.17)
@@ -71,57 +73,139 @@ def _actuators() -> list[str]:
     return list(ACTUATOR_NAMES)
 
 
-@contextlib.contextmanager
-def _quiet_export() -> Iterator[None]:
-    """torch.onnx.export reports its progress on stdout and warns freely; keep ours clean."""
-    log = logging.getLogger("torch.onnx")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        log.setLevel(level)
+#: The opset and IR version of the generated models: what onnxruntime 1.18+ reads (onnx.helper
+#: would otherwise write its newest IR version).
+OPSET = 17
+IR_VERSION = 9
 
 
-class LstmPolicy(torch.nn.Module):
-    """normalised obs -> dense + ReLU -> one LSTM step -> head; the LSTM state is explicit."""
-
-    def __init__(
-        self, n_in: int, dense: int, hidden: int, n_out: int, logits_shape: tuple[int, ...]
-    ) -> None:
-        super().__init__()
-        self.logits_shape = logits_shape
-        self.dense = torch.nn.Linear(n_in, dense)
-        self.lstm = torch.nn.LSTM(dense, hidden, batch_first=True)
-        self.head = torch.nn.Linear(hidden, n_out)
-
-    def forward(self, obs: Any, h: Any, c: Any) -> tuple[Any, Any, Any]:
-        x = torch.relu(self.dense(obs)).unsqueeze(1)
-        y, (h1, c1) = self.lstm(x, (h, c))
-        return self.head(y[:, 0]).reshape(-1, *self.logits_shape), h1, c1
+def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+    """PyTorch's default initialisation for Linear/LSTM/Conv: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
 
 
-class VisionTowers(torch.nn.Module):
-    """Three camera towers (strided conv, ReLU, global average), then a linear pose head."""
+def _const(name: str, values: Sequence[int]) -> TensorProto:
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.towers = torch.nn.ModuleList(
-            torch.nn.Conv2d(3, 8, kernel_size=8, stride=8) for _ in range(3)
-        )
-        self.head = torch.nn.Linear(24, 7)
-        with torch.no_grad():
-            self.head.weight.mul_(0.01)
-            self.head.bias.copy_(torch.tensor([*_CENTRE, 1.0, 0.0, 0.0, 0.0]))
 
-    def forward(self, left: Any, right: Any, top: Any) -> Any:
-        feats = [
-            torch.relu(t(x)).mean(dim=(2, 3))
-            for t, x in zip(self.towers, (left, right, top), strict=True)
+def _save(model: ModelProto, path: Path) -> None:
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def lstm_model(
+    *,
+    n_in: int,
+    dense: int,
+    hidden: int,
+    n_out: int,
+    logits_shape: tuple[int, ...],
+    seed: int = 0,
+    output_name: str = "action",
+) -> ModelProto:
+    """One step of a dense + LSTM policy as an ONNX graph (onnx.helper, numpy weights):
+
+        obs (1, n_in) -> MatMul + Add -> Relu -> LSTM step (state h, c: (1, 1, hidden))
+            -> MatMul + Add -> <output_name> (1, *logits_shape); h_out, c_out (1, 1, hidden)
+
+    the same interface torch.onnx.export gives for an nn.Linear / nn.LSTM(batch_first) policy
+    with its state as explicit inputs and outputs (docs/policy.md section 4)."""
+    rng = np.random.default_rng(seed)
+    g = 4 * hidden  # the LSTM's gates i, o, f, c stacked (ONNX order)
+    init = [
+        numpy_helper.from_array(_uniform(rng, (n_in, dense), n_in), "dense.W"),
+        numpy_helper.from_array(_uniform(rng, (dense,), n_in), "dense.B"),
+        numpy_helper.from_array(_uniform(rng, (1, g, dense), hidden), "lstm.W"),
+        numpy_helper.from_array(_uniform(rng, (1, g, hidden), hidden), "lstm.R"),
+        numpy_helper.from_array(_uniform(rng, (1, 2 * g), hidden), "lstm.B"),
+        numpy_helper.from_array(_uniform(rng, (hidden, n_out), hidden), "head.W"),
+        numpy_helper.from_array(_uniform(rng, (n_out,), hidden), "head.B"),
+        _const("seq_shape", (1, 1, dense)),
+        _const("flat_shape", (1, hidden)),
+        _const("out_shape", (1, *logits_shape)),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["obs", "dense.W"], ["dense.mm"]),
+        helper.make_node("Add", ["dense.mm", "dense.B"], ["dense.out"]),
+        helper.make_node("Relu", ["dense.out"], ["dense.relu"]),
+        helper.make_node("Reshape", ["dense.relu", "seq_shape"], ["lstm.x"]),  # (seq, batch, in)
+        helper.make_node(
+            "LSTM",
+            ["lstm.x", "lstm.W", "lstm.R", "lstm.B", "", "h", "c"],
+            ["lstm.y", "h_out", "c_out"],
+            hidden_size=hidden,
+        ),
+        helper.make_node("Reshape", ["h_out", "flat_shape"], ["lstm.flat"]),
+        helper.make_node("MatMul", ["lstm.flat", "head.W"], ["head.mm"]),
+        helper.make_node("Add", ["head.mm", "head.B"], ["head.out"]),
+        helper.make_node("Reshape", ["head.out", "out_shape"], [output_name]),
+    ]
+    state = [1, 1, hidden]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "lstm_policy",
+        [
+            helper.make_tensor_value_info("obs", f, [1, n_in]),
+            helper.make_tensor_value_info("h", f, state),
+            helper.make_tensor_value_info("c", f, state),
+        ],
+        [
+            helper.make_tensor_value_info(output_name, f, [1, *logits_shape]),
+            helper.make_tensor_value_info("h_out", f, state),
+            helper.make_tensor_value_info("c_out", f, state),
+        ],
+        initializer=init,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def vision_model(width: int, height: int, seed: int = 0) -> ModelProto:
+    """Three camera towers (strided 8x8 conv to 8 channels, ReLU, global average), concatenated,
+    then a linear pose head (7: x y z, qw qx qy qz) that starts near the block's resting pose."""
+    rng = np.random.default_rng(seed)
+    f = TensorProto.FLOAT
+    init: list[TensorProto] = []
+    nodes: list[NodeProto] = []
+    for cam in CAMERAS:
+        init += [
+            numpy_helper.from_array(_uniform(rng, (8, 3, 8, 8), 3 * 64), f"{cam}.W"),
+            numpy_helper.from_array(_uniform(rng, (8,), 3 * 64), f"{cam}.B"),
         ]
-        return self.head(torch.cat(feats, dim=1))
+        nodes += [
+            helper.make_node(
+                "Conv",
+                [cam, f"{cam}.W", f"{cam}.B"],
+                [f"{cam}.conv"],
+                kernel_shape=[8, 8],
+                strides=[8, 8],
+            ),
+            helper.make_node("Relu", [f"{cam}.conv"], [f"{cam}.relu"]),
+            helper.make_node("GlobalAveragePool", [f"{cam}.relu"], [f"{cam}.pool"]),
+            helper.make_node("Flatten", [f"{cam}.pool"], [f"{cam}.feat"]),
+        ]
+    head_w = _uniform(rng, (24, 7), 24) * 0.01
+    head_b = np.array([*_CENTRE, 1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    init += [
+        numpy_helper.from_array(head_w, "head.W"),
+        numpy_helper.from_array(head_b, "head.B"),
+    ]
+    nodes += [
+        helper.make_node("Concat", [f"{c}.feat" for c in CAMERAS], ["feats"], axis=1),
+        helper.make_node("MatMul", ["feats", "head.W"], ["head.mm"]),
+        helper.make_node("Add", ["head.mm", "head.B"], ["pose"]),
+    ]
+    image = [1, 3, height, width]
+    graph = helper.make_graph(
+        nodes,
+        "vision_towers",
+        [helper.make_tensor_value_info(c, f, image) for c in CAMERAS],
+        [helper.make_tensor_value_info("pose", f, [1, 7])],
+        initializer=init,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
 def export_lstm(
@@ -133,46 +217,25 @@ def export_lstm(
     n_out: int,
     logits_shape: tuple[int, ...],
     seed: int = 0,
-    dynamic_batch: bool = False,
-    external_data: bool = False,
     output_name: str = "action",
 ) -> None:
-    """torch.onnx.export of a dense + LSTM policy with inputs obs, h, c and outputs
-    <output_name>, h_out, c_out (shapes (B, n_in), (1, B, hidden) x2)."""
-    torch.manual_seed(seed)
-    model = LstmPolicy(n_in, dense, hidden, n_out, logits_shape).eval()
-    args = (torch.zeros(1, n_in), torch.zeros(1, 1, hidden), torch.zeros(1, 1, hidden))
-    kwargs: dict[str, Any] = {}
-    if dynamic_batch:
-        kwargs["dynamic_axes"] = {"obs": {0: "batch"}, "h": {1: "batch"}, "c": {1: "batch"}}
-    with _quiet_export():
-        torch.onnx.export(
-            model,
-            args,
-            str(path),
-            input_names=["obs", "h", "c"],
-            output_names=[output_name, "h_out", "c_out"],
-            external_data=external_data,
-            verbose=False,
-            **kwargs,
-        )
+    """Write a dense + LSTM policy (lstm_model) to `path`: inputs obs, h, c; outputs
+    <output_name>, h_out, c_out."""
+    model = lstm_model(
+        n_in=n_in,
+        dense=dense,
+        hidden=hidden,
+        n_out=n_out,
+        logits_shape=logits_shape,
+        seed=seed,
+        output_name=output_name,
+    )
+    _save(model, path)
 
 
 def export_vision(path: Path, width: int, height: int, seed: int = 0) -> None:
-    """Three camera towers (strided conv, ReLU, global average) -> pose (7)."""
-    torch.manual_seed(seed)
-    model = VisionTowers().eval()
-    img = torch.zeros(1, 3, height, width)
-    with _quiet_export():
-        torch.onnx.export(
-            model,
-            (img, img, img),
-            str(path),
-            input_names=["left", "right", "top"],
-            output_names=["pose"],
-            external_data=False,
-            verbose=False,
-        )
+    """Write the three-camera vision model (vision_model) to `path`."""
+    _save(vision_model(width, height, seed), path)
 
 
 def _write(dir_: Path, manifest: dict[str, Any]) -> None:

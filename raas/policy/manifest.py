@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -70,7 +71,7 @@ class ObservationField(BaseModel):
                 raise ValueError(f"{name} has {len(v)} values; {self.key!r} has {n} elements")
         std = self.std if isinstance(self.std, list) else [self.std]
         if any(not s > 0 for s in std):
-            raise ValueError("std must be > 0")
+            raise ValueError(f"std: must be > 0 (got {min(std)})")
         return self
 
     @property
@@ -122,14 +123,22 @@ class ActionSpec(BaseModel):
         "(1 - smoothing) * new; 0 is off",
     )
 
+    @field_validator("actuators")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        seen: dict[str, int] = {}
+        for i, name in enumerate(v):
+            if name in seen:
+                raise ValueError(f"{name!r} is listed twice (positions {seen[name]} and {i})")
+            seen[name] = i
+        return v
+
     @model_validator(mode="after")
     def _bins(self) -> ActionSpec:
         if self.kind == "discrete" and self.bins is None:
-            raise ValueError("bins is required when kind is 'discrete'")
+            raise ValueError("bins: required when kind is 'discrete'")
         if self.kind == "continuous" and self.bins is not None:
-            raise ValueError("bins is only for kind 'discrete'")
-        if len(set(self.actuators)) != len(self.actuators):
-            raise ValueError("actuators lists a name twice")
+            raise ValueError(f"bins: {self.bins} given, but bins is only for kind 'discrete'")
         return self
 
     @property
@@ -209,11 +218,19 @@ class BundleManifest(BaseModel):
     @model_validator(mode="after")
     def _names(self) -> BundleManifest:
         names = [self.observation.input, *(s.input for s in self.state)]
-        if len(set(names)) != len(names):
-            raise ValueError("observation.input and state inputs must be distinct")
+        dup = _first_duplicate(names)
+        if dup is not None:
+            raise ValueError(
+                f"state: input {dup!r} is used twice (observation.input and state "
+                "inputs must be distinct)"
+            )
         outs = [self.action.output, *(s.output for s in self.state)]
-        if len(set(outs)) != len(outs):
-            raise ValueError("action.output and state outputs must be distinct")
+        dup = _first_duplicate(outs)
+        if dup is not None:
+            raise ValueError(
+                f"state: output {dup!r} is used twice (action.output and state "
+                "outputs must be distinct)"
+            )
         return self
 
     @property
@@ -221,10 +238,31 @@ class BundleManifest(BaseModel):
         return "vision" if self.vision is not None else "mocap"
 
 
+def _first_duplicate(names: list[str]) -> str | None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            return n
+        seen.add(n)
+    return None
+
+
+#: A check across fields names its field first ("bins: required when ..."); the error's field
+#: is then the model's path plus that name, so `action.bins` rather than `action`.
+_NAMED = re.compile(r"^Value error, ([a-z_]+): (.*)$", re.DOTALL)
+
+
 def _loc(err: ValidationError) -> tuple[str, str]:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "manifest"
-    return loc, first["msg"]
+    parts = [str(p) for p in first["loc"]]
+    msg = first["msg"]
+    named = _NAMED.match(msg)
+    if named is not None:
+        parts.append(named.group(1))
+        msg = named.group(2)
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return ".".join(parts) or "manifest", msg
 
 
 def parse_manifest(data: dict[str, Any], source: str = "manifest") -> BundleManifest:

@@ -73,14 +73,8 @@ def _check_policy_io(
     if ao.dtype not in _FLOATS:
         raise ModelMismatchError("action.output", f"{act.output!r} must be float, not {ao.dtype}")
     if _numel(ao.shape) != act.output_size:
-        what = f"{len(act.actuators)} actuators" + (
-            f" x {act.bins} bins" if act.bins is not None else ""
-        )
-        raise ModelMismatchError(
-            "action.actuators" if act.bins is None else "action.bins",
-            f"the manifest declares {what} = {act.output_size} values but the model's output "
-            f"{act.output!r} has shape {list(ao.declared)} ({_numel(ao.shape)} values)",
-        )
+        field, message = _action_size_fault(act.actuators, act.bins, ao)
+        raise ModelMismatchError(field, message)
     for i, s in enumerate(m.state):
         if s.output not in outs:
             raise ModelMismatchError(f"state.{i}.output", f"the model has no output {s.output!r}")
@@ -134,6 +128,28 @@ def _check_hand(m: BundleManifest, cell: CellSpec) -> None:
                 f"{f.key!r} has {f.shape[0]} values in the bundle but the cell's hand "
                 f"{cell.hand_model!r} has {sizes[key.hand_sized]} {key.hand_sized}",
             )
+
+
+def _action_size_fault(actuators: list[str], bins: int | None, ao: TensorInfo) -> tuple[str, str]:
+    """Which manifest field disagrees with the output's size: the actuator count, or (for a
+    discrete policy) the bins. The output's last dimension tells them apart when it can: a
+    [1, 20, 11] output with 19 actuators declared is a wrong actuator list, not wrong bins."""
+    n, na = _numel(ao.shape), len(actuators)
+    has = f"the model's output {ao.name!r} has shape {list(ao.declared)} ({n} values"
+    if bins is None:
+        return "action.actuators", (
+            f"{na} actuators listed (one value each) but {has}, for {n} actuators)"
+        )
+    last = ao.shape[-1] if ao.shape else 1
+    if n % bins == 0 and (last == bins or n % na != 0):
+        return "action.actuators", (
+            f"{na} actuators listed x {bins} bins = {na * bins} values, but {has} = "
+            f"{n // bins} actuators x {bins} bins)"
+        )
+    per = f" = {na} actuators x {n // na} values each" if n % na == 0 else ""
+    return "action.bins", (
+        f"bins is {bins}: {na} actuators x {bins} = {na * bins} values, but {has}{per})"
+    )
 
 
 def _check_cell(m: BundleManifest, cell: CellSpec, period_s: float) -> None:

@@ -79,6 +79,7 @@ class RecordLayout:
                 ("lease", f"S{LEASE_BYTES}"),
                 ("src_capture", "<i8", (s,)),
                 ("src_arrival", "<i8", (s,)),
+                ("src_device", "<i8", (s,)),
                 ("src_stale", "u1", (s,)),
                 ("src_age", "<i8", (s,)),
                 ("src_sample_cycle", "<i8", (s,)),
@@ -140,6 +141,7 @@ class StepPacker:
         self._safety, self._interventions = b["safety"], b["interventions"]
         self._has_lease, self._lease = b["has_lease"], b["lease"]
         self._cap, self._arr = b["src_capture"][0], b["src_arrival"][0]
+        self._dev = b["src_device"][0]
         self._stale, self._age, self._scyc = (
             b["src_stale"][0],
             b["src_age"][0],
@@ -200,6 +202,7 @@ class StepPacker:
                 continue
             self._cap[i] = r.capture_ns
             self._arr[i] = r.arrival_ns
+            self._dev[i] = r.device_ns
             self._stale[i] = r.stale
             self._age[i] = r.age_ns
             s = r.sample
@@ -238,6 +241,11 @@ class StepPacker:
             self._has_mocap[0] = 0
             return
         self._has_mocap[0] = 1
+
+
+def _device_ns(ns: int) -> int | None:
+    """A source's device stamp for the file: null when the device has no clock of its own."""
+    return None if ns < 0 else ns
 
 
 def _floats(a: np.ndarray) -> list[float]:
@@ -290,6 +298,7 @@ class RecordDecoder:
             name: {
                 "capture_ns": int(rec["src_capture"][i]),
                 "arrival_ns": int(rec["src_arrival"][i]),
+                "device_ns": _device_ns(int(rec["src_device"][i])),
                 "stale": bool(rec["src_stale"][i]),
                 "age_ns": int(rec["src_age"][i]),
                 "sample_cycle": int(rec["src_sample_cycle"][i]),

@@ -114,6 +114,8 @@ class ObservationRebuilder:
                 continue
             r.capture_ns = int(src["capture_ns"])
             r.arrival_ns = int(src["arrival_ns"])
+            device_ns = src.get("device_ns")  # files written before it was recorded lack it
+            r.device_ns = -1 if device_ns is None else int(device_ns)
             r.stale = bool(src["stale"])
             r.age_ns = int(src["age_ns"])
             r.sample = self._sample(name, src, d)
@@ -121,6 +123,8 @@ class ObservationRebuilder:
 
     def _sample(self, name: str, src: dict[str, Any], d: dict[str, Any]) -> Any:
         cycle, capture = int(src["sample_cycle"]), int(src["capture_ns"])
+        dev = src.get("device_ns")
+        device_ns = None if dev is None else int(dev)
         if name == "hand":
             h = d.get("hand")
             if h is None:
@@ -128,6 +132,7 @@ class ObservationRebuilder:
             return HandState(
                 cycle=cycle,
                 capture_ns=capture,
+                device_ns=device_ns,
                 positions=_floats(h["positions"]),
                 velocities=_floats(h["velocities"]),
                 efforts=_floats(h["efforts"]),
@@ -142,6 +147,7 @@ class ObservationRebuilder:
             return MocapFrame(
                 cycle=cycle,
                 capture_ns=capture,
+                device_ns=device_ns,
                 positions=pos,
                 visible=np.array(m["visible"], dtype=bool),
             )
@@ -149,7 +155,7 @@ class ObservationRebuilder:
             return self._frames.get(name.removeprefix("cameras."))
         if capture < 0:
             return None
-        return TriggerAck(cycle=cycle, capture_ns=capture)
+        return TriggerAck(cycle=cycle, capture_ns=capture, device_ns=device_ns)
 
 
 @dataclass

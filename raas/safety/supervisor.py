@@ -118,6 +118,12 @@ class Supervisor:
         """ARMED or RUNNING: a controller's actions may reach the hand."""
         return self.state in _ACTIVE
 
+    def status_label(self) -> str:
+        """For a status line: the state, with the reason of a stop (HOLD nonfinite_action)."""
+        if self.state in (S.HOLD, S.FAULT):
+            return f"{self.state.name} {self.reason.value}"
+        return self.state.name
+
     def status(self) -> dict[str, object]:
         c = self.conditioner
         return {
@@ -262,7 +268,8 @@ class Supervisor:
     ) -> None:
         w = self.watchdogs
         for r in readings:
-            if (r.required or r.name in self.needs) and w.stale(r.name, r.stale):
+            # a late answer (an earlier cycle's, after its deadline) shows the source alive
+            if (r.required or r.name in self.needs) and w.stale(r.name, r.stale and not r.late):
                 w.trips[Reason.STALE_SENSOR] += 1
                 self.hold(Cause.WATCHDOG, Reason.STALE_SENSOR, r.name)
                 return

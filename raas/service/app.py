@@ -6,8 +6,10 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -15,13 +17,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from raas import __version__
-from raas.leases.keys import load_or_create_private_key
+from raas.leases.keys import load_or_create_private_key, load_private_key, load_public_key
 from raas.service.api import api_router
 from raas.service.db import Database
-from raas.service.errors import ServiceError
+from raas.service.errors import SeriesConflict, ServiceError
 from raas.service.metrics import install_metrics
 from raas.service.migrate import upgrade
 from raas.service.models import utcnow
+from raas.service.security_headers import SecurityHeadersMiddleware
 from raas.service.settings import Settings
 from raas.service.state import ServiceState
 from raas.service.web import make_web_router
@@ -33,18 +36,48 @@ def create_state(settings: Settings, clock: Callable[[], datetime] | None = None
     if settings.migrate:
         upgrade(db.engine)
     key = load_or_create_private_key(settings.signing_key_path)
-    return ServiceState(settings=settings, db=db, signing_key=key, clock=clock or utcnow)
+    retired = [load_any_public_key(path) for path in settings.retired_signing_keys]
+    return ServiceState(
+        settings=settings, db=db, signing_key=key, clock=clock or utcnow, retired_keys=retired
+    )
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: name them in words (a refused body may carry them)."""
+def load_any_public_key(path: Path) -> Ed25519PublicKey:
+    """The public half of a retired signing key's file (private PEM) or its `.pub` (public)."""
+    data = path.read_bytes()
+    if b"PRIVATE KEY" in data:
+        return load_private_key(path).public_key()
+    return load_public_key(data)
+
+
+def _encodable(value: Any) -> Any:
+    """What a refused body carried, made safe to answer with: JSON has no NaN or infinity (named
+    in words), and UTF-8 cannot carry a lone surrogate (`"\\ud800"` parses in Python's json but
+    cannot be encoded back), so surrogates are written as `\\udXXX` escapes."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [_encodable(v) for v in value]
     return value
+
+
+#: Fields whose refused value is never echoed back (a mistyped password stays unseen in logs).
+SECRET_FIELDS = {"password", "token"}
+
+
+def validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's 422 detail (`loc`, `msg`, `type`, `input`), always encodable as JSON."""
+    out = []
+    for error in errors:
+        item = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+        if "input" in error and not SECRET_FIELDS & {str(p) for p in error.get("loc", ())}:
+            item["input"] = error["input"]
+        out.append(_encodable(jsonable_encoder(item)))
+    return out
 
 
 def create_app(
@@ -70,12 +103,18 @@ def create_app(
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail, "error": exc.code}, status_code=exc.status_code)
+        body: dict[str, Any] = {"detail": exc.detail, "error": exc.code}
+        if isinstance(exc, SeriesConflict):
+            body["occurrences"] = jsonable_encoder(exc.occurrences)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's own handler echoes the input, and fails on a NaN in it (a 500).
-        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+        # FastAPI's own handler echoes the input, and fails on a NaN or a lone surrogate in it.
+        return JSONResponse(
+            {"detail": validation_errors(exc.errors()), "error": "invalid_request"},
+            status_code=422,
+        )
 
     @app.exception_handler(IntegrityError)
     async def _integrity_error(_: Request, exc: IntegrityError) -> JSONResponse:
@@ -92,4 +131,5 @@ def create_app(
         )
 
     app.include_router(make_web_router(settings.web_dir))  # the booking page (raas/service/web.py)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer, errors included
     return app

@@ -20,6 +20,14 @@ def register(subparsers: Any) -> None:
         "PostgreSQL: postgresql+psycopg://user@host/db",
     )
     parser.add_argument("--signing-key", type=Path, default=None, help="lease signing key (PEM)")
+    parser.add_argument(
+        "--retired-signing-key",
+        type=Path,
+        action="append",
+        default=None,
+        help="an earlier signing key after a rotation (repeatable); its leases verify until "
+        "they end",
+    )
     parser.add_argument("--web-dir", type=Path, default=None, help="booking page directory")
     parser.add_argument("--demo", action="store_true", help="seed demo users and robots")
     parser.add_argument("--log-level", default="info")
@@ -41,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         database_url=args.database_url,
         signing_key_path=args.signing_key,
+        retired_signing_keys=tuple(args.retired_signing_key) if args.retired_signing_key else None,
         web_dir=args.web_dir,
     )
     if settings.web_dir is None and (web := _default_web_dir()) is not None:

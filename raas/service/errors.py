@@ -8,9 +8,10 @@ class ServiceError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, detail: str = "") -> None:
+    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail or self.__doc__ or self.code)
         self.detail = detail or (self.__doc__ or self.code).strip()
+        self.headers = headers or {}
 
 
 class NotAuthenticated(ServiceError):
@@ -123,3 +124,70 @@ class LastAdmin(ServiceError):
 
     status_code = 409
     code = "last_admin"
+
+
+class TooManyLogins(ServiceError):
+    """Too many failed logins for this account: wait for the time in Retry-After."""
+
+    status_code = 429
+    code = "too_many_logins"
+
+
+class OffGranularity(ServiceError):
+    """Bookings start and end on the robot's time grid (whole minutes unless set otherwise)."""
+
+    status_code = 422
+    code = "off_granularity"
+
+
+class BookingTooShort(ServiceError):
+    """The booking is shorter than this robot's minimum."""
+
+    status_code = 422
+    code = "booking_too_short"
+
+
+class BookingTooLong(ServiceError):
+    """The booking is longer than this robot allows for your role."""
+
+    status_code = 422
+    code = "booking_too_long"
+
+
+class BufferConflict(ServiceError):
+    """The booking leaves less than the robot's buffer (reset, cool-down) to a neighbour."""
+
+    status_code = 409
+    code = "buffer_conflict"
+
+
+class IdempotencyKeyReused(ServiceError):
+    """This Idempotency-Key was already used for a different request."""
+
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+class ReservationTooShortForLease(ServiceError):
+    """The reservation holds no whole second a lease could cover (a row from an old version)."""
+
+    status_code = 409
+    code = "reservation_too_short"
+
+
+class SeriesConflict(ServiceError):
+    """Some occurrences of the recurring booking are refused; nothing was booked."""
+
+    status_code = 409
+    code = "series_conflict"
+
+    def __init__(self, detail: str, occurrences: list[dict[str, object]]) -> None:
+        super().__init__(detail)
+        self.occurrences = occurrences
+
+
+class InvalidBookingRules(ServiceError):
+    """The robot's booking rules contradict each other."""
+
+    status_code = 422
+    code = "invalid_booking_rules"

@@ -16,6 +16,7 @@ the feed's bytes back. Rules a calendar app relies on when it re-reads a subscri
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,9 @@ class ReservationEntry:
     cancelled: bool = False
     note: str | None = None
     revision: int | None = None
+    #: The reader may not see who booked or why (someone else's booking, a non-staff reader):
+    #: the event is a busy block titled "booked", with no name and no purpose.
+    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,23 @@ def as_utc(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
     return value.astimezone(UTC).replace(microsecond=0)
+
+
+def one_line(text: str) -> str:
+    """Text for a one-line property (names, titles): control characters (a newline in a
+    user's name) would break the content line, and with it the whole feed."""
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+
+
+def _multi_line(text: str) -> str:
+    """Text for DESCRIPTION: newlines kept (escaped by icalendar), other controls dropped."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(c for c in text if c == "\n" or unicodedata.category(c) != "Cc")
+
+
+def _ceil_second(value: datetime) -> datetime:
+    whole = as_utc(value, "end")
+    return whole + timedelta(seconds=1) if value.microsecond else whole
 
 
 def sequence_of(created_at: datetime, updated_at: datetime, revision: int | None) -> int:
@@ -98,9 +119,13 @@ def _event(
     categories: str,
     location: str,
 ) -> Event:
-    start_utc, end_utc = as_utc(start, "start"), as_utc(end, "end")
+    # iCalendar has whole seconds: round outwards, so a sub-second row (stored by an older
+    # version) still renders as a one-second event. No stored row may break a feed: a row whose
+    # end is not after its start (impossible under the schema's check) becomes one second too.
+    start_utc = as_utc(start, "start")
+    end_utc = _ceil_second(end)
     if end_utc <= start_utc:
-        raise ValueError(f"event {uid} ends ({end_utc}) before it starts ({start_utc})")
+        end_utc = start_utc + timedelta(seconds=1)
     modified = as_utc(updated_at, "updated_at")
     event = Event()
     event.add("uid", uid)
@@ -110,10 +135,10 @@ def _event(
     event.add("sequence", sequence_of(created_at, updated_at, revision))
     event.add("dtstart", start_utc)
     event.add("dtend", end_utc)
-    event.add("summary", summary)
+    event.add("summary", one_line(summary))
     if description:
-        event.add("description", description)
-    event.add("location", location)
+        event.add("description", _multi_line(description))
+    event.add("location", one_line(location))
     event.add("categories", [categories])
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("transp", "TRANSPARENT" if cancelled else "OPAQUE")
@@ -124,11 +149,16 @@ def reservation_event(
     entry: ReservationEntry, *, for_robot: bool, domain: str = DEFAULT_DOMAIN
 ) -> Event:
     """A reservation as a VEVENT: titled by who booked (robot feed) or which robot (user feed)."""
-    who_or_what = entry.user_name if for_robot else entry.robot_name
-    summary = f"{who_or_what}: reservation" + (" (cancelled)" if entry.cancelled else "")
-    lines = [f"Robot: {entry.robot_name}", f"Booked by: {entry.user_name}"]
-    if entry.note:
-        lines.append(entry.note)
+    cancelled = " (cancelled)" if entry.cancelled else ""
+    if entry.private:
+        summary = f"{entry.robot_name}: booked{cancelled}"
+        lines = [f"Robot: {entry.robot_name}"]
+    else:
+        who_or_what = entry.user_name if for_robot else entry.robot_name
+        summary = f"{who_or_what}: reservation{cancelled}"
+        lines = [f"Robot: {entry.robot_name}", f"Booked by: {entry.user_name}"]
+        if entry.note:
+            lines.append(entry.note)
     return _event(
         uid=reservation_uid(entry.id, domain),
         summary=summary,
@@ -177,7 +207,7 @@ def render_calendar(
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", name)
+    cal.add("x-wr-calname", one_line(name))
     if timezone:
         cal.add("x-wr-timezone", timezone)
     cal.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
@@ -199,7 +229,8 @@ def render_robot_calendar(
     timezone: str | None = None,
     domain: str = DEFAULT_DOMAIN,
 ) -> bytes:
-    """A robot's feed: every reservation (titled by who booked) and every maintenance block."""
+    """A robot's feed: every reservation (titled by who booked, or "booked" for a private
+    entry) and every maintenance block."""
     return render_calendar(
         f"raas: {robot_name}",
         reservations,

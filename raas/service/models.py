@@ -137,6 +137,17 @@ class Robot(Base):
     safety_at: Mapped[datetime | None]
     #: True from a REST e-stop until staff clear it (the daemon latches on its own side too).
     estop_latched: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: Address of the robot's live dashboard (the metrics exporter's page), "" when unknown.
+    dashboard_url: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    #: Booking rules of this robot (seconds); NULL uses the service default (Settings).
+    #: Starts and ends fall on multiples of the granularity (from midnight UTC).
+    booking_granularity_s: Mapped[int | None]
+    min_booking_s: Mapped[int | None]
+    #: Longest booking a researcher may make; staff and admins have their own limit.
+    max_booking_s: Mapped[int | None]
+    staff_max_booking_s: Mapped[int | None]
+    #: Free time kept between two bookings (reset, cool-down).
+    buffer_s: Mapped[int | None]
 
 
 class Reservation(Base):
@@ -145,6 +156,7 @@ class Reservation(Base):
         CheckConstraint("ends_at > starts_at", name="positive_duration"),
         CheckConstraint("status IN ('confirmed', 'cancelled')", name="status"),
         Index("ix_reservations_robot_time", "robot_id", "starts_at", "ends_at"),
+        Index("ix_reservations_idempotency", "user_id", "idempotency_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -158,6 +170,12 @@ class Reservation(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None]
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    #: The client's `Idempotency-Key` of the create request (unique per user).
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    #: Grows with every change of the times or the status (the calendar feed's SEQUENCE).
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: Set on every occurrence of one recurring booking request.
+    series_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class MaintenanceBlock(Base):
@@ -187,6 +205,17 @@ class Quota(Base):
     max_days_ahead: Mapped[int | None]
 
 
+class LoginThrottle(Base):
+    """Failed logins per email (also emails of no account, so a lockout tells nothing)."""
+
+    __tablename__ = "login_throttle"
+
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+
+
 class Lease(Base):
     __tablename__ = "leases"
 
@@ -199,6 +228,8 @@ class Lease(Base):
     expires_at: Mapped[datetime]
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    #: Id of the key that signed it (RFC 7638 thumbprint; NULL for leases before key ids).
+    kid: Mapped[str | None] = mapped_column(String(64))
 
 
 class Revocation(Base):

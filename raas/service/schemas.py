@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     model_validator,
 )
@@ -18,6 +21,24 @@ from raas.service.models import ReservationStatus, RobotStatus, Role
 
 MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2999, 12, 31, tzinfo=UTC)
+
+
+#: What a time in a request looks like: ISO 8601 / RFC 3339 with a date, a time and a zone.
+ISO_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})$"
+)
+TIME_HINT = "an ISO 8601 string with a zone, e.g. 2026-11-23T09:00:00Z"
+
+
+def _iso_string(value: object) -> object:
+    """Times arrive as ISO 8601 strings with a zone; numbers (epoch seconds?) are refused."""
+    if isinstance(value, datetime):  # Python callers (crud, tests) pass datetimes
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"time must be {TIME_HINT}, not {type(value).__name__}")
+    if not ISO_TIME.match(value):
+        raise ValueError(f"time must be {TIME_HINT}")
+    return value
 
 
 def _utc(value: datetime) -> datetime:
@@ -38,7 +59,7 @@ def _printable(value: str) -> str:
     return value
 
 
-UTCTime = Annotated[datetime, AfterValidator(_utc)]
+UTCTime = Annotated[datetime, Strict(False), BeforeValidator(_iso_string), AfterValidator(_utc)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_printable)]
 Text = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_printable)]
 Email = Annotated[
@@ -55,19 +76,73 @@ class _Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class _Request(BaseModel):
+    """A request body: strict types (`true` is not 1, `"5"` is not 5, a number is not a time)
+    and no unknown fields (a misspelt field is refused, not silently dropped)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class _Report(BaseModel):
+    """A daemon's report: strict types, but unknown fields are ignored, so a newer daemon
+    may report more than this service keeps."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+RoleIn = Annotated[Role, Strict(False)]
+RobotStatusIn = Annotated[RobotStatus, Strict(False)]
+
+
+class ErrorPublic(BaseModel):
+    """Every refusal the service gives (validation errors aside): a message and a stable code."""
+
+    detail: str
+    error: str
+
+
+class FieldError(BaseModel):
+    """One field at fault in a refused body (`input` left out for passwords and tokens)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: object | None = None
+
+
+class InvalidRequestPublic(BaseModel):
+    """422 invalid_request: the body or a parameter is malformed."""
+
+    detail: list[FieldError]
+    error: Literal["invalid_request"]
+
+
+class OccurrenceRefusal(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+    error: str | None
+    detail: str | None
+
+
+class SeriesConflictPublic(ErrorPublic):
+    """409 series_conflict: each week's fate (error null: it would have fitted)."""
+
+    occurrences: list[OccurrenceRefusal]
+
+
 # -- users ---------------------------------------------------------------------------------
 
 
-class UserCreate(BaseModel):
+class UserCreate(_Request):
     email: Email
     name: Name
-    role: Role = Role.researcher
+    role: RoleIn = Role.researcher
     password: Password | None = None
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(_Request):
     name: Name | None = None
-    role: Role | None = None
+    role: RoleIn | None = None
     password: Password | None = None
     active: bool | None = None
 
@@ -84,7 +159,7 @@ class UserPublic(_Public):
 # -- auth ----------------------------------------------------------------------------------
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(_Request):
     email: Annotated[str, StringConstraints(max_length=254), AfterValidator(_printable)]
     password: Annotated[str, StringConstraints(max_length=200), AfterValidator(_printable)]
 
@@ -96,7 +171,7 @@ class LoginResponse(BaseModel):
     user: UserPublic
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(_Request):
     name: Name
     #: Days until the token expires; None for no expiry.
     expires_in_days: float | None = Field(default=90, gt=0, le=3650)
@@ -121,25 +196,62 @@ class TokenCreated(TokenPublic):
 # -- robots --------------------------------------------------------------------------------
 
 
-class RobotCreate(BaseModel):
+#: A booking rule in seconds: up to a year.
+RuleSeconds = Annotated[int, Field(ge=1, le=366 * 86_400)]
+
+
+#: The robot's live dashboard: an http(s) address ("" for none).
+DashboardUrl = Annotated[
+    str, StringConstraints(max_length=500, pattern=r"^(https?://[^\s<>\"]+)?$")
+]
+
+
+class BookingRulesPublic(BaseModel):
+    """The rules in force for this robot (its own values, else the service defaults)."""
+
+    granularity_s: int
+    min_s: int
+    #: Longest booking for researchers / for staff and admins (null: no limit).
+    max_s: int | None
+    staff_max_s: int | None
+    buffer_s: int
+
+
+class RobotCreate(_Request):
     name: Annotated[
         str,
         StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     ]
     kind: Name
     endpoint: Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)] = ""
-    status: RobotStatus = RobotStatus.available
+    status: RobotStatusIn = RobotStatus.available
     #: PEM of the public key the robot's daemon trusts; defaults to the service's signing key.
     lease_public_key: Text | None = None
+    #: The robot's live dashboard (metrics exporter), linked from the booking page.
+    dashboard_url: DashboardUrl | None = None
+    #: Booking rules in seconds (null: the service default; PATCH with null returns to it).
+    booking_granularity_s: RuleSeconds | None = None
+    min_booking_s: RuleSeconds | None = None
+    max_booking_s: RuleSeconds | None = None
+    staff_max_booking_s: RuleSeconds | None = None
+    buffer_s: Annotated[int, Field(ge=0, le=86_400)] | None = None
 
 
-class RobotUpdate(BaseModel):
+class RobotUpdate(_Request):
     kind: Name | None = None
     endpoint: (
         Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)] | None
     ) = None
-    status: RobotStatus | None = None
+    status: RobotStatusIn | None = None
     lease_public_key: Text | None = None
+    #: The robot's live dashboard (metrics exporter), linked from the booking page.
+    dashboard_url: DashboardUrl | None = None
+    #: Booking rules in seconds (null: the service default; PATCH with null returns to it).
+    booking_granularity_s: RuleSeconds | None = None
+    min_booking_s: RuleSeconds | None = None
+    max_booking_s: RuleSeconds | None = None
+    staff_max_booking_s: RuleSeconds | None = None
+    buffer_s: Annotated[int, Field(ge=0, le=86_400)] | None = None
 
 
 class RobotPublic(_Public):
@@ -168,6 +280,10 @@ class RobotPublic(_Public):
     estop_latched: bool = False
     #: Maintenance alerts: actuators past a wear threshold since their last reset.
     wear_alerts: list[str] = []
+    #: The robot's live dashboard ("" when not set).
+    dashboard_url: str = ""
+    #: Booking rules in force (grid, shortest and longest booking, buffer between bookings).
+    booking_rules: BookingRulesPublic | None = None
 
 
 SafetyStateName = Literal["idle", "armed", "running", "hold", "ramp_down", "fault"]
@@ -179,12 +295,12 @@ MAX_ACTUATORS = 64
 MAX_HEALTH_CHECKS = 200
 
 
-class SafetyReport(BaseModel):
+class SafetyReport(_Report):
     state: SafetyStateName
     reason: Code = ""
 
 
-class ActuatorTotals(BaseModel):
+class ActuatorTotals(_Report):
     """Cumulative since the daemon's counter file was created (never decreasing)."""
 
     travel_rad: Counter = 0.0
@@ -194,24 +310,24 @@ class ActuatorTotals(BaseModel):
     hours_run: Counter = 0.0
 
 
-class WearReport(BaseModel):
+class WearReport(_Report):
     actuators: Annotated[dict[ActuatorName, ActuatorTotals], Field(max_length=MAX_ACTUATORS)]
 
 
-class HealthCheckResult(BaseModel):
+class HealthCheckResult(_Report):
     name: Name
     ok: bool
     detail: Text = ""
 
 
-class HealthReport(BaseModel):
+class HealthReport(_Report):
     ok: bool
     at: UTCTime | None = None
     checks: Annotated[list[HealthCheckResult], Field(max_length=MAX_HEALTH_CHECKS)] = []
 
 
-class Heartbeat(BaseModel):
-    status: RobotStatus = RobotStatus.available
+class Heartbeat(_Report):
+    status: RobotStatusIn = RobotStatus.available
     #: Result of the post-session health check, when one ran: False blocks new bookings.
     health_ok: bool | None = None
     note: Text = ""
@@ -236,7 +352,7 @@ class Heartbeat(BaseModel):
         return self
 
 
-class CommandNote(BaseModel):
+class CommandNote(_Request):
     note: Text = ""
 
 
@@ -266,7 +382,7 @@ class CommandBatch(BaseModel):
 Threshold = Annotated[float, Field(gt=0, le=1e15, allow_inf_nan=False)]
 
 
-class WearThresholdsUpdate(BaseModel):
+class WearThresholdsUpdate(_Request):
     """A robot's thresholds; a null (or missing) field uses the service default."""
 
     travel_rad: Threshold | None = None
@@ -302,7 +418,7 @@ class WearPublic(BaseModel):
     alerts: list[str]
 
 
-class WearReset(BaseModel):
+class WearReset(_Request):
     #: Actuators to reset; "all", null or missing resets every actuator of the robot.
     actuators: (
         Annotated[list[ActuatorName], Field(max_length=MAX_ACTUATORS)] | Literal["all"] | None
@@ -313,7 +429,7 @@ class WearReset(BaseModel):
 RobotPublic.model_rebuild()
 
 
-class HealthClear(BaseModel):
+class HealthClear(_Request):
     note: Text = ""
 
 
@@ -334,15 +450,34 @@ class Availability(BaseModel):
 # -- reservations --------------------------------------------------------------------------
 
 
-class ReservationCreate(BaseModel):
+class ReservationCreate(_Request):
     robot_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
     starts_at: UTCTime
     ends_at: UTCTime
     purpose: Text = ""
 
 
-class ReservationUpdate(BaseModel):
+class ReservationSeriesCreate(_Request):
+    """A weekly booking: the first occurrence and how many weeks in all."""
+
+    robot_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    starts_at: UTCTime
+    ends_at: UTCTime
+    purpose: Text = ""
+    #: Occurrences, one a week at the same wall-clock time in the lab's time zone.
+    weeks: Annotated[int, Field(ge=1, le=52)]
+    #: `all`: book every occurrence or none (409 series_conflict lists the refused ones);
+    #: `available`: book those that fit and report the rest.
+    mode: Literal["all", "available"] = "all"
+
+
+class ReservationUpdate(_Request):
+    """Change the purpose (holder) and/or move the booking (holder or staff): a move is
+    checked like a new booking; the booking's leases are revoked and reissued."""
+
     purpose: Text | None = None
+    starts_at: UTCTime | None = None
+    ends_at: UTCTime | None = None
 
 
 class ReservationPublic(_Public):
@@ -357,10 +492,10 @@ class ReservationPublic(_Public):
     updated_at: datetime
     cancelled_at: datetime | None
     cancel_reason: str | None
-
-
-class LeaseRequest(BaseModel):
-    scope: Literal["control", "observe"] = "control"
+    #: Grows with every move and the cancellation.
+    revision: int = 0
+    #: Shared by the occurrences of one recurring booking (POST /reservations/series).
+    series_id: str | None = None
 
 
 class LeasePublic(BaseModel):
@@ -372,10 +507,36 @@ class LeasePublic(BaseModel):
     expires_at: datetime
 
 
+class ReservationMoved(ReservationPublic):
+    #: Leases reissued for the new times (one per lease the move revoked, same holder and scope).
+    reissued_leases: list[LeasePublic] = []
+
+
+class OccurrencePublic(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+    #: The booking made (None when refused).
+    reservation: ReservationPublic | None
+    #: Why it was refused: the `error` code and `detail` a single booking would get.
+    error: str | None
+    detail: str | None
+
+
+class SeriesPublic(BaseModel):
+    series_id: str
+    booked: int
+    refused: int
+    occurrences: list[OccurrencePublic]
+
+
+class LeaseRequest(_Request):
+    scope: Literal["control", "observe"] = "control"
+
+
 # -- maintenance, quotas, revocations, audit -----------------------------------------------
 
 
-class MaintenanceCreate(BaseModel):
+class MaintenanceCreate(_Request):
     robot_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
     starts_at: UTCTime
     ends_at: UTCTime
@@ -394,7 +555,7 @@ class MaintenancePublic(_Public):
     cancelled_reservations: list[int] = []
 
 
-class QuotaUpdate(BaseModel):
+class QuotaUpdate(_Request):
     hours_per_week: Annotated[float, Field(ge=0, le=168)] | None = None
     max_days_ahead: Annotated[int, Field(ge=0, le=3650)] | None = None
 

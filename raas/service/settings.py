@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_STATE_DIR = Path(os.environ.get("RAAS_STATE_DIR", "var"))
 
@@ -17,6 +18,9 @@ class Settings(BaseModel):
     database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'raas.db'}"
     #: The service's Ed25519 lease signing key; generated on first start.
     signing_key_path: Path = DEFAULT_STATE_DIR / "lease-signing-key.pem"
+    #: Earlier signing keys (PEM files, private or public) after a rotation: leases they signed
+    #: keep verifying until they end (GET /robots/{id}/lease-key lists them while any is live).
+    retired_signing_keys: tuple[Path, ...] = ()
     #: `iss` of every lease this service signs.
     issuer: str = "raas-reservations"
     #: Name of the login session cookie the booking page uses.
@@ -44,9 +48,46 @@ class Settings(BaseModel):
     #: Hours the actuator ran under a controller.
     wear_hours_run: float | None = 200.0
 
+    #: Booking rules (seconds); a robot's own value (PATCH /robots/{id}) overrides each.
+    #: Starts and ends fall on multiples of the granularity, counted from midnight UTC.
+    booking_granularity_s: int = Field(default=60, ge=1, le=86_400)
+    #: Shortest booking.
+    min_booking_s: int = Field(default=60, ge=1)
+    #: Longest booking a researcher may make (None: no limit).
+    max_booking_s: int | None = Field(default=24 * 3600, ge=1)
+    #: Longest booking staff and admins may make (None: no limit).
+    staff_max_booking_s: int | None = Field(default=14 * 24 * 3600, ge=1)
+    #: Free time kept between two bookings of one robot (reset, cool-down).
+    buffer_s: int = Field(default=0, ge=0, le=86_400)
+    #: The lab's time zone (IANA name): quota weeks run Monday 00:00 to Monday 00:00 there.
+    lab_timezone: str = "UTC"
+    #: Failed logins for one email before it is locked out, and the first lockout (seconds);
+    #: each further failure while over the limit doubles it, up to `login_lockout_max_s`.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_s: float = Field(default=60.0, gt=0)
+    login_lockout_max_s: float = Field(default=3600.0, gt=0)
+    #: Failures older than this are forgotten.
+    login_failure_window_s: float = Field(default=900.0, gt=0)
+
+    @field_validator("lab_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Europe/Berlin)"
+            ) from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.lab_timezone)
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR, then overrides."""
+        """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR / RAAS_LAB_TIMEZONE,
+        then overrides."""
         values: dict[str, object] = {}
         if url := os.environ.get("RAAS_DATABASE_URL"):
             values["database_url"] = url
@@ -54,5 +95,9 @@ class Settings(BaseModel):
             values["signing_key_path"] = Path(key)
         if web := os.environ.get("RAAS_WEB_DIR"):
             values["web_dir"] = Path(web)
+        if retired := os.environ.get("RAAS_RETIRED_SIGNING_KEYS"):
+            values["retired_signing_keys"] = tuple(Path(p) for p in retired.split(os.pathsep) if p)
+        if zone := os.environ.get("RAAS_LAB_TIMEZONE"):
+            values["lab_timezone"] = zone
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from raas.leases.keyring import key_id
 from raas.leases.keys import public_key_pem
 from raas.service.db import Database
 from raas.service.models import utcnow
@@ -22,7 +23,17 @@ class ServiceState:
     signing_key: Ed25519PrivateKey
     clock: Callable[[], datetime] = utcnow
     hub: RevocationHub = field(default_factory=RevocationHub)
+    #: Keys this service signed with before a rotation; their leases still verify until they end.
+    retired_keys: list[Ed25519PublicKey] = field(default_factory=list)
 
     @property
     def public_key_pem(self) -> str:
         return public_key_pem(self.signing_key)
+
+    @property
+    def signing_kid(self) -> str:
+        return key_id(self.signing_key)
+
+    def service_kids(self) -> set[str]:
+        """Ids of every key this service signs or signed with (current and retired)."""
+        return {self.signing_kid, *(key_id(k) for k in self.retired_keys)}

@@ -5,7 +5,8 @@ Pages (all GET, the login cookie decides who you are; without it you land on /lo
   /login                sign-in form (posts to /auth/login, which sets the cookie)
   /book                 the robots, with their live status
   /book/robots/{id}     one robot's week calendar: book, cancel, staff maintenance blocks
-  /web/static/{file}    the page's script and stylesheet
+  /web/static/{file}    the page's scripts, stylesheet and icon
+  /favicon.ico          the icon
 
 The pages only render the frame; `calendar.js` fetches and changes everything through the same
 JSON API scripts use, so the page can do nothing the API would not let its user do.
@@ -33,7 +34,9 @@ DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
 STATIC_FILES = {
     "calendar.js": "text/javascript",
     "safety.js": "text/javascript",
+    "session.js": "text/javascript",
     "booking.css": "text/css",
+    "favicon.svg": "image/svg+xml",
 }
 STATUS_POLL_MS = 5000
 
@@ -129,6 +132,15 @@ def make_web_router(web_dir: Path | None = None) -> APIRouter:
             "poll_ms": STATUS_POLL_MS,
         }
         return render(request, "week.html", context)
+
+    @router.get("/favicon.ico", name="booking_favicon")
+    def favicon() -> FileResponse:
+        """Browsers ask for /favicon.ico on their own: the same icon (SVG)."""
+        return FileResponse(
+            static_dir / "favicon.svg",
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "max-age=86400"},
+        )
 
     @router.get("/web/static/{name}", name="booking_static")
     def static_file(name: str) -> FileResponse:

@@ -5,6 +5,11 @@ never the policy's own vision model), writes the goal and the episode index into
 `obs.episode` (so publishers, the recorder and a replay see them), then runs the policy.
 After the last episode `done` becomes True; the caller stops the loop (loop.request_stop).
 
+A safety stop ends the episode at once: `attach(supervisor)` makes every HOLD or FAULT of the
+supervisor end the episode in progress with reason "held" and the stop's reason code
+(`safety_reason`, e.g. nonfinite_action). The next episode re-arms the supervisor from HOLD; a
+FAULT is latched (an e-stop, a lost device), so it ends the evaluation.
+
 Episodes are numbered from 0; episode i's goals come from (seed, i). When an episode ends the
 next one starts on the next decide(), with the policy's memory reset; a caller that wants the
 block placed back first (a fresh simulated rig, or a person on the real cell) stops the loop on
@@ -22,6 +27,7 @@ import numpy as np
 from raas.core.observation import Observation
 from raas.policy.pose import MarkerPose
 from raas.policy.runner import PolicyRunner
+from raas.safety import Cause, SafetyState, Supervisor, Transition
 from raas.task.reorientation import EpisodeRecord, ReorientationTask, TaskConfig
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -55,6 +61,31 @@ class EvaluationController:
         self.done = False
         self.episode_over = False  # the last decide() ended an episode (cleared on the next)
         self._in_episode = False
+        self.supervisor: Supervisor | None = None
+
+    def attach(self, supervisor: Supervisor, *, first: bool = False) -> None:
+        """Follow this supervisor (the cell's): its stops end the episode; episodes re-arm it.
+        first: be told before the listeners already there (a remote run's session ends the
+        run on a stop, so the episode must be recorded before its summary is taken)."""
+        self.detach()
+        self.supervisor = supervisor
+        if first:
+            supervisor.listeners.insert(0, self._on_transition)
+        else:
+            supervisor.listeners.append(self._on_transition)
+
+    def detach(self) -> None:
+        """Stop following the supervisor (the run is over; it outlives this controller)."""
+        sup = self.supervisor
+        if sup is not None and self._on_transition in sup.listeners:
+            sup.listeners.remove(self._on_transition)
+
+    def _on_transition(self, t: Transition) -> None:
+        if t.after not in (SafetyState.HOLD, SafetyState.FAULT) or not self._in_episode:
+            return
+        self._end("held", safety_reason=t.reason.value, safety_detail=t.detail)
+        if t.after is SafetyState.FAULT:  # latched until staff clear it: no further episode
+            self.done = True
 
     # ------------------------------------------------------------------ Controller
     def reset(self) -> None:
@@ -96,6 +127,9 @@ class EvaluationController:
 
     # ------------------------------------------------------------------ episodes
     def _start(self, episode: int, position: np.ndarray | None) -> None:
+        sup = self.supervisor
+        if sup is not None and sup.state is SafetyState.HOLD:  # the last episode was held
+            sup.arm(Cause.POLICY)
         self.task.start(episode, position)
         self.runner.reset()
         self._in_episode = True
@@ -107,8 +141,8 @@ class EvaluationController:
             }
         )
 
-    def _end(self, reason: str) -> None:
-        rec = self.task.record(reason)
+    def _end(self, reason: str, safety_reason: str = "", safety_detail: str = "") -> None:
+        rec = self.task.record(reason, safety_reason, safety_detail)
         self.records.append(rec)
         self._in_episode = False
         self.episode_over = True
@@ -124,8 +158,11 @@ class EvaluationController:
     def summary(self) -> dict[str, Any]:
         succ = [r.successes for r in self.records]
         reasons: dict[str, int] = {}
+        holds: dict[str, int] = {}
         for r in self.records:
             reasons[r.reason] = reasons.get(r.reason, 0) + 1
+            if r.safety_reason:
+                holds[r.safety_reason] = holds.get(r.safety_reason, 0) + 1
         return {
             "task": "block_reorientation",
             "protocol": self.task_config.model_dump(),
@@ -136,6 +173,7 @@ class EvaluationController:
             "median_successes": statistics.median(succ) if succ else None,
             "max_successes": max(succ) if succ else None,
             "end_reasons": reasons,
+            "safety_stops": holds,
             "episodes": [r.as_dict(self.runner.period_s) for r in self.records],
             "policy": self.runner.stats(),
         }

@@ -14,28 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from raas.policy.pose import canonical, orientation_error, quat_mul, random_quaternion
+from raas.task.config import TaskConfig
 
-
-class TaskConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    success_threshold_rad: float = Field(default=0.4, gt=0, le=math.pi)
-    hold_cycles: int = Field(default=1, ge=1, description="cycles the error must stay under it")
-    max_successes: int = Field(default=50, ge=1, description="an episode ends after this many")
-    goal_timeout_s: float = Field(
-        default=80.0, gt=0, description="a goal not reached within this ends the episode"
-    )
-    drop_height_m: float = Field(
-        default=0.1, description="block centre below this height (world z) = dropped"
-    )
-    goal_mode: Literal["xyz", "z"] = Field(
-        default="xyz",
-        description="xyz: uniformly random orientations; z: the current goal turned about the "
-        "vertical axis by a random angle",
-    )
+__all__ = ["EpisodeRecord", "Outcome", "ReorientationTask", "TaskConfig"]
 
 
 Outcome = Literal["running", "success", "dropped", "timeout", "max_successes"]
@@ -48,9 +31,12 @@ class EpisodeRecord:
     reason: str
     cycles: int
     goal_cycles: list[int]  # cycles each success took
+    #: reason "held": the supervisor's reason code for the stop (nonfinite_action, estop, ...)
+    safety_reason: str = ""
+    safety_detail: str = ""
 
     def as_dict(self, period_s: float) -> dict[str, object]:
-        return {
+        d: dict[str, object] = {
             "episode": self.episode,
             "successes": self.successes,
             "reason": self.reason,
@@ -58,6 +44,10 @@ class EpisodeRecord:
             "seconds": round(self.cycles * period_s, 3),
             "seconds_per_goal": [round(c * period_s, 3) for c in self.goal_cycles],
         }
+        if self.safety_reason:
+            d["safety_reason"] = self.safety_reason
+            d["safety_detail"] = self.safety_detail
+        return d
 
 
 class ReorientationTask:
@@ -124,7 +114,17 @@ class ReorientationTask:
             return "timeout"
         return "running"
 
-    def record(self, reason: str) -> EpisodeRecord:
+    def record(
+        self, reason: str, safety_reason: str = "", safety_detail: str = ""
+    ) -> EpisodeRecord:
+        """The episode as it ends. reason: an Outcome that ends it, or "held" (a safety stop,
+        whose reason code is `safety_reason`)."""
         return EpisodeRecord(
-            self.episode, self.successes, reason, self.cycles, list(self.goal_cycles)
+            self.episode,
+            self.successes,
+            reason,
+            self.cycles,
+            list(self.goal_cycles),
+            safety_reason,
+            safety_detail,
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from raas.task.config import TaskConfig
 
 
 class RevocationFeed(BaseModel):
@@ -54,7 +56,14 @@ class TransportConfig(BaseModel):
     )
     max_messages_per_cycle: int = Field(default=16, ge=1, le=10_000)
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
-    max_chunk_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_chunk_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="largest upload or fetch chunk (bytes)"
+    )
+    max_frame_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        description="largest frame the control socket takes (ZMQ_MAXMSGSIZE): a bigger one "
+        "drops the sender's connection in ZeroMQ's I/O thread; at least max_chunk_bytes + 64 KiB",
+    )
     upload_dir: Path = Field(default=Path("var/uploads"))
     recordings_dir: Path = Field(default=Path("var/recordings"))
     wear_dir: Path = Field(
@@ -64,3 +73,19 @@ class TransportConfig(BaseModel):
         default=1, ge=0, description="stream camera images every N cycles (0: never)"
     )
     revocations: RevocationFeed | None = None
+
+    @model_validator(mode="after")
+    def _frame_fits_a_chunk(self) -> TransportConfig:
+        least = self.max_chunk_bytes + 64 * 1024
+        if self.max_frame_bytes < least:
+            raise ValueError(
+                f"max_frame_bytes ({self.max_frame_bytes}) must be at least max_chunk_bytes "
+                f"+ 64 KiB ({least}): an upload chunk must fit in a frame"
+            )
+        return self
+
+    task: TaskConfig = Field(
+        default_factory=TaskConfig,
+        description="the task a remote stepper is judged on (its observations carry `task`): "
+        "block reorientation, raas/task/reorientation.py",
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from raas_client.wire import ErrorCode
 
 from raas.leases import (
@@ -19,7 +18,8 @@ from raas.leases import (
     LeaseSignatureInvalid,
     LeaseWrongRobot,
     LeaseWrongScope,
-    load_public_key,
+    TrustedKeys,
+    TrustedKeysFile,
     verify_lease,
 )
 from raas.transport.errors import RequestRefusedError
@@ -36,19 +36,21 @@ _CODES: dict[type[LeaseError], str] = {
 
 
 class LeaseGate:
-    """Verifies leases for one robot with the public key the daemon trusts.
+    """Verifies leases for one robot with the public key(s) the daemon trusts.
 
     `revoked` maps revoked `jti` to the lease's expiry (epoch s); the transport fills it from the
     revocation relay and prunes it."""
 
-    def __init__(self, robot: str, public_key: Ed25519PublicKey | None) -> None:
+    def __init__(self, robot: str, public_key: TrustedKeys | None) -> None:
         self.robot = robot
         self.public_key = public_key
         self.revoked: dict[str, float] = {}
 
     @classmethod
     def from_file(cls, robot: str, path: Path | None) -> LeaseGate:
-        return cls(robot, None if path is None else load_public_key(path.read_bytes()))
+        """Trust the keys in a PEM file (one key, or several after a signing-key rotation); the
+        file is re-read when it changes, so a new key needs no restart (raas.leases.keyring)."""
+        return cls(robot, None if path is None else TrustedKeysFile(path))
 
     def verify(self, token: object, scope: str | None) -> LeaseClaims:
         """Full check of a presented token; RequestRefusedError names the fault."""

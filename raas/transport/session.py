@@ -5,7 +5,7 @@ inbox (bounded work, never blocking past the cycle's budget), checks the control
 liveness, then decides by mode:
 
     hold    no session, disarmed, lease ended, client lost: the hold target (last target sent)
-    estop   latched by anyone with a lease for this robot: the hand's idle action
+    estop   latched by anyone with a lease for this robot: the hand holds where it was measured
     step    remote step: observation k goes to the controlling client, its action for cycle k is
             awaited until the action deadline; late or missing -> the loop's fallback, reported
     policy  an uploaded bundle runs in the loop (its Controller decides)
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,17 @@ from typing import Any
 
 import numpy as np
 from raas_client.errors import ProtocolError
-from raas_client.wire import PROTOCOL_VERSION, ErrorCode, Msg, Topic, decode, encode
+from raas_client.wire import (
+    MAX_HEADER_BYTES,
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    Msg,
+    Topic,
+    decode,
+    encode,
+    request_limit,
+)
 
 from raas import __version__
 from raas.core.controller import Controller
@@ -37,6 +48,7 @@ from raas.daemon import SessionSink
 from raas.leases import LeaseClaims
 from raas.safety import Cause, Reason, SafetyState, Supervisor, Transition, TransitionRefusedError
 from raas.safety.health import CheckResult, HealthCheck
+from raas.task.stepping import SteppingTask
 from raas.transport.config import TransportConfig
 from raas.transport.errors import RequestRefusedError
 from raas.transport.leases import LeaseGate
@@ -46,6 +58,29 @@ from raas.transport.spaces import ObservationPacker
 from raas.transport.uploads import Upload
 
 _MS = 1_000_000
+
+#: Every request type (docs/protocol.md, Requests); anything else answers unknown_type.
+_REQUESTS = frozenset(
+    {
+        Msg.HELLO,
+        Msg.STATUS,
+        Msg.OPEN,
+        Msg.CLOSE,
+        Msg.HEARTBEAT,
+        Msg.ARM,
+        Msg.DISARM,
+        Msg.STEP,
+        Msg.RESET,
+        Msg.UPLOAD_BEGIN,
+        Msg.UPLOAD_CHUNK,
+        Msg.UPLOAD_END,
+        Msg.RUN,
+        Msg.STOP,
+        Msg.ESTOP,
+        Msg.CLEAR_ESTOP,
+        Msg.FETCH,
+    }
+)
 
 
 @dataclass(slots=True)
@@ -69,6 +104,7 @@ class RunRequest:
 class StepTiming:
     cycle: int = -1
     obs_sent_ns: int = 0
+    deadline_ns: int = 0  # an action read after this is late (obs_sent_ns + action wait)
     action_ns: int = -1  # -1: no action in time
     late: bool = False
 
@@ -116,6 +152,8 @@ class SessionController:
         self.realtime = realtime
         self.sinks = list(sinks)
         self.inbox = inbox
+        #: control messages that came while no loop ran (the bundle-load pause), served first
+        self._deferred: deque[list[Any]] = deque()
         self.on_segment_end = on_segment_end
         if realtime:
             wait = cfg.action_wait_ms
@@ -154,6 +192,11 @@ class SessionController:
         self._action = np.zeros(len(packer.actuators))
         self._have_action = False
         self._reset_now = False
+        chunk = cfg.max_chunk_bytes
+        self._limit: Callable[[str], int] = lambda kind: request_limit(kind, chunk)
+        #: The cell's task for a remote stepper (raas.task.stepping); built here, at start-up,
+        #: so that no import happens inside a cycle when a client arms.
+        self.task = SteppingTask.for_cell(packer.markers, 1.0 / rate_hz, cfg.task)
 
     @property
     def estopped(self) -> bool:
@@ -228,7 +271,7 @@ class SessionController:
         self._reset_now = False
         t.obs_sent_ns = self._remote_observation(obs)
         self.counters.steps += 1
-        deadline = t.obs_sent_ns + self.action_wait_ns
+        deadline = t.deadline_ns = t.obs_sent_ns + self.action_wait_ns
         while not self._have_action and not self._reset_now and self.mode == "step":
             now = time.monotonic_ns()
             remaining = deadline - now
@@ -253,6 +296,7 @@ class SessionController:
         ctl = self.controller
         if ctl is None:
             return 0
+        judged = self.task.judge(obs) if self.task is not None else None  # writes obs.goal
         arrays = self.packer.fill(obs)
         sup = self.supervisor
         fields: dict[str, Any] = {
@@ -262,12 +306,19 @@ class SessionController:
             "safety": sup.state.label,
             "safety_reason": sup.reason.value,
         }
+        if judged is not None:
+            fields["task"] = judged
         if self.report is not None:
             fields["report"] = self.report
             self.report = None
         sent = time.monotonic_ns()
         self.sockets.send_to(ctl.identity, Msg.OBS, fields, arrays)
         return sent
+
+    def _new_task_episode(self) -> None:
+        """The task starts an episode (goals from (0, episode)) on the next observation."""
+        if self.task is not None:
+            self.task.new_episode(self.episode)
 
     def _on_step(self, peer: Peer, msg_cycle: object, action: np.ndarray | None) -> None:
         if self.mode == "step" and not self.supervisor.active:
@@ -279,13 +330,17 @@ class SessionController:
             raise RequestRefusedError(
                 ErrorCode.BAD_REQUEST, f"action must have shape {self._action.shape}"
             )
-        if msg_cycle == self.timing.cycle and self.timing.cycle >= 0:
+        t = self.timing
+        now = time.monotonic_ns()  # judged on when it is read, however long that took
+        if msg_cycle == t.cycle and t.cycle >= 0 and not self._have_action and now <= t.deadline_ns:
             self._action[:] = action
             self._have_action = True
-            self.timing.action_ns = time.monotonic_ns()
+            t.action_ns = now
             self.counters.actions_on_time += 1
-        else:  # an answer for a cycle already decided: not applied
+        else:  # past the deadline, a cycle already decided, or not a cycle: not applied
             self.counters.actions_late += 1
+            if msg_cycle == t.cycle and t.cycle >= 0:
+                t.late = True
 
     # ---------------------------------------------------------------- message service
     def _pace(self) -> None:
@@ -295,6 +350,33 @@ class SessionController:
             self._service(self.cfg.max_messages_per_cycle)
 
     def _service(self, limit: int) -> None:
+        self._service_inbox(limit)
+        for _ in range(limit):
+            frames = self._deferred.popleft() if self._deferred else self.sockets.recv()
+            if frames is None:
+                return
+            self._dispatch(frames)
+
+    def serve_estops(self) -> None:
+        """While no loop runs (the bundle-load pause, raas.transport.serve): the service's items
+        (e-stops, revocations) and the e-stops on the control socket are served now, so an
+        e-stop reaches the hand within a cycle; every other control message is kept, in order,
+        for the next segment's first cycle."""
+        self._service_inbox(self.cfg.max_messages_per_cycle)
+        while (frames := self.sockets.recv()) is not None:
+            if self._is_estop(frames):
+                self._dispatch(frames)
+            else:
+                self._deferred.append(frames)
+
+    @staticmethod
+    def _is_estop(frames: list[Any]) -> bool:
+        try:
+            return len(frames) >= 2 and decode(frames[1:]).type == Msg.ESTOP
+        except ProtocolError:
+            return False
+
+    def _service_inbox(self, limit: int) -> None:
         if self.inbox is not None:
             for item in self.inbox.drain(limit):
                 if isinstance(item, Revoked):
@@ -303,31 +385,33 @@ class SessionController:
                     self.estop(item.by, via="rest")
                 elif isinstance(item, ClearEstop):
                     self._clear_from_service(item)
-        for _ in range(limit):
-            frames = self.sockets.recv()
-            if frames is None:
-                return
-            self.counters.messages += 1
-            if len(frames) < 2:
-                self.counters.malformed += 1
-                continue
-            identity = bytes(frames[0].buffer)
-            try:
-                msg = decode(frames[1:])
-            except ProtocolError as exc:
-                self.counters.malformed += 1
-                code = ErrorCode.UNSUPPORTED_VERSION if exc.version else ErrorCode.BAD_REQUEST
-                self.sockets.error(identity, None, code, str(exc))
-                continue
-            req_id = msg.get("id")
-            try:
-                self._handle(identity, msg.type, msg.header, msg.arrays, req_id)
-            except RequestRefusedError as exc:
-                self.counters.refused += 1
-                self.sockets.error(identity, req_id, exc.code, exc.message)
-            except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
-                self.counters.malformed += 1
-                self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
+
+    def _dispatch(self, frames: list[Any]) -> None:
+        self.counters.messages += 1
+        if len(frames) < 2:
+            self.counters.malformed += 1
+            return
+        identity = bytes(frames[0].buffer)
+        try:
+            msg = decode(frames[1:], self._limit)
+        except ProtocolError as exc:
+            self.counters.malformed += 1
+            code = ErrorCode.BAD_REQUEST
+            if exc.version:
+                code = ErrorCode.UNSUPPORTED_VERSION
+            elif exc.too_large:
+                code = ErrorCode.TOO_LARGE
+            self.sockets.error(identity, exc.request_id, code, str(exc))
+            return
+        req_id = msg.get("id")
+        try:
+            self._handle(identity, msg.type, msg.header, msg.arrays, req_id)
+        except RequestRefusedError as exc:
+            self.counters.refused += 1
+            self.sockets.error(identity, req_id, exc.code, exc.message)
+        except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
+            self.counters.malformed += 1
+            self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
 
     def _handle(
         self,
@@ -344,7 +428,9 @@ class SessionController:
             if code is not None:
                 self._close(peer, code)
                 raise RequestRefusedError(code, "the lease no longer holds; session closed")
-            peer.last_seen_ns = now
+            peer.last_seen_ns = now  # any message is a heartbeat, even an unknown one
+        if kind not in _REQUESTS:  # before the role checks: with or without a session
+            raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
         if kind == Msg.STEP:  # hot path first
             self._on_step(self._controller_peer(peer), h.get("cycle"), arrays.get("action"))
             return
@@ -385,6 +471,7 @@ class SessionController:
             self._arm(Cause.CLIENT, Reason.CLIENT_LATE)
             self._start_recording(ctl, None)
             self.mode = "step"
+            self._new_task_episode()
             return {
                 "mode": self.mode,
                 "action_wait_ms": self.action_wait_ns / _MS,
@@ -399,12 +486,16 @@ class SessionController:
             self.episode += 1
             self._reset_now = True
             self.report = None
+            self._new_task_episode()
             return {"episode": self.episode}
         if kind == Msg.CLEAR_ESTOP:
+            was_estopped = self.estopped
             try:
                 self.supervisor.clear(Cause.CLIENT)
-            except TransitionRefusedError as exc:
-                raise RequestRefusedError(ErrorCode.ESTOPPED, str(exc)) from None
+            except TransitionRefusedError as exc:  # a fault other than an e-stop: staff only
+                raise RequestRefusedError(ErrorCode.FAULT, str(exc)) from None
+            if was_estopped:
+                self._estop_cleared(ctl.claims.sub, "zmq", "")
             return {"mode": self._mode()}
         if kind == Msg.UPLOAD_BEGIN:
             if self.upload is not None:
@@ -555,7 +646,15 @@ class SessionController:
         sup = self.supervisor
         if sup.state is SafetyState.FAULT and sup.reason is Reason.ESTOP:
             sup.clear(Cause.OPERATOR)
-            self._event("estop_cleared", {"by": item.by, "via": "rest", "note": item.note})
+            self._estop_cleared(item.by, "rest", item.note)
+
+    def _estop_cleared(self, by: str, via: str, note: str) -> None:
+        data = {"by": by, "via": via, "note": note}
+        self._event("estop_cleared", data)
+        if self.controller is not None:
+            self.sockets.send_to(
+                self.controller.identity, Msg.EVENT, {"kind": "estop_cleared", **data}
+            )
 
     def _start_health(self) -> None:
         """Once the hand is still again (a ramp-down home ended, or a lost client left it held)
@@ -631,7 +730,9 @@ class SessionController:
         self.supervisor.fault(Cause.OPERATOR, Reason.ESTOP, f"{who} via {via}")
         self._event("estop", {"by": who, "via": via})
         if self.controller is not None:
-            self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": "estop", "by": who})
+            self.sockets.send_to(
+                self.controller.identity, Msg.EVENT, {"kind": "estop", "by": who, "via": via}
+            )
 
     # ---------------------------------------------------------------- policy runs
     def _request_run(self, h: dict[str, Any]) -> dict[str, Any]:
@@ -674,6 +775,9 @@ class SessionController:
             self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": kind, **data})
 
     def _finish_policy(self, reason: str) -> dict[str, Any]:
+        detach = getattr(self.policy, "detach", None)  # a controller following the supervisor
+        if callable(detach):
+            detach()
         summary = dict(self.policy_summary()) if self.policy_summary is not None else {}
         summary["reason"] = reason
         self.policy = self.policy_done = self.policy_summary = None
@@ -775,6 +879,12 @@ class SessionController:
             "action_wait_ms": self.action_wait_ns / _MS,
             "liveness_timeout_s": self.cfg.liveness_timeout_s,
             "max_upload_bytes": self.cfg.max_upload_bytes,
+            "limits": {
+                "header_bytes": MAX_HEADER_BYTES,
+                "message_bytes": MAX_MESSAGE_BYTES,
+                "upload_chunk_bytes": self._limit(Msg.UPLOAD_CHUNK),
+                "frame_bytes": self.cfg.max_frame_bytes,
+            },
             "spaces": self.packer.spec(),
         }
 

@@ -29,6 +29,10 @@ class RobotSockets:
             self.keys = load_or_create(cfg.key_dir)
         self.control: zmq.Socket[bytes] = self.ctx.socket(zmq.ROUTER)
         self.stream: zmq.Socket[bytes] = self.ctx.socket(zmq.PUB)
+        # A frame over the cap never reaches the loop: ZeroMQ's I/O thread drops that peer's
+        # connection as soon as the frame's length is announced (docs/protocol.md, Size
+        # limits). Set before bind: a listener keeps the options it was bound with.
+        self.control.maxmsgsize = cfg.max_frame_bytes
         for sock, endpoint in (
             (self.control, cfg.control_endpoint),
             (self.stream, cfg.stream_endpoint),

@@ -63,7 +63,7 @@ class StreamPublisher:
             "trigger_to_apply_ns": step.trigger_to_apply_ns,
             "stale": [n for n, r in obs.sources.items() if r.stale],
             "holder": step.lease_holder,
-            "wall_ns": time.monotonic_ns(),
+            "mono_ns": time.monotonic_ns(),  # published at (CLOCK_MONOTONIC; docs/protocol.md)
             "a": self._spec,
         }
         self.sockets.publish(
@@ -92,6 +92,7 @@ class StreamPublisher:
                 "camera": frame.camera,
                 "capture_ns": frame.capture_ns,
                 "triggered": frame.triggered,
+                "device_ns": frame.device_ns,
                 "a": [["image", img.dtype.str[1:], list(img.shape)]],
             }
             # One copy into the zmq message: the shared-memory ring slot may be reused later.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -27,7 +28,22 @@ def test_lockstep_run_writes_valid_stats(run_raasd, tmp_path: Path) -> None:
     assert stats["config"]["clock"] == "lockstep"
     assert stats["run"]["speed_vs_realtime"] > 1.0
     assert set(stats["sources"]) == {"hand", "trigger", "mocap"}
+    # each device's own clock, mapped to sim time: offset and drift as the rig's defaults say
+    assert set(stats["clocks"]) == {"hand", "trigger", "mocap"}
+    assert stats["clocks"]["hand"]["offset_ns"] == pytest.approx(-1e9, abs=1e3)
+    assert stats["clocks"]["mocap"]["drift_ppm"] == pytest.approx(0.0, abs=0.1)
     assert "lateness" in proc.stdout and "trigger->apply" in proc.stdout
+    # each serial link's counters: one STATE_REQUEST and one SET_TARGETS per cycle at least
+    cycles = stats["cycles"]["run"] + stats["cycles"]["warmup"]
+    for board in ("hand", "trigger"):
+        link = stats["devices"][board]
+        assert link["link_open"] == 1
+        assert link["link_frames_sent"] >= cycles
+        assert link["link_frames_received"] >= cycles
+        assert link["link_bytes_sent"] > link["link_frames_sent"]
+        assert link["link_crc_errors"] == link["link_resyncs"] == link["link_timeouts"] == 0
+    assert stats["devices"]["hand"]["link_frames_sent"] >= 2 * cycles
+    assert "link hand: frames" in proc.stdout
 
 
 def test_realtime_run_with_cameras_and_live_status(run_raasd, tmp_path: Path) -> None:
@@ -41,10 +57,12 @@ def test_realtime_run_with_cameras_and_live_status(run_raasd, tmp_path: Path) ->
     jsonschema.validate(stats, schema())
     assert stats["config"]["clock"] == "realtime"
     assert {"cameras.left", "cameras.right", "cameras.top"} <= set(stats["sources"])
+    assert {"hand", "trigger", "mocap", "cameras.left"} <= set(stats["clocks"])
     assert stats["cycles"]["run"] == round(3 * 12.5)
     assert stats["rt"]["requested"] is False
-    # The live status line went to stderr while running.
-    assert "[raasd] RUNNING" in proc.stderr
+    # The live status line went to stderr while running; it shows the supervisor's state (and
+    # the reason of a hold: a stale camera on a busy machine holds the hand, and says so).
+    assert re.search(r"\[raasd\] (ARMED|RUNNING|HOLD [a-z_]+) +cycle +\d+", proc.stderr)
     assert stats["lateness_us"]["n"] == stats["cycles"]["run"]
 
 

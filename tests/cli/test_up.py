@@ -113,7 +113,20 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
         text = out.text()
         for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
             assert f"raasd up: {step}" in text
-        assert "episode_end" in text and "episodes_run: 1" in text
+        # each event is one line in words (no raw dicts), every line its own: the upload's
+        # progress never redraws over another child's line (no carriage return in the output)
+        # (the run ends with the episode, or earlier when a safety stop holds the hand: that
+        # is said in words too; the hold itself on a busy machine is issue 14's item 15/16)
+        assert re.search(r"^raas +\|   episode 1 started$", text, re.M)
+        assert re.search(
+            r"^raas +\|   (episode 1 ended by .+ successes in [\d.]+ s"
+            r"|safety: running -> hold, [a-z_]+ .*by [a-z]+)$",
+            text,
+            re.M,
+        ), text
+        assert re.search(r"^raas +\| results: [01] episode\(s\), successes per episode", text, re.M)
+        assert "episode_end" not in text and "{'" not in text.split("raas is up")[0]
+        assert "\r" not in text
         assert re.search(r"^watch +\| cycle \d+ +policy", text, re.MULTILINE)  # live progress
         recording = Path(out.wait_for(r"^  recording +(\S+)$", 1).group(1))
         report = Path(out.wait_for(r"^  report +(\S+)$", 1).group(1))

@@ -13,6 +13,8 @@ import pytest
 from raas_drivers import DeviceNotReadyError, Source
 from raas_drivers.lifecycle import Device
 from raas_drivers.sim import RigConfig, SimDevices, SimRig
+from raas_drivers.sim.clocks import DomainClock
+from raas_drivers.source import Sample
 
 from tests.conftest import require
 
@@ -20,6 +22,13 @@ T = TypeVar("T")
 
 #: Small frames keep the camera tests quick on a 2-core machine; 640x480 is tested once.
 SMALL = {"camera_width": 64, "camera_height": 48}
+
+
+def pulse_host(sample: Sample, clock: DomainClock) -> int:
+    """The host time of a sample's device stamp by the rig's own definition of the device clock
+    (drift 0: exact), whole us like the boards."""
+    assert sample.device_ns is not None and clock.drift_ppm == 0
+    return (sample.device_ns - clock.offset_us * 1000) // 1000 * 1000
 
 
 def start_rig(cfg: RigConfig) -> SimRig:

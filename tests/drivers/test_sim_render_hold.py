@@ -9,7 +9,7 @@ from raas_drivers.cameras import CameraFrame
 from raas_drivers.sim import RigConfig
 from raas_drivers.source import Source
 
-from tests.drivers.conftest import bring_up, collect, start_rig
+from tests.drivers.conftest import bring_up, collect, pulse_host, start_rig
 
 pytestmark = [pytest.mark.system]
 
@@ -32,5 +32,6 @@ def test_frames_come_with_and_without_the_hands_request() -> None:
                 got = collect([cell.devs.trigger, *cams], k)
             frame = got[cams[0].source_name]
             assert isinstance(frame, CameraFrame) and frame.cycle == k
-            assert frame.capture_ns == got["trigger"].capture_ns  # taken on the pulse
-            assert frame.capture_ns >= ack_ns - 1000  # not an older scene
+            clocks = cfg.clocks  # taken on the pulse: the same instant in both device clocks
+            assert pulse_host(frame, clocks.cameras) == pulse_host(got["trigger"], clocks.trigger)
+            assert pulse_host(frame, clocks.cameras) >= ack_ns - 1000  # not an older scene

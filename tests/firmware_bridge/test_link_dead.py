@@ -1,5 +1,6 @@
-"""M bad frames in a row: the hand's link is declared dead, the loop sends the idle action and
-stops, and `raasd run` exits with code 3 naming the hand (the lost-device path)."""
+"""M bad frames in a row: the hand's link is declared dead, the loop tells the hand to hold
+where it was measured and stops, and `raasd run` exits with code 3 naming the hand (the
+lost-device path)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_noisy_hand_link_dies_and_raasd_exits_3(tmp_path: Path, clock: str) -> N
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "DEVICE LOST: hand" in proc.stderr
-    assert "idle action sent" in proc.stderr
+    assert "hand held where it was measured" in proc.stderr
     if clock == "realtime":
         assert "bad frames in a row (limit 8)" in proc.stderr
     else:

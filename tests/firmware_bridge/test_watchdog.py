@@ -58,7 +58,7 @@ def test_sigkilled_host_makes_the_watchdog_hold_within_w() -> None:
         trip = wait_for(lambda: events(rig, "watchdog"), 5.0, "the watchdog to trip")[0]
         silent_ms = (trip["t_ns"] - trip["last_command_ns"]) / 1e6
         assert W_MS <= silent_ms <= W_MS + MARGIN_MS, silent_ms
-        assert (trip["wall_ns"] - killed_ns) / 1e6 <= W_MS + MARGIN_MS
+        assert (trip["mono_ns"] - killed_ns) / 1e6 <= W_MS + MARGIN_MS
         applied = events(rig, "applied")
         assert applied and applied[-1]["t_ns"] <= trip["last_command_ns"]
         assert all(e["t_ns"] < trip["t_ns"] for e in applied)  # nothing applied after the hold

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from policy_bundles import write_manifest
+from torch_export import export_lstm
 
-from raas.policy import examples, load_bundle
+from raas.policy import load_bundle
 from raas.policy.runner import PolicyRunner
 
 
@@ -18,7 +19,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     d = tmp_path_factory.mktemp(request.param) / "bundle"
     d.mkdir()
     # torch's default exporter, external weights file beside the model, as a researcher gets it
-    examples.export_lstm(
+    export_lstm(
         d / "model.onnx",
         n_in=22,
         dense=16,

@@ -41,8 +41,8 @@ def test_wrong_key_shape_is_named(tmp_path: Path) -> None:
 
 def test_discrete_without_bins_and_typos_are_refused(tmp_path: Path) -> None:
     e = _err(tmp_path, action={"actuators": ["A_WRJ1"], "kind": "discrete"})
-    assert e.field == "action"
-    assert "bins" in str(e)
+    assert e.field == "action.bins"
+    assert "required when kind is 'discrete'" in str(e)
     e = _err(tmp_path, control_periods=0.08)
     assert e.field == "control_periods"
 
@@ -75,3 +75,16 @@ def test_missing_bundle_is_named(tmp_path: Path) -> None:
     with pytest.raises(BundleNotFoundError) as info:
         load_bundle(tmp_path, period_s=0.08)
     assert info.value.field == "manifest"
+
+
+def test_duplicated_actuator_is_named(tmp_path: Path) -> None:
+    names = ["A_WRJ1", "A_WRJ0", "A_FFJ3", "A_WRJ0"]
+    e = _err(tmp_path, action={"actuators": names})
+    assert e.field == "action.actuators"
+    assert "'A_WRJ0' is listed twice (positions 1 and 3)" in str(e)
+
+
+def test_duplicated_state_input_is_named(tmp_path: Path) -> None:
+    e = _err(tmp_path, state=[{"input": "h", "output": "h1"}, {"input": "h", "output": "h2"}])
+    assert e.field == "state"
+    assert "'h' is used twice" in str(e)

@@ -4,6 +4,7 @@ non-finite watchdog puts the supervisor in HOLD where the hand was measured."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,13 @@ pytestmark = [pytest.mark.system]
 def test_nan_policy_never_reaches_the_hand(nan_bundle: Path) -> None:
     cfg = sim_cell_config(
         {
-            "loop": {"rate_hz": 12.5, "duration_s": 2.0, "warmup_cycles": 0, "max_repeats": 3},
+            "loop": {
+                "rate_hz": 12.5,
+                "duration_s": 2.0,
+                "warmup_cycles": 0,
+                "max_repeats": 3,
+                "status_interval_s": 1e-6,
+            },
             "rig": {"clock": "lockstep", "rate_hz": 12.5, "cameras": 0},
             "rt": {"enabled": False},
         }
@@ -35,7 +42,8 @@ def test_nan_policy_never_reaches_the_hand(nan_bundle: Path) -> None:
             return real_apply(targets, cycle)
 
         hand.apply = spy  # type: ignore[method-assign]
-        loop = cell.build_loop(PolicyController(runner))
+        status = io.StringIO()
+        loop = cell.build_loop(PolicyController(runner), status_stream=status)
         assert run_loop(loop) == 0
     res = loop.result
     assert res.cycles == 25
@@ -51,5 +59,8 @@ def test_nan_policy_never_reaches_the_hand(nan_bundle: Path) -> None:
     # gravity in the first cycles), none went anywhere the policy asked; once held, it stays
     for t in sent[k - 1 :]:
         np.testing.assert_allclose(t, sup.hold_target, atol=1e-4)
+    # the live status line says the hand is held, and why (not the loop's RUNNING)
+    lines = status.getvalue().splitlines()
+    assert lines and lines[-1].startswith("[raasd] HOLD nonfinite_action "), lines[-1:]
     spread = np.ptp(np.array(sent), axis=0)
     assert spread.max() < 0.2, spread

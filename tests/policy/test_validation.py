@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from policy_bundles import copy_bundle, dense_model, write_manifest
+from raas_drivers.hand.config import ACTUATOR_NAMES
 
 from raas.policy import CellSpec, load_bundle
 from raas.policy.errors import BundleArchiveError, CellMismatchError, ModelMismatchError
@@ -53,6 +54,44 @@ def test_action_size_mismatch_names_actuators_or_bins(dense_bundle: Path, tmp_pa
         load_bundle(b, period_s=PERIOD)
     assert info.value.field == "action.bins"
     assert "220" in str(info.value)
+
+
+def test_discrete_output_with_a_wrong_actuator_count_names_the_actuators(
+    tmp_path: Path,
+) -> None:
+    """A 20 x 11 logits model declared with 19 actuators: the actuator list is at fault, not
+    `action.bins`, and both counts are in the message."""
+    d = tmp_path / "discrete"
+    d.mkdir()
+    dense_model(d / "model.onnx", 22, 220)
+    write_manifest(
+        d,
+        action={
+            "output": "action",
+            "actuators": list(ACTUATOR_NAMES[:19]),
+            "kind": "discrete",
+            "bins": 11,
+        },
+    )
+    with pytest.raises(ModelMismatchError) as info:
+        load_bundle(d, period_s=PERIOD)
+    assert info.value.field == "action.actuators"
+    assert "19 actuators listed x 11 bins = 209 values" in str(info.value)
+    assert "20 actuators x 11 bins" in str(info.value)
+    # the same model declared with 20 actuators and 10 bins: now the bins are at fault
+    write_manifest(
+        d,
+        action={
+            "output": "action",
+            "actuators": list(ACTUATOR_NAMES),
+            "kind": "discrete",
+            "bins": 10,
+        },
+    )
+    with pytest.raises(ModelMismatchError) as info:
+        load_bundle(d, period_s=PERIOD)
+    assert info.value.field == "action.bins"
+    assert "20 actuators x 11 values each" in str(info.value)
 
 
 def test_wrong_input_and_output_names_are_named(dense_bundle: Path, tmp_path: Path) -> None:
@@ -149,3 +188,26 @@ def test_archive_with_unsafe_path_is_refused(small_bundle: Path, tmp_path: Path)
         tf.add(small_bundle / "manifest.json", arcname="../manifest.json")
     with pytest.raises(BundleArchiveError):
         load_bundle(t, period_s=PERIOD)
+
+
+def test_symlinks_out_of_the_bundle_are_refused_inside_accepted(
+    dense_bundle: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(dense_bundle / "model.onnx", outside / "model.onnx")
+    b = tmp_path / "linked"
+    b.mkdir()
+    shutil.copy(dense_bundle / "manifest.json", b / "manifest.json")
+    (b / "model.onnx").symlink_to(outside / "model.onnx")
+    with pytest.raises(BundleArchiveError) as info:
+        load_bundle(b, period_s=PERIOD)
+    assert info.value.field == "bundle"
+    assert "model.onnx is a symbolic link to" in str(info.value)
+    assert "outside the bundle" in str(info.value)
+    # a link to a file inside the bundle is fine: it loads, with the same hash as a copy
+    (b / "model.onnx").unlink()
+    (b / "v1").mkdir()
+    shutil.copy(dense_bundle / "model.onnx", b / "v1" / "model.onnx")
+    (b / "model.onnx").symlink_to("v1/model.onnx")
+    assert load_bundle(b, period_s=PERIOD).manifest.name == "dense"

@@ -155,7 +155,7 @@ class CellResult:
 @dataclass(slots=True)
 class StepRec:
     recv_ns: int
-    wall_ns: int  # the daemon's CLOCK_MONOTONIC when it published the step
+    mono_ns: int  # the daemon's CLOCK_MONOTONIC when it published the step
     cycle: int
     safety: int
     mode: str
@@ -197,7 +197,7 @@ class StreamRecorder:
                 self.steps.append(
                     StepRec(
                         now,
-                        int(h.get("wall_ns", now)),
+                        int(h.get("mono_ns", now)),
                         int(h["cycle"]),
                         int(h.get("safety", -1)),
                         str(h.get("mode", "")),
@@ -222,6 +222,17 @@ class StreamRecorder:
 
     def last_state(self) -> int | None:
         return self.steps[-1].safety if self.steps else None
+
+    def wait_state(self, want: int, timeout_s: float) -> int | None:
+        """Wait (with a deadline) until the newest step is in state `want`; the newest state
+        then. A policy's robot is ARMED until its first action, and a new loop segment starts
+        only once the bundle is loaded and the loop built: a count of steps says neither."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.last_state() == want:
+                return want
+            time.sleep(0.02)
+        return self.last_state()
 
     def close(self) -> None:
         self._stop.set()
@@ -530,7 +541,7 @@ def _dump_timeline(rec: StreamRecorder, path: Path, t0: int | None) -> None:
     last = None
     for s in rec.steps:
         if s.safety != last or s.mode != (rows[-1][1].get("mode") if rows else None):
-            rows.append((s.wall_ns, {"cycle": s.cycle, "safety": _label(s.safety), "mode": s.mode}))
+            rows.append((s.mono_ns, {"cycle": s.cycle, "safety": _label(s.safety), "mode": s.mode}))
             last = s.safety
     rows += [(int(ev.get("mono_ns", n)), {"event": ev}) for n, ev in rec.events]
     rows.sort(key=lambda r: r[0])
@@ -597,7 +608,7 @@ def inject(run: Run) -> None:
                     continue
                 changed = s.fallback != 0 if f == "inference_overrun" else np.isnan(s.desired).any()
                 if changed:
-                    run.t_inject_ns = s.wall_ns - int(PERIOD_S * 1e9) * (
+                    run.t_inject_ns = s.mono_ns - int(PERIOD_S * 1e9) * (
                         1 if f == "inference_overrun" else 0
                     )
                     break
@@ -626,13 +637,13 @@ def inject(run: Run) -> None:
                 e.get("board") == kind[0]
                 and e.get("event") == kind[1]
                 and (kind[2] is None or e.get("kind") == kind[2])
-                and int(e["wall_ns"]) >= t0
+                and int(e["mono_ns"]) >= t0
             ),
             5,
         )
         if ev is None:
             raise RuntimeError(f"the rig never injected {f}")
-        run.t_inject_ns = int(ev["wall_ns"])
+        run.t_inject_ns = int(ev["mono_ns"])
 
 
 def observe(run: Run) -> None:
@@ -673,7 +684,7 @@ def _label(state: int) -> str:
 
 def _first_step_in(run: Run, state: SafetyState, after_ns: int) -> StepRec | None:
     for s in run.rec.steps:
-        if s.wall_ns >= after_ns and s.safety == state:
+        if s.mono_ns >= after_ns and s.safety == state:
             return s
     return None
 
@@ -685,7 +696,7 @@ def _reached(run: Run, state: SafetyState) -> bool:
 
 def _settled_after(run: Run, state: SafetyState) -> bool:
     first = _first_step_in(run, state, run.t_inject_ns or 0)
-    return first is not None and run.rec.steps[-1].wall_ns - first.wall_ns > SETTLE_S * 1e9
+    return first is not None and run.rec.steps[-1].mono_ns - first.mono_ns > SETTLE_S * 1e9
 
 
 def _transition_to(run: Run, state: SafetyState, after_ns: int) -> dict[str, Any] | None:
@@ -697,7 +708,7 @@ def _transition_to(run: Run, state: SafetyState, after_ns: int) -> dict[str, Any
 
 def _motion_ok(run: Run, state: SafetyState, since: StepRec, res: CellResult) -> bool:
     """No uncontrolled motion after `since` (the first step in `state`), while in that state."""
-    steps = [s for s in run.rec.steps if s.wall_ns >= since.wall_ns]
+    steps = [s for s in run.rec.steps if s.mono_ns >= since.mono_ns]
     in_state = []
     for s in steps:
         if s.safety != state:
@@ -726,7 +737,7 @@ def _motion_ok(run: Run, state: SafetyState, since: StepRec, res: CellResult) ->
             ok = False
             break
     if state != S.RAMP_DOWN:
-        late = [s for s in in_state if s.wall_ns - since.wall_ns >= SETTLE_S * 1e9]
+        late = [s for s in in_state if s.mono_ns - since.mono_ns >= SETTLE_S * 1e9]
         if late:
             v = max(float(np.abs(s.hand_vel).max()) for s in late)
             if v >= SETTLE_SPEED:
@@ -760,17 +771,17 @@ def analyse(run: Run) -> CellResult:
             res.reason, res.detail = t.get("reason"), t.get("detail")
             res.measured_s = (int(t.get("mono_ns", t["recv_ns"])) - t0) / 1e9
         elif first is not None:
-            res.measured_s = (first.wall_ns - t0) / 1e9
+            res.measured_s = (first.mono_ns - t0) / 1e9
             res.notes.append("no safety event: time from the first step in the state")
         reached = first is not None or t is not None
         if cell.then == "idle":
-            idle_step = _first_step_in(run, S.IDLE, (first.wall_ns if first else t0))
+            idle_step = _first_step_in(run, S.IDLE, (first.mono_ns if first else t0))
             ti = _transition_to(run, S.IDLE, t0)
             if ti is not None:
                 res.then_s = (int(ti.get("mono_ns", ti["recv_ns"])) - t0) / 1e9
                 res.reason = f"{res.reason} -> {ti.get('reason')}"
             elif idle_step is not None:
-                res.then_s = (idle_step.wall_ns - t0) / 1e9
+                res.then_s = (idle_step.mono_ns - t0) / 1e9
             if res.then_s is None:
                 res.notes.append("never reached idle (home)")
                 reached = False
@@ -778,7 +789,7 @@ def analyse(run: Run) -> CellResult:
         if first is not None:
             motion_ok = _motion_ok(run, state, first, res)
             if cell.then == "idle":
-                idle_first = _first_step_in(run, S.IDLE, first.wall_ns)
+                idle_first = _first_step_in(run, S.IDLE, first.mono_ns)
                 if idle_first is not None:
                     motion_ok = _motion_ok(run, S.IDLE, idle_first, res) and motion_ok
         res.uncontrolled_motion = not motion_ok
@@ -801,7 +812,7 @@ def analyse(run: Run) -> CellResult:
         if first is not None and steps and steps[-1].safety not in (state, S.IDLE):
             res.notes.append(f"left {state.label} for {_label(steps[-1].safety)}")
         if cell.fault == "nan_policy":  # the hand sees only finite targets
-            finite = all(np.isfinite(s.applied).all() for s in steps if s.wall_ns >= t0)
+            finite = all(np.isfinite(s.applied).all() for s in steps if s.mono_ns >= t0)
             fw = [e for e in run.record() if e.get("event") == "applied"]
             finite = finite and all(np.isfinite(np.asarray(e["targets"])).all() for e in fw)
             if not finite:
@@ -814,8 +825,8 @@ def analyse(run: Run) -> CellResult:
         return res
 
     if cell.declared in ("continue", "unchanged"):
-        before = [s for s in steps if s.wall_ns < t0]
-        after = [s for s in steps if s.wall_ns >= t0]
+        before = [s for s in steps if s.mono_ns < t0]
+        after = [s for s in steps if s.mono_ns >= t0]
         pre = before[-1].safety if before else -1
         changed = [s for s in after if s.safety != pre]
         gaps = sum(max(0, b.cycle - a.cycle - 1) for a, b in itertools.pairwise(after))
@@ -827,7 +838,7 @@ def analyse(run: Run) -> CellResult:
         if changed:
             res.notes.append(
                 f"state changed to {_label(changed[0].safety)} "
-                f"{(changed[0].wall_ns - t0) / 1e9:.2f} s after the fault"
+                f"{(changed[0].mono_ns - t0) / 1e9:.2f} s after the fault"
             )
         res.measured_s = None
         ok = not changed and len(after) > 10 and pre == S.RUNNING
@@ -854,7 +865,7 @@ def analyse(run: Run) -> CellResult:
         applied_after = [
             e
             for e in run.record()
-            if e.get("event") == "applied" and int(e["wall_ns"]) > t0 and e.get("board") == "hand"
+            if e.get("event") == "applied" and int(e["mono_ns"]) > t0 and e.get("board") == "hand"
         ]
         if applied_after:
             res.notes.append(f"the firmware applied {len(applied_after)} targets after the fault")
@@ -876,10 +887,10 @@ def analyse(run: Run) -> CellResult:
         wd = run.wait_record(_watchdog_after(t0), 0.5)
         res.end_state = "firmware_hold" if wd is not None else "no_hold"
         if wd is not None:
-            res.measured_s = (int(wd["wall_ns"]) - t0) / 1e9
+            res.measured_s = (int(wd["mono_ns"]) - t0) / 1e9
             res.reason = "watchdog"
             res.detail = f"silent {wd.get('silent_ms')} ms"
-        after = [e for e in run.record() if e.get("event") == "applied" and int(e["wall_ns"]) > t0]
+        after = [e for e in run.record() if e.get("event") == "applied" and int(e["mono_ns"]) > t0]
         res.uncontrolled_motion = bool(after)
         res.ok = (
             wd is not None
@@ -893,7 +904,7 @@ def analyse(run: Run) -> CellResult:
 
 
 def _watchdog_after(t0: int) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: e.get("event") == "watchdog" and int(e["wall_ns"]) >= t0
+    return lambda e: e.get("event") == "watchdog" and int(e["mono_ns"]) >= t0
 
 
 def _no_corrupt_target_acted_on(run: Run, res: CellResult) -> bool:
@@ -908,7 +919,7 @@ def _no_corrupt_target_acted_on(run: Run, res: CellResult) -> bool:
         for e in run.record()
         if e.get("event") == "applied"
         and e.get("board") == "hand"
-        and e["wall_ns"] > run.t_inject_ns
+        and e["mono_ns"] > run.t_inject_ns
     ]
     bad = 0
     for e in applied:
@@ -967,8 +978,8 @@ def _run_once(cell: Cell, work: Path, issuer: LeaseIssuer, bundles: Bundles | No
             if "never reached" in str(exc):
                 raise PhaseNotReachedError(str(exc)[:300]) from None
             raise
-        pre = run.rec.last_state()
         want = _PHASE_STATE.get(cell.phase)
+        pre = run.rec.wait_state(want, 60) if want is not None else run.rec.last_state()
         if want is not None and pre != want:
             last = run.rec.transitions()[-1:] or [{}]
             raise PhaseNotReachedError(

@@ -116,7 +116,7 @@ class Clock:
     """A settable clock for the app (`create_app(settings, clock=...)`)."""
 
     def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime.now(UTC).replace(microsecond=0)
+        self.now = now or datetime.now(UTC).replace(second=0, microsecond=0)
 
     def __call__(self) -> datetime:
         return self.now
@@ -191,3 +191,49 @@ class ServerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@dataclass
+class ApiEnv:
+    """An in-process app on a seeded database, with a settable clock (on a whole minute)."""
+
+    client: TestClient
+    seeded: Seeded
+    clock: Clock
+    state: ServiceState
+
+    def h(self, email: str) -> dict[str, str]:
+        return self.seeded.headers(email)
+
+    def at(self, delta: timedelta) -> str:
+        return (self.clock.now + delta).isoformat()
+
+    def book(
+        self,
+        email: str,
+        start: timedelta,
+        end: timedelta,
+        robot: str = "arm-1",
+        **extra: object,
+    ) -> httpx.Response:
+        return self.client.post(
+            "/reservations",
+            json={
+                "robot_id": self.seeded.robots[robot],
+                "starts_at": self.at(start),
+                "ends_at": self.at(end),
+                **extra,
+            },
+            headers=self.h(email),
+        )
+
+
+def api_env(
+    database_url: str, tmp: Path, clock: Clock | None = None, **settings: object
+) -> tuple[ApiEnv, TestClient]:
+    """Seed ROLES and robots arm-1, arm-2; answer the env and its client (use `with client:`)."""
+    base = settings_for(database_url, tmp).model_copy(update=settings)
+    seeded = seed(base, users=ROLES, robots=("arm-1", "arm-2"))
+    clock = clock or Clock()
+    client, state = make_client(base, clock)
+    return ApiEnv(client, seeded, clock, state), client

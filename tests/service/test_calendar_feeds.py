@@ -120,8 +120,15 @@ def test_robot_feed_matches_the_database_across_the_dst_change(env: Env) -> None
     assert local(f"reservation-{summer}@raas") == ("29 10:00 CEST", "29 12:00 CEST")
     across_ev = events[f"reservation-{across}@raas"]
     assert across_ev.decoded("dtend") - across_ev.decoded("dtstart") == timedelta(hours=1)
-    assert str(events[f"reservation-{late}@raas"]["summary"]) == "alice: reservation"
+    # bob reads alice's bookings as busy blocks; staff see who booked
+    assert str(events[f"reservation-{late}@raas"]["summary"]) == "shadow-1: booked"
+    assert "night run" not in str(events[f"reservation-{late}@raas"].get("description", ""))
     assert str(events[f"reservation-{dropped}@raas"]["status"]) == "CANCELLED"
+    staff = env.feed(
+        f"/robots/{env.seeded.robots['shadow-1']}/calendar.ics",
+        headers=env.seeded.headers("staff@lab"),
+    )
+    assert str(staff[f"reservation-{late}@raas"]["summary"]) == "alice: reservation"
 
 
 @pytest.mark.system

@@ -8,6 +8,7 @@ import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,12 +29,12 @@ def seeded(database_url: str, tmp_path: Path) -> Seeded:
     return seed(settings_for(database_url, tmp_path), users=users, robots=ROBOTS, unlimited=True)
 
 
-async def _storm(server: ServerProcess, seeded: Seeded) -> tuple[dict[int, dict[str, str]], int]:
+async def _storm(server: ServerProcess, seeded: Seeded) -> tuple[dict[int, dict[str, Any]], int]:
     """Book until KILL_AFTER acknowledgements, then SIGKILL the server mid-flight.
     Returns the ledger {reservation id: what was asked} and how many answers were lost."""
     base = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
     slots = itertools.count()
-    ledger: dict[int, dict[str, str]] = {}
+    ledger: dict[int, dict[str, Any]] = {}
     unanswered = 0
     killed = asyncio.Event()
     limits = httpx.Limits(max_connections=WORKERS)
@@ -49,7 +50,7 @@ async def _storm(server: ServerProcess, seeded: Seeded) -> tuple[dict[int, dict[
                 robot = ROBOTS[slot % len(ROBOTS)]
                 start = base + timedelta(minutes=10 * (slot // len(ROBOTS)))
                 body = {
-                    "robot_id": str(seeded.robots[robot]),
+                    "robot_id": seeded.robots[robot],
                     "starts_at": start.isoformat(),
                     "ends_at": (start + timedelta(minutes=10)).isoformat(),
                 }

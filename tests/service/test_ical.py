@@ -126,9 +126,11 @@ def test_lines_are_crlf_and_folded() -> None:
     assert all(len(line) <= 75 for line in lines)
 
 
-def test_naive_or_backwards_times_are_refused() -> None:
+def test_naive_times_are_refused_and_backwards_rows_still_render() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         render_robot_calendar("r", [booking(1, datetime(2026, 4, 1), datetime(2026, 4, 2))], [])
+    # A row that ends before it starts (impossible under the schema) still renders, as one
+    # second: no stored row may break a whole feed.
     start = datetime(2026, 4, 1, tzinfo=UTC)
-    with pytest.raises(ValueError, match="before it starts"):
-        render_robot_calendar("r", [booking(1, start, start)], [])
+    ev = events(render_robot_calendar("r", [booking(1, start, start)], []))["reservation-1@raas"]
+    assert ev["start"] == start and ev["end"] == start + timedelta(seconds=1)

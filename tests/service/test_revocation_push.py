@@ -37,7 +37,7 @@ def server(seeded: Seeded, tmp_path: Path) -> Iterator[ServerProcess]:
 
 def _leased_booking(base_url: str, seeded: Seeded, hour: int) -> tuple[int, str]:
     alice = seeded.headers("alice@lab")
-    start = (datetime.now(UTC) + timedelta(hours=hour)).replace(microsecond=0)
+    start = (datetime.now(UTC) + timedelta(hours=hour)).replace(second=0, microsecond=0)
     r = httpx.post(
         f"{base_url}/reservations",
         json={

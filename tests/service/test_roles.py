@@ -62,6 +62,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/robots/{robot_id}/wear/reset"): STAFF,
     ("GET", "/reservations"): PEOPLE,
     ("POST", "/reservations"): PEOPLE,
+    ("POST", "/reservations/series"): PEOPLE,
     ("GET", "/reservations/{reservation_id}"): OWNER_OR_STAFF,
     ("PATCH", "/reservations/{reservation_id}"): {"researcher"},
     ("POST", "/reservations/{reservation_id}/cancel"): OWNER_OR_STAFF,
@@ -173,6 +174,7 @@ def _request(method: str, path: str, role: str, world: World, seeded: Seeded) ->
         ("POST", "/robots/{robot_id}/wear/reset"): {},
         ("POST", "/robots/{robot_id}/tokens"): {"name": "daemon"},
         ("POST", "/reservations"): booking,
+        ("POST", "/reservations/series"): booking | {"weeks": 1},
         ("PATCH", "/reservations/{reservation_id}"): {"purpose": "p"},
         ("POST", "/reservations/{reservation_id}/lease"): {"scope": "observe"},
         ("POST", "/maintenance"): {

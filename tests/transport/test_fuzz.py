@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import numpy as np
 import pytest
 import zmq
 from raas_client.session import RemoteRobot, connect_socket
@@ -78,8 +79,6 @@ def _cases(rng: random.Random, lease: str) -> Iterator[list[Any]]:
 
 
 def _rand_array(rng: random.Random) -> Any:
-    import numpy as np
-
     return np.zeros(rng.choice([0, 1, 19, 20, 21, 400]), dtype=rng.choice(["f8", "f4", "u1"]))
 
 
@@ -95,6 +94,9 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
     # A peer with a wrong server key never gets past the Curve handshake.
     stranger = connect_socket(ctx, zmq.DEALER, rt_daemon.control, "plain")
     cycles: list[int] = []
+    # 50 MB of junk with a hello: refused as too_large (with its id) from the header alone.
+    big = connect_socket(ctx, zmq.DEALER, rt_daemon.control, rt_daemon.key)
+    big.send_multipart(encode("hello", {"id": 99}, {"junk": np.zeros(50_000_000, np.uint8)}))
     try:
         for sent, frames in enumerate(_cases(rng, issuer.issue()), start=1):
             fuzzers[sent % 3].send_multipart(frames)
@@ -110,6 +112,9 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
             if got is not None:
                 cycles.append(got[1]["cycle"])
         assert rt_daemon.alive()
+        assert big.poll(10_000), "no answer to a 50 MB hello"
+        refused = msgpack.unpackb(big.recv_multipart()[0])
+        assert (refused["t"], refused["code"], refused["id"]) == ("error", "too_large", 99)
         after = watcher.status()
         assert after["malformed"] + after["refused"] > before["malformed"] + before["refused"]
         assert len(cycles) > RATE  # the loop kept running throughout
@@ -122,7 +127,7 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
         assert honest.observation().cycle > 0
         honest.close()
     finally:
-        for s in (*fuzzers, stranger):
+        for s in (*fuzzers, stranger, big):
             s.close(0)
         stream.close()
         watcher.close()

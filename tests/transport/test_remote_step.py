@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from raas_client.errors import SafetyStopError
 from raas_client.session import RemoteRobot
+from raas_client.wire import Msg
 
 from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon
 
@@ -83,6 +85,58 @@ def test_remote_step_over_ipc(tmp_path: Path, issuer: LeaseIssuer) -> None:
             obs = robot.observation(after=obs.cycle)
             applied += bool(obs.report and obs.report.applied)
         assert applied == 20
+        robot.close()
+    finally:
+        d.stop()
+
+
+def test_an_action_read_after_the_deadline_is_late(tmp_path: Path, issuer: LeaseIssuer) -> None:
+    """The deadline is judged on the time the action is read, not on when the wait began: a
+    step queued behind work that takes the daemon past the deadline (here 12 upload chunks of
+    1 MiB, hashed and written in the wait) is late, never applied as on time."""
+    d = start_daemon(
+        tmp_path / "busy",
+        issuer,
+        transport="ipc",  # fast delivery: the whole burst is queued while the first chunk is hashed
+        clock="realtime",
+        rate=RATE,
+        extra=("--action-wait", str(WAIT_MS)),
+    )
+    try:
+        robot = RemoteRobot(d.control, lease=issuer.issue(), timeout_s=10)
+        robot.open("control")
+        robot.arm()
+        idle = np.array(robot.info["spaces"]["action"]["idle"])
+        chunk = np.zeros(1 << 20, dtype=np.uint8)
+        bursts, per_burst = 4, 12
+        robot.request(
+            Msg.UPLOAD_BEGIN,
+            {"name": "ballast", "size": bursts * per_burst * chunk.size, "sha256": "0" * 64},
+        )
+        offset, reports = 0, []
+        obs = robot.observation()
+        for _ in range(bursts):
+            for _ in range(per_burst):
+                robot._send(Msg.UPLOAD_CHUNK, {"offset": offset}, {"data": chunk})
+                offset += chunk.size
+            try:
+                robot.act(obs.cycle, idle)
+                obs = robot.observation(after=obs.cycle)
+                if obs.report is not None:  # (the newest observation wins: one may be skipped)
+                    reports.append(obs.report)
+                robot.act(obs.cycle, idle)  # an honest answer in between
+                obs = robot.observation(after=obs.cycle)
+            except SafetyStopError:  # a busy machine may hold the robot (stale_sensor): re-arm
+                robot.arm()
+                obs = robot.observation()
+        assert reports
+        wait_ns = WAIT_MS * 1e6
+        for rep in reports:
+            if rep.applied:
+                assert rep.action_ns - rep.obs_sent_ns <= wait_ns, (
+                    f"cycle {rep.cycle}: read {(rep.action_ns - rep.obs_sent_ns) / 1e6:.1f} ms "
+                    f"after its observation, applied as on time"
+                )
         robot.close()
     finally:
         d.stop()

@@ -128,7 +128,7 @@ def linked(service: Service, since: datetime) -> bool:
 
 
 def leased_booking(service: Service, hour: int) -> tuple[int, str]:
-    start = (datetime.now(UTC) + timedelta(hours=hour)).replace(microsecond=0)
+    start = (datetime.now(UTC) + timedelta(hours=hour)).replace(second=0, microsecond=0)
     r = service.call(
         "POST",
         "/reservations",

@@ -10,10 +10,22 @@ class RaasClientError(Exception):
 class ProtocolError(RaasClientError):
     """A message did not follow the wire protocol (docs/protocol.md)."""
 
-    def __init__(self, message: str, *, version: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        version: bool = False,
+        too_large: bool = False,
+        request_id: object = None,
+    ) -> None:
         super().__init__(message)
         #: True when only the protocol version was wrong.
         self.version = version
+        #: True when the message was over its size limit.
+        self.too_large = too_large
+        #: The request's `id` when its header was readable enough to have one (else None): an
+        #: error reply echoes it.
+        self.request_id = request_id
 
 
 class RemoteError(RaasClientError):

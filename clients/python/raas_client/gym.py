@@ -10,8 +10,20 @@ deterministic (real hardware, real timing), so the spec says `nondeterministic=T
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
-`reward` is 0: the task and its reward live in your code (or in a policy bundle run in the loop).
-`info["report"]` says whether the previous action was applied and with which timing.
+The task is the cell's, judged by the robot (raas/task/stepping.py, docs/protocol.md `task`):
+Dactyl's block reorientation, the goal in `obs["goal"]` (x y z, qw qx qy qz; a new one after each
+success).
+
+- `reward`: the decrease of the angle between block and goal since the last step, +5 on a
+  success, -20 when the block is dropped (the 2018 paper's reward; the values are the robot's
+  `[transport.task]` settings). 0 when the robot judged nothing (no motion capture).
+- `terminated`: the block was dropped, or the episode reached its last success (50).
+- `truncated`: a goal was not reached within the goal timeout (80 s), or `max_episode_steps`
+  steps were taken since reset().
+- `info`: `cycle` and `episode` of the observation; `report` (raas_client.session.StepReport:
+  whether the previous action was applied and with which timing; None on reset) with its
+  `applied` and `fallback` also as keys; `task` (the robot's judgement: outcome, successes,
+  error_rad, reward, over); `successes`; `safety` (the supervisor's state).
 """
 
 from __future__ import annotations
@@ -27,6 +39,9 @@ from gymnasium.envs.registration import EnvSpec
 from raas_client.session import Observation, RemoteRobot
 
 ENV_ID = "raas/RemoteHand-v0"
+#: Task outcomes that end an episode as terminated; "timeout" (a goal not reached in time)
+#: truncates it instead.
+TERMINAL_OUTCOMES = ("dropped", "max_successes")
 
 
 def _space(spec: dict[str, Any]) -> spaces.Space[Any]:
@@ -101,7 +116,22 @@ class RemoteHandEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.robot.reset_episode()
         self._obs = self.robot.observation(after=after)
         self._steps = 0
-        return self._convert(self._obs), {"cycle": self._obs.cycle, "episode": self._obs.episode}
+        return self._convert(self._obs), self._info(self._obs)
+
+    @staticmethod
+    def _info(obs: Observation) -> dict[str, Any]:
+        rep = obs.report
+        task = obs.task or {}
+        return {
+            "cycle": obs.cycle,
+            "episode": obs.episode,
+            "report": rep,
+            "applied": None if rep is None else rep.applied,
+            "fallback": None if rep is None else rep.fallback,
+            "task": obs.task,
+            "successes": int(task.get("successes", 0)),
+            "safety": obs.safety,
+        }
 
     def step(
         self, action: np.ndarray
@@ -112,13 +142,13 @@ class RemoteHandEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.robot.act(k, np.asarray(action, dtype=np.float64))
         self._obs = self.robot.observation(after=k)
         self._steps += 1
-        rep = self._obs.report
-        info: dict[str, Any] = {"cycle": self._obs.cycle, "episode": self._obs.episode}
-        if rep is not None:
-            info["applied"] = rep.applied
-            info["fallback"] = rep.fallback
-        truncated = self._steps >= self.max_episode_steps
-        return self._convert(self._obs), 0.0, False, truncated, info
+        obs = self._obs
+        task = obs.task or {}
+        outcome = task.get("outcome")
+        reward = float(task.get("reward", 0.0))
+        terminated = outcome in TERMINAL_OUTCOMES
+        truncated = outcome == "timeout" or self._steps >= self.max_episode_steps
+        return self._convert(obs), reward, terminated, truncated, self._info(obs)
 
     def close(self) -> None:
         if self.robot.sock.closed:

@@ -78,6 +78,11 @@ class Observation:
     arrays: dict[str, np.ndarray]
     stale: list[str] = field(default_factory=list)
     report: StepReport | None = None  # the report of the previous cycle
+    #: the cell's task judged on this cycle (remote stepping): outcome, successes, error_rad,
+    #: reward, over (docs/protocol.md); None when the robot sends none
+    task: dict[str, Any] | None = None
+    safety: str = ""  # the supervisor's state (running, hold, ...) and the reason of it
+    safety_reason: str = ""
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -191,12 +196,16 @@ class RemoteRobot:
                         del self._replies[old]
         elif kind == Msg.OBS:
             rep = msg.get("report")
+            task = msg.get("task")
             self._obs = Observation(
                 int(msg.get("cycle", -1)),
                 int(msg.get("episode", 0)),
                 msg.arrays,
                 list(msg.get("stale", [])),
                 StepReport.from_header(rep) if isinstance(rep, dict) else None,
+                dict(task) if isinstance(task, dict) else None,
+                str(msg.get("safety", "")),
+                str(msg.get("safety_reason", "")),
             )
         elif kind == Msg.EVENT:
             ev = dict(msg.header)
@@ -331,23 +340,31 @@ class RemoteRobot:
         return self.request(Msg.STOP)
 
     def fetch_recording(self, session_id: str, dest: Path, chunk: int = 1 << 20) -> Path:
-        """Copy the session's MCAP recording to `dest` (a file or a directory)."""
+        """Copy the session's MCAP recording to `dest` (a file or a directory).
+
+        The bytes go to `<dest>.part`, renamed to `dest` once complete: a refused or broken
+        fetch (no such recording, a lost connection) leaves no file behind."""
         if dest.is_dir():
             dest = dest / f"{session_id}.mcap"
+        part = dest.with_name(dest.name + ".part")
         offset, size = 0, None
-        with dest.open("wb") as f:
-            while size is None or offset < size:
-                r = self.request(
-                    Msg.FETCH,
-                    {"session": session_id, "offset": offset, "length": chunk},
-                    timeout_s=30,
-                )
-                size = int(r["size"])
-                data = r.get("data")
-                if not isinstance(data, np.ndarray) or data.size == 0:
-                    break
-                f.write(data.tobytes())
-                offset += data.size
+        try:
+            with part.open("wb") as f:
+                while size is None or offset < size:
+                    r = self.request(
+                        Msg.FETCH,
+                        {"session": session_id, "offset": offset, "length": chunk},
+                        timeout_s=30,
+                    )
+                    size = int(r["size"])
+                    data = r.get("data")
+                    if not isinstance(data, np.ndarray) or data.size == 0:
+                        break
+                    f.write(data.tobytes())
+                    offset += data.size
+            part.replace(dest)
+        finally:
+            part.unlink(missing_ok=True)
         return dest
 
     # ------------------------------------------------------------- stream

@@ -18,7 +18,7 @@ docs/protocol.md is the reference for every message type and error code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,8 @@ PROTOCOL_VERSION = 1
 
 #: Largest header a receiver accepts (bytes).
 MAX_HEADER_BYTES = 64 * 1024
+#: Largest request (all frames) the daemon accepts, except `upload_chunk` (docs/protocol.md).
+MAX_MESSAGE_BYTES = 64 * 1024
 #: Most array frames in one message.
 MAX_ARRAYS = 64
 _DTYPES = frozenset({"f4", "f8", "i4", "i8", "u1", "u2", "b1"})
@@ -54,7 +56,7 @@ class Msg:
     UPLOAD_END = "upload_end"
     RUN = "run"  # episodes, seed
     STOP = "stop"  # stop a policy run, hold
-    ESTOP = "estop"  # lease (any scope): idle action, latched
+    ESTOP = "estop"  # lease (any scope): hold where measured, latched
     CLEAR_ESTOP = "clear_estop"
     STATUS = "status"
     FETCH = "fetch"  # session, offset, length
@@ -128,10 +130,20 @@ def encode(
     return frames
 
 
-def decode(frames: Sequence[Any]) -> Message:
+def request_limit(kind: str, chunk_bytes: int) -> int:
+    """The size limit of a request of type `kind`, all frames (docs/protocol.md, Size limits):
+    64 KiB, and 64 KiB + `chunk_bytes` for an `upload_chunk`."""
+    return MAX_MESSAGE_BYTES + chunk_bytes if kind == Msg.UPLOAD_CHUNK else MAX_MESSAGE_BYTES
+
+
+def decode(frames: Sequence[Any], limit: Callable[[str], int] | None = None) -> Message:
     """Parse frames (bytes, memoryviews or zmq.Frame) into a Message; arrays are views.
 
-    Raises ProtocolError for anything malformed; never anything else."""
+    `limit(t)`: the largest message of type t in bytes (all frames); a larger one is refused
+    once its header is read, before its arrays are looked at.
+
+    Raises ProtocolError for anything malformed; never anything else. Once the header is read
+    as a map, the error carries the request's `id` (`request_id`)."""
     if not frames:
         raise ProtocolError("empty message")
     raw = _buffer(frames[0])
@@ -145,20 +157,36 @@ def decode(frames: Sequence[Any]) -> Message:
         raise ProtocolError(f"header is not msgpack: {type(exc).__name__}") from None
     if not isinstance(header, dict):
         raise ProtocolError("header is not a map")
+    rid = header.get("id")
     if header.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {header.get('v')!r}", version=True)
-    if not isinstance(header.get("t"), str):
-        raise ProtocolError("header has no message type 't'")
+        raise ProtocolError(
+            f"unsupported protocol version {header.get('v')!r}", version=True, request_id=rid
+        )
+    kind = header.get("t")
+    if not isinstance(kind, str):
+        raise ProtocolError("header has no message type 't'", request_id=rid)
+    if limit is not None:
+        size, most = sum(_buffer(f).nbytes for f in frames), limit(kind)
+        if size > most:
+            raise ProtocolError(
+                f"{kind!r} of {size} bytes exceeds its limit of {most}"[:200],
+                too_large=True,
+                request_id=rid,
+            )
     spec = header.pop("a", None)
     arrays: dict[str, np.ndarray] = {}
-    if spec is None:
-        if len(frames) > 1:
-            raise ProtocolError("array frames without an array list 'a'")
-        return Message(header, arrays)
-    if not isinstance(spec, list) or len(spec) != len(frames) - 1 or len(spec) > MAX_ARRAYS:
-        raise ProtocolError("array list 'a' does not match the frames")
-    for entry, frame in zip(spec, frames[1:], strict=True):
-        arrays.update([_array(entry, _buffer(frame))])
+    try:
+        if spec is None:
+            if len(frames) > 1:
+                raise ProtocolError("array frames without an array list 'a'")
+            return Message(header, arrays)
+        if not isinstance(spec, list) or len(spec) != len(frames) - 1 or len(spec) > MAX_ARRAYS:
+            raise ProtocolError("array list 'a' does not match the frames")
+        for entry, frame in zip(spec, frames[1:], strict=True):
+            arrays.update([_array(entry, _buffer(frame))])
+    except ProtocolError as exc:
+        exc.request_id = rid
+        raise
     return Message(header, arrays)
 
 

@@ -5,6 +5,7 @@
 //   GET  /maintenance                maintenance blocks, for their reasons
 //   POST /reservations, POST /reservations/{id}/cancel, POST /maintenance (staff)
 //   GET  /robots/{id}                live status, polled
+//   GET  /users                      (staff) names for everyone's bookings
 // Events are placed by wall-clock time, so on a daylight-saving day 03:00 still sits at 03:00.
 "use strict";
 
@@ -20,14 +21,15 @@
   const message = document.getElementById("message");
 
   // ---- time helpers (local wall clock) ----
-  const pad = (n) => String(n).padStart(2, "0");
+  const T = window.raasTime; // the page's one time format (session.js)
+  const pad = T.pad;
   const startOfDay = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate());
   const addDays = (d, n) => new Date(d.getFullYear(), d.getMonth(), d.getDate() + n);
   const mondayOf = (d) => addDays(startOfDay(d), -((d.getDay() + 6) % 7));
   const localInput = (d) =>
     `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  const hhmm = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  const dayName = (d) => d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" });
+  const hhmm = T.hhmm;
+  const dayName = T.dayName;
 
   function parseWeek(text) {
     const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text || "");
@@ -36,6 +38,8 @@
 
   let weekStart = parseWeek(root.dataset.week);
   let loading = 0;
+  let scrollToHour = true; // on opening and on changing weeks: show the current hour (else 08:00)
+  const names = new Map(); // user id -> name (staff only: GET /users)
 
   // ---- API ----
   async function api(method, path, body) {
@@ -65,6 +69,7 @@
 
   // ---- rendering ----
   function skeleton() {
+    const keep = grid.scrollTop;
     grid.replaceChildren();
     const corner = document.createElement("div");
     corner.className = "corner";
@@ -102,8 +107,17 @@
     }
     const end = addDays(weekStart, 6);
     document.getElementById("week-label").textContent =
-      `${weekStart.toLocaleDateString(undefined, { day: "numeric", month: "short" })} – ` +
-      end.toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" });
+      `${T.dayMonth(weekStart)} – ${T.dayMonth(end)} ${end.getFullYear()}`;
+    if (scrollToHour) {
+      const now = new Date();
+      const thisWeek = now >= weekStart && now < addDays(weekStart, 7);
+      const hour = thisWeek ? now.getHours() : 8;
+      grid.scrollTop = Math.max(hour - 0.5, 0) * HOUR_PX;
+      grid.dataset.openedAt = String(hour);
+      scrollToHour = false;
+    } else {
+      grid.scrollTop = keep;
+    }
     return columns;
   }
 
@@ -132,7 +146,7 @@
     label.className = "label";
     label.textContent = title;
     el.append(time, label);
-    el.title = `${title}\n${start.toLocaleString()} – ${end.toLocaleString()}`;
+    el.title = `${title}\n${T.dateTime(start)} – ${T.dateTime(end)}`;
     return el;
   }
 
@@ -164,7 +178,8 @@
     }
     for (const r of mine) {
       const yours = r.user_id === Number(root.dataset.userId);
-      const title = (yours ? "you" : `user ${r.user_id}`) + (r.purpose ? `: ${r.purpose}` : "");
+      const who = yours ? "you" : names.get(r.user_id) || `user ${r.user_id}`;
+      const title = who + (r.purpose ? `: ${r.purpose}` : "");
       place(columns, new Date(r.starts_at), new Date(r.ends_at), (s, e) => {
         const el = eventBox(yours ? "mine" : "other staff-view", title, s, e);
         el.dataset.reservationId = String(r.id);
@@ -198,7 +213,7 @@
   }
 
   async function cancel(r) {
-    const when = `${new Date(r.starts_at).toLocaleString()} – ${hhmm(new Date(r.ends_at))}`;
+    const when = `${T.dateTime(new Date(r.starts_at))} – ${hhmm(new Date(r.ends_at))}`;
     if (!window.confirm(`Cancel the booking ${when}?`)) return;
     try {
       await api("POST", `/reservations/${r.id}/cancel`);
@@ -234,7 +249,7 @@
         ends_at: end.toISOString(),
         purpose: document.getElementById("book-purpose").value,
       });
-      say(`Booked ${new Date(r.starts_at).toLocaleString()} – ${hhmm(new Date(r.ends_at))}.`, "ok");
+      say(`Booked ${T.dateTime(new Date(r.starts_at))} – ${hhmm(new Date(r.ends_at))}.`, "ok");
       weekStart = mondayOf(start);
     } catch (err) {
       say(`Could not book: ${err.message}`);
@@ -268,6 +283,7 @@
   // ---- navigation ----
   function go(week) {
     weekStart = week;
+    scrollToHour = true;
     const url = new URL(location.href);
     url.searchParams.set("week", localInput(week).slice(0, 10));
     history.replaceState(null, "", url);
@@ -291,7 +307,7 @@
       badge("status-online", robot.online ? "online" : "no heartbeat", robot.online ? "online" : "offline");
       badge("status-bookable", robot.bookable ? "open" : "closed", robot.bookable ? "online" : "offline");
       document.getElementById("status-heartbeat").textContent = robot.last_heartbeat_at
-        ? new Date(robot.last_heartbeat_at).toLocaleTimeString()
+        ? T.stamp(new Date(robot.last_heartbeat_at))
         : "—";
       // safety.js renders the safety, health and wear panel from the same poll
       document.dispatchEvent(new CustomEvent("raas:robot", { detail: robot }));
@@ -301,8 +317,17 @@
   }
 
   document.getElementById("tz-name").textContent = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  async function loadNames() {
+    if (!staff) return;
+    try {
+      for (const u of await api("GET", "/users?limit=1000")) names.set(u.id, u.name);
+    } catch (err) {
+      // names are a convenience: without them staff see "user <id>"
+    }
+  }
+
   skeleton();
-  load();
+  loadNames().then(load);
   pollStatus();
   setInterval(pollStatus, pollMs);
   setInterval(() => { if (!document.hidden) load(); }, Math.max(pollMs * 6, 15000));

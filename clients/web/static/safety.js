@@ -96,7 +96,7 @@
         [fmt(w.load_s / 3600, 2), t.load_s !== null && w.load_s >= t.load_s],
         [fmt(w.peak_effort, 2), t.peak_effort !== null && w.peak_effort >= t.peak_effort],
         [fmt(w.hours_run, 2), t.hours_run !== null && w.hours_run >= t.hours_run],
-        [w.reset_at ? new Date(w.reset_at).toLocaleDateString() : "never", null],
+        [w.reset_at ? window.raasTime.date(new Date(w.reset_at)) : "never", null],
       ];
       for (const [text, over] of cells) {
         const td = document.createElement("td");

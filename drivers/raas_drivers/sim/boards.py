@@ -34,9 +34,22 @@ class SimHandBoard(HandFirmware):
         self.max_requested = -1
         self.last_answered = -1  # the cycle of the latest state sent (realtime: releases renders)
         self._pos = np.zeros(len(rig.world.ctrlrange))
+        self._holding = False
 
     def plant_targets(self, targets: np.ndarray) -> None:
+        delay = self.rig.action_delay
+        if delay.active and not self._holding:
+            targets = delay.push(targets)  # [rig.faults] action delay: the motors lag
         self.rig.world.set_targets(targets)
+
+    def on_hold(self, now_us: int) -> None:
+        """A hold goes to the motors at once, never delayed; queued targets are dropped."""
+        self._holding = True
+        try:
+            super().on_hold(now_us)
+        finally:
+            self._holding = False
+        self.rig.action_delay.clear(self.targets)
 
     def plant_positions(self) -> np.ndarray:
         world = self.rig.world
@@ -47,9 +60,11 @@ class SimHandBoard(HandFirmware):
         rig = self.rig
         self.max_requested = max(self.max_requested, cycle)
         if not rig.lockstep:
-            rig.catch_up(now_us * 1000)
+            rig.catch_up(rig.now_ns())  # now_us is the board's clock, not the host's
             self.last_answered = cycle  # the latest, not the largest: a new host may count from 0
-            return self.make_state(cycle, now_us, self.applied_seq, rig.world.hand_state())
+            return self.make_state(
+                cycle, self.wire_time_us(now_us), self.applied_seq, rig.world.hand_state()
+            )
         if cycle == rig.last_trigger:
             return self.snapshot_state(cycle)
         if cycle > rig.last_trigger:
@@ -70,6 +85,9 @@ class SimHandBoard(HandFirmware):
         super().on_boot(now_us)
         self.pending.clear()
 
+    def wire_time_us(self, now_us: int) -> int:
+        return self.rig.board_us("hand", now_us * 1000)
+
 
 class SimTriggerBoard(TriggerFirmware):
     def __init__(self, rig: RigProcess, port: BoardPort, record: EventRecord) -> None:
@@ -78,3 +96,6 @@ class SimTriggerBoard(TriggerFirmware):
 
     def pulse(self, cycle: int, now_us: int) -> int | None:
         return self.rig.capture(cycle)
+
+    def wire_time_us(self, now_us: int) -> int:
+        return self.rig.board_us("trigger", now_us * 1000)

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from raas_firmware_bridge.emulator.config import LinkConfig
 
+from raas_drivers.sim.clocks import RigClocks
 from raas_drivers.sim.params import WorldParams
 
 CameraName = Literal["left", "right", "top"]
@@ -44,6 +45,25 @@ class RigFaults(BaseModel):
     )
     camera_black_at_s: float | None = Field(
         default=None, ge=0, description="every camera's frames are all zero from then on"
+    )
+    action_delay_cycles: int = Field(
+        default=0, ge=0, le=50, description="targets reach the motors this many cycles late"
+    )
+    action_delay_prob: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="per actuator and target set: probability of one more cycle of delay "
+        "(Dactyl: 0.5)",
+    )
+    timestep_stretch_lambda_hz: float | None = Field(
+        default=None,
+        gt=0,
+        description="timestep stretch: each sub-step of a cycle lasts Exp(lambda) longer for the "
+        "plant (Dactyl: lambda in [1250, 10000] per s); None: off",
+    )
+    timestep_substep_s: float = Field(
+        default=0.008, gt=0, le=1, description="the sub-step a stretch is drawn for (Dactyl: 8 ms)"
     )
     outlive_parent_s: float = Field(
         default=0.0,
@@ -153,6 +173,13 @@ class RigConfig(BaseModel):
     faults: RigFaults = Field(
         default_factory=RigFaults,
         description="motion capture / camera loss, black frames, the rig outliving its parent",
+    )
+
+    # each device's own clock (docs/clocks.md)
+    clocks: RigClocks = Field(
+        default_factory=RigClocks,
+        description="offset and drift of each device domain's clock (hand, trigger, mocap, "
+        "cameras) against the host's",
     )
 
     # processes

@@ -7,6 +7,10 @@ raas_drivers.trigger.serial_driver).
   SimMocapDriver                   control link + UDP datagrams on loopback, like a PhaseSpace
   SimCameraDriver                  one DGRAM notification socket per camera + shared memory
 
+Motion capture and cameras stamp frames in their own clocks (capture and send time); each
+frame's (send time, host arrival) pair feeds a ClockMapper (docs/clocks.md) and the capture stamp
+is mapped to host time with it. stats() carries the mappers' clock_* figures.
+
 Every call that touches a link raises DeviceLostError naming the device (or the camera source,
 e.g. "cameras.left") once the peer process is gone. poll() never blocks; fileno() is the fd that
 turns readable when poll() may have something new, for select.poll / epoll.
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from raas_drivers.cameras.driver import CAMERA_NAMES, CameraDriver, CameraFrame
+from raas_drivers.device_clock import DeviceClock
 from raas_drivers.errors import (
     DeviceLostError,
     DeviceNotReadyError,
@@ -41,6 +48,11 @@ from raas_drivers.sim.protocol import (
 )
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
+#: Linux SO_TIMESTAMPNS (the socket module has no name for it): the kernel stamps each datagram
+#: with CLOCK_REALTIME when it is queued to the socket, so the host's arrival time does not
+#: include the wait until the loop reads it.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
 _NJ = len(JOINT_NAMES)
 _NA = len(ACTUATOR_NAMES)
 _STATE_LEN = 2 * _NJ + 2 * _NA
@@ -81,9 +93,15 @@ class SimMocapDriver(MocapDriver):
     per triggered frame. A frame is decoded only when it is the one asked for."""
 
     def __init__(
-        self, name: str, control_sock: str, *, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+        self,
+        name: str,
+        control_sock: str,
+        *,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        lockstep_period_ns: int | None = None,
     ) -> None:
         super().__init__(name)
+        self.clock = DeviceClock(name, lockstep_period_ns=lockstep_period_ns)
         self.control_sock = control_sock
         self.connect_timeout_s = connect_timeout_s
         self._markers: tuple[str, ...] = ()
@@ -93,6 +111,8 @@ class SimMocapDriver(MocapDriver):
         self._have = 0  # length of the last datagram kept in _keep
         self._keep = bytearray(65536)
         self._keep_cycle = -1
+        self._kernel_stamps = False
+        self._anc = socket.CMSG_SPACE(_TIMESPEC.size)
 
     @property
     def marker_names(self) -> tuple[str, ...]:
@@ -103,6 +123,11 @@ class SimMocapDriver(MocapDriver):
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         udp.bind(("127.0.0.1", 0))
         udp.setblocking(False)
+        try:
+            udp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._kernel_stamps = True
+        except OSError:  # not Linux: the arrival is when poll() reads the datagram
+            self._kernel_stamps = False
         try:
             self._watch = _Watch(
                 self.name,
@@ -135,16 +160,28 @@ class SimMocapDriver(MocapDriver):
     def poll(self, cycle: int) -> MocapFrame | None:
         udp = self._sock()
         result: MocapFrame | None = None
+        lockstep = self.clock.lockstep_period_ns is not None
+        realtime_to_mono: int | None = None
         while True:
             try:
-                n = udp.recv_into(self._buf)
+                n, anc, _, _ = udp.recvmsg_into([self._buf], self._anc)
             except BlockingIOError:
                 break
+            arrival = time.monotonic_ns()
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    if realtime_to_mono is None:
+                        realtime_to_mono = (
+                            time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
+                        )
+                    sec, nsec = _TIMESPEC.unpack_from(data)
+                    arrival = min(arrival, sec * 1_000_000_000 + nsec - realtime_to_mono)
             if n < MOCAP_HEADER.size:
                 continue
-            magic, frame_cycle, _, _ = MOCAP_HEADER.unpack_from(self._buf, 0)
+            magic, frame_cycle, _, sent_ns, _ = MOCAP_HEADER.unpack_from(self._buf, 0)
             if magic != MOCAP_MAGIC:
                 continue
+            self.clock.mapper.add(sent_ns, self.clock.host_ns(frame_cycle) if lockstep else arrival)
             if frame_cycle == cycle:
                 result = self._decode(self._buf, n)
             if frame_cycle >= self._keep_cycle:  # the newest, for a later poll of its cycle
@@ -157,9 +194,15 @@ class SimMocapDriver(MocapDriver):
             self._watch.check(self.name)
         return result
 
-    @staticmethod
-    def _decode(buf: bytearray, n: int) -> MocapFrame | None:
-        _, frame_cycle, capture_ns, m = MOCAP_HEADER.unpack_from(buf, 0)
+    def stats(self) -> dict[str, float]:
+        return self.clock.stats()
+
+    def newest(self) -> MocapFrame | None:
+        """The newest frame received, of any cycle (a late one included); None before one."""
+        return self._decode(self._keep, self._have) if self._have else None
+
+    def _decode(self, buf: bytearray, n: int) -> MocapFrame | None:
+        _, frame_cycle, device_ns, _, m = MOCAP_HEADER.unpack_from(buf, 0)
         if n < mocap_datagram_size(m):
             return None
         off = MOCAP_HEADER.size
@@ -167,7 +210,8 @@ class SimMocapDriver(MocapDriver):
         visible = np.frombuffer(buf, dtype=np.uint8, count=m, offset=off + 24 * m)
         return MocapFrame(
             cycle=frame_cycle,
-            capture_ns=capture_ns,
+            capture_ns=self.clock.to_host(device_ns),
+            device_ns=device_ns,
             positions=positions.reshape(m, 3).copy(),
             visible=visible.astype(bool),
         )
@@ -181,6 +225,7 @@ class SimCameraSource:
         self.camera = camera
         self.sock = sock
         self._name = f"{driver.source_prefix}.{camera}"
+        self.clock = DeviceClock(self._name, lockstep_period_ns=driver.lockstep_period_ns)
         self._note = bytearray(FRAME_NOTE.size)
         self._cycle = -1
         self._capture_ns = 0
@@ -204,9 +249,10 @@ class SimCameraSource:
                 raise DeviceLostError(self._name, f"notification socket: {exc}") from exc
             if n != FRAME_NOTE.size:
                 continue
-            magic, frame_cycle, capture_ns, slot = FRAME_NOTE.unpack_from(self._note, 0)
+            magic, frame_cycle, capture_ns, sent_ns, slot = FRAME_NOTE.unpack_from(self._note, 0)
             if magic != FRAME_MAGIC:
                 continue
+            self.clock.mapper.add(sent_ns, self.clock.host_ns(frame_cycle))
             if frame_cycle == cycle:
                 match = (capture_ns, slot)
             if frame_cycle >= self._cycle:  # the newest, for a later poll of its cycle
@@ -218,9 +264,21 @@ class SimCameraSource:
             return None
         return CameraFrame(
             cycle=cycle,
-            capture_ns=match[0],
+            capture_ns=self.clock.to_host(match[0]),
+            device_ns=match[0],
             camera=self.camera,
             image=self.driver.slot_view(self.camera, match[1]),
+        )
+
+    def newest(self) -> CameraFrame | None:
+        """The newest frame received, of any cycle (a late one included); None before one."""
+        if self._cycle < 0:
+            return None
+        return CameraFrame(
+            cycle=self._cycle,
+            capture_ns=self._capture_ns,
+            camera=self.camera,
+            image=self.driver.slot_view(self.camera, self._slot),
         )
 
 
@@ -239,11 +297,13 @@ class SimCameraDriver(CameraDriver):
         *,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         source_prefix: str | None = None,
+        lockstep_period_ns: int | None = None,
     ) -> None:
         super().__init__(name)
         #: sources are named "<source_prefix>.<camera>" (default: the driver's name); a cell
         #: file's `[cameras.left]` device is named "cameras.left" and its source too
         self.source_prefix = source_prefix if source_prefix is not None else name
+        self.lockstep_period_ns = lockstep_period_ns
         self.render_sock = render_sock
         self.sock_dir = Path(sock_dir)
         self._cameras = tuple(cameras)
@@ -319,6 +379,14 @@ class SimCameraDriver(CameraDriver):
         for seg in self._segments.values():
             seg.close()
         self._segments.clear()
+
+    def stats(self) -> dict[str, float]:
+        """Each camera's clock figures, keys `<camera>.clock_*`."""
+        d: dict[str, float] = {}
+        for source in self._sources:
+            for k, v in source.clock.stats().items():
+                d[f"{source.camera}.{k}"] = v
+        return d
 
     def check_alive(self, who: str) -> None:
         if self._watch is None:

@@ -295,9 +295,15 @@ class SimRig:
                     str(Path(self.sock_dir) / "render.sock"),
                     self.sock_dir,
                     CAMERA_NAMES[: self.config.cameras],
+                    lockstep_period_ns=(
+                        self.config.period_ns if self.config.clock == "lockstep" else None
+                    ),
                 )
             lc = self.config.link
+            # lockstep: the drivers map device stamps to sim time, k * period at cycle k
+            lockstep = self.config.period_ns if self.config.clock == "lockstep" else None
             link_args: dict[str, Any] = {
+                "lockstep_period_ns": lockstep,
                 "max_bad_frames": lc.max_bad_frames,
                 "request_timeout_s": lc.request_timeout_ms / 1000,
             }
@@ -308,7 +314,9 @@ class SimRig:
                 trigger=SerialTriggerDriver(
                     "trigger", str(self.rig_info["trigger_port"]), **link_args
                 ),
-                mocap=SimMocapDriver("mocap", str(self.rig_info["mocap_sock"])),
+                mocap=SimMocapDriver(
+                    "mocap", str(self.rig_info["mocap_sock"]), lockstep_period_ns=lockstep
+                ),
                 cameras=cameras,
             )
         return self._devices

@@ -3,13 +3,17 @@
 Motion capture (like a PhaseSpace server): a control connection (AF_UNIX SEQPACKET, msgpack)
 where the client subscribes with its UDP port and learns the marker names; then one UDP datagram
 per frame on loopback:
-    header  <4s q q H   magic b"RMC1", cycle, capture_ns, M
+    header  <4s q q q H magic b"RMC1", cycle, capture_ns, sent_ns, M
     body    M*3 float64 positions (m), then M uint8 visible flags
 
 Cameras: frames live in POSIX shared memory, one segment per camera holding `slots` frames of
 (H, W, 3) uint8; the renderer writes slot `cycle % slots` and then sends one datagram to that
 camera's AF_UNIX DGRAM socket:
-    <4s q q H   magic b"RCF1", cycle, capture_ns, slot
+    <4s q q q H magic b"RCF1", cycle, capture_ns, sent_ns, slot
+
+capture_ns and sent_ns are on the device's own clock (RigConfig.clocks: the mocap server's, the
+cameras'): when the frame was captured and when it was sent. A driver maps them to host time with
+a ClockMapper fed (sent_ns, host arrival time) pairs, like NatNet's transmit timestamp.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import struct
 from pathlib import Path
 
 MOCAP_MAGIC = b"RMC1"
-MOCAP_HEADER = struct.Struct("<4sqqH")
+MOCAP_HEADER = struct.Struct("<4sqqqH")
 FRAME_MAGIC = b"RCF1"
-FRAME_NOTE = struct.Struct("<4sqqH")
+FRAME_NOTE = struct.Struct("<4sqqqH")
 SHM_DIR = Path("/dev/shm")
 
 

@@ -100,6 +100,7 @@ def _camera(settings: SimSettings, ctx: BuildContext) -> Device:
         rig.sock_dir,
         (camera,),
         source_prefix="cameras",
+        lockstep_period_ns=rig.config.period_ns if rig.config.clock == "lockstep" else None,
     )
 
 

@@ -145,9 +145,14 @@ class CameraProcess:
             "slots": {c: [s.name, len(self.slots[c])] for c, s in self.shm.items()},
         }
 
-    def render_frame(self, cycle: int, capture_ns: int, state: bytes) -> None:
+    def render_frame(self, cycle: int, capture_ns: int, state: bytes, lockstep: bool) -> None:
+        """capture_ns on the host's clock (sim time in lockstep); the notes carry the cameras'
+        own clock (RigConfig.clocks.cameras): capture and send time."""
         self.apply_render_state(self.model, self.data, np.frombuffer(state, dtype=np.float64))
         now = time.monotonic_ns()
+        cam_clock = self.cfg.clocks.cameras
+        device_capture = cam_clock.device_ns(capture_ns)
+        pulse_ns = capture_ns - round(self.cfg.camera_offset_us * 1000)
         self.fault_clock.poll(now)
         faults = self.cfg.faults
         lost = self._fault("camera_lost", faults.camera_lost_at_s, now)
@@ -164,8 +169,11 @@ class CameraProcess:
                 self.renderer.render(out=slots[slot])
             path = self.subs.get(camera)
             if path:
+                # lockstep: sim time stands still at the pulse while the cycle's frames go out
+                sent = cam_clock.device_ns(pulse_ns if lockstep else time.monotonic_ns())
+                note = FRAME_NOTE.pack(FRAME_MAGIC, cycle, device_capture, sent, slot)
                 with contextlib.suppress(OSError):  # driver not listening: the frame is lost
-                    self.note.sendto(FRAME_NOTE.pack(FRAME_MAGIC, cycle, capture_ns, slot), path)
+                    self.note.sendto(note, path)
         self.rendered += 1
 
     def serve(self) -> None:
@@ -191,7 +199,9 @@ class CameraProcess:
                             conn.send(["hello", self.info()])
                         elif kind == "render":
                             if message[3]:  # lockstep: every frame, in order, then "done"
-                                self.render_frame(int(message[1]), int(message[2]), message[4])
+                                self.render_frame(
+                                    int(message[1]), int(message[2]), message[4], True
+                                )
                                 conn.send(["done", int(message[1])])
                             else:
                                 if latest is not None:
@@ -204,7 +214,7 @@ class CameraProcess:
                         return  # the rig is gone: so are we
                     continue
                 if latest is not None:
-                    self.render_frame(int(latest[1]), int(latest[2]), latest[4])
+                    self.render_frame(int(latest[1]), int(latest[2]), latest[4], False)
 
     def close(self) -> None:
         for seg in self.shm.values():

@@ -14,8 +14,7 @@ vanished and came back is found at the same path. Link faults (RigConfig.link) a
 Clocks:
   realtime  physics follows CLOCK_MONOTONIC (one mj_step per 2 ms of wall time, caught up before
             any capture); the hand's servo tick runs at 1 kHz of wall time; a trigger or state
-            request is captured when it arrives, stamped with CLOCK_MONOTONIC in whole us (the
-            boards' clock).
+            request is captured when it arrives, at CLOCK_MONOTONIC.
   lockstep  trigger k advances the world to sim time k * period under the last applied targets
             (one servo tick per physics step), then captures everything; stamps are sim time.
             The frames of cycle k are rendered before the cycle is acknowledged. The hand's
@@ -25,6 +24,11 @@ Clocks:
             respect to each other). A trigger whose state request does not come within
             TRIGGER_WAIT_S of wall time is handled anyway. A run depends only on the seed and
             on what the loop sent.
+Every device stamps in its own clock (RigConfig.clocks: offset and drift against the host's
+clock, docs/clocks.md). The boards' firmware runs on the rig's clock (its watchdog and the
+port's pacing); what it puts on the wire (STATE fw_time_us, TRIGGER_ACK hw_time_us, HEARTBEAT
+time_us) is its board's own clock (Firmware.wire_time_us). The mocap datagrams and camera notes
+carry the mocap server's and the cameras' clock.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from raas_drivers.sim.link import LinkClosedError, LinkConn, LinkFullError, Link
 from raas_drivers.sim.mocap_model import MocapModel
 from raas_drivers.sim.proc import die_with_parent, exit_on_sigterm, log, report_ready
 from raas_drivers.sim.protocol import MOCAP_HEADER, MOCAP_MAGIC, mocap_datagram_size
+from raas_drivers.sim.timing_faults import ActionDelay, TimestepStretch
 from raas_drivers.sim.world import MARKER_NAMES, World
 
 RENDER_DONE_TIMEOUT_S = 60.0
@@ -69,7 +74,8 @@ class RigProcess:
         self.cfg = cfg
         self.lockstep = cfg.clock == "lockstep"
         self.period_ns = cfg.period_ns
-        seeds = np.random.SeedSequence(cfg.seed).spawn(3)
+        # (the first three children are the ones the rig always used: adding more changes none)
+        seeds = np.random.SeedSequence(cfg.seed).spawn(5)
         self.world = World(cfg.world_params())
         self.world.reset(int(seeds[0].generate_state(1)[0]))
         self.dt_ns = self.world.timestep_ns
@@ -106,6 +112,16 @@ class RigProcess:
         self.term_at: float | None = None  # outlive_parent_s: when a SIGTERM came
         self.on_wake: Callable[[], None] | None = None  # called on every wake-up of serve()
         hand_rng, trigger_rng = np.random.default_rng(seeds[2]).spawn(2)
+        f = cfg.faults
+        self.action_delay = ActionDelay(
+            f.action_delay_cycles, f.action_delay_prob, np.random.default_rng(seeds[3])
+        )
+        self.stretch = TimestepStretch(
+            f.timestep_stretch_lambda_hz,
+            f.timestep_substep_s,
+            self.period_ns,
+            np.random.default_rng(seeds[4]),
+        )
         # lockstep: the watchdog counts sim time, which moves a period per trigger
         watchdog_ms = (
             max(lc.watchdog_ms, 2e-6 * self.period_ns) if self.lockstep else lc.watchdog_ms
@@ -130,6 +146,7 @@ class RigProcess:
             self.record,
         )
         self.boards: dict[str, Firmware] = {"hand": self.hand, "trigger": self.trigger}
+        self.board_clock = {"hand": cfg.clocks.hand, "trigger": cfg.clocks.trigger}
         self.faulty = [self.boards[b] for b in lc.faulty_boards]
         self._byte_faults(lc.faults_from_cycle == 0 and cfg.faults.start_file is None)
         self.board_fd: dict[str, int] = {}
@@ -154,6 +171,7 @@ class RigProcess:
         # that cycle went out, or at render_hold_ns (CLOCK_MONOTONIC) at the latest
         self.render_pending: tuple[int, int, bytes] | None = None
         self.render_hold_ns = 0
+        self.capture_due: tuple[int, int] | None = None  # realtime: (cycle, pulse ns) to capture
 
     def _watch(self, fd: int, kind: str) -> None:
         self.kind[fd] = kind
@@ -193,13 +211,17 @@ class RigProcess:
         """The boards' clock: CLOCK_MONOTONIC (realtime) or sim time (lockstep)."""
         return self.world.time_ns if self.lockstep else time.monotonic_ns()
 
+    def board_us(self, board: str, host_ns: int | None = None) -> int:
+        """The board's own clock (whole us) at host time `host_ns` (default: now)."""
+        return self.board_clock[board].device_us(self.now_ns() if host_ns is None else host_ns)
+
     def elapsed_s(self) -> float:
         return (self.now_ns() - (0 if self.lockstep else self.t0_ns)) * 1e-9
 
     # ------------------------------------------------------------------ physics
     def catch_up(self, now_ns: int) -> None:
         """realtime: run the physics steps whose time has come."""
-        due = (now_ns - self.t0_ns) // self.dt_ns - self.world.steps
+        due = (now_ns - self.t0_ns + self.stretch.total_ns) // self.dt_ns - self.world.steps
         if due > MAX_CATCH_UP_STEPS:  # we were not scheduled for a while: do not race to catch up
             self.t0_ns += (due - 1) * self.dt_ns
             due = 1
@@ -218,20 +240,25 @@ class RigProcess:
     def advance_to_cycle(self, cycle: int) -> None:
         """lockstep: world time becomes cycle * period (never backwards), one servo tick per
         physics step (the plant cannot change between two steps)."""
-        target = round(cycle * self.period_ns / self.dt_ns)
+        target = round((cycle * self.period_ns + self.stretch.total_ns) / self.dt_ns)
         world = self.world
         while world.steps < target:
             self.hand.tick(world.time_ns // 1000)
             world.step_n(1)
 
     # ------------------------------------------------------------------ captures
-    def send_mocap(self, cycle: int, capture_ns: int) -> None:
+    def send_mocap(self, cycle: int, capture_ns: int, sent_ns: int) -> None:
+        """capture_ns, sent_ns: host clock (sim time in lockstep); the datagram carries them on
+        the mocap server's clock."""
         if not self.mocap_subs or self._sensor_lost("mocap_lost", self.cfg.faults.mocap_lost_at_s):
             return
         positions, visible = self.mocap.observe(self.world.marker_positions(), capture_ns * 1e-9)
         n = len(MARKER_NAMES)
         buf = self.datagram
-        MOCAP_HEADER.pack_into(buf, 0, MOCAP_MAGIC, cycle, capture_ns, n)
+        clock = self.cfg.clocks.mocap
+        dev_capture = clock.device_ns(capture_ns)
+        dev_sent = clock.device_ns(sent_ns if self.lockstep else time.monotonic_ns())
+        MOCAP_HEADER.pack_into(buf, 0, MOCAP_MAGIC, cycle, dev_capture, dev_sent, n)
         off = MOCAP_HEADER.size
         buf[off : off + n * 24] = positions.tobytes()
         buf[off + n * 24 :] = visible.astype(np.uint8).tobytes()
@@ -259,8 +286,10 @@ class RigProcess:
 
     def capture(self, cycle: int) -> int:
         """The trigger board's pulse for `cycle`: the sync lines fire, motion capture and cameras
-        capture. Returns the pulse's time on the boards' clock in us."""
+        capture. Returns the pulse's time on the trigger board's clock in us."""
         self.fault_clock.poll(time.monotonic_ns())
+        if cycle > self.last_trigger:
+            self.stretch.next_cycle()  # the plant runs this much longer than the coming period
         if self.lockstep:
             if cycle > self.last_trigger:
                 self.advance_to_cycle(cycle)
@@ -269,16 +298,29 @@ class RigProcess:
             mocap_ns = base + round(self.cfg.mocap_offset_us * 1000)
             self.last_trigger = max(self.last_trigger, cycle)
             self.snapshot = tuple(a.copy() for a in self.world.hand_state())  # type: ignore[assignment]
-            self.snapshot_us = hand_ns // 1000
+            self.snapshot_us = self.board_us("hand", hand_ns)
             self.snapshot_seq = self.hand.applied_seq
-            self.send_mocap(cycle, mocap_ns)
+            self.send_mocap(cycle, mocap_ns, base)
             self.send_render(cycle, base + round(self.cfg.camera_offset_us * 1000))
-            return base // 1000
+            return self.board_us("trigger", base)
         now = time.monotonic_ns()
         now -= now % 1000  # the boards count whole microseconds; every stamp of a pulse agrees
-        self.catch_up(now)
         self.last_trigger = cycle
-        self.send_mocap(cycle, now)
+        # the board acknowledges the pulse first, as a microcontroller would; the capture work
+        # (physics up to the pulse, mocap frame, scene) follows at once (capture_after_ack), so
+        # the ack's way back is not longer than the trigger's way in by that work (the host's
+        # clock mapping takes the exchange's midpoint)
+        self.capture_due = (cycle, now)
+        return self.board_us("trigger", now)
+
+    def capture_after_ack(self) -> None:
+        """realtime: what the pulse of capture() set off: motion capture and cameras capture."""
+        if self.capture_due is None:
+            return
+        cycle, now = self.capture_due
+        self.capture_due = None
+        self.catch_up(now)
+        self.send_mocap(cycle, now, now)
         # the scene is snapshotted now, sent once the hand's state of this cycle has gone out
         # (see _render_due): the renderer takes the cores for milliseconds, and over ptys the
         # host's state request (sent after the trigger) and both kernel workers moving the
@@ -292,7 +334,6 @@ class RigProcess:
                 self.world.render_state().tobytes(),
             )
             self.render_hold_ns = time.monotonic_ns() + RENDER_HOLD_NS
-        return now // 1000
 
     def _render_due(self, now_ns: int) -> bool:
         """realtime: may the pending render go now? Once the hand answered its cycle (or never
@@ -380,16 +421,17 @@ class RigProcess:
 
     # ------------------------------------------------------------------ messages
     def handle_board(self, board: Firmware, seq: int, msg: Message) -> None:
-        now_us = self.now_ns() // 1000
+        host_ns = self.now_ns()
+        now_us = host_ns // 1000
         if isinstance(msg, Trigger) and board is self.trigger:
             self.scheduled_faults(msg.cycle)
             if board.port.fileno() < 0:  # the trigger board itself vanished
                 return
-        if not self.lockstep and not isinstance(msg, (SetTargets, Heartbeat)):
+        if not self.lockstep and not isinstance(msg, (SetTargets, Heartbeat, Trigger)):
             # physics catches up before anything that looks at the plant (a trigger's capture
             # and a state request catch up themselves); latching targets or feeding the
             # watchdog does not, so the hand's state request behind them is not held up
-            self.catch_up(now_us * 1000)
+            self.catch_up(host_ns)
         board.handle(msg, seq, now_us)
         if isinstance(msg, Trigger) and board is self.trigger and self.lockstep:
             self.hand.answer_pending(msg.cycle)
@@ -476,16 +518,20 @@ class RigProcess:
                             triggers.append((frame.seq, msg))
                         else:
                             hand_batch.append((board, frame.seq, msg))
-            # the hand's messages first (lockstep: targets of the previous cycle, this cycle's
-            # request, then the triggers: the order that makes a run deterministic; realtime:
-            # a state request that came in the same wake-up as a trigger is not held up by the
-            # trigger's capture)
+            # lockstep: the hand's messages first (targets of the previous cycle, this cycle's
+            # request, then the triggers: the order that makes a run deterministic). realtime:
+            # the trigger board's acks first, then the hand's answers, then the pulse's capture
+            # work: two boards answer independently, so neither answer waits for the other
+            # board's work or for the capture (the host maps each board's clock by its
+            # exchanges' midpoints, which a reply held up by the other board would skew)
+            first = self.trigger if not self.lockstep else self.hand
             for board, seq, msg in hand_batch:
-                if board is self.hand:
+                if board is first:
                     self.handle_board(board, seq, msg)
             for board, seq, msg in hand_batch:
-                if board is not self.hand:
+                if board is not first:
                     self.handle_board(board, seq, msg)
+            self.capture_after_ack()
             if self.lockstep:
                 deadline = time.monotonic() + TRIGGER_WAIT_S
                 self.deferred += [(deadline, seq, t) for seq, t in triggers]

@@ -119,7 +119,7 @@ class Firmware:
             self.record.write(self.name, "reset", self.now_ns, token=msg.token)
             self.send(ResetAck(msg.token, self.flags))
         elif isinstance(msg, Heartbeat):
-            self.send(Heartbeat(now_us, msg.time_us))
+            self.send(Heartbeat(self.wire_time_us(now_us), msg.time_us))
         elif isinstance(msg, Estop):
             self.flags |= int(FaultFlag.ESTOP)
             self.on_hold(now_us)
@@ -167,6 +167,12 @@ class Firmware:
         return bool(self.flags & int(LATCHING))
 
     # ------------------------------------------------------------------ hooks
+    def wire_time_us(self, now_us: int) -> int:
+        """The board's clock as it goes on the wire, at `now_us` of the clock the caller runs the
+        board on (which also paces its port). Default: the same clock; the simulated rig gives
+        each board a clock of its own (offset, drift)."""
+        return now_us
+
     def on_valid_command(self, now_us: int) -> None:
         return None
 

@@ -1,7 +1,7 @@
 """The emulator's own record of what it did: one JSON object per line, for tests and post-mortems.
 
 Each line has `t_ns` (the emulator's clock: CLOCK_MONOTONIC in realtime, sim time in lockstep),
-`wall_ns` (CLOCK_MONOTONIC always), `board` and `event`, plus the event's fields:
+`mono_ns` (CLOCK_MONOTONIC always), `board` and `event`, plus the event's fields:
   hello, applied {seq, targets}, watchdog {last_command_ns, held}, fault {code}, reset,
   unplugged, plugged, bad_frame, ...
 Off by default (RigConfig.link.record_events): the hand writes one line per applied target.
@@ -26,7 +26,7 @@ class EventRecord:
     def write(self, board: str, event: str, t_ns: int, **fields: Any) -> None:
         if self._f is None:
             return
-        line = {"t_ns": t_ns, "wall_ns": time.monotonic_ns(), "board": board, "event": event}
+        line = {"t_ns": t_ns, "mono_ns": time.monotonic_ns(), "board": board, "event": event}
         line.update(fields)
         self._f.write(json.dumps(line) + "\n")
 

@@ -6,12 +6,16 @@ import math
 import uuid
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from raas.leases import LeaseClaims, sign_lease
-from raas.service.errors import ReservationNotActive, RobotNotBookable
+from raas.leases import KeyRing, LeaseClaims, key_id, sign_lease
+from raas.service.errors import (
+    ReservationNotActive,
+    ReservationTooShortForLease,
+    RobotNotBookable,
+)
 from raas.service.models import Lease, Reservation, ReservationStatus, Revocation, Robot, User
 
 
@@ -37,6 +41,11 @@ def issue(
         )
     nbf = math.ceil(reservation.starts_at.timestamp())
     exp = math.floor(reservation.ends_at.timestamp())
+    if exp <= nbf:  # a sub-second booking stored by an older version: no whole second inside
+        raise ReservationTooShortForLease(
+            f"reservation {reservation.id} holds no whole second a lease could cover; "
+            "cancel it and book whole minutes"
+        )
     lease = Lease(
         jti=uuid.uuid4().hex,
         reservation_id=reservation.id,
@@ -46,6 +55,7 @@ def issue(
         not_before=datetime.fromtimestamp(nbf, UTC),
         expires_at=datetime.fromtimestamp(exp, UTC),
         issued_at=now,
+        kid=key_id(key),
     )
     db.add(lease)
     db.flush()
@@ -105,3 +115,37 @@ def latest_seq(db: Session, robot_id: int) -> int:
         .limit(1)
     )
     return db.scalars(stmt).first() or 0
+
+
+def trusted_keys(
+    db: Session,
+    robot: Robot,
+    *,
+    current: Ed25519PublicKey,
+    retired: list[Ed25519PublicKey],
+    now: datetime,
+) -> KeyRing:
+    """The keys this robot's daemon should trust now. A robot on the service's keys (its stored
+    key is one the service signs or signed with) trusts the current key and every retired key
+    that signed a lease of this robot still live (not ended, not revoked); a robot with a key
+    of its own keeps it."""
+    try:
+        own = KeyRing.from_pem(robot.lease_public_key)
+    except ValueError:
+        return KeyRing([current])  # not a PEM key (set by hand): the service's own key
+    service = {key_id(current): current} | {key_id(k): k for k in retired}
+    if not set(own.ids) & set(service):
+        return own
+    live = set(
+        db.scalars(
+            select(Lease.kid).where(
+                Lease.robot_id == robot.id,
+                Lease.expires_at > now,
+                Lease.revoked_at.is_(None),
+                Lease.kid.is_not(None),
+            )
+        )
+    )
+    keep = [current] + [k for k in retired if key_id(k) in live]
+    keep += [k for k in own if key_id(k) not in service]
+    return KeyRing(keep)

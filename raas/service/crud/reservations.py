@@ -9,17 +9,22 @@ insert that slipped past them fails with IntegrityError and becomes ReservationC
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from raas.service.booking_rules import check_shape, rules_for
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.crud import users as user_crud
 from raas.service.errors import (
+    BufferConflict,
+    IdempotencyKeyReused,
     InvalidTimeRange,
     MaintenanceConflict,
     NotFound,
@@ -27,6 +32,8 @@ from raas.service.errors import (
     ReservationConflict,
     ReservationNotActive,
     RobotNotBookable,
+    SeriesConflict,
+    ServiceError,
     TooFarAhead,
 )
 from raas.service.models import (
@@ -34,30 +41,41 @@ from raas.service.models import (
     Reservation,
     ReservationStatus,
     Revocation,
+    Robot,
+    Role,
     User,
 )
-from raas.service.schemas import ReservationCreate
+from raas.service.schemas import ReservationCreate, ReservationSeriesCreate
+from raas.service.settings import Settings
 
 #: How far in the past a booking may start (a slot that began a moment ago is still bookable).
 START_GRACE = timedelta(minutes=5)
 WEEK = timedelta(days=7)
 
 
-def week_start(t: datetime) -> datetime:
-    t = t.astimezone(UTC)
-    day = t - timedelta(days=t.weekday())
-    return day.replace(hour=0, minute=0, second=0, microsecond=0)
+def week_start(t: datetime, zone: tzinfo = UTC) -> datetime:
+    """The instant (UTC) the week holding `t` began: Monday 00:00 on the lab's wall clock."""
+    local = t.astimezone(zone)
+    monday = local.date() - timedelta(days=local.weekday())
+    return datetime.combine(monday, time(0), tzinfo=zone).astimezone(UTC)
 
 
-def hours_by_week(start: datetime, end: datetime) -> dict[datetime, float]:
-    """Hours of [start, end) falling in each calendar week (weeks start Monday 00:00 UTC)."""
+def _next_week(w: datetime, zone: tzinfo) -> datetime:
+    monday = w.astimezone(zone).date() + WEEK
+    return datetime.combine(monday, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def hours_by_week(start: datetime, end: datetime, zone: tzinfo = UTC) -> dict[datetime, float]:
+    """Hours of [start, end) falling in each calendar week of the lab's time zone (keyed by the
+    week's first instant; a week with a daylight-saving change has 167 or 169 hours)."""
     out: dict[datetime, float] = {}
-    w = week_start(start)
+    w = week_start(start, zone)
     while w < end:
-        overlap = min(end, w + WEEK) - max(start, w)
+        nxt = _next_week(w, zone)
+        overlap = min(end, nxt) - max(start, w)
         if overlap > timedelta(0):
             out[w] = overlap.total_seconds() / 3600.0
-        w += WEEK
+        w = nxt
     return out
 
 
@@ -81,6 +99,7 @@ def list_reservations(
     end: datetime | None,
     limit: int,
     offset: int,
+    series_id: str | None = None,
 ) -> list[Reservation]:
     stmt = select(Reservation)
     if user_id is not None:
@@ -93,53 +112,80 @@ def list_reservations(
         stmt = stmt.where(Reservation.ends_at > start)
     if end is not None:
         stmt = stmt.where(Reservation.starts_at < end)
+    if series_id is not None:
+        stmt = stmt.where(Reservation.series_id == series_id)
     stmt = stmt.order_by(Reservation.starts_at, Reservation.id).limit(limit).offset(offset)
     return list(db.scalars(stmt))
 
 
-def _check_quota(db: Session, user: User, start: datetime, end: datetime, now: datetime) -> None:
+def _check_quota(
+    db: Session,
+    user: User,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    zone: tzinfo,
+    exclude_id: int | None,
+) -> None:
     limits = user_crud.limits(db, user)
     if limits.max_days_ahead is not None and end > now + timedelta(days=limits.max_days_ahead):
         raise TooFarAhead(f"bookings may end at most {limits.max_days_ahead} days ahead")
     if limits.hours_per_week is None:
         return
-    wanted = hours_by_week(start, end)
-    first, last = min(wanted), max(wanted) + WEEK
+    wanted = hours_by_week(start, end, zone)
+    first, last = min(wanted), _next_week(max(wanted), zone)
     booked: dict[datetime, float] = defaultdict(float)
-    rows = db.execute(
-        select(Reservation.starts_at, Reservation.ends_at).where(
-            Reservation.user_id == user.id,
-            Reservation.status == ReservationStatus.confirmed.value,
-            Reservation.starts_at < last,
-            Reservation.ends_at > first,
-        )
-    ).all()
-    for s, e in rows:
-        for w, h in hours_by_week(s, e).items():
+    stmt = select(Reservation.starts_at, Reservation.ends_at).where(
+        Reservation.user_id == user.id,
+        Reservation.status == ReservationStatus.confirmed.value,
+        Reservation.starts_at < last,
+        Reservation.ends_at > first,
+    )
+    if exclude_id is not None:
+        stmt = stmt.where(Reservation.id != exclude_id)
+    for s, e in db.execute(stmt).all():
+        for w, h in hours_by_week(s, e, zone).items():
             booked[w] += h
     for w, h in wanted.items():
         if booked[w] + h > limits.hours_per_week + 1e-9:
             raise QuotaExceeded(
-                f"week of {w.date()}: {booked[w]:.2f} h booked + {h:.2f} h requested "
-                f"> {limits.hours_per_week:g} h allowed"
+                f"week of {w.astimezone(zone).date()}: {booked[w]:.2f} h booked + {h:.2f} h "
+                f"requested > {limits.hours_per_week:g} h allowed"
             )
 
 
-def create(db: Session, user: User, data: ReservationCreate, now: datetime) -> Reservation:
-    start, end = data.starts_at, data.ends_at
+def is_staff_role(user: User) -> bool:
+    return user.role in (Role.staff.value, Role.admin.value)
+
+
+def check_slot(
+    db: Session,
+    robot: Robot,
+    user: User,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    settings: Settings,
+    *,
+    exclude_id: int | None = None,
+    keeps_start: bool = False,
+) -> None:
+    """Every rule a booking of `user` on `robot` for [start, end) must pass, in the order a
+    person would fix them: range, robot state, grid and length, maintenance, quota, other
+    bookings, buffer. `exclude_id` is a booking being moved (it does not collide with itself);
+    `keeps_start` lets a running booking keep its start that is already past."""
     if end <= start:
         raise InvalidTimeRange("ends_at must be after starts_at")
-    if start < now - START_GRACE:
+    if start < now - START_GRACE and not keeps_start:
         raise InvalidTimeRange("starts_at is in the past")
-    # Lock order everywhere: robot, then user. On SQLite the write lock is already held.
-    robot = robot_crud.get(db, data.robot_id, lock=True)
-    db.scalars(select(User.id).where(User.id == user.id).with_for_update()).first()
     if not robot_crud.bookable(robot):
         raise RobotNotBookable(
             f"robot {robot.name} is blocked: {robot.health_note}"
             if robot.health_blocked
             else f"robot {robot.name} is in maintenance"
         )
+    rules = rules_for(robot, settings, staff=is_staff_role(user))
+    check_shape(rules, start, end, robot.name)
     if db.scalars(
         select(MaintenanceBlock.id).where(
             MaintenanceBlock.robot_id == robot.id,
@@ -148,32 +194,186 @@ def create(db: Session, user: User, data: ReservationCreate, now: datetime) -> R
         )
     ).first():
         raise MaintenanceConflict()
-    _check_quota(db, user, start, end, now)
-    if db.scalars(
-        select(Reservation.id).where(
-            Reservation.robot_id == robot.id,
-            Reservation.status == ReservationStatus.confirmed.value,
-            Reservation.starts_at < end,
-            Reservation.ends_at > start,
-        )
-    ).first():
+    _check_quota(db, user, start, end, now, settings.zone, exclude_id)
+    buffer = timedelta(seconds=rules.buffer_s)
+    stmt = select(Reservation.starts_at, Reservation.ends_at).where(
+        Reservation.robot_id == robot.id,
+        Reservation.status == ReservationStatus.confirmed.value,
+        Reservation.starts_at < end + buffer,
+        Reservation.ends_at > start - buffer,
+    )
+    if exclude_id is not None:
+        stmt = stmt.where(Reservation.id != exclude_id)
+    neighbours = db.execute(stmt).all()
+    if any(s < end and e > start for s, e in neighbours):
         raise ReservationConflict()
+    if neighbours:
+        raise BufferConflict(
+            f"robot {robot.name} keeps {rules.buffer_s // 60} min free between bookings "
+            "(reset and cool-down)"
+        )
+
+
+def _same_request(reservation: Reservation, data: ReservationCreate) -> bool:
+    return (
+        reservation.robot_id == data.robot_id
+        and reservation.starts_at == data.starts_at
+        and reservation.ends_at == data.ends_at
+        and reservation.purpose == data.purpose
+    )
+
+
+def create(
+    db: Session,
+    user: User,
+    data: ReservationCreate,
+    now: datetime,
+    settings: Settings,
+    *,
+    idempotency_key: str | None = None,
+    series_id: str | None = None,
+) -> tuple[Reservation, bool]:
+    """Book; answers (reservation, replayed). With an idempotency key already used by this
+    user for the same request, the booking made then comes back (replayed=True)."""
+    if data.ends_at <= data.starts_at:
+        raise InvalidTimeRange("ends_at must be after starts_at")
+    # Lock order everywhere: robot, then user. On SQLite the write lock is already held.
+    robot = robot_crud.get(db, data.robot_id, lock=True)
+    db.scalars(select(User.id).where(User.id == user.id).with_for_update()).first()
+    if idempotency_key is not None:
+        earlier = db.scalars(
+            select(Reservation).where(
+                Reservation.user_id == user.id, Reservation.idempotency_key == idempotency_key
+            )
+        ).first()
+        if earlier is not None:
+            if not _same_request(earlier, data):
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key {idempotency_key!r} was used for reservation {earlier.id}, "
+                    "a different request; use a new key for a new booking"
+                )
+            return earlier, True
+    check_slot(db, robot, user, data.starts_at, data.ends_at, now, settings)
     reservation = Reservation(
         robot_id=robot.id,
         user_id=user.id,
-        starts_at=start,
-        ends_at=end,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
         status=ReservationStatus.confirmed.value,
         purpose=data.purpose,
         created_at=now,
         updated_at=now,
+        idempotency_key=idempotency_key,
+        revision=0,
+        series_id=series_id,
     )
     db.add(reservation)
     try:
         db.flush()
     except IntegrityError as exc:
         raise ReservationConflict("the robot is already booked for part of that time") from exc
-    return reservation
+    return reservation, False
+
+
+@dataclass
+class Occurrence:
+    starts_at: datetime
+    ends_at: datetime
+    reservation: Reservation | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+def occurrence_times(
+    data: ReservationSeriesCreate, zone: tzinfo
+) -> list[tuple[datetime, datetime]]:
+    """Weekly starts at the same wall-clock time in the lab's zone (a 10:00 course stays at
+    10:00 across a daylight-saving change), each as long as the first."""
+    length = data.ends_at - data.starts_at
+    local = data.starts_at.astimezone(zone)
+    out = []
+    for week in range(data.weeks):
+        start = (local + week * WEEK).astimezone(UTC)  # wall-clock arithmetic in `zone`
+        out.append((start, start + length))
+    return out
+
+
+def create_series(
+    db: Session, user: User, data: ReservationSeriesCreate, now: datetime, settings: Settings
+) -> tuple[str, list[Occurrence]]:
+    """Book every week's occurrence, each checked like a single booking. Mode `all`: any
+    refusal refuses the series (SeriesConflict, nothing booked); mode `available`: book what
+    fits and report the rest."""
+    series_id = uuid.uuid4().hex
+    results = []
+    for start, end in occurrence_times(data, settings.zone):
+        item = Occurrence(start, end)
+        single = ReservationCreate(
+            robot_id=data.robot_id, starts_at=start, ends_at=end, purpose=data.purpose
+        )
+        try:
+            with db.begin_nested():
+                item.reservation, _ = create(db, user, single, now, settings, series_id=series_id)
+        except ServiceError as exc:
+            item.error, item.detail = exc.code, exc.detail
+        results.append(item)
+    refused = [r for r in results if r.error is not None]
+    if refused and data.mode == "all":
+        raise SeriesConflict(
+            f"{len(refused)} of {len(results)} occurrences are refused; nothing was booked "
+            '(send "mode": "available" to book the others)',
+            [
+                {
+                    "starts_at": r.starts_at,
+                    "ends_at": r.ends_at,
+                    "error": r.error,
+                    "detail": r.detail,
+                }
+                for r in results
+            ],
+        )
+    return series_id, results
+
+
+def move(
+    db: Session,
+    reservation: Reservation,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    settings: Settings,
+) -> list[Revocation]:
+    """Change a booking's times, checked like a new booking of its holder (it does not collide
+    with itself). A running booking may keep its start. Its live leases are revoked (the
+    caller issues new ones)."""
+    if reservation.status != ReservationStatus.confirmed.value:
+        raise ReservationNotActive(f"reservation {reservation.id} is cancelled")
+    if reservation.ends_at <= now:
+        raise ReservationNotActive(f"reservation {reservation.id} has ended")
+    robot = robot_crud.get(db, reservation.robot_id, lock=True)
+    holder = user_crud.get_user(db, reservation.user_id)
+    db.scalars(select(User.id).where(User.id == holder.id).with_for_update()).first()
+    check_slot(
+        db,
+        robot,
+        holder,
+        start,
+        end,
+        now,
+        settings,
+        exclude_id=reservation.id,
+        keeps_start=start == reservation.starts_at,
+    )
+    if end <= now:
+        raise InvalidTimeRange("ends_at is in the past")
+    reservation.starts_at, reservation.ends_at = start, end
+    reservation.revision += 1
+    reservation.updated_at = now
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise ReservationConflict("the robot is already booked for part of that time") from exc
+    return lease_crud.revoke_for_reservation(db, reservation, reason="moved", now=now)
 
 
 def cancel(
@@ -188,5 +388,26 @@ def cancel(
     reservation.cancelled_at = now
     reservation.cancel_reason = reason
     reservation.updated_at = now
+    reservation.revision += 1
     db.flush()
     return lease_crud.revoke_for_reservation(db, reservation, reason=reason, now=now)
+
+
+def cancel_future_of(
+    db: Session, user: User, *, reason: str, now: datetime
+) -> tuple[list[Reservation], list[Revocation]]:
+    """Cancel every confirmed booking of `user` that has not ended (running ones too)."""
+    rows = db.scalars(
+        select(Reservation)
+        .where(
+            Reservation.user_id == user.id,
+            Reservation.status == ReservationStatus.confirmed.value,
+            Reservation.ends_at > now,
+        )
+        .order_by(Reservation.starts_at)
+        .with_for_update()
+    ).all()
+    revoked: list[Revocation] = []
+    for reservation in rows:
+        revoked += cancel(db, reservation, reason=reason, now=now)
+    return list(rows), revoked

@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from raas.service.booking_rules import rules_for
 from raas.service.crud import wear as wear_crud
-from raas.service.errors import AlreadyExists, NotFound
+from raas.service.errors import AlreadyExists, InvalidBookingRules, NotFound
 from raas.service.models import (
     MaintenanceBlock,
     Reservation,
@@ -18,6 +19,7 @@ from raas.service.models import (
     RobotStatus,
 )
 from raas.service.schemas import (
+    BookingRulesPublic,
     BusyInterval,
     HealthReport,
     Heartbeat,
@@ -74,7 +76,42 @@ def public(db: Session, robot: Robot, now: datetime, settings: Settings) -> Robo
         safety_at=robot.safety_at,
         estop_latched=robot.estop_latched,
         wear_alerts=wear_crud.alerts(db, robot.id, limits),
+        dashboard_url=robot.dashboard_url,
+        booking_rules=booking_rules(robot, settings),
     )
+
+
+RULE_FIELDS = (
+    "booking_granularity_s",
+    "min_booking_s",
+    "max_booking_s",
+    "staff_max_booking_s",
+    "buffer_s",
+)
+
+
+def booking_rules(robot: Robot, settings: Settings) -> BookingRulesPublic:
+    researcher = rules_for(robot, settings, staff=False)
+    staff = rules_for(robot, settings, staff=True)
+    return BookingRulesPublic(
+        granularity_s=researcher.granularity_s,
+        min_s=researcher.min_s,
+        max_s=researcher.max_s,
+        staff_max_s=staff.max_s,
+        buffer_s=researcher.buffer_s,
+    )
+
+
+def _set_rules(robot: Robot, data: RobotCreate | RobotUpdate) -> None:
+    """Rule fields given in the body (null included: back to the default) are stored."""
+    for name in RULE_FIELDS:
+        if name in data.model_fields_set:
+            setattr(robot, name, getattr(data, name))
+    granularity, minimum = robot.booking_granularity_s, robot.min_booking_s
+    if granularity and minimum and minimum % granularity:
+        raise InvalidBookingRules(
+            f"min_booking_s {minimum} is not a multiple of booking_granularity_s {granularity}"
+        )
 
 
 def create(db: Session, data: RobotCreate, default_public_key: str, now: datetime) -> Robot:
@@ -84,10 +121,12 @@ def create(db: Session, data: RobotCreate, default_public_key: str, now: datetim
         endpoint=data.endpoint,
         status=data.status.value,
         lease_public_key=data.lease_public_key or default_public_key,
+        dashboard_url=data.dashboard_url or "",
         health_blocked=False,
         health_note="",
         created_at=now,
     )
+    _set_rules(robot, data)
     db.add(robot)
     try:
         db.flush()
@@ -105,6 +144,9 @@ def update(db: Session, robot: Robot, data: RobotUpdate) -> Robot:
         robot.status = data.status.value
     if data.lease_public_key is not None:
         robot.lease_public_key = data.lease_public_key
+    if data.dashboard_url is not None:
+        robot.dashboard_url = data.dashboard_url
+    _set_rules(robot, data)
     db.flush()
     return robot
 

@@ -74,3 +74,17 @@ def revoke(db: Session, token: ApiToken, now: datetime) -> ApiToken:
         token.revoked_at = now
         db.flush()
     return token
+
+
+def revoke_sessions(db: Session, user: User, now: datetime, *, keep: int | None) -> int:
+    """Revoke the user's live login sessions except `keep`; answers how many."""
+    stmt = select(ApiToken).where(
+        ApiToken.user_id == user.id, ApiToken.kind == "session", ApiToken.revoked_at.is_(None)
+    )
+    n = 0
+    for token in db.scalars(stmt):
+        if token.id != keep:
+            token.revoked_at = now
+            n += 1
+    db.flush()
+    return n

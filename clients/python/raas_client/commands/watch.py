@@ -1,4 +1,5 @@
-"""`raas watch ROBOT`: the robot's live state and timing, one line per second."""
+"""`raas watch ROBOT`: the robot's live state and timing, one line per second, and each event
+as it happens, one line in words (`--json`: the events as JSON objects, one per line)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from raas_client.commands.connection import add_arguments, connect
+from raas_client.commands.events import as_json, describe
 from raas_client.errors import RaasClientError
 from raas_client.wire import Topic
 
@@ -18,6 +20,7 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("watch", help="live state and timing of a robot")
     add_arguments(p)
     p.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
+    p.add_argument("--json", action="store_true", help="print events as JSON, one per line")
     p.set_defaults(func=main)
 
 
@@ -29,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
                 robot.open("observe")
             stream = robot.stream((Topic.STEP, Topic.EVENT))
             try:
-                return _watch(robot, stream, args.seconds)
+                return _watch(robot, stream, args.seconds, args.json)
             finally:
                 stream.close()
     except RaasClientError as exc:
@@ -39,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
 
 
-def _watch(robot: Any, stream: Any, seconds: float | None) -> int:
+def _watch(robot: Any, stream: Any, seconds: float | None, json_events: bool = False) -> int:
     end = None if seconds is None else time.monotonic() + seconds
     lateness: list[float] = []
     t2a: list[float] = []
@@ -55,8 +58,7 @@ def _watch(robot: Any, stream: Any, seconds: float | None) -> int:
         if got is not None:
             topic, h, _ = got
             if topic == "event":
-                rest = {k: v for k, v in h.items() if k not in ("v", "t", "kind")}
-                print(f"event {h.get('kind')}: {rest}", flush=True)
+                print(as_json(h) if json_events else f"event: {describe(h)}", flush=True)
             else:
                 head = h
                 lateness.append(h["lateness_ns"] / 1e3)
@@ -67,11 +69,13 @@ def _watch(robot: Any, stream: Any, seconds: float | None) -> int:
                 last_cycle = h["cycle"]
         if time.monotonic() >= next_line and head:
             late = np.percentile(lateness, [50, 99]) if lateness else [0, 0]
+            t2a_p50 = f"{np.median(t2a):.0f} us" if t2a else "-"
+            stale = ", ".join(head["stale"]) if head["stale"] else "-"
             print(
                 f"cycle {head['cycle']} {head['mode']:<6} holder {head.get('holder') or '-'} "
                 f"ep {head['episode']} | {len(lateness)} steps/s, lateness p50 {late[0]:.0f} "
-                f"p99 {late[1]:.0f} us, trigger->apply p50 {np.median(t2a):.0f} us, "
-                f"fallbacks {fallbacks}, cycles not seen {gaps}, stale {head['stale'] or '-'}",
+                f"p99 {late[1]:.0f} us, trigger->apply p50 {t2a_p50}, "
+                f"fallbacks {fallbacks}, cycles not seen {gaps}, stale {stale}",
                 flush=True,
             )
             lateness.clear()

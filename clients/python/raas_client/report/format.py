@@ -71,6 +71,11 @@ OBSERVATION_SCHEMA: Final[dict[str, Any]] = {
                 "properties": {
                     "capture_ns": _NS,
                     "arrival_ns": _NS,
+                    "device_ns": {
+                        "type": ["integer", "null"],
+                        "description": "the capture on the device's own clock (ns; capture_ns "
+                        "is it mapped to the loop's clock); null: the device has no clock",
+                    },
                     "stale": {"type": "boolean"},
                     "age_ns": {"type": "integer"},
                     "sample_cycle": {"type": "integer"},

@@ -7,11 +7,13 @@ from datetime import timedelta
 from fastapi import APIRouter, Response, status
 
 from raas.service.crud import audit
+from raas.service.crud import logins as login_crud
 from raas.service.crud import tokens as token_crud
 from raas.service.crud import users as user_crud
 from raas.service.deps import AnyPrincipal, Now, ObjectId, Person, ReadDB, State, WriteDB
 from raas.service.errors import InvalidCredentials, NotFound
 from raas.service.schemas import (
+    ErrorPublic,
     LoginRequest,
     LoginResponse,
     TokenCreate,
@@ -24,15 +26,38 @@ from raas.service.security import verify_password
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login")
+@router.post(
+    "/login",
+    responses={
+        401: {"model": ErrorPublic, "description": "invalid_credentials"},
+        429: {
+            "model": ErrorPublic,
+            "description": "too_many_logins: the email is locked out for a while",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until the next attempt may succeed",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    },
+)
 def login(
     body: LoginRequest, response: Response, db: WriteDB, state: State, now: Now
 ) -> LoginResponse:
-    """Check email and password; answer a session token and set it as an HttpOnly cookie."""
+    """Check email and password; answer a session token and set it as an HttpOnly cookie.
+    After `login_max_failures` failed attempts an email is locked out (429 with Retry-After),
+    for a time that doubles with every further failure."""
+    login_crud.refuse_if_locked(db, body.email, now)
     user = user_crud.get_by_email(db, body.email)
     ok = verify_password(body.password, user.password_hash if user else None)
     if user is None or not ok or not user.active:
+        locked_until = login_crud.record_failure(db, body.email, now, state.settings)
+        target = f"user:{user.id}" if user else "email:unknown"
+        audit.record(db, user, "login.failed", target, now, locked=locked_until is not None)
+        db.commit()  # the failure counts even though the answer is a refusal
         raise InvalidCredentials()
+    login_crud.record_success(db, body.email)
     lifetime = timedelta(hours=state.settings.session_hours)
     token, secret = token_crud.issue(
         db, user, kind="session", name="login", now=now, lifetime=lifetime

@@ -70,7 +70,10 @@ def get_feed_principal(
 FeedReader = Annotated[Principal, Depends(get_feed_principal)]
 
 
-def _reservation_entries(db: Session, reservations: list[Reservation]) -> list[ReservationEntry]:
+def _reservation_entries(
+    db: Session, reservations: list[Reservation], reader: Principal
+) -> list[ReservationEntry]:
+    """Feed rows; others' bookings are private (busy blocks) unless the reader is staff."""
     robot_ids = {r.robot_id for r in reservations}
     user_ids = {r.user_id for r in reservations}
     robots = {r.id: r.name for r in db.scalars(select(Robot).where(Robot.id.in_(robot_ids)))}
@@ -88,6 +91,7 @@ def _reservation_entries(db: Session, reservations: list[Reservation]) -> list[R
             updated_at=r.updated_at,
             cancelled=r.status == ReservationStatus.cancelled.value,
             note=r.purpose or None,
+            private=not reader.is_staff and r.user_id != reader.user.id,
         )
         for r in reservations
     ]
@@ -122,8 +126,9 @@ def _ics(body: bytes, filename: str) -> Response:
 
 @router.get("/robots/{robot_id}/calendar.ics", response_class=Response)
 def robot_calendar(robot_id: ObjectId, principal: FeedReader, db: ReadDB, now: Now) -> Response:
-    """The robot's bookings (cancelled ones marked) and maintenance blocks, as iCalendar."""
-    del principal  # any signed-in person may see when a robot is busy
+    """The robot's bookings (cancelled ones marked) and maintenance blocks, as iCalendar.
+    Any signed-in person may see when the robot is busy; who booked and why only on their own
+    bookings (staff: on all)."""
     robot = robot_crud.get(db, robot_id)
     start, end = now - FEED_PAST, now + FEED_AHEAD
     reservations = reservation_crud.list_reservations(
@@ -138,7 +143,9 @@ def robot_calendar(robot_id: ObjectId, principal: FeedReader, db: ReadDB, now: N
     )
     blocks = maintenance_crud.list_blocks(db, robot_id=robot.id, start=start, end=end)
     body = render_robot_calendar(
-        robot.name, _reservation_entries(db, reservations), _maintenance_entries(robot, blocks)
+        robot.name,
+        _reservation_entries(db, reservations, principal),
+        _maintenance_entries(robot, blocks),
     )
     return _ics(body, f"{robot.name}.ics")
 
@@ -159,5 +166,5 @@ def user_calendar(user_id: ObjectId, principal: FeedReader, db: ReadDB, now: Now
         limit=FEED_LIMIT,
         offset=0,
     )
-    body = render_user_calendar(user.name, _reservation_entries(db, reservations))
+    body = render_user_calendar(user.name, _reservation_entries(db, reservations, principal))
     return _ics(body, f"user-{user.id}.ics")

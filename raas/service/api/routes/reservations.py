@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from raas.service.crud import audit
 from raas.service.crud import leases as lease_crud
@@ -14,17 +14,39 @@ from raas.service.crud import users as user_crud
 from raas.service.deps import Now, ObjectId, Person, ReadDB, State, WriteDB
 from raas.service.deps import Principal as PrincipalT
 from raas.service.errors import Forbidden, NotFound
-from raas.service.models import Reservation, ReservationStatus
+from raas.service.models import Lease, Reservation, ReservationStatus, Revocation
 from raas.service.schemas import (
+    ErrorPublic,
+    InvalidRequestPublic,
     LeasePublic,
     LeaseRequest,
+    OccurrencePublic,
     ReservationCreate,
+    ReservationMoved,
     ReservationPublic,
+    ReservationSeriesCreate,
     ReservationUpdate,
+    SeriesConflictPublic,
+    SeriesPublic,
     UTCTime,
 )
 
 router = APIRouter(prefix="/reservations", tags=["reservations"])
+
+BOOKING_REFUSALS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorPublic, "description": "quota_exceeded, too_far_ahead"},
+    409: {
+        "model": ErrorPublic,
+        "description": "reservation_conflict, buffer_conflict, maintenance_conflict, "
+        "robot_not_bookable",
+    },
+    422: {
+        "model": InvalidRequestPublic | ErrorPublic,
+        "description": "invalid_request (a malformed body: `detail` lists each field at fault) "
+        "or, as `{detail, error}`: invalid_time_range, off_granularity, booking_too_short, "
+        "booking_too_long, idempotency_key_reused",
+    },
+}
 
 
 def _visible(principal: PrincipalT, reservation: Reservation) -> None:
@@ -43,6 +65,7 @@ def list_reservations(
     ends_at: Annotated[UTCTime | None, Query(description="overlapping until")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    series_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
 ) -> list[ReservationPublic]:
     """Your reservations; staff see everyone's (filter with user_id)."""
     if not principal.is_staff:
@@ -58,16 +81,57 @@ def list_reservations(
         end=ends_at,
         limit=limit,
         offset=offset,
+        series_id=series_id,
     )
     return [ReservationPublic.model_validate(r) for r in rows]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description="A key of your choosing (e.g. a UUID) that makes retrying the create safe: "
+        "the same key and body answer the booking made the first time (with the header "
+        "`Idempotent-Replayed: true`); the same key with another body is refused (422 "
+        "idempotency_key_reused). Keys are kept per user, with the booking.",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **BOOKING_REFUSALS,
+        201: {
+            "description": "Booked (or, with a replayed Idempotency-Key, the earlier booking)",
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "`true` when this answers a retried Idempotency-Key",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    },
+)
 def create_reservation(
-    body: ReservationCreate, principal: Person, db: WriteDB, now: Now
+    body: ReservationCreate,
+    principal: Person,
+    db: WriteDB,
+    state: State,
+    now: Now,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> ReservationPublic:
-    """Book a robot. 409 when the slot collides with another booking or maintenance."""
-    reservation = reservation_crud.create(db, principal.user, body, now)
+    """Book a robot. 409 when the slot collides with another booking, maintenance or the
+    robot's buffer; 422 off the robot's time grid, too short or too long."""
+    reservation, replayed = reservation_crud.create(
+        db, principal.user, body, now, state.settings, idempotency_key=idempotency_key
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+        return ReservationPublic.model_validate(reservation)
     audit.record(
         db,
         principal.user,
@@ -82,6 +146,57 @@ def create_reservation(
     return ReservationPublic.model_validate(reservation)
 
 
+@router.post(
+    "/series",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        409: {
+            "model": SeriesConflictPublic,
+            "description": "series_conflict: `occurrences` lists each one's fate",
+        },
+        422: BOOKING_REFUSALS[422],
+    },
+)
+def create_series(
+    body: ReservationSeriesCreate, principal: Person, db: WriteDB, state: State, now: Now
+) -> SeriesPublic:
+    """Book the same slot every week (a course, a long experiment), each occurrence checked
+    like a single booking. Mode `all` books all or nothing (409 `series_conflict` with the
+    refused occurrences); mode `available` books what fits and reports the rest."""
+    series_id, results = reservation_crud.create_series(
+        db, principal.user, body, now, state.settings
+    )
+    booked = [r.reservation.id for r in results if r.reservation is not None]
+    audit.record(
+        db,
+        principal.user,
+        "reservation.series_create",
+        f"series:{series_id}",
+        now,
+        robot_id=body.robot_id,
+        booked=booked,
+        refused=len(results) - len(booked),
+    )
+    db.commit()
+    return SeriesPublic(
+        series_id=series_id,
+        booked=len(booked),
+        refused=len(results) - len(booked),
+        occurrences=[
+            OccurrencePublic(
+                starts_at=r.starts_at,
+                ends_at=r.ends_at,
+                reservation=(
+                    ReservationPublic.model_validate(r.reservation) if r.reservation else None
+                ),
+                error=r.error,
+                detail=r.detail,
+            )
+            for r in results
+        ],
+    )
+
+
 @router.get("/{reservation_id}")
 def get_reservation(reservation_id: ObjectId, principal: Person, db: ReadDB) -> ReservationPublic:
     reservation = reservation_crud.get(db, reservation_id)
@@ -89,20 +204,89 @@ def get_reservation(reservation_id: ObjectId, principal: Person, db: ReadDB) -> 
     return ReservationPublic.model_validate(reservation)
 
 
-@router.patch("/{reservation_id}")
+@router.patch(
+    "/{reservation_id}",
+    responses={
+        **BOOKING_REFUSALS,
+        409: {
+            "model": ErrorPublic,
+            "description": BOOKING_REFUSALS[409]["description"] + ", reservation_not_active",
+        },
+    },
+)
 def update_reservation(
-    reservation_id: ObjectId, body: ReservationUpdate, principal: Person, db: WriteDB, now: Now
-) -> ReservationPublic:
+    reservation_id: ObjectId,
+    body: ReservationUpdate,
+    principal: Person,
+    db: WriteDB,
+    state: State,
+    now: Now,
+) -> ReservationMoved:
+    """Edit the purpose (holder) or move the booking (`starts_at` and/or `ends_at`; holder or
+    staff). A move is checked like a new booking of the holder, revokes the booking's leases
+    (reason `moved`) and answers new ones in `reissued_leases`."""
     reservation = reservation_crud.get(db, reservation_id, lock=True)
     _visible(principal, reservation)
-    if reservation.user_id != principal.user.id:
-        raise Forbidden("only the holder edits a reservation")
+    moving = body.starts_at is not None or body.ends_at is not None
+    if reservation.user_id != principal.user.id and (body.purpose is not None or not moving):
+        raise Forbidden("only the holder edits a reservation's purpose")
+    before = (reservation.starts_at, reservation.ends_at)
+    reissued: list[LeasePublic] = []
+    revoked: list[Revocation] = []
+    if moving:
+        start = body.starts_at or reservation.starts_at
+        end = body.ends_at or reservation.ends_at
+        revoked = reservation_crud.move(db, reservation, start, end, now, state.settings)
+        reissued = _reissue(db, state, reservation, revoked, now)
     if body.purpose is not None:
         reservation.purpose = body.purpose
         reservation.updated_at = now
-    audit.record(db, principal.user, "reservation.update", f"reservation:{reservation.id}", now)
+    detail: dict[str, object] = {}
+    if moving:
+        detail = {"starts_at": reservation.starts_at, "ends_at": reservation.ends_at}
+        detail["moved_from"] = [before[0], before[1]]
+    action = "reservation.move" if moving else "reservation.update"
+    audit.record(db, principal.user, action, f"reservation:{reservation.id}", now, **detail)
     db.commit()
-    return ReservationPublic.model_validate(reservation)
+    if revoked:
+        state.hub.notify()
+    public = ReservationPublic.model_validate(reservation)
+    return ReservationMoved(**public.model_dump(), reissued_leases=reissued)
+
+
+def _reissue(
+    db: WriteDB, state: State, reservation: Reservation, revoked: list[Revocation], now: Now
+) -> list[LeasePublic]:
+    """One new lease for each lease a move revoked: same holder, same scope, new times."""
+    out = []
+    robot = robot_crud.get(db, reservation.robot_id)
+    for entry in revoked:
+        old = db.get(Lease, entry.jti)
+        if old is None or old.expires_at <= now:
+            continue
+        holder = user_crud.get_user(db, old.user_id)
+        lease, token = lease_crud.issue(
+            db,
+            reservation,
+            robot,
+            holder,
+            scope=old.scope,
+            key=state.signing_key,
+            issuer=state.settings.issuer,
+            now=now,
+        )
+        audit.record(db, holder, "lease.reissue", f"lease:{lease.jti}", now, replaces=old.jti)
+        out.append(
+            LeasePublic(
+                token=token,
+                jti=lease.jti,
+                robot=robot.name,
+                scope=lease.scope,
+                not_before=lease.not_before,
+                expires_at=lease.expires_at,
+            )
+        )
+    return out
 
 
 @router.post("/{reservation_id}/cancel")
@@ -121,7 +305,16 @@ def cancel_reservation(
     return ReservationPublic.model_validate(reservation)
 
 
-@router.post("/{reservation_id}/lease", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{reservation_id}/lease",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        409: {
+            "model": ErrorPublic,
+            "description": "reservation_not_active, robot_not_bookable, reservation_too_short",
+        }
+    },
+)
 def issue_lease(
     reservation_id: ObjectId,
     principal: Person,

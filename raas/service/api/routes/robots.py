@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
 
 from raas.service.crud import audit
+from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.crud import tokens as token_crud
 from raas.service.crud import wear as wear_crud
@@ -150,8 +151,20 @@ def availability(
 
 
 @router.get("/{robot_id}/lease-key", response_class=PlainTextResponse)
-def lease_key(robot_id: ObjectId, principal: AnyPrincipal, db: ReadDB) -> str:
-    """PEM of the Ed25519 public key this robot's daemon verifies leases with."""
+def lease_key(
+    robot_id: ObjectId, principal: AnyPrincipal, db: ReadDB, state: State, now: Now
+) -> str:
+    """PEM of the Ed25519 public keys this robot's daemon verifies leases with: the service's
+    signing key and, after a rotation, each retired key while a lease it signed is live (a
+    daemon reading its trusted keys from a file re-reads it when it changes)."""
     if principal.robot_id is not None and principal.robot_id != robot_id:
         raise NotFound(f"no robot {robot_id}")
-    return robot_crud.get(db, robot_id).lease_public_key
+    robot = robot_crud.get(db, robot_id)
+    ring = lease_crud.trusted_keys(
+        db,
+        robot,
+        current=state.signing_key.public_key(),
+        retired=state.retired_keys,
+        now=now,
+    )
+    return ring.pem()

@@ -7,10 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from raas.service.crud import audit
+from raas.service.crud import reservations as reservation_crud
+from raas.service.crud import tokens as token_crud
 from raas.service.crud import users as user_crud
 from raas.service.crud.users import Limits
-from raas.service.deps import Admin, Now, ObjectId, Person, ReadDB, Staff, WriteDB
+from raas.service.deps import Admin, Now, ObjectId, Person, ReadDB, Staff, State, WriteDB
 from raas.service.errors import Forbidden, NotFound
+from raas.service.models import Revocation
 from raas.service.schemas import QuotaPublic, QuotaUpdate, UserCreate, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -56,18 +59,55 @@ def get_user(user_id: ObjectId, principal: Person, db: ReadDB) -> UserPublic:
 
 @router.patch("/{user_id}")
 def update_user(
-    user_id: ObjectId, body: UserUpdate, principal: Person, db: WriteDB, now: Now
+    user_id: ObjectId, body: UserUpdate, principal: Person, db: WriteDB, state: State, now: Now
 ) -> UserPublic:
-    """Admins change anything; a user may change their own name and password."""
+    """Admins change anything; a user may change their own name and password.
+
+    A new password ends the user's other login sessions (the session making the change, if it
+    is theirs, stays). Deactivating an account cancels its bookings that have not ended and
+    revokes their leases (each audited)."""
     _visible(principal, user_id)
     if not principal.is_admin and (
         principal.user.id != user_id or body.role is not None or body.active is not None
     ):
         raise Forbidden("only admins change roles, accounts of others, or activation")
-    user = user_crud.update_user(db, user_crud.get_user(db, user_id), body)
+    user = user_crud.get_user(db, user_id)
+    was_active = user.active
+    user = user_crud.update_user(db, user, body)
     changed = sorted(body.model_dump(exclude_none=True, exclude={"password"}))
+    if body.password is not None:
+        changed.append("password")
     audit.record(db, principal.user, "user.update", f"user:{user.id}", now, fields=changed)
+    if body.password is not None:
+        keep = principal.token.id if principal.user.id == user.id else None
+        ended = token_crud.revoke_sessions(db, user, now, keep=keep)
+        audit.record(db, principal.user, "user.sessions_ended", f"user:{user.id}", now, n=ended)
+    revoked: list[Revocation] = []
+    if was_active and not user.active:
+        cancelled, revoked = reservation_crud.cancel_future_of(
+            db, user, reason=f"account deactivated by admin:{principal.user.id}", now=now
+        )
+        for reservation in cancelled:
+            audit.record(
+                db,
+                principal.user,
+                "reservation.cancel",
+                f"reservation:{reservation.id}",
+                now,
+                reason="account deactivated",
+            )
+        audit.record(
+            db,
+            principal.user,
+            "user.deactivate",
+            f"user:{user.id}",
+            now,
+            cancelled=[r.id for r in cancelled],
+            leases_revoked=len(revoked),
+        )
     db.commit()
+    if revoked:
+        state.hub.notify()
     return UserPublic.model_validate(user)
 
 
