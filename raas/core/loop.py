@@ -1,5 +1,7 @@
 """The control loop: the cycle contract of docs/architecture.md, one cycle at a time.
 
+    prepare             at t_k - P, a controller that has prepare() warms up (realtime only;
+                        LoopConfig.prepare may move it to just after the trigger, or off)
     t_k = t_0 + k T     sleep-then-spin until t_k (absolute grid, no drift)
     trigger             one trigger to every device, the hand's state request
     collect (needed)    the sources the controller reads, each until its own deadline
@@ -19,7 +21,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +59,15 @@ class LoopConfig(BaseModel):
     )
     apply_phase_ms: float | None = Field(
         default=None, ge=0, description="apply at t_k + L (fixed phase); None: as soon as ready"
+    )
+    prepare: Literal["before_trigger", "after_trigger", "off"] = Field(
+        default="before_trigger",
+        description="when the realtime loop calls the controller's prepare() (a policy's "
+        "warm-up inferences): prepare_lead_ms before the trigger, right after the trigger "
+        "while the devices answer (its time then delays collect), or never",
+    )
+    prepare_lead_ms: float = Field(
+        default=3.0, gt=0, description="how long before the trigger (prepare = before_trigger)"
     )
     status_interval_s: float = Field(default=1.0, gt=0)
 
@@ -204,6 +215,16 @@ class ControlLoop:
         sup.needs = frozenset(controller.needs)
         readings = self.readings
         slipped = False
+        # A controller may warm up just before the trigger (a policy: one inference on scratch
+        # buffers). Only on a real clock: in lockstep the caches do not go cold between cycles.
+        prepare: Callable[[], None] | None = getattr(controller, "prepare", None)
+        if not clock.realtime or cfg.prepare == "off":
+            prepare = None
+        before = prepare if cfg.prepare == "before_trigger" else None
+        after = prepare if cfg.prepare == "after_trigger" else None
+        lead = round(cfg.prepare_lead_ms * _MS)
+        if lead >= period:
+            before = None
         self.controller.reset()
         if self.arm_on_start:
             sup.arm(Cause.POLICY)
@@ -219,6 +240,9 @@ class ControlLoop:
         try:
             while self._stop_reason is None:
                 t_k = grid.t(k)
+                if before is not None and clock.now_ns() < t_k - lead:
+                    clock.sleep_until(t_k - lead)
+                    before()
                 clock.sleep_until(t_k)
                 now = clock.now_ns()
                 if now >= t_k + period:  # woke a whole slot late: skip to the current slot
@@ -239,7 +263,10 @@ class ControlLoop:
                 s1 = sw()
                 phases.trigger = s1 - s0
 
-                # 2. collect what the controller reads
+                # 2. collect what the controller reads (a sample that arrived while the
+                # controller prepared is taken whatever its deadline)
+                if after is not None:
+                    after()
                 self.collect_first.collect(obs, k, trig_ns)
                 s2 = sw()
                 phases.collect = s2 - s1

@@ -29,6 +29,10 @@ class PolicyController:
         self.runner.reset()
         self._episode = None
 
+    def prepare(self) -> None:
+        """Called by the loop shortly before the trigger (LoopConfig.prepare_lead_ms)."""
+        self.runner.prepare()
+
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         if obs.episode != self._episode:
             if self._episode is not None:

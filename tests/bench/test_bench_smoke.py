@@ -47,6 +47,11 @@ class Smoke:
 
 
 SMOKE: dict[str, Smoke] = {
+    "cameras": Smoke(
+        ("--duration", "3", "--chunk", "3"),
+        ours=(("raasd", "chunks", 0, "period_error_us"), ("raasd", "cycles")),
+        peer=(("reference", "period_error_us"),),
+    ),
     "clock": Smoke(
         ("--duration", "0.8", "--settle", "0.4", "--rate", "25", "--cost-n", "50"),
         ours=(
