@@ -20,7 +20,14 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from raas.service.token_cache import TokenCache
+
 SQLITE_BUSY_TIMEOUT_S = 60.0
+#: Connections kept open. Sized to the request thread pool (anyio's default is 40 threads):
+#: a connection made beyond the pool is closed again when returned, and opening one costs its
+#: PRAGMAs (SQLite) or a TCP handshake and authentication (PostgreSQL) on the request's time.
+POOL_SIZE = 40
+MAX_OVERFLOW = 10
 _HOLDS_LOCK = "raas_holds_write_lock"
 
 
@@ -36,13 +43,15 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-            pool_size=8,
-            max_overflow=24,
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
             pool_timeout=60,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=15, pool_timeout=60, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_timeout=60, pool_pre_ping=True
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -91,6 +100,10 @@ class Database:
         self.reader = sessionmaker(
             self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
+        #: Authenticated tokens (raas/service/token_cache.py), emptied by commits touching them.
+        self.token_cache = TokenCache()
+        self.token_cache.watch(self.writer)
+        self.token_cache.watch(self.reader)
 
     @property
     def sqlite(self) -> bool:
