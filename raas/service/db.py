@@ -11,7 +11,7 @@ robot row.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 #: PRAGMAs (SQLite) or a TCP handshake and authentication (PostgreSQL) on the request's time.
 POOL_SIZE = 40
 MAX_OVERFLOW = 10
-_HOLDS_LOCK = "raas_holds_write_lock"
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -74,21 +73,43 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        raw = connection.connection.dbapi_connection
         if mode == "IMMEDIATE":
             write_lock.acquire()
-            connection.info[_HOLDS_LOCK] = True
+            holders.add(id(raw))
         try:
             connection.exec_driver_sql(f"BEGIN {mode}")
         except BaseException:
-            _release(connection)
+            _release(raw)
             raise
 
+    holders: set[int] = set()  # ids of the sqlite3 connections holding `write_lock`
+
     def _release(connection: Any) -> None:
-        if connection.info.pop(_HOLDS_LOCK, False):
+        raw = getattr(connection, "dbapi_connection", connection)
+        if id(raw) in holders:
+            holders.discard(id(raw))
             write_lock.release()
 
-    event.listen(engine, "commit", _release)
-    event.listen(engine, "rollback", _release)
+    # The lock is held until COMMIT (or ROLLBACK) has returned, so the fsync of one writer's
+    # commit is inside the queue. SQLAlchemy's "commit" and "rollback" events fire before the
+    # statement runs: releasing there let the next writer's BEGIN IMMEDIATE meet the commit
+    # still in progress and fall into the busy handler's sleeps (1, 2, 5, 10 ... ms). The
+    # dialect's do_commit/do_rollback are what run the statements (called by the Connection
+    # and by the pool's reset-on-return, with the pooled or the raw sqlite3 connection).
+    dialect = engine.dialect
+    for name in ("do_commit", "do_rollback"):
+        setattr(dialect, name, _releasing(getattr(dialect, name), _release))
+
+
+def _releasing(run: Callable[[Any], None], release: Callable[[Any], None]) -> Callable[[Any], None]:
+    def wrapped(dbapi_connection: Any) -> None:
+        try:
+            run(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    return wrapped
 
 
 class Database:
