@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from raas.service.commit_cache import CommitCache
+from raas.service.models import MaintenanceBlock, Reservation, Robot
 from raas.service.token_cache import TokenCache
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -123,8 +126,14 @@ class Database:
         )
         #: Authenticated tokens (raas/service/token_cache.py), emptied by commits touching them.
         self.token_cache = TokenCache()
-        self.token_cache.watch(self.writer)
-        self.token_cache.watch(self.reader)
+        #: Availability answers (JSON) by (robot id, start, end), emptied by commits touching
+        #: reservations, maintenance blocks or robots (raas/service/commit_cache.py).
+        self.availability_cache: CommitCache[tuple[int, datetime, datetime], bytes] = CommitCache(
+            (Reservation, MaintenanceBlock, Robot), max_entries=1024
+        )
+        for cache in (self.token_cache, self.availability_cache):
+            cache.watch(self.writer)
+            cache.watch(self.reader)
 
     @property
     def sqlite(self) -> bool:

@@ -107,7 +107,7 @@ async def get_principal(
         raise NotAuthenticated()
     cache = state.db.token_cache
     token_hash = hash_token(secret)
-    hit = cache.get(token_hash, now)
+    hit = cache.lookup(token_hash, now)
     if hit is not None:
         return Principal(user=hit[1], token=hit[0])
     generation = cache.generation
@@ -117,7 +117,7 @@ async def get_principal(
             return token_crud.authenticate(db, secret, now)
 
     token, user = await run_in_threadpool(read)
-    cache.put(token_hash, token, user, generation)
+    cache.put(token_hash, (token, user), generation)
     return Principal(user=user, token=token)
 
 

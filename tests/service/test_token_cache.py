@@ -44,7 +44,7 @@ def me(env: ApiEnv, token: str) -> httpx.Response:
 
 
 def cached(env: ApiEnv, token: str) -> bool:
-    return env.state.db.token_cache.get(hash_token(token), env.clock.now) is not None
+    return env.state.db.token_cache.lookup(hash_token(token), env.clock.now) is not None
 
 
 def warm(env: ApiEnv, token: str) -> None:
@@ -162,6 +162,6 @@ def test_a_read_that_raced_a_revocation_is_not_kept(env: ApiEnv) -> None:
     token_id = row.id
     r = env.client.delete(f"/auth/tokens/{token_id}", headers=env.h("bob@lab"))
     assert r.status_code == 200, r.text
-    cache.put(hash_token(token), row, user, generation)
+    cache.put(hash_token(token), (row, user), generation)
     assert not cached(env, token)
     assert me(env, token).status_code == 401
