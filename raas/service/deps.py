@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,7 +45,7 @@ Now = Annotated[datetime, Depends(get_now)]
 async def _session(state: ServiceState, factory: sessionmaker[Session]) -> AsyncIterator[Session]:
     # Made on the event loop: a Session connects lazily, at its first query, which runs in the
     # route's own thread. Closing ends what the route left open (a rollback) and returns the
-    # connection: microseconds on SQLite, a round trip on PostgreSQL (so in the thread pool).
+    # connection: microseconds on SQLite, a round trip on PostgreSQL (so in a thread).
     session = factory()
     try:
         yield session
@@ -52,7 +53,10 @@ async def _session(state: ServiceState, factory: sessionmaker[Session]) -> Async
         if state.db.sqlite:
             session.close()
         else:
-            await run_in_threadpool(session.close)
+            # Not in the request thread pool: when every pool thread waits for a row lock that
+            # this session holds (a route that raised before its commit), the close that
+            # releases it must not queue behind them (FastAPI's own exit hops do the same).
+            await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
 
 
 async def get_write_session(state: State) -> AsyncIterator[Session]:
