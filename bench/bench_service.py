@@ -7,8 +7,10 @@ worker, h11, asyncio loop, no access log, on 127.0.0.1), the peer first, never a
   booking        POST /reservations, each a new non-overlapping slot; the service checks the
                  robot, maintenance, quota and overlap, writes, audits and commits (fsync'd,
                  synchronous=FULL) before it answers 201
-The peer (bench/peer_fastapi.py) has the same routes and models and does no work, so the ratio
-says what authentication, the database and the booking rules cost on top of the framework.
+The peer (bench/peer_fastapi.py) has the same routes and models; its availability read does no
+work (bare FastAPI GET) and its booking inserts the same one row with the same durability (SQLite
+WAL, synchronous=FULL, commit before the 201), so the ratios say what authentication, the ORM and
+the booking rules cost on top of the framework and of the write itself.
 
 A closed loop: N keep-alive connections (`--concurrency`, default 1 and 8: 1 shows the latency of
 one request alone, 8 the throughput under load), each sending its next request when the last
@@ -334,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         seeded = seed(tmp, args.prebooked)
         sides = {
-            "bare": ("bench.peer_fastapi:create_app", {}, None),
+            "bare": (
+                "bench.peer_fastapi:create_app",
+                {"PEER_DATABASE": str(tmp / "peer.db")},
+                None,
+            ),
             "raas": (
                 "raas.service.app:create_app",
                 {
@@ -356,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(_line(key, row), flush=True)
 
     summary: dict[str, Any] = {}
+    print(f"== machine load (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("== raas / bare")
     for name, sides_result in results.items():
         ours, bare = sides_result["raas"], sides_result["bare"]
@@ -377,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup_s": args.warmup,
                 "concurrency": levels,
                 "prebooked": args.prebooked,
-                "database": "sqlite (WAL, synchronous=FULL)",
+                "database": "sqlite (WAL, synchronous=FULL), both sides' bookings",
                 "uvicorn": UVICORN_ARGS,
             },
             "results": results,

@@ -1,13 +1,24 @@
-"""The peer of the service benchmark: the same two endpoints in bare FastAPI, doing no work.
+"""The peer of the service benchmark: the same two endpoints in bare FastAPI.
 
 Same framework, same uvicorn settings, same request and response shapes (pydantic models, sync
-handlers run in the thread pool as the service's are), but no authentication, no database and
-no rules. What the service costs beyond this is what raas itself adds.
+handlers run in the thread pool as the service's are), no authentication and no rules:
+  availability   answers at once (the "bare FastAPI GET" of issue 16)
+  booking        inserts the booking as one row into a SQLite file with the service's durability
+                 (WAL, synchronous=FULL, BEGIN IMMEDIATE behind one process-wide lock, commit
+                 before the 201), through the standard library's sqlite3: "bare FastAPI + the
+                 same one-row insert, same durability"
+The database is `$PEER_DATABASE` (a temporary file when unset). What the service costs beyond
+this is what raas itself adds: authentication, the ORM, the booking rules, the audit row.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import tempfile
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, status
@@ -42,9 +53,66 @@ class ReservationPublic(ReservationCreate):
     created_at: datetime
 
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS reservations (
+    id INTEGER PRIMARY KEY,
+    robot_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    created_at TEXT NOT NULL
+)
+"""
+
+
+class Store:
+    """One connection per thread to one SQLite file, as durable as the service's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.local = threading.local()
+        self.write_lock = threading.Lock()
+        self.connection().execute(SCHEMA)
+
+    def connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self.local.conn = conn
+        return conn
+
+    def insert(self, body: ReservationCreate, created_at: datetime) -> int:
+        conn = self.connection()
+        with self.write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO reservations (robot_id, user_id, starts_at, ends_at, status,"
+                    " purpose, created_at) VALUES (?, 1, ?, ?, 'confirmed', ?, ?)",
+                    (
+                        body.robot_id,
+                        body.starts_at.isoformat(),
+                        body.ends_at.isoformat(),
+                        body.purpose,
+                        created_at.isoformat(),
+                    ),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return int(cur.lastrowid or 0)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="bare peer")
-    counter = iter(range(1, 2**62))
+    given = os.environ.get("PEER_DATABASE")
+    store = Store(Path(given) if given else Path(tempfile.mkdtemp()) / "peer.db")
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -58,12 +126,13 @@ def create_app() -> FastAPI:
 
     @app.post("/reservations", status_code=status.HTTP_201_CREATED)
     def reserve(body: ReservationCreate) -> ReservationPublic:
+        created_at = datetime.now(UTC)
         return ReservationPublic(
             **body.model_dump(),
-            id=next(counter),
+            id=store.insert(body, created_at),
             user_id=1,
             status="confirmed",
-            created_at=datetime.now(UTC),
+            created_at=created_at,
         )
 
     return app

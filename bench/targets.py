@@ -201,8 +201,8 @@ TARGETS: tuple[Target, ...] = (
         Figure((*_AV, "bare", "per_second")), 0.5, ">=", "ratio", unit="req/s",
     ),
     Target(
-        "service_booking", "service: bookings created per second, 32 connections, vs the "
-        "peer's (bench/peer_fastapi.py)",
+        "service_booking", "service: bookings created per second, 32 connections, vs bare "
+        "FastAPI + the same one-row insert, same durability (bench/peer_fastapi.py)",
         16, "service", Figure((*_BK, "raas", "per_second")),
         Figure((*_BK, "bare", "per_second")), 0.5, ">=", "ratio", unit="req/s",
     ),

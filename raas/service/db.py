@@ -11,8 +11,9 @@ robot row.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from raas.service.commit_cache import CommitCache
+from raas.service.models import MaintenanceBlock, Reservation, Robot
+from raas.service.token_cache import TokenCache
+
 SQLITE_BUSY_TIMEOUT_S = 60.0
-_HOLDS_LOCK = "raas_holds_write_lock"
+#: Connections kept open. Sized to the request thread pool (anyio's default is 40 threads):
+#: a connection made beyond the pool is closed again when returned, and opening one costs its
+#: PRAGMAs (SQLite) or a TCP handshake and authentication (PostgreSQL) on the request's time.
+POOL_SIZE = 40
+MAX_OVERFLOW = 10
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -36,13 +45,15 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-            pool_size=8,
-            max_overflow=24,
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
             pool_timeout=60,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=15, pool_timeout=60, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_timeout=60, pool_pre_ping=True
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -65,21 +76,43 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        raw = connection.connection.dbapi_connection
         if mode == "IMMEDIATE":
             write_lock.acquire()
-            connection.info[_HOLDS_LOCK] = True
+            holders.add(id(raw))
         try:
             connection.exec_driver_sql(f"BEGIN {mode}")
         except BaseException:
-            _release(connection)
+            _release(raw)
             raise
 
+    holders: set[int] = set()  # ids of the sqlite3 connections holding `write_lock`
+
     def _release(connection: Any) -> None:
-        if connection.info.pop(_HOLDS_LOCK, False):
+        raw = getattr(connection, "dbapi_connection", connection)
+        if id(raw) in holders:
+            holders.discard(id(raw))
             write_lock.release()
 
-    event.listen(engine, "commit", _release)
-    event.listen(engine, "rollback", _release)
+    # The lock is held until COMMIT (or ROLLBACK) has returned, so the fsync of one writer's
+    # commit is inside the queue. SQLAlchemy's "commit" and "rollback" events fire before the
+    # statement runs: releasing there let the next writer's BEGIN IMMEDIATE meet the commit
+    # still in progress and fall into the busy handler's sleeps (1, 2, 5, 10 ... ms). The
+    # dialect's do_commit/do_rollback are what run the statements (called by the Connection
+    # and by the pool's reset-on-return, with the pooled or the raw sqlite3 connection).
+    dialect = engine.dialect
+    for name in ("do_commit", "do_rollback"):
+        setattr(dialect, name, _releasing(getattr(dialect, name), _release))
+
+
+def _releasing(run: Callable[[Any], None], release: Callable[[Any], None]) -> Callable[[Any], None]:
+    def wrapped(dbapi_connection: Any) -> None:
+        try:
+            run(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    return wrapped
 
 
 class Database:
@@ -91,6 +124,16 @@ class Database:
         self.reader = sessionmaker(
             self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
+        #: Authenticated tokens (raas/service/token_cache.py), emptied by commits touching them.
+        self.token_cache = TokenCache()
+        #: Availability answers (JSON) by (robot id, start, end), emptied by commits touching
+        #: reservations, maintenance blocks or robots (raas/service/commit_cache.py).
+        self.availability_cache: CommitCache[tuple[int, datetime, datetime], bytes] = CommitCache(
+            (Reservation, MaintenanceBlock, Robot), max_entries=1024
+        )
+        for cache in (self.token_cache, self.availability_cache):
+            cache.watch(self.writer)
+            cache.watch(self.reader)
 
     @property
     def sqlite(self) -> bool:

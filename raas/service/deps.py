@@ -1,26 +1,33 @@
-"""FastAPI dependencies, as `Annotated` aliases routes declare in their signatures."""
+"""FastAPI dependencies, as `Annotated` aliases routes declare in their signatures.
+
+Dependencies that neither block nor touch the database are `async def`: FastAPI runs a plain
+`def` dependency in the thread pool, and each such hop costs a thread hand-off per request
+(docs/performance.md, "Where the time goes: the service")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from raas.service.crud import tokens as token_crud
 from raas.service.errors import Forbidden, NotAuthenticated
 from raas.service.models import ApiToken, Role, User
+from raas.service.security import hash_token
 from raas.service.state import ServiceState
 
 MAX_ID = 2**31 - 1
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 
@@ -28,22 +35,39 @@ def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_now(state: State) -> datetime:
+async def get_now(state: State) -> datetime:
     return state.clock()
 
 
 Now = Annotated[datetime, Depends(get_now)]
 
 
-def get_write_session(state: State) -> Iterator[Session]:
+async def _session(state: ServiceState, factory: sessionmaker[Session]) -> AsyncIterator[Session]:
+    # Made on the event loop: a Session connects lazily, at its first query, which runs in the
+    # route's own thread. Closing ends what the route left open (a rollback) and returns the
+    # connection: microseconds on SQLite, a round trip on PostgreSQL (so in a thread).
+    session = factory()
+    try:
+        yield session
+    finally:
+        if state.db.sqlite:
+            session.close()
+        else:
+            # Not in the request thread pool: when every pool thread waits for a row lock that
+            # this session holds (a route that raised before its commit), the close that
+            # releases it must not queue behind them (FastAPI's own exit hops do the same).
+            await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
+
+
+async def get_write_session(state: State) -> AsyncIterator[Session]:
     """A session whose transaction takes the write lock first (SQLite BEGIN IMMEDIATE).
     Routes commit explicitly before answering; anything uncommitted is rolled back."""
-    with state.db.writer() as session:
+    async for session in _session(state, state.db.writer):
         yield session
 
 
-def get_read_session(state: State) -> Iterator[Session]:
-    with state.db.reader() as session:
+async def get_read_session(state: State) -> AsyncIterator[Session]:
+    async for session in _session(state, state.db.reader):
         yield session
 
 
@@ -72,39 +96,52 @@ class Principal:
         return self.robot_id is None and self.user.role == Role.admin.value
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     state: State,
     now: Now,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The token's owner: from the per-process token cache (raas/service/token_cache.py) when
+    it holds the token, else read from the database in the thread pool and remembered."""
     secret = credentials.credentials if credentials else None
     if secret is None:
         secret = request.cookies.get(state.settings.cookie_name)
     if not secret:
         raise NotAuthenticated()
-    with state.db.read() as db:
-        token, user = token_crud.authenticate(db, secret, now)
+    cache = state.db.token_cache
+    token_hash = hash_token(secret)
+    hit = cache.lookup(token_hash, now)
+    if hit is not None:
+        return Principal(user=hit[1], token=hit[0])
+    generation = cache.generation
+
+    def read() -> tuple[ApiToken, User]:
+        with state.db.read() as db:
+            return token_crud.authenticate(db, secret, now)
+
+    token, user = await run_in_threadpool(read)
+    cache.put(token_hash, (token, user), generation)
     return Principal(user=user, token=token)
 
 
 AnyPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def get_person(principal: AnyPrincipal) -> Principal:
+async def get_person(principal: AnyPrincipal) -> Principal:
     """A person (any role), not a robot daemon."""
     if principal.robot_id is not None:
         raise Forbidden("robot tokens may only report heartbeats and read revocations")
     return principal
 
 
-def get_staff(principal: Annotated[Principal, Depends(get_person)]) -> Principal:
+async def get_staff(principal: Annotated[Principal, Depends(get_person)]) -> Principal:
     if not principal.is_staff:
         raise Forbidden("staff or admin only")
     return principal
 
 
-def get_admin(principal: Annotated[Principal, Depends(get_person)]) -> Principal:
+async def get_admin(principal: Annotated[Principal, Depends(get_person)]) -> Principal:
     if not principal.is_admin:
         raise Forbidden("admin only")
     return principal

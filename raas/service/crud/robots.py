@@ -205,6 +205,8 @@ def busy(db: Session, robot_id: int, start: datetime, end: datetime) -> list[Bus
             MaintenanceBlock.ends_at > start,
         )
     ).all()
-    out = [BusyInterval(starts_at=s, ends_at=e, kind="reservation") for s, e in reservations]
-    out += [BusyInterval(starts_at=s, ends_at=e, kind="maintenance") for s, e in blocks]
+    # Typed by the columns (UTC-aware datetimes), so built without validating again.
+    make = BusyInterval.model_construct
+    out = [make(starts_at=s, ends_at=e, kind="reservation") for s, e in reservations]
+    out += [make(starts_at=s, ends_at=e, kind="maintenance") for s, e in blocks]
     return sorted(out, key=lambda b: (b.starts_at, b.ends_at))

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from raas.service.crud import maintenance as maintenance_crud
 from raas.service.crud import reservations as reservation_crud
@@ -32,7 +33,14 @@ from raas.service.ical import (
     render_robot_calendar,
     render_user_calendar,
 )
-from raas.service.models import MaintenanceBlock, Reservation, ReservationStatus, Robot, User
+from raas.service.models import (
+    ApiToken,
+    MaintenanceBlock,
+    Reservation,
+    ReservationStatus,
+    Robot,
+    User,
+)
 
 router = APIRouter(tags=["calendar"])
 
@@ -44,7 +52,7 @@ FEED_LIMIT = 5000
 _bearer = HTTPBearer(auto_error=False, description="API token or login session token")
 
 
-def get_feed_principal(
+async def get_feed_principal(
     request: Request,
     state: State,
     now: Now,
@@ -55,13 +63,17 @@ def get_feed_principal(
 ) -> Principal:
     """A person from `?token=` (API tokens only), else from the header or the login cookie."""
     if token:
-        with state.db.read() as db:
-            api_token, user = token_crud.authenticate(db, token, now)
+
+        def read() -> tuple[ApiToken, User]:
+            with state.db.read() as db:
+                return token_crud.authenticate(db, token, now)
+
+        api_token, user = await run_in_threadpool(read)
         principal = Principal(user=user, token=api_token)
         if api_token.kind != "api":
             raise Forbidden("only API tokens may be passed in a feed URL")
     else:
-        principal = get_principal(request, state, now, credentials)
+        principal = await get_principal(request, state, now, credentials)
     if principal.robot_id is not None:
         raise Forbidden("robot tokens cannot read calendars")
     return principal

@@ -102,6 +102,7 @@ IdempotencyKey = Annotated[
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=ReservationPublic,
     responses={
         **BOOKING_REFUSALS,
         201: {
@@ -121,17 +122,15 @@ def create_reservation(
     db: WriteDB,
     state: State,
     now: Now,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> ReservationPublic:
+) -> Response:
     """Book a robot. 409 when the slot collides with another booking, maintenance or the
     robot's buffer; 422 off the robot's time grid, too short or too long."""
     reservation, replayed = reservation_crud.create(
         db, principal.user, body, now, state.settings, idempotency_key=idempotency_key
     )
     if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-        return ReservationPublic.model_validate(reservation)
+        return _created(reservation, {"Idempotent-Replayed": "true"})
     audit.record(
         db,
         principal.user,
@@ -143,7 +142,14 @@ def create_reservation(
         ends_at=reservation.ends_at,
     )
     db.commit()  # committed (and on disk) before the 201 leaves
-    return ReservationPublic.model_validate(reservation)
+    return _created(reservation)
+
+
+def _created(reservation: Reservation, headers: dict[str, str] | None = None) -> Response:
+    """The 201, serialized here in the route's thread: a returned model would be validated
+    again against `response_model` in a thread-pool hop of its own."""
+    body = ReservationPublic.model_validate(reservation).model_dump_json()
+    return Response(body, status.HTTP_201_CREATED, headers, media_type="application/json")
 
 
 @router.post(

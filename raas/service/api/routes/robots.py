@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from raas.service.crud import audit
 from raas.service.crud import leases as lease_crud
@@ -37,6 +38,7 @@ from raas.service.schemas import (
     TokenPublic,
     UTCTime,
 )
+from raas.service.state import ServiceState
 
 router = APIRouter(prefix="/robots", tags=["robots"])
 MAX_AVAILABILITY_WINDOW = timedelta(days=366)
@@ -129,25 +131,44 @@ def create_robot_token(
     return TokenCreated(token=secret, **TokenPublic.model_validate(token).model_dump())
 
 
-@router.get("/{robot_id}/availability")
-def availability(
+@router.get("/{robot_id}/availability", response_model=Availability)
+async def availability(
     robot_id: ObjectId,
     starts_at: Annotated[UTCTime, Query()],
     ends_at: Annotated[UTCTime, Query()],
     _: Person,
-    db: ReadDB,
-) -> Availability:
+    state: State,
+) -> Response:
     """Busy intervals (confirmed reservations and maintenance) between two times."""
     if ends_at <= starts_at or ends_at - starts_at > MAX_AVAILABILITY_WINDOW:
         raise InvalidTimeRange("need starts_at < ends_at, at most 366 days apart")
-    robot = robot_crud.get(db, robot_id)
-    return Availability(
-        robot_id=robot.id,
-        starts_at=starts_at,
-        ends_at=ends_at,
-        bookable=robot_crud.bookable(robot),
-        busy=robot_crud.busy(db, robot.id, starts_at, ends_at),
-    )
+    # The answer depends on the database only (not on who asks, nor on the time): kept per
+    # window until a commit touches reservations, maintenance or robots (docs/performance.md).
+    cache = state.db.availability_cache
+    key = (robot_id, starts_at, ends_at)
+    body = cache.get(key)
+    if body is None:
+        generation = cache.generation
+        body = await run_in_threadpool(_availability_json, state, robot_id, starts_at, ends_at)
+        cache.put(key, body, generation)
+    return Response(body, media_type="application/json")
+
+
+def _availability_json(
+    state: ServiceState, robot_id: int, starts_at: datetime, ends_at: datetime
+) -> bytes:
+    with state.db.read() as db:
+        robot = robot_crud.get(db, robot_id)
+        answer = Availability.model_construct(
+            robot_id=robot.id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            bookable=robot_crud.bookable(robot),
+            busy=robot_crud.busy(db, robot.id, starts_at, ends_at),
+        )
+    # Serialized once, here: a returned model would be validated again against
+    # `response_model` (a thread-pool hop of its own, ~1 ms for a busy week).
+    return answer.model_dump_json().encode()
 
 
 @router.get("/{robot_id}/lease-key", response_class=PlainTextResponse)

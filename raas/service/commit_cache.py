@@ -1,0 +1,96 @@
+"""A per-process cache emptied by every commit that changed the rows it was built from.
+
+The service's sessions (both factories of `raas.service.db.Database`) are watched: a commit
+whose flush added, changed or deleted an instance of one of the `watched` models, or that ran
+any statement other than a SELECT through the session (bulk UPDATE/DELETE/INSERT, raw SQL),
+empties the cache inside that commit, before the route answers. A reader that read the
+database before such a commit cannot store what it read: it takes `generation` before reading
+and `put` refuses a stale generation. Other processes cannot be heard: an entry is trusted
+for at most `ttl_s` after it was stored, then read again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+
+#: How long an entry is trusted without reading the database again (changes by other processes).
+TTL_S = 1.0
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class CommitCache(Generic[K, V]):
+    def __init__(
+        self, watched: tuple[type, ...], ttl_s: float = TTL_S, max_entries: int = 4096
+    ) -> None:
+        self.watched = watched
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[K, tuple[V, float]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._mark = f"raas_touched_{id(self)}"
+
+    @property
+    def generation(self) -> int:
+        """Take this before reading from the database; hand it to `put`."""
+        return self._generation
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, stored_at = entry
+        if time.monotonic() - stored_at > self.ttl_s:
+            self._entries.pop(key, None)
+            return None
+        return value
+
+    def put(self, key: K, value: V, generation: int) -> None:
+        """Keep what was read, unless a change was committed since `generation` was taken."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (value, time.monotonic())
+
+    def drop(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def watch(self, factory: sessionmaker[Session]) -> None:
+        """Invalidate on every commit of `factory`'s sessions that changed a watched row."""
+        mark, watched = self._mark, self.watched
+
+        def after_flush(session: Session, _context: Any) -> None:
+            for obj in (*session.new, *session.dirty, *session.deleted):
+                if isinstance(obj, watched):
+                    session.info[mark] = True
+                    return
+
+        def on_execute(state: ORMExecuteState) -> None:
+            if not state.is_select:
+                state.session.info[mark] = True
+
+        def after_commit(session: Session) -> None:
+            if session.info.pop(mark, False):
+                self.invalidate()
+
+        event.listen(factory, "after_flush", after_flush)
+        event.listen(factory, "do_orm_execute", on_execute)
+        event.listen(factory, "after_commit", after_commit)
