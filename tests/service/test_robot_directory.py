@@ -24,7 +24,7 @@ ENTRY: dict[str, Any] = {
     "control_endpoint": "tcp://10.0.0.5:5555",
     "stream_endpoint": "tcp://10.0.0.5:5556",
     "server_public_key": KEY,
-    "hand_model": "shadow_dexterous_hand_e",
+    "hand_model": "shadow-dexterous",
     "devices": [{"key": "hand", "driver": "sim"}, {"key": "cameras.left", "driver": "sim"}],
     "capabilities": ["observe", "remote_step", "run_bundle", "cameras", "lockstep"],
 }
