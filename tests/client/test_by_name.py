@@ -144,6 +144,9 @@ def test_status_and_run_by_name(fleet: Fleet, tmp_path: Path) -> None:
     r = raas("status", ROBOT, env=fleet.env())
     assert r.returncode == 0, r.stderr
     assert f"{ROBOT}: hold, free" in r.stdout
+    r = raas("watch", ROBOT, "--seconds", "2.5", env=fleet.env())
+    assert r.returncode == 0, r.stderr
+    assert "cycle" in r.stdout
     bundle = ensure_examples(tmp_path / "bundles", ["small"])["small"]
     r = raas(
         "run",
