@@ -31,7 +31,7 @@ from typing import Any
 from raas.commands import demo_session as demo
 from raas.commands.errors import ChildFailedError, ServiceRequestError
 from raas.commands.up_children import Child, Children
-from raas.commands.up_summary import Summary, save_lease
+from raas.commands.up_summary import Summary, save_client_config, save_lease
 
 EXIT_FAILED = 4
 DEMO_ROBOT = "shadow-1"
@@ -205,6 +205,7 @@ def main(args: argparse.Namespace) -> int:
             booking = demo.book_now(svc, creds.robot_id, minutes=DEMO_MINUTES)
             info.recording, info.report = _demo_run(kids, args, bundle, booking, info)
         info.lease_file = save_lease(args.var, booking)
+        info.client_config = save_client_config(args.var, svc, booking)
         info.print()
         while True:  # hold: the robot serves until Ctrl-C
             kids.check()

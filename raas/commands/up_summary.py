@@ -19,6 +19,19 @@ def save_lease(var: Path, booking: demo.Booking | None) -> Path | None:
     return path
 
 
+def save_client_config(var: Path, svc: demo.Service, booking: demo.Booking | None) -> Path | None:
+    """A client config file (service URL and an API token of the demo researcher), so that
+    `raas run BUNDLE --robot NAME` finds the robot by name (raas_client.directory)."""
+    if booking is None:
+        return None
+    got = svc.request("POST", "auth/tokens", {"name": "raasd up"}, token=booking.researcher_token)
+    path = var / "demo" / "client.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(f'service_url = "{svc.base}"\ntoken = "{got["token"]}"\n')
+    return path
+
+
 class Summary:
     """Where everything is, printed once the demo session is done."""
 
@@ -38,6 +51,7 @@ class Summary:
         self.recording: Path | None = None
         self.report: Path | None = None
         self.lease_file: Path | None = None
+        self.client_config: Path | None = None
 
     def print(self) -> None:
         key = shlex.quote(self.server_key)  # Z85 keys hold shell characters
@@ -64,6 +78,20 @@ class Summary:
             f"server_key={self.server_key!r}, lease=...)  (raas_client.session, docs/protocol.md)\n"
             "  a lease of your own: book the robot on the booking page, then "
             "POST /reservations/{id}/lease (docs/service.md)\n"
-            "\nraasd up: the robot holds its pose and keeps serving; Ctrl-C stops everything.",
+            + self._by_name()
+            + "\nraasd up: the robot holds its pose and keeps serving; Ctrl-C stops everything.",
             flush=True,
+        )
+
+    def _by_name(self) -> str:
+        """The same by the robot's name: the client looks it up in the service (docs/fleet.md)."""
+        if self.client_config is None:
+            return ""
+        env = f"RAAS_CONFIG={shlex.quote(str(self.client_config))}"
+        return (
+            f"\n  by name (service URL and the researcher's API token in {self.client_config}):\n"
+            f"  status:              {env} .venv/bin/raas status {self.robot}\n"
+            f"  run a bundle:        {env} .venv/bin/raas run BUNDLE --robot {self.robot}\n"
+            f"  from Python:         RemoteRobot.connect({self.robot!r})  "
+            "(with RAAS_CONFIG, or RAAS_SERVICE_URL and RAAS_TOKEN)\n"
         )

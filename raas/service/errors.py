@@ -191,3 +191,32 @@ class InvalidBookingRules(ServiceError):
 
     status_code = 422
     code = "invalid_booking_rules"
+
+
+class UnknownRobot(ServiceError):
+    """No robot by that name; the detail lists the names you can see."""
+
+    status_code = 404
+    code = "unknown_robot"
+
+
+class RobotOffline(ServiceError):
+    """The robot's daemon has not sent a heartbeat within the heartbeat timeout."""
+
+    status_code = 409
+    code = "robot_offline"
+
+
+class NoCurrentBooking(ServiceError):
+    """You hold no booking of this robot that is running now; the detail says when your next
+    one starts."""
+
+    status_code = 409
+    code = "no_current_booking"
+
+
+class RobotNotRegistered(ServiceError):
+    """The robot's daemon has not registered its endpoints yet (an older daemon, or none)."""
+
+    status_code = 409
+    code = "robot_not_registered"

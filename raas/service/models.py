@@ -148,6 +148,16 @@ class Robot(Base):
     staff_max_booking_s: Mapped[int | None]
     #: Free time kept between two bookings (reset, cool-down).
     buffer_s: Mapped[int | None]
+    #: The robot directory (docs/fleet.md), as the daemon last registered it in a heartbeat:
+    #: its control and stream endpoints, its CurveZMQ server public key (Z85, "" for a plain
+    #: robot), its hand model, its devices (JSON [{key, driver}]) and capabilities (JSON list).
+    control_endpoint: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    stream_endpoint: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    server_public_key: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    hand_model: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    devices: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    capabilities: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    registered_at: Mapped[datetime | None]
 
 
 class Reservation(Base):

@@ -254,6 +254,30 @@ class RobotUpdate(_Request):
     buffer_s: Annotated[int, Field(ge=0, le=86_400)] | None = None
 
 
+Z85Key = Annotated[str, StringConstraints(pattern=r"^([0-9A-Za-z.:+=^!/*?&<>()\[\]{}@%$#-]{40})?$")]
+Endpoint = Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)]
+
+
+class DeviceEntry(BaseModel):
+    """One device of the robot's cell file: its key ("hand", "cameras.left") and driver."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    key: Name
+    driver: Name
+
+
+class DirectoryReport(_Report):
+    """What a daemon registers in the robot directory (sent in every heartbeat)."""
+
+    control_endpoint: Endpoint
+    stream_endpoint: Endpoint = ""
+    #: The daemon's CurveZMQ server public key (Z85, 40 characters); "" for a plain robot.
+    server_public_key: Z85Key = ""
+    hand_model: Name
+    devices: Annotated[list[DeviceEntry], Field(max_length=64)] = []
+    capabilities: Annotated[list[Name], Field(max_length=64)] = []
+
+
 class RobotPublic(_Public):
     id: int
     name: str
@@ -284,6 +308,16 @@ class RobotPublic(_Public):
     dashboard_url: str = ""
     #: Booking rules in force (grid, shortest and longest booking, buffer between bookings).
     booking_rules: BookingRulesPublic | None = None
+    #: The robot directory, as the daemon last registered it ("" / [] before it registered).
+    control_endpoint: str = ""
+    stream_endpoint: str = ""
+    server_public_key: str = ""
+    hand_model: str = ""
+    devices: list[DeviceEntry] = []
+    capabilities: list[str] = []
+    registered_at: datetime | None = None
+    #: Seconds since the last heartbeat (None before the first).
+    heartbeat_age_s: float | None = None
 
 
 SafetyStateName = Literal["idle", "armed", "running", "hold", "ramp_down", "fault"]
@@ -338,6 +372,8 @@ class Heartbeat(_Report):
     #: Optional: the structured post-session health report; when given it decides `health_ok`
     #: and the note names the failed checks.
     health: HealthReport | None = None
+    #: Optional: the daemon's directory entry (endpoints, server key, hand, devices).
+    directory: DirectoryReport | None = None
 
     @model_validator(mode="after")
     def _health_decides(self) -> Heartbeat:
@@ -527,6 +563,15 @@ class SeriesPublic(BaseModel):
     booked: int
     refused: int
     occurrences: list[OccurrencePublic]
+
+
+class RobotConnection(BaseModel):
+    """What a client needs to reach a robot by name: the directory entry (with the server key,
+    pinned from this authenticated answer) and a control lease for the caller's current booking."""
+
+    robot: RobotPublic
+    lease: LeasePublic
+    reservation_id: int
 
 
 class LeaseRequest(_Request):

@@ -39,6 +39,7 @@ from raas.safety.health import HealthCheck
 from raas.safety.wear import WearMeter
 from raas.transport.bundle_run import RunRequest
 from raas.transport.config import TransportConfig
+from raas.transport.directory_entry import directory_entry
 from raas.transport.leases import LeaseGate
 from raas.transport.service_link import ServiceLink
 from raas.transport.service_report import ServiceReporter
@@ -266,6 +267,14 @@ def serve_cell(
             + (f"server key {key}" if key else "PLAIN (no encryption)"),
             file=log,
             flush=True,
+        )
+        reporter.directory = directory_entry(
+            control_endpoint=sockets.control_endpoint,
+            stream_endpoint=sockets.stream_endpoint,
+            server_public_key=key,
+            hand_model=cell.hand.model,
+            drivers={k: d for k, (d, _) in cell.named.items()},
+            realtime=realtime,
         )
         if gate.public_key is None:
             print("raasd: no lease key configured: every session is refused", file=log, flush=True)

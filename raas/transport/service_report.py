@@ -37,6 +37,9 @@ class ServiceReporter:
         self.every = max(1, round(every_s / period_s))
         self.wear_file = wear_file
         self.health: dict[str, Any] | None = None
+        #: The robot directory entry (endpoints, server key, hand, devices, capabilities),
+        #: registered with every heartbeat once the sockets are bound (docs/fleet.md).
+        self.directory: dict[str, Any] | None = None
         self._n = 0
 
     def publish(self, step: Step) -> None:
@@ -61,6 +64,8 @@ class ServiceReporter:
         }
         if self.health is not None:
             out["health"] = self.health
+        if self.directory is not None:
+            out["directory"] = self.directory
         return out
 
     def save(self) -> None:

@@ -5,6 +5,7 @@ SIGINT, which stops everything with exit code 0 and no process left behind."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -157,6 +158,25 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
         )
         assert got.returncode == 0, got.stderr
         assert re.search(r"^cycle \d+ (hold|health) ", got.stdout, re.MULTILINE), got.stdout
+        # ... and the demo researcher by the robot's name alone: the summary says how, the
+        # daemon registered its endpoint and server key, the client finds them in the service.
+        config = out.wait_for(r"^  status: +RAAS_CONFIG=(\S+) \S+raas status shadow-1$", 1)
+        assert re.search(
+            r"^  run a bundle: +RAAS_CONFIG=\S+ \S+raas run BUNDLE --robot shadow-1$",
+            text + out.text(),
+            re.M,
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAAS_")}
+        got = subprocess.run(
+            [sys.executable, "-m", "raas_client.cli", "status", "shadow-1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**env, "RAAS_CONFIG": config.group(1)},
+        )
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.startswith("shadow-1: "), got.stdout
 
         # Safety end to end: after the session the robot ran its health check and reported it
         # (with its supervisor state and wear) through its service link.

@@ -46,6 +46,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/robots"): STAFF,
     ("GET", "/robots/{robot_id}"): PEOPLE | {"robot"},
     ("PATCH", "/robots/{robot_id}"): STAFF,
+    ("GET", "/robots/by-name/{name}"): PEOPLE,
+    ("POST", "/robots/by-name/{name}/connect"): PEOPLE,
     ("POST", "/robots/{robot_id}/heartbeat"): STAFF | {"robot"},
     ("POST", "/robots/{robot_id}/clear-health"): STAFF,
     ("POST", "/robots/{robot_id}/tokens"): STAFF,
@@ -85,7 +87,7 @@ class World:
     """Objects owned by the researcher, and a fresh credential per role."""
 
     headers: dict[str, dict[str, str]]
-    params: dict[str, int]
+    params: dict[str, int | str]
     clock: Clock
 
 
@@ -136,6 +138,7 @@ def _build_world(state: ServiceState, seeded: Seeded, client: TestClient, clock:
         "token_id": token_id,
         "robot_id": seeded.robots["arm-1"],
         "block_id": block.json()["id"],
+        "name": "arm-1",
     }
     return World(headers=headers, params=params, clock=clock)
 

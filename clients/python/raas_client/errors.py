@@ -66,3 +66,31 @@ class SafetyStopError(RaasClientError):
 
 class ConfigurationError(RaasClientError):
     """Missing or bad connection settings (endpoint, server key, lease)."""
+
+
+class ServiceUnreachableError(ConfigurationError):
+    """The reservation service did not answer (wrong URL, down, or the network)."""
+
+
+class ServiceRefusedError(RaasClientError):
+    """The reservation service refused a request; `code` is its `error` code (docs/service.md)
+    and the message its `detail`."""
+
+    def __init__(self, code: str, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class UnknownRobotError(ServiceRefusedError):
+    """No robot by that name in the service (the message lists the names there are)."""
+
+
+class RobotOfflineError(ServiceRefusedError):
+    """The robot's daemon is not sending heartbeats (the message says since when)."""
+
+
+class NoCurrentBookingError(ServiceRefusedError):
+    """The caller holds no booking of the robot running now (the message says when the next
+    one starts)."""

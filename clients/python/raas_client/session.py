@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from raas_client import directory
 from raas_client.errors import (
     ConfigurationError,
     ProtocolError,
@@ -153,6 +154,32 @@ class RemoteRobot:
         #: The last supervisor transition the robot reported (a "safety" event), as a dict.
         self.safety: dict[str, Any] | None = None
         self._stopped: dict[str, Any] | None = None  # a stop since the last arm()
+
+    @classmethod
+    def connect(
+        cls,
+        robot: str,
+        *,
+        service_url: str | None = None,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+        context: zmq.Context[Any] | None = None,
+    ) -> RemoteRobot:
+        """Connect to a robot by name: look it up in the reservation service (RAAS_SERVICE_URL,
+        RAAS_TOKEN or the config file; raas_client.directory), take a control lease for the
+        caller's booking running now, and connect with the server key the service pinned. An
+        endpoint (tcp://..., ipc://...) connects directly, as the constructor does."""
+        if "://" in robot:
+            return cls(robot, timeout_s=timeout_s, context=context)
+        service = directory.service_from(service_url, token)
+        conn = directory.reserve_connection(robot, service, timeout_s=max(timeout_s, 10.0))
+        return cls(
+            conn.robot.control_endpoint,
+            server_key=conn.robot.server_key,
+            lease=conn.lease,
+            timeout_s=timeout_s,
+            context=context,
+        )
 
     # ------------------------------------------------------------- plumbing
     def _send(

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from raas.service.booking_rules import rules_for
+from raas.service.crud import directory
 from raas.service.crud import wear as wear_crud
 from raas.service.errors import AlreadyExists, InvalidBookingRules, NotFound
 from raas.service.models import (
@@ -54,6 +55,11 @@ def public(db: Session, robot: Robot, now: datetime, settings: Settings) -> Robo
     online = robot.last_heartbeat_at is not None and now - robot.last_heartbeat_at <= (
         heartbeat_timeout
     )
+    age = (
+        None
+        if robot.last_heartbeat_at is None
+        else round(max(0.0, (now - robot.last_heartbeat_at).total_seconds()), 3)
+    )
     limits = wear_crud.thresholds(db, robot.id, settings)
     return RobotPublic(
         id=robot.id,
@@ -78,6 +84,14 @@ def public(db: Session, robot: Robot, now: datetime, settings: Settings) -> Robo
         wear_alerts=wear_crud.alerts(db, robot.id, limits),
         dashboard_url=robot.dashboard_url,
         booking_rules=booking_rules(robot, settings),
+        control_endpoint=robot.control_endpoint,
+        stream_endpoint=robot.stream_endpoint,
+        server_public_key=robot.server_public_key,
+        hand_model=robot.hand_model,
+        devices=directory.devices(robot),
+        capabilities=directory.capabilities(robot),
+        registered_at=robot.registered_at,
+        heartbeat_age_s=age,
     )
 
 
@@ -158,6 +172,8 @@ def heartbeat(db: Session, robot: Robot, beat: Heartbeat, now: datetime) -> bool
     heartbeat, and a report with the `at` of the one already stored changes nothing (so staff
     clearing a block is not undone by the next heartbeat)."""
     robot.last_heartbeat_at = now
+    if beat.directory is not None:
+        directory.register(robot, beat.directory, now)
     # A daemon may put its robot into maintenance (or report it offline) but not take it out of
     # maintenance: staff set `available` again (PATCH /robots/{id}).
     if robot.status != RobotStatus.maintenance.value:

@@ -153,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
         out.warn(f"raas run: no such bundle: {args.bundle}")
         return EXIT_USAGE
     try:
-        with connect(args) as robot:
+        with connect(args, lease=True) as robot:
             session = robot.open("control")
             sid = str(session["session"])
             out.say(f"session {sid} on {robot.info['robot']} (lease ends {session['expires_at']})")

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from raas.service.crud import audit
+from raas.service.crud import audit, directory
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.crud import tokens as token_crud
+from raas.service.crud import users as user_crud
 from raas.service.crud import wear as wear_crud
 from raas.service.deps import (
     AnyPrincipal,
@@ -25,11 +26,14 @@ from raas.service.deps import (
     WriteDB,
     require_robot_or_staff,
 )
-from raas.service.errors import InvalidTimeRange, NotFound
+from raas.service.errors import InvalidTimeRange, NotFound, RobotNotRegistered, RobotOffline
 from raas.service.schemas import (
     Availability,
+    ErrorPublic,
     HealthClear,
     Heartbeat,
+    LeasePublic,
+    RobotConnection,
     RobotCreate,
     RobotPublic,
     RobotUpdate,
@@ -57,6 +61,75 @@ def create_robot(
     audit.record(db, staff.user, "robot.create", f"robot:{robot.id}", now, name=robot.name)
     db.commit()
     return robot_crud.public(db, robot, now, state.settings)
+
+
+@router.get("/by-name/{name}")
+def robot_by_name(name: str, _: Person, db: ReadDB, state: State, now: Now) -> RobotPublic:
+    """The robot directory entry of the robot named `name` (staff and researchers): endpoints,
+    server key, hand, devices, capabilities and `online` (heartbeat age within the timeout).
+    404 `unknown_robot` lists the names there are."""
+    return robot_crud.public(db, directory.by_name(db, name), now, state.settings)
+
+
+@router.post(
+    "/by-name/{name}/connect",
+    responses={
+        404: {"model": ErrorPublic, "description": "unknown_robot"},
+        409: {
+            "model": ErrorPublic,
+            "description": "robot_offline, robot_not_registered, no_current_booking, "
+            "reservation_too_short, robot_not_bookable",
+        },
+    },
+)
+def connect_by_name(
+    name: str, principal: Person, db: WriteDB, state: State, now: Now
+) -> RobotConnection:
+    """Everything a client needs to drive the robot named `name`: its directory entry (the
+    server key pinned from this authenticated answer) and a fresh control lease for the
+    caller's booking running now."""
+    robot = directory.by_name(db, name)
+    public = robot_crud.public(db, robot, now, state.settings)
+    age = public.heartbeat_age_s
+    if age is None:
+        raise RobotOffline(f"robot {name} is offline: its daemon never sent a heartbeat")
+    if not public.online:
+        raise RobotOffline(f"robot {name} is offline: its last heartbeat was {age:.0f} s ago")
+    if public.status.value == "offline":
+        raise RobotOffline(
+            f"robot {name} is offline: its daemon said it was stopping {age:.0f} s ago"
+        )
+    if not robot.control_endpoint:
+        raise RobotNotRegistered(
+            f"robot {name} has not registered its endpoints (its daemon predates the robot "
+            "directory): pass --endpoint, --server-key and --lease"
+        )
+    reservation = directory.current_booking(db, robot, principal.user.id, now)
+    holder = user_crud.get_user(db, principal.user.id)
+    lease, token = lease_crud.issue(
+        db,
+        reservation,
+        robot,
+        holder,
+        scope="control",
+        key=state.signing_key,
+        issuer=state.settings.issuer,
+        now=now,
+    )
+    audit.record(db, principal.user, "lease.issue", f"lease:{lease.jti}", now, scope="control")
+    db.commit()
+    return RobotConnection(
+        robot=public,
+        reservation_id=reservation.id,
+        lease=LeasePublic(
+            token=token,
+            jti=lease.jti,
+            robot=robot.name,
+            scope="control",
+            not_before=lease.not_before,
+            expires_at=lease.expires_at,
+        ),
+    )
 
 
 @router.get("/{robot_id}")
