@@ -17,7 +17,7 @@ import zmq
 from raas_client.session import RemoteRobot, connect_socket
 from raas_client.wire import Topic, encode
 
-from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon
+from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon, watch_stream
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -86,8 +86,7 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
     rt_daemon: RobotDaemon, issuer: LeaseIssuer
 ) -> None:
     ctx = zmq.Context.instance()
-    watcher = RemoteRobot(rt_daemon.control, server_key=rt_daemon.key)
-    stream = watcher.stream((Topic.STEP,))
+    watcher, stream = watch_stream(rt_daemon, issuer, (Topic.STEP,))
     before = watcher.status()
     rng = random.Random(1234)
     fuzzers = [connect_socket(ctx, zmq.DEALER, rt_daemon.control, rt_daemon.key) for _ in range(3)]
@@ -103,11 +102,13 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
             with contextlib.suppress(zmq.Again):  # never connects: its queue fills up
                 stranger.send_multipart(frames, zmq.NOBLOCK)
             if sent % 20 == 0:
+                watcher.heartbeat()
                 while (got := stream.recv(timeout_s=0)) is not None:
                     cycles.append(got[1]["cycle"])
                 time.sleep(0.01)
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
+            watcher.heartbeat()
             got = stream.recv(timeout_s=0.2)
             if got is not None:
                 cycles.append(got[1]["cycle"])

@@ -89,9 +89,14 @@ class Observation:
 
 
 def connect_socket(
-    ctx: zmq.Context[Any], kind: int, endpoint: str, server_key: str | None
+    ctx: zmq.Context[Any],
+    kind: int,
+    endpoint: str,
+    server_key: str | None,
+    keypair: tuple[bytes, bytes] | None = None,
 ) -> zmq.Socket[bytes]:
-    """A socket with CurveZMQ set up for tcp endpoints (unless server_key is 'plain')."""
+    """A socket with CurveZMQ set up for tcp endpoints (unless server_key is 'plain'), with
+    `keypair` (public, secret; Z85) as its own keys or a fresh pair."""
     sock: zmq.Socket[bytes] = ctx.socket(kind)
     sock.linger = 0
     if endpoint.startswith("tcp://") and server_key != "plain":
@@ -100,7 +105,7 @@ def connect_socket(
                 f"{endpoint} is encrypted: pass the robot's server key (--server-key or "
                 "RAAS_SERVER_KEY; the daemon prints it), or 'plain' for a plain robot"
             )
-        public, secret = zmq.curve_keypair()
+        public, secret = keypair if keypair is not None else zmq.curve_keypair()
         sock.curve_publickey = public
         sock.curve_secretkey = secret
         sock.curve_serverkey = server_key.encode("ascii")
@@ -146,6 +151,9 @@ class RemoteRobot:
         #: The last supervisor transition the robot reported (a "safety" event), as a dict.
         self.safety: dict[str, Any] | None = None
         self._stopped: dict[str, Any] | None = None  # a stop since the last arm()
+        #: The Curve keys of this client's stream subscriptions: `open` authorises the public
+        #: one (`stream_key`), so the stream reaches this client only while its session is open.
+        self.stream_keys: tuple[bytes, bytes] = zmq.curve_keypair()
 
     # ------------------------------------------------------------- plumbing
     def _send(
@@ -231,7 +239,8 @@ class RemoteRobot:
         if not self.info:
             self.hello()
         self.closed_reason = None
-        self.session = self.request(Msg.OPEN, {"lease": token, "role": role})
+        fields = {"lease": token, "role": role, "stream_key": self.stream_keys[0].decode("ascii")}
+        self.session = self.request(Msg.OPEN, fields)
         return self.session
 
     def close(self) -> None:
@@ -369,10 +378,13 @@ class RemoteRobot:
 
     # ------------------------------------------------------------- stream
     def stream(self, topics: tuple[bytes, ...] = (Topic.STEP, Topic.EVENT)) -> Stream:
+        """Subscribe to the stream. On an encrypted robot it arrives only while this client
+        has a session open (`open`, either role): a subscription made before `open` starts
+        receiving within about a second of it, and stops when the session ends."""
         if not self.info:
             self.hello()
         endpoint = stream_endpoint_for(self.endpoint, str(self.info["stream_endpoint"]))
-        return Stream(self.ctx, endpoint, self.server_key, topics)
+        return Stream(self.ctx, endpoint, self.server_key, topics, self.stream_keys)
 
 
 class Stream:
@@ -384,8 +396,9 @@ class Stream:
         endpoint: str,
         server_key: str | None,
         topics: tuple[bytes, ...],
+        keypair: tuple[bytes, bytes] | None = None,
     ) -> None:
-        self.sock = connect_socket(ctx, zmq.SUB, endpoint, server_key)
+        self.sock = connect_socket(ctx, zmq.SUB, endpoint, server_key, keypair)
         self.sock.rcvhwm = 10_000
         for t in topics:
             self.sock.subscribe(t)
