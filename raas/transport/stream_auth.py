@@ -45,6 +45,7 @@ class StreamGate:
         self.zap.bind(ZAP_ENDPOINT)  # before the stream socket binds: no handshake goes unasked
         self.sessions: dict[str, bytes] = {}  # session id -> the key it authorised
         self.admitted: set[bytes] = set()  # keys let in since the stream was last rebound
+        self._forgotten = False  # a session ended since the last must_rebind()
         self.allowed_total = 0
         self.denied_total = 0
 
@@ -52,20 +53,23 @@ class StreamGate:
         self.sessions[session] = key
 
     def forget(self, session: str) -> None:
-        self.sessions.pop(session, None)
+        if self.sessions.pop(session, None) is not None:
+            self._forgotten = True
 
     def must_rebind(self) -> bool:
         """A key let in earlier is no longer held by any session: its connection must go."""
-        if not self.admitted:
+        if not self._forgotten:
             return False
-        held = set(self.sessions.values())
-        return not self.admitted <= held
+        self._forgotten = False
+        return not self.admitted <= set(self.sessions.values())
 
     def rebound(self) -> None:
         self.admitted.clear()
 
     def serve(self, limit: int) -> None:
         """Answer up to `limit` waiting ZAP requests; never blocks."""
+        if not self.zap.get(zmq.EVENTS) & zmq.POLLIN:  # the usual cycle: nothing, a few us
+            return
         held = set(self.sessions.values())
         for _ in range(limit):
             try:
