@@ -68,7 +68,7 @@ class StreamGate:
 
     def serve(self, limit: int) -> None:
         """Answer up to `limit` waiting ZAP requests; never blocks."""
-        if not self.zap.get(zmq.EVENTS) & zmq.POLLIN:  # the usual cycle: nothing, a few us
+        if not int(self.zap.get(zmq.EVENTS)) & zmq.POLLIN:  # the usual cycle: nothing, a few us
             return
         held = set(self.sessions.values())
         for _ in range(limit):

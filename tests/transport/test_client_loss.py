@@ -23,6 +23,7 @@ LIVENESS_S = 0.5  # the harness's --liveness
 
 CLIENT = """
 import sys, numpy as np
+from raas_client.session import RemoteRobot
 r = RemoteRobot(sys.argv[1], server_key=sys.argv[2], lease=sys.argv[3])
 r.open("control"); r.arm()
 obs = r.observation()
