@@ -5,13 +5,17 @@ one cycle after the close; asserted with a wide margin), while other sessions ke
 
 from __future__ import annotations
 
+import stat
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 from raas_client.session import RemoteRobot, Stream, connect_socket, stream_endpoint_for
 from raas_client.wire import Topic, decode, encode
 
+from raas.transport.config import TransportConfig
+from raas.transport.sockets import RobotSockets
 from tests.transport.harness import LeaseIssuer, RobotDaemon, watch_stream
 
 BOUND_S = 1.0  # documented: the close's cycle plus one; 1 s is the wide margin of a busy box
@@ -107,3 +111,16 @@ def test_an_ended_lease_stops_the_stream(daemon: RobotDaemon, issuer: LeaseIssue
     finally:
         stream.close()
         robot.close()
+
+
+def test_an_ipc_stream_is_for_the_daemons_user_only(tmp_path: Path) -> None:
+    """ipc is not lease-gated (no Curve keys there): its socket file's mode is, 0600."""
+    cfg = TransportConfig(
+        control_endpoint=f"ipc://{tmp_path}/c.sock", stream_endpoint=f"ipc://{tmp_path}/s.sock"
+    )
+    sockets = RobotSockets(cfg, zmq.Context())
+    try:
+        assert sockets.stream_gate is None
+        assert stat.S_IMODE((tmp_path / "s.sock").stat().st_mode) == 0o600
+    finally:
+        sockets.close()
