@@ -77,7 +77,7 @@ class Target:
 
 
 RUNS: dict[str, Run] = {
-    "remote": Run("remote", ("--steps", "3000", "--duration", "5")),
+    "remote": Run("remote", ("--steps", "3000", "--paced-steps", "300", "--duration", "5")),
     "policy": Run(
         "policy",
         ("--duration", "30", "--cameras", "3", "--iterations", "3000"),
@@ -118,29 +118,29 @@ TARGETS: tuple[Target, ...] = (
     # issue 16: speed where users feel it
     Target(
         "remote_step_p50", "remote step round trip, loopback tcp, hot loop, p50 vs bare REQ/REP",
-        16, "remote", Figure((*_RT, "ours", "p50")), Figure((*_RT, "peer", "p50")),
+        16, "remote", Figure((*_RT, "hot_plain", "ours", "p50")),
+        Figure((*_RT, "hot_plain", "peer", "p50")),
         1.3, "<=", "ratio",
     ),
     Target(
-        "remote_step_curve_p50", "the same with CurveZMQ, p50 vs bare (plain) REQ/REP",
-        16, "remote", Figure((*_RT, "ours_curve", "p50")), Figure((*_RT, "peer", "p50")),
+        "remote_step_curve_p50", "the same with CurveZMQ, p50 vs bare REQ/REP with CurveZMQ",
+        16, "remote", Figure((*_RT, "hot_curve", "ours", "p50")),
+        Figure((*_RT, "hot_curve", "peer", "p50")),
         1.3, "<=", "ratio",
     ),
     Target(
         "remote_step_12hz_p50", "remote step at 12.5 Hz (observation published -> action), p50",
-        16, "remote", Figure(("round_trip_12hz_us", "ours", "p50")),
-        Figure(("round_trip_12hz_us", "peer", "p50")), 1.5, "<=", "ratio",
-        pending="bench remote does not measure at 12.5 Hz yet",
+        16, "remote", Figure((*_RT, "paced_curve", "ours", "p50")),
+        Figure((*_RT, "paced_curve", "peer", "p50")), 1.5, "<=", "ratio",
     ),
     Target(
         "remote_step_12hz_p99", "remote step at 12.5 Hz, p99 vs bare REQ/REP paced at 12.5 Hz",
-        16, "remote", Figure(("round_trip_12hz_us", "ours", "p99")),
-        Figure(("round_trip_12hz_us", "peer", "p99")), 2.0, "<=", "ratio",
-        pending="bench remote does not measure at 12.5 Hz yet",
+        16, "remote", Figure((*_RT, "paced_curve", "ours", "p99")),
+        Figure((*_RT, "paced_curve", "peer", "p99")), 2.0, "<=", "ratio",
     ),
     Target(
         "stream_obs_per_s", "observations encoded and published per second",
-        6, "remote", Figure(("stream", "per_s")), None, 1e5, ">=", "measured", unit="/s",
+        6, "remote", Figure(("stream", "ours", "per_s")), None, 1e5, ">=", "measured", unit="/s",
     ),
     Target(
         "subscribers_p999", "1 kHz loop lateness p99.9 with 8 subscribers vs 0",
@@ -209,7 +209,8 @@ TARGETS: tuple[Target, ...] = (
     # issue 13: real hardware drivers
     Target(
         "dynamixel_p50", "Dynamixel sync read + write at 1 Mbaud, p50 vs bare dynamixel-sdk",
-        13, "dynamixel", Figure((*_RT, "ours", "p50")), Figure((*_RT, "peer", "p50")),
+        13, "dynamixel", Figure((*_RT, "hot_plain", "ours", "p50")),
+        Figure((*_RT, "hot_plain", "peer", "p50")),
         1.2, "<=", "ratio",
     ),
     Target(

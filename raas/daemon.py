@@ -82,25 +82,42 @@ def _rt_request(cfg: CellConfig) -> RtRequest:
 
 
 def _prioritise_rig(rig: SimRig, cfg: CellConfig, loop_cpus: tuple[int, ...] | None) -> str:
-    """The simulated rig stands in for microcontrollers that never compete with the host: when
-    the loop asks for SCHED_FIFO, the rig's physics process gets it too, a notch lower, and the
-    rig's processes (physics and camera renderer) keep off the loop's CPUs, which is what an
-    isolated real-time core would give. The renderer stays at normal priority."""
+    """The simulated rig stands in for microcontrollers and cameras that never compete with the
+    host: when the loop asks for SCHED_FIFO, the rig's physics process gets it too, a notch
+    lower, and, if `rig.render_priority` > 0 (opt-in), the camera process gets SCHED_FIFO at that
+    priority (every thread); the rig's processes keep off the loop's CPUs, which is what an
+    isolated real-time core would give."""
     if not cfg.rt.enabled or rig.config.clock != "realtime":
         return "SCHED_OTHER (not requested)"
     others = sorted(set(os.sched_getaffinity(0)) - set(loop_cpus or ()))
     if loop_cpus and others:
         for pid in (rig.pid, rig.renderer_pid):
             if pid:
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(pid, others)
+                for tid in _threads(pid):
+                    with contextlib.suppress(OSError):
+                        os.sched_setaffinity(tid, others)
+    render_prio = rig.config.render_priority
+    if rig.renderer_pid and render_prio > 0:
+        for tid in _threads(rig.renderer_pid):  # llvmpipe's threads too
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(render_prio))
     pid = rig.pid
     prio = max(1, cfg.rt.fifo_priority - 10)
     try:
         os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(prio))
     except OSError as exc:
         return f"SCHED_OTHER ({exc.strerror})"
+    if rig.renderer_pid and render_prio > 0:
+        return f"SCHED_FIFO prio {prio}, cameras SCHED_FIFO prio {render_prio}"
     return f"SCHED_FIFO prio {prio}"
+
+
+def _threads(pid: int) -> list[int]:
+    """The thread ids of a process (just the pid when /proc cannot be read)."""
+    try:
+        return [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return [pid]
 
 
 def _clock(cfg: CellConfig, report: RtReport, rig: SimRig | None) -> Clock:
@@ -303,7 +320,12 @@ class Cell:
         loop_config: LoopConfig | None = None,
         arm_on_start: bool = True,
     ) -> ControlLoop:
-        """A fresh ControlLoop on this cell (a loop runs once; build one per run or session)."""
+        """A fresh ControlLoop on this cell (a loop runs once; build one per run or session).
+        A controller that reads motion capture by row names (a policy, the eval's referee) gets
+        the cell's rows first (`bind_markers`; ConfigError when its rows are not there)."""
+        bind = getattr(controller, "bind_markers", None)
+        if callable(bind):
+            bind(self.marker_names)
         lc = loop_config if loop_config is not None else self.cfg.loop
         status = (
             StatusLine(round(lc.status_interval_s * 1e9), status_stream)
@@ -568,7 +590,7 @@ def run_cell(
                 "seed": rig.config.seed,
             }
         extra["clocks"] = device_clocks(cell.devices)
-        stats = build_stats(loop, extra)
+        stats = build_stats(loop, extra, devices=cell.devices)
     print(format_summary(stats), file=out, flush=True)
     if stats_json is not None:
         stats_json.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,10 @@ The loop triggers every device at t_k, then polls its sources until each has the
 cycle k or its per-source deadline passes (then the source is stale for that cycle and the loop
 keeps the previous sample, with its age). `fileno()` lets the loop sleep in poll(2) on all
 sources at once instead of spinning.
+
+Optional: `newest() -> Sample | None`, the newest sample received of any cycle. A source that
+offers it lets the loop take an answer that came after its cycle's deadline (a slow link, a busy
+machine) instead of a sample that keeps getting older; the loop marks that reading `late`.
 """
 
 from __future__ import annotations

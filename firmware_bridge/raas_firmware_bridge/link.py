@@ -19,9 +19,10 @@ What it does:
              refused a command because a fault is latched, or reported a fault in its State.
     DEAD     `max_bad_frames` (M) bad frames in a row: the line cannot be trusted.
   Both are sticky: the link never resumes by itself, even when the port comes back. Only an
-  explicit `reset()` (close, reopen, HELLO, RESET) leaves them. The drivers turn a link that is
-  not OPEN into DeviceLostError, which makes the control loop send the hold target (where the
-  hand was measured) and stop.
+  explicit `reset()` (close, reopen, HELLO, RESET) leaves them. The board's e-stop latch that
+  the host asked for (`estop()`, released by `clear_estop()`) is not a fault of the link.
+  The drivers turn a link that is not OPEN into DeviceLostError, which makes the control loop
+  send the hold target (where the hand was measured) and stop.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ from raas_firmware_bridge.messages import (
     PROTOCOL_VERSION,
     Error,
     ErrorCode,
+    Estop,
+    EstopReason,
     Fault,
     FaultCode,
+    FaultFlag,
     Hello,
     HelloAck,
     Message,
@@ -122,6 +126,9 @@ class SerialLink:
         self._seq = 0
         self._pending: dict[Hashable, int] = {}  # request key -> send time (ns)
         self._reset_token = 0
+        #: our ESTOP went out: the answers that follow from the board's latch are expected
+        self.estop_latched = False
+        self._clear_token: int | None = None  # the RESET that clears the e-stop latch
 
     # ------------------------------------------------------------------ open / close
     def open(self) -> None:
@@ -229,6 +236,44 @@ class SerialLink:
         if self.state is LinkState.OPEN:  # the first cause is the one reported
             self.state = LinkState.DEAD if dead else LinkState.FAULTED
             self.reason = reason
+
+    # ------------------------------------------------------------------ e-stop
+    def estop(self, reason: int = EstopReason.HOST) -> bool:
+        """Send the board's own ESTOP (best effort: never blocks, never raises): its motors hold
+        where they are, latched until RESET. From then on what follows from that latch -
+        FAULT(ESTOP), ERROR(FAULTED) refusing targets, a STATE flagging only ESTOP - is expected
+        and leaves the link OPEN; any other fault still faults it. True when the bytes went out."""
+        self.estop_latched = True
+        self._clear_token = None
+        return self.send_best_effort(Estop(reason))
+
+    def clear_estop(self) -> bool:
+        """Send RESET to release the board's e-stop latch (never blocks). The e-stop's answers
+        stay expected until that RESET's RESET_ACK arrives. True when the bytes went out."""
+        if not self.estop_latched:
+            return True
+        self._reset_token = (self._reset_token + 1) & 0xFFFF_FFFF
+        self._clear_token = self._reset_token
+        return self.send_best_effort(Reset(self._reset_token))
+
+    def _estop_answer(self, msg: Message) -> bool:
+        """Is `msg` what the board's e-stop latch (which we asked for) makes it say?"""
+        only = int(FaultFlag.ESTOP)
+        if isinstance(msg, ResetAck):
+            if msg.token == self._clear_token:
+                self.estop_latched = False
+                self._clear_token = None
+            return False
+        if isinstance(msg, Fault):
+            if msg.code == FaultCode.ESTOP:
+                self.stats.faults += 1
+                return True
+            return False
+        if isinstance(msg, Error):
+            return msg.code == ErrorCode.FAULTED and msg.detail == only
+        if isinstance(msg, State):
+            return msg.fault_flags == only
+        return False
 
     # ------------------------------------------------------------------ send
     def send(self, msg: Message) -> int:
@@ -352,6 +397,8 @@ class SerialLink:
             )
 
     def _observe(self, msg: Message) -> None:
+        if self.estop_latched and self._estop_answer(msg):
+            return
         if isinstance(msg, Fault):
             self.stats.faults += 1
             self._fault(f"board fault {_fault_name(msg.code)} (flags 0x{msg.flags:x})")

@@ -30,7 +30,9 @@ def register(sub: Any) -> None:
         "without driving it: found or not, model, firmware, serial number, temperatures, and "
         "what is wrong. Exit 0 all found, 1 a device missing or with a problem, 2 bad cell file.",
     )
-    p.add_argument("--config", type=Path, metavar="CELL.toml", help="the cell file")
+    p.add_argument(
+        "--config", type=Path, metavar="CELL.toml", help="the cell file (docs/hardware.md)"
+    )
     p.add_argument("--sim", action="store_true", help="the simulated cell (raas/cells/sim.toml)")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.add_argument("--drivers", action="store_true", help="list the registered drivers and exit")
@@ -46,8 +48,13 @@ def _drivers(out: TextIO, as_json: bool) -> int:
         print(json.dumps(rows, indent=2), file=out)
         return EXIT_OK
     for s in specs:
-        print(f"  {s.family:<8} {s.name:<10} {s.summary}", file=out)
+        print(f"  {s.family:<8} {s.name:<{_DRIVER_W}} {s.summary}", file=out)
     return EXIT_OK
+
+
+#: column widths of the listing (the longest built-in driver name: pylon-software)
+_DEVICE_W = 16
+_DRIVER_W = 14
 
 
 def _line(r: Any) -> str:
@@ -60,7 +67,8 @@ def _line(r: Any) -> str:
     if r.temperatures_c:
         temps = ", ".join(f"{k} {v:.1f} C" for k, v in r.temperatures_c.items())
         what.append(f"temperatures {temps}")
-    return f"  {r.device:<16} {r.driver:<10} {status:<8} {'; '.join(what)}"
+    line = f"  {r.device:<{_DEVICE_W}} {r.driver:<{_DRIVER_W}} {status:<8} {'; '.join(what)}"
+    return line.rstrip()
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -102,7 +110,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for r in reports:
         print(_line(r), file=out)
         for p in r.problems:
-            print(f"  {'':<16} problem: {p}", file=out)
+            print(f"  {'':<{_DEVICE_W}} problem: {p}", file=out)
     bad = [r.device for r in reports if not r.ok]
     verdict = "every device found" if ok else f"PROBLEMS with {', '.join(bad)}"
     print(f"raasd devices: {verdict}", file=out, flush=True)

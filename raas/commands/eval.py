@@ -101,6 +101,33 @@ def _cell_config(args: argparse.Namespace, period_s: float, vision: bool) -> Any
     return build_cell_config(data).with_base_dir(base_dir)
 
 
+#: the flag that sets each TaskConfig field
+_TASK_FLAGS = {
+    "success_threshold_rad": "--threshold",
+    "max_successes": "--max-successes",
+    "goal_timeout_s": "--goal-timeout",
+}
+
+
+def _task_config(args: argparse.Namespace) -> Any:
+    """The protocol from the flags; a bad value is a ConfigError naming its flag."""
+    from pydantic import ValidationError
+
+    from raas.errors import ConfigError
+    from raas.task.reorientation import TaskConfig
+
+    try:
+        return TaskConfig(
+            success_threshold_rad=args.threshold,
+            max_successes=args.max_successes,
+            goal_timeout_s=args.goal_timeout,
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        raise ConfigError(_TASK_FLAGS.get(name, name), first["msg"]) from None
+
+
 #: How an episode ends, in words (raas/task/reorientation.py has the rules).
 _END_REASONS = {
     "dropped": "the block was dropped",
@@ -222,7 +249,6 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from raas.policy.errors import BundleError
     from raas.recording.errors import RecordingError
     from raas.task.evaluation import EvaluationController
-    from raas.task.reorientation import TaskConfig
 
     out = out if out is not None else sys.stdout
     if args.episodes < 1:
@@ -232,11 +258,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         with open_bundle(args.bundle) as b:
             manifest = b.manifest
         cfg = _cell_config(args, manifest.control_period_s, manifest.vision is not None)
-        task = TaskConfig(
-            success_threshold_rad=args.threshold,
-            max_successes=args.max_successes,
-            goal_timeout_s=args.goal_timeout,
-        )
+        task = _task_config(args)
         period_s = cfg.loop.period_ns / 1e9
         runner = load_bundle(
             args.bundle,

@@ -24,7 +24,12 @@ def register(sub: Any) -> None:
         "or a policy bundle (--policy).",
     )
     add_cell_flags(p, duration_help="measured seconds (until Ctrl-C)")
-    p.add_argument("--resolution", metavar="WxH", help="camera resolution (200x200)")
+    p.add_argument(
+        "--resolution",
+        metavar="WxH",
+        help="the simulated rig's camera resolution (200x200); a real camera's is set by "
+        "width and height in its [cameras.NAME] section",
+    )
     p.add_argument("--controller", choices=CONTROLLERS, help="built-in controller (gait)")
     p.add_argument(
         "--policy",

@@ -23,5 +23,9 @@ class Controller(Protocol):
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         """Write the desired action (20 position targets, rad) into `out`.
 
-        Return False when there is no action for this cycle (the loop then takes the fallback)."""
+        Return False when there is no action for this cycle (the loop then takes the fallback).
+
+        A controller may also have `prepare() -> None`: the realtime loop calls it
+        LoopConfig.prepare_lead_ms before each trigger (PolicyController warms its inference
+        up there); it must not change what decide() will return."""
         ...

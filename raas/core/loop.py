@@ -1,5 +1,7 @@
 """The control loop: the cycle contract of docs/architecture.md, one cycle at a time.
 
+    prepare             at t_k - P, a controller that has prepare() warms up (realtime only;
+                        LoopConfig.prepare may move it to just after the trigger, or off)
     t_k = t_0 + k T     sleep-then-spin until t_k (absolute grid, no drift)
     trigger             one trigger to every device, the hand's state request
     collect (needed)    the sources the controller reads, each until its own deadline
@@ -19,7 +21,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +59,15 @@ class LoopConfig(BaseModel):
     )
     apply_phase_ms: float | None = Field(
         default=None, ge=0, description="apply at t_k + L (fixed phase); None: as soon as ready"
+    )
+    prepare: Literal["before_trigger", "after_trigger", "off"] = Field(
+        default="before_trigger",
+        description="when the realtime loop calls the controller's prepare() (a policy's "
+        "warm-up inferences): prepare_lead_ms before the trigger, right after the trigger "
+        "while the devices answer (its time then delays collect), or never",
+    )
+    prepare_lead_ms: float = Field(
+        default=3.0, gt=0, description="how long before the trigger (prepare = before_trigger)"
     )
     status_interval_s: float = Field(default=1.0, gt=0)
 
@@ -102,6 +113,7 @@ class LoopResult:
     wall_s: float = 0.0
     grid_s: float = 0.0  # time on the loop's clock (sim time in lockstep)
     stale: dict[str, int] = field(default_factory=dict)
+    late: dict[str, int] = field(default_factory=dict)  # stale cycles that took a late answer
     max_age_us: dict[str, float] = field(default_factory=dict)
 
 
@@ -203,6 +215,16 @@ class ControlLoop:
         sup.needs = frozenset(controller.needs)
         readings = self.readings
         slipped = False
+        # A controller may warm up just before the trigger (a policy: one inference on scratch
+        # buffers). Only on a real clock: in lockstep the caches do not go cold between cycles.
+        prepare: Callable[[], None] | None = getattr(controller, "prepare", None)
+        if not clock.realtime or cfg.prepare == "off":
+            prepare = None
+        before = prepare if cfg.prepare == "before_trigger" else None
+        after = prepare if cfg.prepare == "after_trigger" else None
+        lead = round(cfg.prepare_lead_ms * _MS)
+        if lead >= period:
+            before = None
         self.controller.reset()
         if self.arm_on_start:
             sup.arm(Cause.POLICY)
@@ -218,6 +240,9 @@ class ControlLoop:
         try:
             while self._stop_reason is None:
                 t_k = grid.t(k)
+                if before is not None and clock.now_ns() < t_k - lead:
+                    clock.sleep_until(t_k - lead)
+                    before()
                 clock.sleep_until(t_k)
                 now = clock.now_ns()
                 if now >= t_k + period:  # woke a whole slot late: skip to the current slot
@@ -238,7 +263,10 @@ class ControlLoop:
                 s1 = sw()
                 phases.trigger = s1 - s0
 
-                # 2. collect what the controller reads
+                # 2. collect what the controller reads (a sample that arrived while the
+                # controller prepared is taken whatever its deadline)
+                if after is not None:
+                    after()
                 self.collect_first.collect(obs, k, trig_ns)
                 s2 = sw()
                 phases.collect = s2 - s1
@@ -352,6 +380,7 @@ class ControlLoop:
         self.result.apply_late = 0
         for r in self.obs.sources.values():
             r.stale_cycles = 0
+            r.late_cycles = 0
             r.max_age_ns = 0
         if self.rt_report is not None and self.rt_report.requested:
             freeze_heap(self.rt_report)
@@ -378,6 +407,7 @@ class ControlLoop:
         res.grid_s = max(0.0, (self.clock.now_ns() - grid.t(self.first_cycle)) / 1e9)
         for name, r in self.obs.sources.items():
             res.stale[name] = r.stale_cycles
+            res.late[name] = r.late_cycles
             res.max_age_us[name] = r.max_age_ns / 1e3
         self.state = "STOPPED"
         if self.rt_report is not None and self.rt_report.gc_frozen:

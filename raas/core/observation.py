@@ -18,6 +18,9 @@ class SourceReading:
     """The latest sample of one source and whether it belongs to this cycle.
 
     stale:     no sample for this cycle by the source's deadline; `sample` is an older one
+    late:      stale, but the source's answer to an earlier cycle arrived after that cycle's
+               deadline and is `sample` now: the source is alive and slow (a busy machine), not
+               silent; the stale-sensor watchdog counts only silent cycles
     age_ns:    trigger time of this cycle minus the capture time of `sample` (0 when fresh
                and captured at the trigger)
     capture_ns: the sample's capture time on the loop's clock (the device stamp mapped to it)
@@ -32,8 +35,10 @@ class SourceReading:
     device_ns: int = -1
     arrival_ns: int = -1
     stale: bool = True
+    late: bool = False
     age_ns: int = 0
     stale_cycles: int = 0  # total cycles this source was stale
+    late_cycles: int = 0  # of those, cycles that picked up a late answer (see `late`)
     consecutive_stale: int = 0
     max_age_ns: int = 0  # largest age seen while stale
 

@@ -14,6 +14,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import zmq
+
 _MCL_CURRENT = 1
 _MCL_FUTURE = 2
 _PR_SET_TIMERSLACK = 29
@@ -73,7 +75,8 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def acquire(request: RtRequest) -> RtReport:
-    """Apply the request to the calling process; never raises for a refused privilege."""
+    """Apply the request to the calling process, then collect garbage once (before the loop);
+    never raises for a refused privilege."""
     report = RtReport(requested=request.enabled, euid=os.geteuid())
     libc = _libc()
     if request.enabled:
@@ -82,20 +85,25 @@ def acquire(request: RtRequest) -> RtReport:
                 os.sched_setaffinity(0, set(request.cpus))
             except OSError as exc:
                 report.notes.append(f"affinity {request.cpus} refused: {exc.strerror}")
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(request.fifo_priority))
-        except (OSError, AttributeError) as exc:
-            report.notes.append(f"SCHED_FIFO refused: {getattr(exc, 'strerror', exc)}")
+        # mlockall first, at normal priority: it faults in and locks every page of the process
+        # (hundreds of MB with the physics and the policy runtime), which takes 100s of ms of
+        # kernel time. Done at SCHED_FIFO on the loop's CPU it would keep any other real-time
+        # loop pinned there (another cell on the machine) from running for that long.
         if request.mlock and libc is not None:
             if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) != 0:
                 err = ctypes.get_errno()
                 report.notes.append(f"mlockall refused: {os.strerror(err)}")
             else:
                 report.mlockall = True
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(request.fifo_priority))
+        except (OSError, AttributeError) as exc:
+            report.notes.append(f"SCHED_FIFO refused: {getattr(exc, 'strerror', exc)}")
         if libc is not None and libc.prctl(_PR_SET_TIMERSLACK, request.timer_slack_ns, 0, 0, 0):
             report.notes.append("timer slack refused")
     else:
         report.notes.append("real-time settings not requested")
+    collect_garbage()
     _read_back(report, libc)
     return report
 
@@ -115,10 +123,20 @@ def _read_back(report: RtReport, libc: ctypes.CDLL | None) -> None:
         report.timer_slack_ns = int(libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
 
 
-def freeze_heap(report: RtReport) -> None:
-    """After warm-up: collect once, move every live object to the permanent generation and keep
-    the cyclic collector out of the cycle. The loop allocates no reference cycles per cycle."""
+def collect_garbage() -> None:
+    """A full collection, before the loop's first cycle (and before the hand's firmware watchdog
+    is armed by the first targets): with the physics and the policy runtime loaded it takes
+    about 180 ms on an idle machine, far too long for inside a cycle."""
     gc.collect()
+
+
+def freeze_heap(report: RtReport) -> None:
+    """After warm-up (inside a cycle): collect the young generations only (what the warm-up
+    allocated: about a millisecond), move every live object to the permanent generation and keep
+    the cyclic collector out of the cycle. The loop allocates no reference cycles per cycle.
+    A full collection here cost a missed cycle and a 160 ms gap in the hand's commands at every
+    loop start (seen in the firmware emulator's record): `collect_garbage` runs before the loop."""
+    gc.collect(1)
     gc.freeze()
     gc.disable()
     report.gc_frozen = True
@@ -127,3 +145,20 @@ def freeze_heap(report: RtReport) -> None:
 def release_heap() -> None:
     gc.unfreeze()
     gc.enable()
+
+
+def keep_io_threads_off_the_loop(ctx: Any) -> None:
+    """Before a zmq context in the loop's process makes its first socket: its I/O threads (which
+    start then and would inherit the loop's SCHED_FIFO priority and CPU) run at normal priority
+    on the other CPUs instead. At the loop's own FIFO priority on the loop's CPU, an I/O thread
+    busy with a camera frame or a stream message keeps the loop from running until it is done
+    (FIFO threads of one priority do not preempt each other). A no-op when the calling thread is
+    not real-time."""
+    if os.sched_getscheduler(0) not in (os.SCHED_FIFO, os.SCHED_RR):
+        return
+    ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_OTHER)
+    ctx.set(zmq.THREAD_PRIORITY, 0)
+    loop_cpus = os.sched_getaffinity(0)
+    others = sorted(set(range(os.cpu_count() or 1)) - loop_cpus)
+    for cpu in others:
+        ctx.set(zmq.THREAD_AFFINITY_CPU_ADD, cpu)

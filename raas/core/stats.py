@@ -18,7 +18,7 @@ from raas import __version__
 from raas.core.loop import ControlLoop
 from raas.core.timing import fallback_counts, percentiles_us, phase_summary
 
-SCHEMA_ID = "https://raas.dev/schemas/run-stats/1"
+SCHEMA_ID = "https://raas.dev/schemas/run-stats/2"
 
 
 def schema() -> dict[str, Any]:
@@ -44,12 +44,39 @@ def device_clocks(devices: Iterable[Device]) -> dict[str, dict[str, float]]:
             prefix, _, name = key.rpartition("clock_")
             if "clock_" + name not in _CLOCK_KEYS:
                 continue
-            who = f"{dev.name}.{prefix.rstrip('.')}" if prefix else dev.name
+            part = prefix.rstrip(".")
+            # a driver of several cameras prefixes each (`left.`); a device built per camera
+            # section is already named for it (`cameras.left`)
+            named = not part or dev.name == part or dev.name.endswith("." + part)
+            who = dev.name if named else f"{dev.name}.{part}"
             out.setdefault(who, {})[name] = value
     return out
 
 
-def build_stats(loop: ControlLoop, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def device_counters(devices: Iterable[Device]) -> dict[str, dict[str, float | int]]:
+    """Each device's own counters (Device.stats(): a serial link's frames, bytes, CRC errors,
+    resyncs, timeouts, ...), by device name; whole numbers as integers. A device whose counters
+    cannot be read is left out rather than failing the report."""
+    out: dict[str, dict[str, float | int]] = {}
+    for device in devices:
+        try:
+            counters = device.stats()
+        except Exception:  # the figures of a run never fail for one driver's counters
+            continue
+        out[device.name] = {
+            key: int(value) if float(value).is_integer() else float(value)
+            for key, value in counters.items()
+        }
+    return out
+
+
+def build_stats(
+    loop: ControlLoop,
+    extra: dict[str, Any] | None = None,
+    devices: Iterable[Device] | None = None,
+) -> dict[str, Any]:
+    """The figures of `loop`'s run. `devices`: whose counters go under `devices` (default: the
+    loop's hand and trigger board)."""
     res = loop.result
     log = loop.log
     cfg = loop.config
@@ -57,6 +84,7 @@ def build_stats(loop: ControlLoop, extra: dict[str, Any] | None = None) -> dict[
     sources = {
         name: {
             "stale_cycles": res.stale.get(name, 0),
+            "late_cycles": res.late.get(name, 0),
             "max_stale_age_us": round(res.max_age_us.get(name, 0.0), 3),
             "deadline_us": round(r.deadline_ns / 1e3, 3),
             "required": r.required,
@@ -94,6 +122,7 @@ def build_stats(loop: ControlLoop, extra: dict[str, Any] | None = None) -> dict[
         "trigger_to_apply_us": percentiles_us(log.series("trigger_to_apply")),
         "phases_us": phase_summary(log),
         "sources": sources,
+        "devices": device_counters(devices if devices is not None else (loop.hand, loop.trigger)),
         "run": {
             "stop_reason": res.stop_reason,
             "lost_device": res.lost_device,
@@ -133,6 +162,15 @@ def format_summary(stats: dict[str, Any]) -> str:
     lines += [row(f"phase {name}", p) for name, p in stats["phases_us"].items()]
     stale = ", ".join(f"{n} {s['stale_cycles']}" for n, s in stats["sources"].items())
     lines.append(f"  stale cycles per source: {stale}")
+    for name, c in stats.get("devices", {}).items():
+        if "link_open" in c:
+            lines.append(
+                f"  link {name}: frames {c['link_frames_sent']} sent / "
+                f"{c['link_frames_received']} received, bytes {c['link_bytes_sent']} / "
+                f"{c['link_bytes_received']}, CRC errors {c['link_crc_errors']}, "
+                f"resyncs {c['link_resyncs']}, timeouts {c['link_timeouts']}"
+                + ("" if c["link_open"] else " (link down)")
+            )
     rt = stats.get("rt")
     if rt:
         lines.append(

@@ -6,6 +6,7 @@ Shadow-type hand of the simulated cell."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,7 @@ from raas_drivers.hand.config import ACTUATOR_LIMITS, ACTUATOR_NAMES, JOINT_NAME
 from raas_drivers.hand.shape import SHADOW_MODEL, HandShape
 
 from raas.config import CellConfig
+from raas.errors import ConfigError
 
 #: Motion-capture rows of the simulated cell (raas_drivers.sim.world.MARKER_NAMES): 5 fingertip
 #: markers, then the block's 8 corner LEDs.
@@ -71,3 +73,19 @@ class CellSpec:
             camera_height=rig.camera_height,
             hand_model=shape.model,
         )
+
+
+def marker_rows(available: Sequence[str], wanted: Sequence[str], who: str) -> np.ndarray:
+    """The rows of `wanted` in the cell's motion-capture frame, found by name (a cell file's
+    [mocap.markers] may list its rows in any order). Raises ConfigError naming mocap.markers and
+    the rows that are not there."""
+    have = list(available)
+    missing = [n for n in wanted if n not in have]
+    if missing:
+        rows = ", ".join(have) if have else "none (the cell has no [mocap])"
+        raise ConfigError(
+            "mocap.markers",
+            f"{who} needs the motion-capture rows {', '.join(wanted)}; missing "
+            f"{', '.join(missing)}. This cell's rows: {rows} (docs/hardware.md)",
+        )
+    return np.array([have.index(n) for n in wanted], dtype=np.intp)

@@ -6,6 +6,8 @@ observations: the same sequence gives the same actions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from raas.core.observation import Observation
@@ -19,9 +21,17 @@ class PolicyController:
         self.needs: frozenset[str] = runner.needs
         self._episode: int | None = None
 
+    def bind_markers(self, names: Sequence[str]) -> None:
+        """The cell's motion-capture rows, by name (PolicyRunner.bind_markers)."""
+        self.runner.bind_markers(names)
+
     def reset(self) -> None:
         self.runner.reset()
         self._episode = None
+
+    def prepare(self) -> None:
+        """Called by the loop shortly before the trigger (LoopConfig.prepare_lead_ms)."""
+        self.runner.prepare()
 
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         if obs.episode != self._episode:

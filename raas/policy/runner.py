@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from raas.core.observation import Observation
 from raas.core.timing import percentiles_us
 from raas.policy.bundle import OpenedBundle, open_bundle
-from raas.policy.cell import CellSpec
+from raas.policy.cell import CellSpec, marker_rows
 from raas.policy.errors import CellMismatchError, ModelMismatchError, OverBudgetError
 from raas.policy.features import ActionDecoder, ObjectPose, ObservationAssembler
 from raas.policy.keys import KEYS
@@ -252,7 +253,7 @@ class PolicyRunner:
         self.action_output = self.policy.outputs[m.action.output]
         self.initial_state = {s.input: s.initial for s in m.state}
         self.markers = MarkerPose(cell.block_marker_offsets)
-        self.block_rows = cell.rows(cell.block_markers)
+        self.block_rows: np.ndarray | None = cell.rows(cell.block_markers)
         self.pose = ObjectPose()
         self.needs = self._needs()
         # counters (whole run) and the inference latency ring
@@ -261,6 +262,7 @@ class PolicyRunner:
         self.nonfinite = 0
         self.missing = 0
         self.state_resets = 0
+        self.prepared = 0
         self.last_missing: str | None = None
         self._lat = np.zeros(_LATENCY_RING, dtype=np.int64)  # vision + policy run
         self._act = np.zeros(_LATENCY_RING, dtype=np.int64)  # the whole act()
@@ -281,6 +283,24 @@ class PolicyRunner:
                 else:
                     needs.add(src)
         return frozenset(needs)
+
+    def bind_markers(self, names: Sequence[str]) -> None:
+        """The cell is up and its motion capture has these rows (in this order): find the
+        fingertip and block rows the policy reads by name. Raises ConfigError (mocap.markers)
+        when one the policy needs is not there."""
+        keys = {f.key for f in self.manifest.observation.fields}
+        who = f"policy {self.manifest.name}"
+        if "fingertip_positions" in keys:
+            self.assembler.fingertip_rows = marker_rows(
+                names, self.cell.fingertip_markers, f"{who} (fingertip_positions)"
+            )
+        object_keys = {k for k in keys if "object" in KEYS[k].sources}
+        if self.vision is None and object_keys:
+            self.block_rows = marker_rows(
+                names, self.cell.block_markers, f"{who} ({', '.join(sorted(object_keys))})"
+            )
+        elif self.vision is None:
+            self.block_rows = None  # the policy reads no object pose from mocap
 
     def reset(self) -> None:
         """Start of an episode: initial recurrent state, idle previous action, no pose yet."""
@@ -304,6 +324,17 @@ class PolicyRunner:
         return self.load_latency_us
 
     # ------------------------------------------------------------------ per cycle
+    def prepare(self) -> None:
+        """Just before the inference (the loop calls it around the trigger): options.warmup_runs
+        inferences on scratch buffers (the recurrent state, the outputs and the counters do
+        not change), so that act() runs with warm caches instead of after the 80 ms in which
+        the rest of the machine evicted them."""
+        for _ in range(self.options.warmup_runs):
+            if self.vision is not None:
+                self.vision.session.warm()
+            self.policy.warm()
+        self.prepared += 1
+
     def _object_pose(self, obs: Observation) -> bool:
         if self.vision is not None:
             p = self.vision.pose
@@ -316,9 +347,9 @@ class PolicyRunner:
             self.pose.valid = True
             return True
         m = obs.mocap
-        if m is None:
-            return False
         rows = self.block_rows
+        if m is None or rows is None:
+            return False
         self.markers.update(m.positions[rows], m.visible[rows])
         self.pose.position[:] = self.markers.position
         self.pose.orientation[:] = self.markers.orientation
@@ -372,6 +403,11 @@ class PolicyRunner:
         return True
 
     # ------------------------------------------------------------------ figures
+    @property
+    def inferences(self) -> int:
+        """Inferences run so far (cycles that reached the policy's run)."""
+        return self._n_lat
+
     def latencies_ns(self) -> np.ndarray:
         """Inference times (vision + policy run) of the cycles so far (the last 2^18)."""
         n = min(self._n_lat, _LATENCY_RING)
@@ -397,6 +433,8 @@ class PolicyRunner:
             "nonfinite_outputs": self.nonfinite,
             "missing_observations": self.missing,
             "state_resets": self.state_resets,
+            "warmups": self.prepared,
+            "warmup_runs": self.options.warmup_runs,
             "object_pose_from": self.manifest.object_pose_source,
         }
 

@@ -241,6 +241,9 @@ def replay(
     report.recorded_bundle = rf.metadata.get(fmt.META_SESSION, {}).get("bundle_sha256", "")
     report.max_abs_diff = np.zeros(n)
     rebuild = ObservationRebuilder(layout)
+    bind = getattr(controller, "bind_markers", None)
+    if callable(bind):  # the recorded cell's mocap rows, by name, as the loop binds them
+        bind(layout.marker_names)
     out = np.zeros(n)
     last = None
     controller.reset()

@@ -23,6 +23,7 @@ import zmq
 from raas_drivers.cameras import CameraFrame
 
 from raas.core.observation import Observation, SourceReading, Step
+from raas.core.rt import keep_io_threads_off_the_loop
 from raas.recording import wire
 from raas.recording.errors import RecorderDidNotStart, RecordingDirectoryUnusable
 from raas.recording.layout import RecordLayout, StepPacker
@@ -60,6 +61,7 @@ class RecordingPublisher:
         self.close_timeout_s = close_timeout_s  # the recorder may have a backlog to write
         self.packer = StepPacker(layout)
         self._ctx = zmq.Context(io_threads=1)
+        keep_io_threads_off_the_loop(self._ctx)
         self._cycles = self._ctx.socket(zmq.PUSH)
         self._cycles.setsockopt(zmq.SNDHWM, queue_cycles)
         self._cycles.setsockopt(zmq.LINGER, 0)

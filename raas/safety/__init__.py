@@ -3,6 +3,8 @@ decide what reaches the motors. docs/safety.md describes it for operators."""
 
 from __future__ import annotations
 
+import functools
+
 from raas_drivers.hand.driver import HandDriver
 
 from raas.safety.conditioning import STAGE_NAMES, ActionConditioner, Stage
@@ -32,8 +34,10 @@ __all__ = [
 
 def supervisor_for_hand(hand: HandDriver, cfg: SafetyConfig, period_s: float) -> Supervisor:
     """A supervisor for a HandDriver: its limits, effort limits, joint map and idle pose as home
-    (all from the driver, so any hand shape works)."""
-    return Supervisor(
+    (all from the driver, so any hand shape works). An e-stop also reaches the hand's own e-stop
+    (`HandDriver.emergency_stop`) in the call that latches it, whatever runs (a session's cycle,
+    a policy, the bundle-load pause)."""
+    sup = Supervisor(
         hand.limits,
         hand.effort_limits,
         hand.idle_action,
@@ -41,3 +45,12 @@ def supervisor_for_hand(hand: HandDriver, cfg: SafetyConfig, period_s: float) ->
         cfg,
         period_s,
     )
+    sup.listeners.append(functools.partial(_relay_estop, hand))
+    return sup
+
+
+def _relay_estop(hand: HandDriver, t: Transition) -> None:
+    if t.after is SafetyState.FAULT and t.reason is Reason.ESTOP:
+        hand.emergency_stop()
+    elif t.before is SafetyState.FAULT and t.after is not SafetyState.FAULT:
+        hand.clear_emergency_stop()

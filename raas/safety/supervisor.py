@@ -268,7 +268,8 @@ class Supervisor:
     ) -> None:
         w = self.watchdogs
         for r in readings:
-            if (r.required or r.name in self.needs) and w.stale(r.name, r.stale):
+            # a late answer (an earlier cycle's, after its deadline) shows the source alive
+            if (r.required or r.name in self.needs) and w.stale(r.name, r.stale and not r.late):
                 w.trips[Reason.STALE_SENSOR] += 1
                 self.hold(Cause.WATCHDOG, Reason.STALE_SENSOR, r.name)
                 return

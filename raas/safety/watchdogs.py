@@ -1,7 +1,8 @@
 """The daemon's watchdog layers that act inside the cycle, counted as streaks.
 
-    stale sensor     a source the cycle depends on (required, or read by the controller) stale
-                     K cycles in a row                               -> HOLD, stale_sensor
+    stale sensor     a source the cycle depends on (required, or read by the controller) silent
+                     K cycles in a row: stale, and no late answer to an earlier cycle came
+                     either (raas.core.collect)                      -> HOLD, stale_sensor
     loop deadline    M cycles in a row overran or woke a slot late    -> HOLD, loop_deadline
     late decisions   the loop's fallback ran out of repeats (N late or missing decisions in a
                      row): a remote client -> client_late, a policy -> inference_overrun

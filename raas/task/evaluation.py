@@ -19,12 +19,13 @@ the 'episode_end' event and runs the next episode on a new loop with the same co
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from raas.core.observation import Observation
+from raas.policy.cell import marker_rows
 from raas.policy.pose import MarkerPose
 from raas.policy.runner import PolicyRunner
 from raas.safety import Cause, SafetyState, Supervisor, Transition
@@ -88,6 +89,15 @@ class EvaluationController:
             self.done = True
 
     # ------------------------------------------------------------------ Controller
+    def bind_markers(self, names: Sequence[str]) -> None:
+        """The cell is up with these motion-capture rows: the referee finds the block's markers
+        by name (and the policy its rows). Without them the task cannot be scored: ConfigError
+        naming mocap.markers."""
+        self.block_rows = marker_rows(
+            names, self.runner.cell.block_markers, "raasd eval's referee (the block's pose)"
+        )
+        self.runner.bind_markers(names)
+
     def reset(self) -> None:
         """A new loop: an episode in progress restarts from its beginning (same goals)."""
         self._in_episode = False

@@ -3,8 +3,9 @@
 A segment is one ControlLoop run (`cell.build_loop`). It ends on a signal (the daemon stops),
 a lost device, or a policy run request: then, between cycles, the bundle is loaded (session
 build, warm-up, latency measurement: far longer than a cycle, so never inside one) while the
-hand holds its last target, and a new segment starts with the policy deciding. Control messages
-wait in the socket during that pause and are answered when the next segment starts.
+hand holds its last target, and a new segment starts with the policy deciding. During that
+pause e-stops (ZeroMQ and the service's) are served every cycle and reach the hand's firmware;
+other control messages wait and are answered when the next segment starts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,12 +30,14 @@ from raas_drivers.errors import DriverError
 
 from raas.config import CellConfig
 from raas.core.loop import ControlLoop
+from raas.core.rt import keep_io_threads_off_the_loop
 from raas.core.stats import build_stats
 from raas.daemon import EXIT_DEVICE_LOST, EXIT_OK, Cell, cell_outputs, cell_up, run_loop
 from raas.safety import TransitionRefusedError
 from raas.safety.errors import WearFileCorruptError
 from raas.safety.health import HealthCheck
 from raas.safety.wear import WearMeter
+from raas.transport.bundle_run import RunRequest
 from raas.transport.config import TransportConfig
 from raas.transport.leases import LeaseGate
 from raas.transport.service_link import ServiceLink
@@ -43,7 +47,8 @@ from raas.transport.sockets import RobotSockets
 from raas.transport.spaces import ObservationPacker
 from raas.transport.stream import StreamPublisher
 
-#: While a bundle loads, the hold targets are sent again this often (the firmware watchdog).
+#: While a bundle loads, the hold targets are sent again and e-stops served this often (or every
+#: period when that is shorter): the firmware watchdog, and an e-stop within a cycle.
 HOLD_REFRESH_S = 0.1
 
 
@@ -66,12 +71,19 @@ def _bundle_path(path: Path, work: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
 
 
-def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
-    """Load the requested bundle and hand an evaluation controller to the session (slow)."""
-    req = ctl.pending_run
-    ctl.pending_run = None
-    if req is None:
-        return
+@dataclass(slots=True)
+class _Loaded:
+    """What the loader thread made: the evaluation controller of a run, or why it failed."""
+
+    runner: Any = None
+    controller: Any = None
+    error: str | None = None
+    took_s: float = 0.0
+
+
+def _load_bundle(ctl: SessionController, cell: Cell, req: RunRequest) -> _Loaded:
+    """Load the requested bundle and build its evaluation controller (slow; no sockets: this
+    runs in the loader thread while the serving thread keeps the sockets)."""
     t0 = time.monotonic()
     try:
         # Imported here: the runner and the evaluation are only needed when a bundle runs.
@@ -85,7 +97,7 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
             cell=cell.policy_cell(),
         )
 
-        def on_event(event: Mapping[str, Any]) -> None:
+        def on_event(event: Mapping[str, Any]) -> None:  # called by the loop, later
             data = {k: v for k, v in event.items() if k != "event"}
             ctl.run_event(str(event.get("event", "event")), data)
 
@@ -94,18 +106,28 @@ def _load_run(ctl: SessionController, cell: Cell, log: TextIO) -> None:
         # ends the run on it
         ev.attach(ctl.supervisor, first=True)
     except Exception as exc:  # a bad bundle is the client's problem: report it, keep holding
-        print(f"raasd: bundle {req.sha256[:12]} failed to load: {exc}", file=log, flush=True)
-        ctl.fail_run(f"{type(exc).__name__}: {exc}")
+        return _Loaded(error=f"{type(exc).__name__}: {exc}", took_s=time.monotonic() - t0)
+    return _Loaded(runner=runner, controller=ev, took_s=time.monotonic() - t0)
+
+
+def _start_run(ctl: SessionController, req: RunRequest, loaded: _Loaded, log: TextIO) -> None:
+    """Hand the loaded bundle's controller to the session (serving thread)."""
+    if loaded.error is not None:
+        print(
+            f"raasd: bundle {req.sha256[:12]} failed to load: {loaded.error}", file=log, flush=True
+        )
+        ctl.fail_run(loaded.error)
         return
-    took = time.monotonic() - t0
+    took = loaded.took_s
     print(f"raasd: bundle {req.sha256[:12]} loaded in {took:.2f} s", file=log, flush=True)
+    ev = loaded.controller
     try:
         ctl.start_policy(ev, lambda: bool(ev.done), ev.summary)
-    except TransitionRefusedError as exc:  # a fault latched meanwhile: the run does not start
+    except TransitionRefusedError as exc:  # a fault latched meanwhile (an e-stop): no run
         ev.detach()
         ctl.fail_run(str(exc))
         return
-    ctl.start_recording_for_run(req.sha256, str(runner.manifest.name))
+    ctl.start_recording_for_run(req.sha256, str(loaded.runner.manifest.name))
     ctl.run_event("run_started", {"sha256": req.sha256, "episodes": req.episodes, "load_s": took})
 
 
@@ -119,29 +141,48 @@ def _load_holding(
     """Load the bundle and build the next segment's loop in a thread while this one keeps the
     hand holding its last targets: the hand's firmware watchdog wants a command every W ms (500
     by default), and a load plus a loop build (its buffers are touched under mlockall) take
-    longer. Only the loader touches the sockets and the recorder meanwhile. The loader drops to
-    SCHED_OTHER: at the loop's SCHED_FIFO priority, on the loop's CPU, it would never give the
-    holding thread its turn (FIFO threads of one priority do not share a CPU)."""
+    longer. Every period this thread also serves the e-stops (ZeroMQ and the service's), so an
+    e-stop reaches the hand within a cycle during a load too; other control messages wait for
+    the next segment. The loader touches no socket. It drops to SCHED_OTHER: at the loop's
+    SCHED_FIFO priority, on the loop's CPU, it would never give the holding thread its turn
+    (FIFO threads of one priority do not share a CPU)."""
+    req = ctl.pending_run
+    ctl.pending_run = None
+    loaded: list[_Loaded] = []
     built: list[ControlLoop] = []
     failed: list[BaseException] = []
+
+    bundle_ready = threading.Event()  # the loader loaded the bundle
+    run_started = threading.Event()  # the session took it (the next loop depends on its needs)
 
     def load() -> None:
         with contextlib.suppress(OSError, AttributeError):  # pid 0: this thread only (Linux)
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         try:
-            _load_run(ctl, cell, log)
+            if req is not None:
+                loaded.append(_load_bundle(ctl, cell, req))
+            bundle_ready.set()
+            run_started.wait()
             built.append(build_next())
         except BaseException as exc:  # handed to the serving thread
             failed.append(exc)
+            bundle_ready.set()
 
     targets, cycle = last.applied.copy(), last.obs.cycle
+    every_s = min(HOLD_REFRESH_S, cell.cfg.loop.period_ns / 1e9)
     loader = threading.Thread(target=load, name="load bundle")
     loader.start()
     try:
         while loader.is_alive():
             cell.hand.apply(targets, cycle)
-            loader.join(HOLD_REFRESH_S)
+            ctl.serve_estops()
+            if bundle_ready.is_set() and not run_started.is_set():
+                if req is not None and loaded:
+                    _start_run(ctl, req, loaded[0], log)
+                run_started.set()
+            loader.join(every_s)
     finally:
+        run_started.set()
         loader.join()
     cell.hand.apply(targets, cycle)  # the new loop's first cycle is two periods away
     if failed:
@@ -163,6 +204,7 @@ def serve_cell(
         cell = stack.enter_context(cell_up(cfg))
         outputs = stack.enter_context(cell_outputs(cell))
         ctx: zmq.Context[Any] = zmq.Context()
+        keep_io_threads_off_the_loop(ctx)
         stack.callback(ctx.term)
         sockets = RobotSockets(tcfg, ctx)
         stack.callback(sockets.close)
@@ -260,7 +302,7 @@ def serve_cell(
         finally:
             ctl.close_all("daemon stopping")
         if stats_json is not None and loops:  # the last segment's figures, and the sessions'
-            stats = build_stats(loops[-1], {"transport": ctl.status()})
+            stats = build_stats(loops[-1], {"transport": ctl.status()}, devices=cell.devices)
             stats_json.parent.mkdir(parents=True, exist_ok=True)
             stats_json.write_text(json.dumps(stats, indent=2) + "\n")
         print(

@@ -1,4 +1,6 @@
-"""The remote side of the loop: a Controller that serves the control socket inside the cycle.
+"""The remote side of the loop: a Controller that serves the control socket inside the cycle,
+and the session registry that hands each cycle to the control mode in charge
+(raas/transport/modes.py: remote_step.py, bundle_run.py, health_run.py).
 
 `decide()` first services at most `max_messages_per_cycle` control messages and the revocation
 inbox (bounded work, never blocking past the cycle's budget), checks the controller's lease and
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,16 +49,18 @@ from raas.core.observation import Observation, Step
 from raas.daemon import SessionSink
 from raas.leases import LeaseClaims
 from raas.safety import Cause, Reason, SafetyState, Supervisor, Transition, TransitionRefusedError
-from raas.safety.health import CheckResult, HealthCheck
-from raas.task.stepping import SteppingTask
+from raas.safety.health import HealthCheck
+from raas.transport.bundle_run import BundleRun, RunRequest
 from raas.transport.config import TransportConfig
 from raas.transport.errors import RequestRefusedError
+from raas.transport.health_run import HealthRun
 from raas.transport.leases import LeaseGate
+from raas.transport.modes import ControlMode
+from raas.transport.remote_step import RemoteStep, StepTiming
 from raas.transport.service_link import ClearEstop, Estop, Revoked, ServiceLink
 from raas.transport.sockets import RobotSockets
 from raas.transport.spaces import ObservationPacker
 from raas.transport.stream_auth import parse_stream_key
-from raas.transport.uploads import Upload
 
 _MS = 1_000_000
 
@@ -90,23 +95,6 @@ class Peer:
     role: str  # control | observe
     session_id: str
     last_seen_ns: int
-
-
-@dataclass(slots=True)
-class RunRequest:
-    bundle: Path
-    sha256: str
-    episodes: int
-    seed: int
-
-
-@dataclass(slots=True)
-class StepTiming:
-    cycle: int = -1
-    obs_sent_ns: int = 0
-    deadline_ns: int = 0  # an action read after this is late (obs_sent_ns + action wait)
-    action_ns: int = -1  # -1: no action in time
-    late: bool = False
 
 
 @dataclass(slots=True)
@@ -152,12 +140,14 @@ class SessionController:
         self.realtime = realtime
         self.sinks = list(sinks)
         self.inbox = inbox
+        #: control messages that came while no loop ran (the bundle-load pause), served first
+        self._deferred: deque[list[Any]] = deque()
         self.on_segment_end = on_segment_end
         if realtime:
             wait = cfg.action_wait_ms
-            self.action_wait_ns = round(wait * _MS) if wait else int(decide_budget_ns * 0.8)
+            action_wait_ns = round(wait * _MS) if wait else int(decide_budget_ns * 0.8)
         else:
-            self.action_wait_ns = round(cfg.lockstep_action_timeout_s * 1e9)
+            action_wait_ns = round(cfg.lockstep_action_timeout_s * 1e9)
         self.liveness_ns = round(cfg.liveness_timeout_s * 1e9)
         self.needs: frozenset[str] = frozenset({"hand", "mocap"})
         self.peers: dict[bytes, Peer] = {}
@@ -170,31 +160,46 @@ class SessionController:
         self.episode = 0
         self.cycle = -1
         self.counters = Counters()
-        self.timing = StepTiming()
-        self.report: dict[str, Any] | None = None
-        self.upload: Upload | None = None
-        self.bundle: tuple[Path, str] | None = None
-        self.pending_run: RunRequest | None = None
-        self.policy: Controller | None = None
-        self.policy_done: Callable[[], bool] | None = None
-        self.policy_summary: Callable[[], Mapping[str, Any]] | None = None
         self.recording: str | None = None  # the controller session being recorded
         self.recording_paths: dict[str, tuple[str, Path]] = {}  # session -> (owner sub, file)
-        #: The post-session health check: built after every controlling session, once the hand
-        #: is idle again; its report goes to `on_health` (the service link).
-        self.health_check = health_check
-        self.on_health = on_health
-        self.health: HealthCheck | None = None
-        self.health_due = False
-        self.last_health: dict[str, Any] | None = None
-        self._action = np.zeros(len(packer.actuators))
-        self._have_action = False
-        self._reset_now = False
         chunk = cfg.max_chunk_bytes
         self._limit: Callable[[str], int] = lambda kind: request_limit(kind, chunk)
-        #: The cell's task for a remote stepper (raas.task.stepping); built here, at start-up,
-        #: so that no import happens inside a cycle when a client arms.
-        self.task = SteppingTask.for_cell(packer.markers, 1.0 / rate_hz, cfg.task)
+        #: A client sends only `step` blocks (protocol 2; hello's spaces.layouts).
+        self._layouts = {"step": packer.layouts["step"]}
+        #: The control modes (raas/transport/modes.py), each with its own rules.
+        self.stepping = RemoteStep(self, action_wait_ns)
+        self.runs = BundleRun(self)
+        #: The post-session health check: built after every controlling session, once the hand
+        #: is idle again; its report goes to `on_health` (the service link).
+        self.health = HealthRun(self, health_check, on_health)
+
+    @property
+    def timing(self) -> StepTiming:
+        """The remote step's timing of the cycle being decided."""
+        return self.stepping.timing
+
+    @property
+    def pending_run(self) -> RunRequest | None:
+        """A `run` waiting for the bundle to load between loop segments."""
+        return self.runs.pending
+
+    @pending_run.setter
+    def pending_run(self, value: RunRequest | None) -> None:
+        self.runs.pending = value
+
+    @property
+    def last_health(self) -> dict[str, Any] | None:
+        return self.health.last
+
+    def _active(self) -> ControlMode | None:
+        """The mode deciding the cycle, if any (hold and estop decide nothing)."""
+        if self.mode == "step" and self.controller is not None:
+            return self.stepping
+        if self.mode == "policy" and self.runs.policy is not None:
+            return self.runs
+        if self.mode == "health" and self.health.check is not None:
+            return self.health
+        return None
 
     @property
     def estopped(self) -> bool:
@@ -203,8 +208,8 @@ class SessionController:
 
     # ---------------------------------------------------------------- Controller protocol
     def reset(self) -> None:
-        if self.policy is not None:
-            self.policy.reset()
+        if self.runs.policy is not None:
+            self.runs.policy.reset()
 
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         now = time.monotonic_ns()
@@ -213,28 +218,19 @@ class SessionController:
         self._check_sessions(now)
         self.sockets.serve_stream_auth()  # after the closes: an ended session's key goes now
         obs.episode = self.episode
-        if self.health_due and self.controller is None:
-            self._start_health()
-        if self.mode == "health" and self.health is not None:
-            ok = self.health.decide(obs, out)
-            if self.health.done:
-                self._finish_health(None)
-            return ok
+        if self.health.due and self.controller is None:
+            self.health.start()
+        mode = self._active()
+        if mode is self.health:
+            return self.health.decide(obs, out)
         if not self.supervisor.active:  # nothing this controller says reaches the hand
             out[:] = self.hold
-            if self.mode == "step":
-                self._remote_observation(obs)
+            if mode is self.stepping:
+                self.stepping.observation(obs)  # the client sees why it is held
             self._pace()
             return True
-        if self.mode == "policy" and self.policy is not None:
-            ok = self.policy.decide(obs, out)
-            if self.policy_done is not None and self.policy_done():
-                self._finish_policy("done")
-            if ok:
-                self.hold[:] = out
-            return ok
-        if self.mode == "step" and self.controller is not None:
-            return self._remote_step(obs, out)
+        if mode is not None:
+            return mode.decide(obs, out)
         out[:] = self.hold
         self._pace()
         return True
@@ -242,104 +238,9 @@ class SessionController:
     # ---------------------------------------------------------------- Publisher protocol
     def publish(self, step: Step) -> None:
         step.lease_holder = None if self.controller is None else self.controller.claims.sub
-        t = self.timing
-        if t.cycle == step.obs.cycle and t.cycle >= 0:
-            self.report = {
-                "cycle": t.cycle,
-                "fallback": int(step.fallback),
-                "obs_sent_ns": t.obs_sent_ns,
-                "action_ns": t.action_ns,
-                "applied_ns": step.apply_ns if self.realtime else time.monotonic_ns(),
-                "decide_ns": step.decide_ns,
-                "late_total": self.counters.actions_late,
-            }
-            if step.fallback is not FallbackKind.NONE and t.action_ns < 0 and not t.late:
-                self.counters.actions_missing += 1
-            t.cycle = -1
+        self.stepping.published(step)
         if step.fallback is FallbackKind.NONE:
             self.hold[:] = step.applied
-
-    # ---------------------------------------------------------------- remote step
-    def _remote_step(self, obs: Observation, out: np.ndarray) -> bool:
-        ctl = self.controller
-        assert ctl is not None
-        k = obs.cycle
-        t = self.timing
-        t.cycle, t.action_ns, t.late = k, -1, False
-        self._have_action = False
-        self._reset_now = False
-        t.obs_sent_ns = self._remote_observation(obs)
-        self.counters.steps += 1
-        deadline = t.deadline_ns = t.obs_sent_ns + self.action_wait_ns
-        while not self._have_action and not self._reset_now and self.mode == "step":
-            now = time.monotonic_ns()
-            remaining = deadline - now
-            if remaining <= 0:
-                break
-            if now - ctl.last_seen_ns > self.liveness_ns:  # a lost client is not waited for
-                self._close(ctl, "liveness")
-                break
-            # Whole milliseconds block in zmq_poll; the last sub-millisecond is polled.
-            if self.sockets.wait(remaining // _MS if remaining >= _MS else 0):
-                self._service(self.cfg.max_messages_per_cycle)
-        if self._have_action:
-            out[:] = self._action
-            return True
-        if self._reset_now or self.mode != "step" or self.controller is None:
-            out[:] = self.hold
-            return True
-        return False  # the loop's fallback, counted and reported
-
-    def _remote_observation(self, obs: Observation) -> int:
-        """Send observation k to the controlling client (also while held: it sees why)."""
-        ctl = self.controller
-        if ctl is None:
-            return 0
-        judged = self.task.judge(obs) if self.task is not None else None  # writes obs.goal
-        arrays = self.packer.fill(obs)
-        sup = self.supervisor
-        fields: dict[str, Any] = {
-            "cycle": obs.cycle,
-            "episode": self.episode,
-            "stale": _stale(obs),
-            "safety": sup.state.label,
-            "safety_reason": sup.reason.value,
-        }
-        if judged is not None:
-            fields["task"] = judged
-        if self.report is not None:
-            fields["report"] = self.report
-            self.report = None
-        sent = time.monotonic_ns()
-        self.sockets.send_to(ctl.identity, Msg.OBS, fields, arrays)
-        return sent
-
-    def _new_task_episode(self) -> None:
-        """The task starts an episode (goals from (0, episode)) on the next observation."""
-        if self.task is not None:
-            self.task.new_episode(self.episode)
-
-    def _on_step(self, peer: Peer, msg_cycle: object, action: np.ndarray | None) -> None:
-        if self.mode == "step" and not self.supervisor.active:
-            self.counters.actions_late += 1  # held: counted, never applied (the client was told)
-            return
-        if self.mode != "step":
-            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "not armed for remote step")
-        if action is None or action.shape != self._action.shape:
-            raise RequestRefusedError(
-                ErrorCode.BAD_REQUEST, f"action must have shape {self._action.shape}"
-            )
-        t = self.timing
-        now = time.monotonic_ns()  # judged on when it is read, however long that took
-        if msg_cycle == t.cycle and t.cycle >= 0 and not self._have_action and now <= t.deadline_ns:
-            self._action[:] = action
-            self._have_action = True
-            t.action_ns = now
-            self.counters.actions_on_time += 1
-        else:  # past the deadline, a cycle already decided, or not a cycle: not applied
-            self.counters.actions_late += 1
-            if msg_cycle == t.cycle and t.cycle >= 0:
-                t.late = True
 
     # ---------------------------------------------------------------- message service
     def _pace(self) -> None:
@@ -349,6 +250,33 @@ class SessionController:
             self._service(self.cfg.max_messages_per_cycle)
 
     def _service(self, limit: int) -> None:
+        self._service_inbox(limit)
+        for _ in range(limit):
+            frames = self._deferred.popleft() if self._deferred else self.sockets.recv()
+            if frames is None:
+                return
+            self._dispatch(frames)
+
+    def serve_estops(self) -> None:
+        """While no loop runs (the bundle-load pause, raas.transport.serve): the service's items
+        (e-stops, revocations) and the e-stops on the control socket are served now, so an
+        e-stop reaches the hand within a cycle; every other control message is kept, in order,
+        for the next segment's first cycle."""
+        self._service_inbox(self.cfg.max_messages_per_cycle)
+        while (frames := self.sockets.recv()) is not None:
+            if self._is_estop(frames):
+                self._dispatch(frames)
+            else:
+                self._deferred.append(frames)
+
+    @staticmethod
+    def _is_estop(frames: list[Any]) -> bool:
+        try:
+            return len(frames) >= 2 and decode(frames[1:]).type == Msg.ESTOP
+        except ProtocolError:
+            return False
+
+    def _service_inbox(self, limit: int) -> None:
         if self.inbox is not None:
             for item in self.inbox.drain(limit):
                 if isinstance(item, Revoked):
@@ -357,35 +285,42 @@ class SessionController:
                     self.estop(item.by, via="rest")
                 elif isinstance(item, ClearEstop):
                     self._clear_from_service(item)
-        for _ in range(limit):
-            frames = self.sockets.recv()
-            if frames is None:
-                return
-            self.counters.messages += 1
-            if len(frames) < 2:
-                self.counters.malformed += 1
-                continue
-            identity = bytes(frames[0].buffer)
-            try:
-                msg = decode(frames[1:], self._limit)
-            except ProtocolError as exc:
-                self.counters.malformed += 1
-                code = ErrorCode.BAD_REQUEST
-                if exc.version:
-                    code = ErrorCode.UNSUPPORTED_VERSION
-                elif exc.too_large:
-                    code = ErrorCode.TOO_LARGE
-                self.sockets.error(identity, exc.request_id, code, str(exc))
-                continue
-            req_id = msg.get("id")
-            try:
-                self._handle(identity, msg.type, msg.header, msg.arrays, req_id)
-            except RequestRefusedError as exc:
-                self.counters.refused += 1
-                self.sockets.error(identity, req_id, exc.code, exc.message)
-            except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
-                self.counters.malformed += 1
-                self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
+
+    def _dispatch(self, frames: list[Any]) -> None:
+        self.counters.messages += 1
+        if len(frames) < 2:
+            self.counters.malformed += 1
+            return
+        identity = bytes(frames[0].buffer)
+        try:
+            msg = decode(frames[1:], self._limit, self._layouts)
+        except ProtocolError as exc:
+            self.counters.malformed += 1
+            code, version, text = ErrorCode.BAD_REQUEST, PROTOCOL_VERSION, str(exc)
+            if exc.version:
+                code = ErrorCode.UNSUPPORTED_VERSION
+                # An older client reads the refusal in its own version (an error has no
+                # arrays, so it is the same message in every version so far).
+                v = exc.peer_version
+                if isinstance(v, int) and 1 <= v < PROTOCOL_VERSION:
+                    version = v
+                    text = (
+                        f"this robot speaks protocol {PROTOCOL_VERSION}, the request "
+                        f"protocol {v}: update raas_client (pip install -U ./clients/python)"
+                    )
+            elif exc.too_large:
+                code = ErrorCode.TOO_LARGE
+            self.sockets.error(identity, exc.request_id, code, text, version)
+            return
+        req_id = msg.get("id")
+        try:
+            self._handle(identity, msg.type, msg.header, msg.arrays, req_id, msg.block)
+        except RequestRefusedError as exc:
+            self.counters.refused += 1
+            self.sockets.error(identity, req_id, exc.code, exc.message)
+        except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
+            self.counters.malformed += 1
+            self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
 
     def _handle(
         self,
@@ -394,6 +329,7 @@ class SessionController:
         h: dict[str, Any],
         arrays: dict[str, np.ndarray],
         req_id: Any,
+        block: str | None = None,
     ) -> None:
         now = time.monotonic_ns()
         peer = self.peers.get(ident)
@@ -406,7 +342,14 @@ class SessionController:
         if kind not in _REQUESTS:  # before the role checks: with or without a session
             raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
         if kind == Msg.STEP:  # hot path first
-            self._on_step(self._controller_peer(peer), h.get("cycle"), arrays.get("action"))
+            ctl = self._controller_peer(peer)
+            if block != "step":
+                raise RequestRefusedError(
+                    ErrorCode.BAD_REQUEST,
+                    "a step carries its action in the 'step' block (protocol 2; hello's "
+                    "spaces.layouts)",
+                )
+            self.stepping.on_step(h.get("cycle"), arrays.get("action"))
             return
         if kind == Msg.HELLO:
             self.sockets.reply(ident, req_id, self._hello())
@@ -445,10 +388,10 @@ class SessionController:
             self._arm(Cause.CLIENT, Reason.CLIENT_LATE)
             self._start_recording(ctl, None)
             self.mode = "step"
-            self._new_task_episode()
+            self.stepping.arm()
             return {
                 "mode": self.mode,
-                "action_wait_ms": self.action_wait_ns / _MS,
+                "action_wait_ms": self.stepping.action_wait_ns / _MS,
                 "safety": self.supervisor.state.label,
             }
         if kind == Msg.DISARM:
@@ -458,9 +401,7 @@ class SessionController:
             return {"mode": self._mode()}
         if kind == Msg.RESET:
             self.episode += 1
-            self._reset_now = True
-            self.report = None
-            self._new_task_episode()
+            self.stepping.reset()
             return {"episode": self.episode}
         if kind == Msg.CLEAR_ESTOP:
             was_estopped = self.estopped
@@ -472,43 +413,15 @@ class SessionController:
                 self._estop_cleared(ctl.claims.sub, "zmq", "")
             return {"mode": self._mode()}
         if kind == Msg.UPLOAD_BEGIN:
-            if self.upload is not None:
-                self.upload.abort()
-            self.upload = Upload(
-                self.cfg.upload_dir,
-                h.get("name"),
-                h.get("size"),
-                h.get("sha256"),
-                self.cfg.max_upload_bytes,
-            )
-            return {"chunk_bytes": min(self.cfg.max_chunk_bytes, 256 * 1024)}
+            return self.runs.begin_upload(h)
         if kind == Msg.UPLOAD_CHUNK:
-            data = arrays.get("data")
-            if self.upload is None or data is None or data.dtype != np.uint8:
-                raise RequestRefusedError(
-                    ErrorCode.BAD_REQUEST, "upload_chunk needs an open upload and data"
-                )
-            if data.nbytes > self.cfg.max_chunk_bytes:
-                raise RequestRefusedError(
-                    ErrorCode.TOO_LARGE, f"chunks are at most {self.cfg.max_chunk_bytes}"
-                )
-            try:
-                self.upload.chunk(h.get("offset"), data.data.cast("B"))
-            except RequestRefusedError:
-                self.upload.abort()
-                self.upload = None
-                raise
-            return {"received": self.upload.received}
+            return self.runs.chunk(h, arrays.get("data"))
         if kind == Msg.UPLOAD_END:
-            up, self.upload = self.upload, None
-            if up is None:
-                raise RequestRefusedError(ErrorCode.BAD_REQUEST, "no upload in progress")
-            self.bundle = (up.finish(), up.sha256)
-            return {"sha256": up.sha256, "size": up.size}
+            return self.runs.end_upload()
         if kind == Msg.RUN:
-            return self._request_run(h)
+            return self.runs.request(h)
         if kind == Msg.STOP:
-            summary = self._finish_policy("stopped by client") if self.mode == "policy" else None
+            summary = self.runs.finish("stopped by client") if self.mode == "policy" else None
             if self.mode == "step":
                 self.mode = "hold"
             self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
@@ -566,18 +479,14 @@ class SessionController:
         c[reason] = c.get(reason, 0) + 1
         if peer is self.controller:
             self.controller = None
-            if self.mode == "policy":
-                self._finish_policy(reason)
+            self.runs.end(reason)
             self.mode = "hold"
             self._stop_for_close(reason)
-            if self.health_check is not None and reason != "daemon stopping":
-                self.health_due = True
-            self.timing.cycle = -1
+            self.health.session_ended(reason)
+            self.stepping.end(reason)
             self._stop_recording()
-            if self.upload is not None:
-                self.upload.abort()
-                self.upload = None
-            self.pending_run = None
+            self.runs.abort_upload()
+            self.runs.pending = None
         data = {"session": peer.session_id, "reason": reason, "closed_ns": time.monotonic_ns()}
         data["last_seen_ns"] = peer.last_seen_ns
         self.sockets.send_to(peer.identity, Msg.EVENT, {"kind": "session_closed", **data})
@@ -615,12 +524,11 @@ class SessionController:
             self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": "safety", **data})
         if t.after in (SafetyState.ARMED, SafetyState.RUNNING):
             return
-        if self.mode == "health" and t.cause is not Cause.OPERATOR:
-            self._finish_health(f"stopped by the supervisor: {t.after.label} {t.reason.value}")
-        elif self.mode == "policy" and self.policy is not None and t.cause is not Cause.POLICY:
-            self._finish_policy(f"{t.after.label}: {t.reason.value}")
-        elif self.mode == "step":
-            self.mode = "hold"
+        if self.mode == "step":
+            self.stepping.stopped(t)
+        mode = self._active()
+        if mode is not None:
+            mode.stopped(t)
 
     def _clear_from_service(self, item: ClearEstop) -> None:
         """Staff cleared the e-stop in the service (REST): staff may clear any fault."""
@@ -636,54 +544,6 @@ class SessionController:
             self.sockets.send_to(
                 self.controller.identity, Msg.EVENT, {"kind": "estop_cleared", **data}
             )
-
-    def _start_health(self) -> None:
-        """Once the hand is still again (a ramp-down home ended, or a lost client left it held)
-        and nobody controls it."""
-        sup = self.supervisor
-        idle = sup.state in (SafetyState.IDLE, SafetyState.HOLD)
-        if not idle or self.mode != "hold" or self.health_check is None:
-            if sup.state is SafetyState.FAULT:  # a latched fault: no motion; reported as such
-                self.health_due = False
-                self._report_health(
-                    {
-                        "ok": False,
-                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "checks": [
-                            {
-                                "name": "supervisor",
-                                "ok": False,
-                                "detail": f"not run: a {sup.reason.value} fault is latched",
-                            }
-                        ],
-                    }
-                )
-            return
-        self.health_due = False
-        self.health = self.health_check()
-        self.health.reset()
-        sup.needs = self.health.needs
-        self.mode = "health"
-        sup.arm(Cause.OPERATOR)
-        self._event("health_started", {})
-
-    def _finish_health(self, aborted: str | None) -> None:
-        check, self.health = self.health, None
-        if check is None:
-            return
-        extra = [CheckResult("completed", aborted is None, aborted or "the whole motion ran")]
-        report = check.report(extra).as_dict()
-        self.mode = "hold"
-        self.supervisor.needs = self.needs
-        if aborted is None:
-            self.supervisor.ramp_down(Cause.OPERATOR, Reason.HEALTH_CHECK_DONE)
-        self._report_health(report)
-
-    def _report_health(self, report: dict[str, Any]) -> None:
-        self.last_health = report
-        self._event("health", report)
-        if self.on_health is not None:
-            self.on_health(report)
 
     def _check_sessions(self, now: int) -> None:
         wall = time.time()
@@ -706,7 +566,7 @@ class SessionController:
     def estop(self, who: str, via: str = "zmq") -> None:
         """Latch the e-stop: the supervisor holds the hand where it is from this cycle on."""
         if self.mode == "policy":
-            self._finish_policy("e-stop")
+            self.runs.finish("e-stop")
         self.mode = "hold"
         self.supervisor.fault(Cause.OPERATOR, Reason.ESTOP, f"{who} via {via}")
         self._event("estop", {"by": who, "via": via})
@@ -716,37 +576,14 @@ class SessionController:
             )
 
     # ---------------------------------------------------------------- policy runs
-    def _request_run(self, h: dict[str, Any]) -> dict[str, Any]:
-        if self.supervisor.state is SafetyState.FAULT:
-            code = ErrorCode.ESTOPPED if self.estopped else ErrorCode.FAULT
-            raise RequestRefusedError(code, f"a {self.supervisor.reason.value} fault is latched")
-        if self.bundle is None:
-            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "upload a bundle first")
-        episodes, seed = h.get("episodes", 1), h.get("seed", 0)
-        if not (isinstance(episodes, int) and 1 <= episodes <= 100_000 and isinstance(seed, int)):
-            raise RequestRefusedError(
-                ErrorCode.BAD_REQUEST, "episodes must be 1..100000 and seed an integer"
-            )
-        if self.on_segment_end is None:
-            raise RequestRefusedError(ErrorCode.UNAVAILABLE, "this daemon cannot run bundles")
-        self.pending_run = RunRequest(self.bundle[0], self.bundle[1], episodes, seed)
-        self.mode = "hold"
-        # The loop ends at this cycle's boundary; the bundle loads outside any cycle.
-        self.on_segment_end("load bundle")
-        return {"mode": "loading", "sha256": self.bundle[1]}
-
     def start_policy(
         self,
         controller: Controller,
         done: Callable[[], bool],
         summary: Callable[[], Mapping[str, Any]],
     ) -> None:
-        """Called between loop segments once the bundle is loaded."""
-        self.policy, self.policy_done, self.policy_summary = controller, done, summary
-        self.needs = frozenset(controller.needs) | {"hand"}
-        self.supervisor.needs = self.needs
-        self.mode = "policy"
-        self.supervisor.arm(Cause.POLICY, late_reason=Reason.INFERENCE_OVERRUN)
+        """Called between loop segments once the bundle is loaded (raas/transport/bundle_run.py)."""
+        self.runs.start(controller, done, summary)
 
     def run_event(self, kind: str, data: Mapping[str, Any]) -> None:
         """Progress of a policy run (episode ends, successes), to the controller and stream."""
@@ -755,23 +592,8 @@ class SessionController:
         if self.controller is not None:
             self.sockets.send_to(self.controller.identity, Msg.EVENT, {"kind": kind, **data})
 
-    def _finish_policy(self, reason: str) -> dict[str, Any]:
-        detach = getattr(self.policy, "detach", None)  # a controller following the supervisor
-        if callable(detach):
-            detach()
-        summary = dict(self.policy_summary()) if self.policy_summary is not None else {}
-        summary["reason"] = reason
-        self.policy = self.policy_done = self.policy_summary = None
-        self.mode = "hold"
-        if reason == "done":
-            self.supervisor.ramp_down(Cause.POLICY, Reason.RUN_DONE)
-        self.run_event("run_done", {"summary": summary})
-        return summary
-
     def fail_run(self, message: str) -> None:
-        self.pending_run = None
-        self.mode = "hold"
-        self.run_event("run_failed", {"message": message})
+        self.runs.fail(message)
 
     # ---------------------------------------------------------------- recordings
     def _start_recording(
@@ -857,7 +679,7 @@ class SessionController:
             "realtime": self.realtime,
             "capabilities": ["step", "policy", "upload", "fetch", "estop"],
             "stream_endpoint": self.sockets.stream_endpoint,
-            "action_wait_ms": self.action_wait_ns / _MS,
+            "action_wait_ms": self.stepping.action_wait_ns / _MS,
             "liveness_timeout_s": self.cfg.liveness_timeout_s,
             "max_upload_bytes": self.cfg.max_upload_bytes,
             "limits": {
@@ -914,7 +736,3 @@ def plain(data: Mapping[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = json.loads(json.dumps(dict(data), default=default))
     return out
-
-
-def _stale(obs: Observation) -> list[str]:
-    return [name for name, r in obs.sources.items() if r.stale]

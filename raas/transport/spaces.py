@@ -1,11 +1,17 @@
 """What a client sees of a cycle: the observation arrays (named, fixed shapes, announced in the
-hello reply) and the action space. One place turns an Observation into those arrays."""
+hello reply) and the action space. One place turns an Observation into those arrays.
+
+The arrays live in ONE preallocated block (protocol 2): the observation's arrays first (layout
+`obs`, what a remote stepper receives), then `desired` and `applied` (layout `stream`, a stream
+step): filling the arrays fills the block, which goes on the wire as one frame, every cycle,
+without an allocation. The layouts are announced in hello's `spaces.layouts`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from raas_client.wire import Layout
 from raas_drivers.hand import HandDriver
 
 from raas.core.observation import Observation
@@ -20,14 +26,31 @@ class ObservationPacker:
         self.joints = tuple(hand.joint_names)
         self.hand_model = hand.model
         self.markers = markers
-        self.arrays: dict[str, np.ndarray] = {
-            "hand_pos": np.zeros(nj),
-            "hand_vel": np.zeros(nj),
-            "hand_effort": np.zeros(na),
-            "mocap": np.zeros((nm, 3)),
-            "mocap_visible": np.zeros(nm, dtype=np.bool_),
-            "goal": np.zeros(7),
+        obs: list[tuple[str, str, tuple[int, ...]]] = [
+            ("hand_pos", "f8", (nj,)),
+            ("hand_vel", "f8", (nj,)),
+            ("hand_effort", "f8", (na,)),
+            ("mocap", "f8", (nm, 3)),
+            ("mocap_visible", "b1", (nm,)),
+            ("goal", "f8", (7,)),
+        ]
+        loop: list[tuple[str, str, tuple[int, ...]]] = [
+            ("desired", "f8", (na,)),
+            ("applied", "f8", (na,)),
+        ]
+        #: The block layouts of protocol 2: `obs` is a prefix of `stream` (same offsets).
+        self.layouts: dict[str, Layout] = {
+            "obs": Layout.of("obs", obs),
+            "stream": Layout.of("stream", obs + loop),
+            "step": Layout.of("step", [("action", "f8", (na,))]),
         }
+        self.block, views = self.layouts["stream"].allocate()
+        #: The observation block (a view: sent as one frame to the remote stepper).
+        self.obs_block = self.block[: self.layouts["obs"].size]
+        self.arrays: dict[str, np.ndarray] = {name: views[name] for name, _, _ in obs}
+        #: The stream step's two more arrays, filled by the StreamPublisher.
+        self.desired = views["desired"]
+        self.applied = views["applied"]
         self.action_low = np.array(hand.limits[:, 0], dtype=np.float64)
         self.action_high = np.array(hand.limits[:, 1], dtype=np.float64)
         self.actuators = tuple(hand.actuator_names)
@@ -62,6 +85,7 @@ class ObservationPacker:
         obs["hand_pos"]["names"] = list(self.joints)
         obs["mocap"]["names"] = list(self.markers)
         return {
+            "layouts": {name: layout.spec() for name, layout in self.layouts.items()},
             "observation": obs,
             "action": {
                 "shape": [len(self.actuators)],

@@ -1,5 +1,8 @@
 """The observation stream: every cycle's step on the PUB socket, camera images every N cycles.
 
+A step is [topic, header, block]: the arrays packed in the packer's preallocated `stream` block
+(protocol 2), filled in place; an image is [topic, header, image] (a loose array frame).
+
 A loop Publisher: called after apply, it encodes and sends without blocking (PUB drops for a
 subscriber whose queue is full; ZeroMQ does the fan-out in its own C I/O thread, so the cost in
 the loop does not grow with the number of subscribers)."""
@@ -31,17 +34,13 @@ class StreamPublisher:
         self.packer = packer
         self.image_every = image_every
         self.mode = mode if mode is not None else (lambda: "run")
-        self.desired = np.zeros(len(packer.actuators))
-        self.applied = np.zeros(len(packer.actuators))
+        # Views on the packer's block: filling them fills the one frame that is sent.
+        self.desired = packer.desired
+        self.applied = packer.applied
         self.published = 0
         self._pack = msgpack.Packer().pack
         self._n = 0
-        # The array list is the same every cycle: packed once, spliced into every header.
-        names = [*packer.arrays, "desired", "applied"]
-        self._arrays = [*packer.arrays.values(), self.desired, self.applied]
-        self._spec = [
-            [n, a.dtype.str[1:], list(a.shape)] for n, a in zip(names, self._arrays, strict=True)
-        ]
+        self._block = packer.block
 
     def publish(self, step: Step) -> None:
         obs = step.obs
@@ -64,13 +63,10 @@ class StreamPublisher:
             "stale": [n for n, r in obs.sources.items() if r.stale],
             "holder": step.lease_holder,
             "mono_ns": time.monotonic_ns(),  # published at (CLOCK_MONOTONIC; docs/protocol.md)
-            "a": self._spec,
+            "b": "stream",  # the block layout (hello's spaces.layouts)
         }
-        self.sockets.publish(
-            Topic.STEP,
-            # a zero-size array (no mocap: no markers) is an empty frame; memoryview cannot cast it
-            [self._pack(header), *(a.data.cast("B") if a.size else b"" for a in self._arrays)],
-        )
+        # Three frames whatever the number of arrays; the block is copied into the zmq message.
+        self.sockets.publish(Topic.STEP, [self._pack(header), self._block])
         self.published += 1
         self._n += 1
         if self.image_every and self._n % self.image_every == 0:

@@ -47,6 +47,11 @@ class Smoke:
 
 
 SMOKE: dict[str, Smoke] = {
+    "cameras": Smoke(
+        ("--duration", "3", "--chunk", "3"),
+        ours=(("raasd", "chunks", 0, "period_error_us"), ("raasd", "cycles")),
+        peer=(("reference", "period_error_us"),),
+    ),
     "clock": Smoke(
         ("--duration", "0.8", "--settle", "0.4", "--rate", "25", "--cost-n", "50"),
         ours=(
@@ -138,15 +143,25 @@ SMOKE: dict[str, Smoke] = {
         unchecked={"recording_12hz_p999": "the smoke run records the 1 kHz case only"},
     ),
     "remote": Smoke(
-        ("--steps", "100", "--duration", "0.5"),
+        ("--steps", "100", "--paced-steps", "10", "--duration", "0.5"),
         ours=(
-            ("round_trip_us", "ours"),
-            ("round_trip_us", "ours_curve"),
-            ("stream", "per_s"),
+            ("round_trip_us", "hot_plain", "ours"),
+            ("round_trip_us", "hot_curve", "ours"),
+            ("round_trip_us", "paced_curve", "ours"),
+            ("stream", "ours", "per_s"),
             ("subscribers", "eight", "lateness_us"),
         ),
-        peer=(("round_trip_us", "peer"), ("subscribers", "zero", "lateness_us")),
-        expect={("round_trip_us", "ours", "n"): 100, ("round_trip_us", "peer", "n"): 100},
+        peer=(
+            ("round_trip_us", "hot_plain", "peer"),
+            ("round_trip_us", "hot_curve", "peer"),
+            ("round_trip_us", "paced_curve", "peer"),
+            ("stream", "peer", "per_s"),
+            ("subscribers", "zero", "lateness_us"),
+        ),
+        expect={
+            ("round_trip_us", "hot_plain", "ours", "n"): 100,
+            ("round_trip_us", "hot_plain", "peer", "n"): 100,
+        },
     ),
     "rig": Smoke(
         ("--cycles", "100", "--lockstep-cycles", "20"),

@@ -33,6 +33,17 @@ def test_lockstep_run_writes_valid_stats(run_raasd, tmp_path: Path) -> None:
     assert stats["clocks"]["hand"]["offset_ns"] == pytest.approx(-1e9, abs=1e3)
     assert stats["clocks"]["mocap"]["drift_ppm"] == pytest.approx(0.0, abs=0.1)
     assert "lateness" in proc.stdout and "trigger->apply" in proc.stdout
+    # each serial link's counters: one STATE_REQUEST and one SET_TARGETS per cycle at least
+    cycles = stats["cycles"]["run"] + stats["cycles"]["warmup"]
+    for board in ("hand", "trigger"):
+        link = stats["devices"][board]
+        assert link["link_open"] == 1
+        assert link["link_frames_sent"] >= cycles
+        assert link["link_frames_received"] >= cycles
+        assert link["link_bytes_sent"] > link["link_frames_sent"]
+        assert link["link_crc_errors"] == link["link_resyncs"] == link["link_timeouts"] == 0
+    assert stats["devices"]["hand"]["link_frames_sent"] >= 2 * cycles
+    assert "link hand: frames" in proc.stdout
 
 
 def test_realtime_run_with_cameras_and_live_status(run_raasd, tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from raas_client.errors import ProtocolError
-from raas_client.wire import PROTOCOL_VERSION, decode, encode
+from raas_client.wire import PROTOCOL_VERSION, Layout, decode, encode, layouts_from_spaces
+
+V = PROTOCOL_VERSION
+STEP = Layout.of("step", [("action", "f8", (20,))])
 
 
 def test_round_trip_over_a_socket_is_zero_copy() -> None:
@@ -45,17 +48,21 @@ def test_empty_and_bool_arrays() -> None:
     [
         [],
         [b""],
-        [msgpack.packb({"v": 2, "t": "x"})],
-        [msgpack.packb({"v": 1, "t": "x", "a": [["a", "f8", [2]]]}), b"123"],
-        [msgpack.packb({"v": 1, "t": "x", "a": [["a", "O", [1]]]}), b"1"],
-        [msgpack.packb({"v": 1, "t": "x"}), b"stray"],
+        [msgpack.packb({"v": 1, "t": "x"})],
+        [msgpack.packb({"v": V, "t": "x", "a": [["a", "f8", [2]]]}), b"123"],
+        [msgpack.packb({"v": V, "t": "x", "a": [["a", "O", [1]]]}), b"1"],
+        [msgpack.packb({"v": V, "t": "x"}), b"stray"],
+        [msgpack.packb({"v": V, "t": "x", "b": "nope"}), b"\0" * 8],
+        [msgpack.packb({"v": V, "t": "x", "b": "step"})],
+        [msgpack.packb({"v": V, "t": "x", "b": "step"}), b"\0" * 152],
+        [msgpack.packb({"v": V, "t": "x", "b": ["step"]}), b"\0" * 160],
         [b"\x00" * 70_000],
         [object()],
     ],
 )
 def test_malformed_is_protocol_error(frames: list[object]) -> None:
     with pytest.raises(ProtocolError):
-        decode(frames)
+        decode(frames, layouts={"step": STEP})
 
 
 @settings(max_examples=300, deadline=None)
@@ -63,3 +70,99 @@ def test_malformed_is_protocol_error(frames: list[object]) -> None:
 def test_fuzzed_bytes_only_raise_protocol_error(frames: list[bytes]) -> None:
     with contextlib.suppress(ProtocolError):
         decode(frames)
+
+
+def _layouts() -> dict[str, Layout]:
+    arrays = [
+        ("hand_pos", "f8", (24,)),
+        ("mocap", "f8", (13, 3)),
+        ("mocap_visible", "b1", (13,)),  # 13 bytes: the next array starts aligned again
+        ("goal", "f8", (7,)),
+        ("none", "f8", (0, 3)),
+        ("count", "i4", (3,)),
+        ("raw", "u1", (5,)),
+        ("half", "u2", (3,)),
+        ("f", "f4", (2, 2)),
+        ("big", "i8", (1,)),
+    ]
+    return {"obs": Layout.of("obs", arrays), "step": STEP}
+
+
+def test_every_array_of_a_block_round_trips_through_the_announced_layout() -> None:
+    """The daemon's side: arrays are views on one preallocated block, filled in place and
+    sent as one frame; the client's side: the layouts as hello announces them (msgpack round
+    trip) give views on the received frame with the same values."""
+    mine = _layouts()
+    block, views = mine["obs"].allocate()
+    rng = np.random.default_rng(3)
+    for arr in views.values():
+        arr[...] = (
+            rng.integers(0, 2, arr.shape) if arr.dtype == np.bool_ else rng.random(arr.shape) * 100
+        )
+    sent = {n: a.copy() for n, a in views.items()}
+    assert all(off % 8 == 0 for _, _, _, off in mine["obs"].arrays)
+    announced = msgpack.unpackb(msgpack.packb({"layouts": {n: x.spec() for n, x in mine.items()}}))
+    theirs = layouts_from_spaces(announced)
+    assert theirs == mine
+    frames = encode(
+        "obs",
+        {"cycle": 4},
+        {"image": np.ones((2, 2, 3), np.uint8)},
+        layout=mine["obs"],
+        block=block,
+    )
+    assert len(frames) == 3  # header, the block, the image: never one frame per small array
+    wire_frames = [bytes(f) for f in frames]
+    msg = decode(wire_frames, layouts=theirs)
+    assert msg.block == "obs" and msg.get("cycle") == 4 and "b" not in msg.header
+    assert set(msg.arrays) == set(sent) | {"image"}
+    for name, value in sent.items():
+        got = msg.arrays[name]
+        assert got.dtype == value.dtype and got.shape == value.shape, name
+        assert np.array_equal(got, value), name
+    assert msg.arrays["image"].shape == (2, 2, 3)
+
+
+def test_a_block_is_received_without_a_copy() -> None:
+    ctx = zmq.Context.instance()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    a.bind("inproc://wire-block")
+    b.connect("inproc://wire-block")
+    block, views = STEP.allocate()
+    views["action"][:] = np.arange(20)
+    a.send_multipart(encode("step", {"cycle": 1}, layout=STEP, block=block))
+    frames = b.recv_multipart(copy=False)
+    msg = decode(frames, layouts={"step": STEP})
+    assert msg.arrays["action"].tolist() == list(range(20))
+    assert np.shares_memory(msg.arrays["action"], np.frombuffer(frames[1].buffer, np.uint8))
+    a.close()
+    b.close()
+
+
+def test_a_block_of_the_wrong_size_names_both_sizes_and_keeps_the_id() -> None:
+    frames = [msgpack.packb({"v": V, "t": "step", "id": "s1", "b": "step"}), b"\0" * 152]
+    with pytest.raises(ProtocolError, match="152 bytes: its layout has 160") as err:
+        decode(frames, layouts={"step": STEP})
+    assert err.value.request_id == "s1"
+
+
+def test_an_older_version_is_refused_with_its_version_and_id() -> None:
+    with pytest.raises(ProtocolError, match="protocol 1 is not spoken here") as err:
+        decode([msgpack.packb({"v": 1, "t": "hello", "id": 9})])
+    assert err.value.version and err.value.peer_version == 1 and err.value.request_id == 9
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"bytes": 8, "arrays": [["a", "f8", [2], 0]]},  # past the end
+        {"bytes": 16, "arrays": [["a", "f8", [1], 4]]},  # unaligned
+        {"bytes": 16, "arrays": [["a", "O", [1], 0]]},
+        {"bytes": 16, "arrays": [["a", "f8", [1]]]},
+        {"arrays": []},
+        "nope",
+    ],
+)
+def test_a_bad_announced_layout_is_protocol_error(spec: object) -> None:
+    with pytest.raises(ProtocolError):
+        layouts_from_spaces({"layouts": {"x": spec}})

@@ -155,5 +155,9 @@ def test_configure_on_a_missing_port(leap: Calibration) -> None:
 
     s = DynamixelHandSettings(port="/dev/does-not-exist-dxl", calibration="x")
     hand = DynamixelHandDriver("hand", s, leap)
-    with pytest.raises(DeviceNotReadyError, match="cannot open /dev/does-not-exist-dxl"):
+    with pytest.raises(DeviceNotReadyError) as err:
         hand.configure()
+    # the port named once, what is wrong and what to do (as `raasd devices` says it)
+    msg = str(err.value)
+    assert msg.count("/dev/does-not-exist-dxl") == 1, msg
+    assert "no such port (is the U2D2 plugged in? ls /dev/serial/by-id/)" in msg

@@ -98,6 +98,11 @@ def test_capture_time_is_the_server_clock_mapped_to_the_host(mocap: Any) -> None
     now = time.monotonic_ns()
     assert now - 1_000_000_000 < got[-1].capture_ns <= now
     assert stats["clock_residual_ns"] < 5_000_000  # kernel receive stamps, wide margin
+    # each frame carries the server's own stamp beside it: Motive's frame time (1000 s + the
+    # emulator's uptime), increasing, in ns
+    stamps = [f.device_ns for f in got]
+    assert all(s is not None and 1_000_000_000_000 <= s < 1_100_000_000_000 for s in stamps)
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
 
 
 @pytest.mark.parametrize("mode", ["absent", "occluded"])
@@ -161,6 +166,17 @@ def test_no_server_is_refused_at_configure() -> None:
     with pytest.raises(DeviceNotReadyError, match=rf"mocap: no NatNet server answered .*:{port}"):
         m.configure()
     m.shutdown()
+
+
+def test_a_local_address_this_host_lacks_is_named() -> None:
+    """192.0.2.1 (TEST-NET-1) is nobody's: the refusal names mocap.local, on one line."""
+    m = build(1510, local="192.0.2.1", connect_timeout_s=0.3)
+    with pytest.raises(DeviceNotReadyError) as err:
+        m.configure()
+    m.shutdown()
+    msg = str(err.value)
+    assert "'192.0.2.1' is not an address of this host: set mocap.local" in msg, msg
+    assert "\n" not in msg
 
 
 @pytest.mark.parametrize(

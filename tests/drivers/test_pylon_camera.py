@@ -181,8 +181,9 @@ def test_line1_trigger_in_the_emulation_takes_no_frame_by_itself() -> None:
 
 def test_absent_camera_is_refused_naming_the_device() -> None:
     cam = build("cameras.left", emulated(99, open_timeout_s=0.2), {})
-    with pytest.raises(DeviceNotReadyError, match=r"cameras\.left.*0815-0099"):
+    with pytest.raises(DeviceNotReadyError, match=r"cameras\.left.*0815-0099") as err:
         cam.configure()
+    assert "(cameras seen: 0815-0000, 0815-0001" in str(err.value)  # what is there instead
 
 
 @pytest.mark.parametrize(

@@ -231,6 +231,17 @@ class StreamRecorder:
     def last_state(self) -> int | None:
         return self.steps[-1].safety if self.steps else None
 
+    def wait_state(self, want: int, timeout_s: float) -> int | None:
+        """Wait (with a deadline) until the newest step is in state `want`; the newest state
+        then. A policy's robot is ARMED until its first action, and a new loop segment starts
+        only once the bundle is loaded and the loop built: a count of steps says neither."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.last_state() == want:
+                return want
+            time.sleep(0.02)
+        return self.last_state()
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
@@ -975,8 +986,8 @@ def _run_once(cell: Cell, work: Path, issuer: LeaseIssuer, bundles: Bundles | No
             if "never reached" in str(exc):
                 raise PhaseNotReachedError(str(exc)[:300]) from None
             raise
-        pre = run.rec.last_state()
         want = _PHASE_STATE.get(cell.phase)
+        pre = run.rec.wait_state(want, 60) if want is not None else run.rec.last_state()
         if want is not None and pre != want:
             last = run.rec.transitions()[-1:] or [{}]
             raise PhaseNotReachedError(

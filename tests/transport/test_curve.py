@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from raas_client.errors import ConfigurationError, RobotTimeoutError
 from raas_client.session import RemoteRobot
+from raas_client.wire import PROTOCOL_VERSION
 
 from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon
 
@@ -40,7 +41,7 @@ def test_keypair_is_kept_and_plain_is_explicit(tmp_path: Path, issuer: LeaseIssu
     try:
         assert plain.server_key is None
         robot = RemoteRobot(plain.control, server_key="plain")
-        assert robot.hello()["protocol"] == 1
+        assert robot.hello()["protocol"] == PROTOCOL_VERSION
         robot.close()
     finally:
         plain.stop()

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import zmq
 from raas_client.session import RemoteRobot, connect_socket
-from raas_client.wire import Topic, encode
+from raas_client.wire import PROTOCOL_VERSION as V
+from raas_client.wire import Layout, Topic, encode
 
 from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon, watch_stream
 
@@ -40,21 +41,21 @@ def _cases(rng: random.Random, lease: str) -> Iterator[list[Any]]:
         [b"\xff" * 10],
         [msgpack.packb([1, 2, 3])],
         [msgpack.packb({"v": 99, "t": "hello"})],
-        [msgpack.packb({"v": 1})],
-        [msgpack.packb({"v": 1, "t": 5})],
-        [msgpack.packb({"v": 1, "t": "nonsense", "id": 1})],
-        [msgpack.packb({"v": 1, "t": "open", "lease": 12, "role": "control"})],
-        [msgpack.packb({"v": 1, "t": "open", "lease": lease, "role": "king"})],
-        [msgpack.packb({"v": 1, "t": "step", "cycle": "x"})],
-        [msgpack.packb({"v": 1, "t": "hello", "a": [["x", "f8", [3]]]}), b"\x00" * 7],
-        [msgpack.packb({"v": 1, "t": "hello", "a": [["x", "zz", [1]]]}), b"\x00"],
-        [msgpack.packb({"v": 1, "t": "hello", "a": [["x", "f8", [1 << 40]]]}), b""],
-        [msgpack.packb({"v": 1, "t": "hello", "a": "nope"}), b""],
-        [msgpack.packb({"v": 1, "t": "hello"}), b"extra"],
-        [msgpack.packb({"v": 1, "t": "fetch", "session": ["x"], "offset": -1})],
-        [msgpack.packb({"v": 1, "t": "upload_begin", "name": "../../etc", "size": 1})],
-        [msgpack.packb({"v": 1, "t": "estop", "lease": "a.b.c"})],
-        [msgpack.packb({"v": 1, "t": "x" * 100_000})],
+        [msgpack.packb({"v": V})],
+        [msgpack.packb({"v": V, "t": 5})],
+        [msgpack.packb({"v": V, "t": "nonsense", "id": 1})],
+        [msgpack.packb({"v": V, "t": "open", "lease": 12, "role": "control"})],
+        [msgpack.packb({"v": V, "t": "open", "lease": lease, "role": "king"})],
+        [msgpack.packb({"v": V, "t": "step", "cycle": "x"})],
+        [msgpack.packb({"v": V, "t": "hello", "a": [["x", "f8", [3]]]}), b"\x00" * 7],
+        [msgpack.packb({"v": V, "t": "hello", "a": [["x", "zz", [1]]]}), b"\x00"],
+        [msgpack.packb({"v": V, "t": "hello", "a": [["x", "f8", [1 << 40]]]}), b""],
+        [msgpack.packb({"v": V, "t": "hello", "a": "nope"}), b""],
+        [msgpack.packb({"v": V, "t": "hello"}), b"extra"],
+        [msgpack.packb({"v": V, "t": "fetch", "session": ["x"], "offset": -1})],
+        [msgpack.packb({"v": V, "t": "upload_begin", "name": "../../etc", "size": 1})],
+        [msgpack.packb({"v": V, "t": "estop", "lease": "a.b.c"})],
+        [msgpack.packb({"v": V, "t": "x" * 100_000})],
         [b"\x00"] * 100,
         encode("status", {"id": {"nested": [1, 2, {"deep": None}]}}),
     ]
@@ -64,18 +65,24 @@ def _cases(rng: random.Random, lease: str) -> Iterator[list[Any]]:
         if kind == 0:
             yield [rng.randbytes(rng.randrange(0, 200)) for _ in range(rng.randrange(1, 4))]
         elif kind == 1:
-            hdr = {"v": 1, "t": rng.choice(["hello", "open", "step", "arm", "run", "status"])}
+            hdr = {"v": V, "t": rng.choice(["hello", "open", "step", "arm", "run", "status"])}
             for _ in range(rng.randrange(0, 4)):
                 hdr[rng.choice(["id", "cycle", "lease", "role", "episodes", "a"])] = rng.choice(
                     [None, -1, 2**62, "s", 1.5, [1], {"k": "v"}, b"b"]
                 )
             yield [msgpack.packb(hdr)]
         elif kind == 2:
-            raw = bytearray(msgpack.packb({"v": 1, "t": "status", "id": 3}))
+            raw = bytearray(msgpack.packb({"v": V, "t": "status", "id": 3}))
             raw[rng.randrange(len(raw))] = rng.randrange(256)
             yield [bytes(raw)]
-        else:
+        elif rng.randrange(2):
             yield encode("step", {"cycle": rng.randrange(-5, 10**6)}, {"action": _rand_array(rng)})
+        else:  # a step block of any size, dtype and layout name
+            a = _rand_array(rng)
+            lay = Layout.of(
+                rng.choice(["step", "obs", "x"]), [("action", a.dtype.str[1:], a.shape)]
+            )
+            yield encode("step", {"cycle": rng.randrange(-5, 10**6)}, layout=lay, block=a)
 
 
 def _rand_array(rng: random.Random) -> Any:

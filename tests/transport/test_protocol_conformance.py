@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 DOC = ROOT / "docs" / "protocol.md"
 FRAME_CAP = 8 * 1024 * 1024  # the conformance daemon's max_frame_bytes (the default is 64 MiB)
-VERSION = 1
+VERSION = 2
 
 
 # ------------------------------------------------------------------ the document's tables
@@ -87,6 +87,7 @@ class Doc:
     obs_fields: set[str]
     report_fields: set[str]
     stream_fields: set[str]
+    blocks: dict[str, str]  # block layout -> the message that carries it
 
 
 def _field_names(cell: str) -> set[str]:
@@ -121,7 +122,8 @@ def load_doc() -> Doc:
     obs_fields = {_first(row[0]) for row in robot[1]}
     report_fields = {_first(row[0]) for row in robot[2]}
     stream_fields = {_first(row[0]) for row in _tables("The stream")[0]}
-    return Doc(requests, events, codes, modes, obs_fields, report_fields, stream_fields)
+    blocks = {_first(row[0]): _first(row[1]) for row in _tables("Blocks")[0]}
+    return Doc(requests, events, codes, modes, obs_fields, report_fields, stream_fields, blocks)
 
 
 # ------------------------------------------------------------------ the code, read as text
@@ -180,15 +182,39 @@ class Msg:
         return str(self.header.get("t"))
 
     def fields(self) -> set[str]:
-        return set(self.header) - {"v", "t", "id", "a"} | set(self.arrays)
+        return set(self.header) - {"v", "t", "id", "a", "b"} | set(self.arrays)
+
+
+#: Layouts as hello's `spaces.layouts` announces them: name -> {"bytes", "arrays"}.
+Layouts = dict[str, dict[str, Any]]
+
+
+def pack_block(layout: dict[str, Any], arrays: dict[str, Any]) -> bytes:
+    """The block of `layout` holding `arrays` (each at its offset, zero padding). An array of
+    another size than the layout's makes a block of the wrong size (to provoke refusals)."""
+    block = bytearray(layout["bytes"])
+    for name, dtype, shape, offset in layout["arrays"]:
+        raw = np.ascontiguousarray(arrays[name], dtype=np.dtype("<" + dtype)).tobytes()
+        if len(raw) != int(np.prod(shape)) * np.dtype(dtype).itemsize:
+            return b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.values())
+        block[offset : offset + len(raw)] = raw
+    return bytes(block)
 
 
 def encode(
-    t: str, fields: dict[str, Any] | None = None, arrays: dict[str, Any] | None = None
+    t: str,
+    fields: dict[str, Any] | None = None,
+    arrays: dict[str, Any] | None = None,
+    layouts: Layouts | None = None,
 ) -> list[bytes]:
+    """A request; a `step`'s action goes in the `step` block (the Blocks table), any other
+    array as a loose frame listed in `a`."""
     header: dict[str, Any] = {"v": VERSION, "t": t, **(fields or {})}
     frames: list[bytes] = []
-    if arrays:
+    if arrays and layouts is not None and t in layouts:
+        header["b"] = t
+        frames.append(pack_block(layouts[t], arrays))
+    elif arrays:
         header["a"] = []
         for name, arr in arrays.items():
             a = np.ascontiguousarray(arr)
@@ -197,12 +223,34 @@ def encode(
     return [msgpack.packb(header), *frames]
 
 
-def decode(frames: list[bytes]) -> Msg:
+def decode(frames: list[bytes], layouts: Layouts | None = None) -> Msg:
     header = msgpack.unpackb(frames[0], raw=False)
     arrays = {}
-    for (name, dtype, shape), buf in zip(header.get("a", []), frames[1:], strict=True):
+    rest = frames[1:]
+    if "b" in header:
+        assert layouts is not None, "a block before hello's layouts are known"
+        layout = layouts[header["b"]]
+        block = rest[0]
+        assert len(block) == layout["bytes"], f"block {header['b']} of {len(block)} bytes"
+        for name, dtype, shape, offset in layout["arrays"]:
+            dt = np.dtype("<" + dtype)
+            count = int(np.prod(shape))
+            assert offset % 8 == 0
+            arrays[name] = np.frombuffer(block, dt, count, offset).reshape(shape)
+        rest = rest[1:]
+    for (name, dtype, shape), buf in zip(header.get("a", []), rest, strict=True):
         arrays[name] = np.frombuffer(buf, dtype=np.dtype("<" + dtype)).reshape(shape)
     return Msg(header, arrays)
+
+
+def hello_layouts(sock: zmq.Socket[bytes]) -> Layouts:
+    """A client learns the block layouts from hello before anything else."""
+    sock.send_multipart([msgpack.packb({"v": VERSION, "t": "hello", "id": "layouts"})])
+    assert sock.poll(10_000), "no hello reply"
+    reply = msgpack.unpackb(sock.recv_multipart()[0], raw=False)
+    assert reply["t"] == "ok" and reply["id"] == "layouts", reply
+    layouts: Layouts = reply["spaces"]["layouts"]
+    return layouts
 
 
 class Client:
@@ -217,6 +265,7 @@ class Client:
         assert daemon.server_key is not None
         self.sock.curve_serverkey = daemon.server_key.encode()
         self.sock.connect(daemon.control)
+        self.layouts = hello_layouts(self.sock)
         self.inbox: list[Msg] = []  # obs and events, in arrival order
         self.n = 0
 
@@ -226,13 +275,13 @@ class Client:
     def send(self, t: str, fields: dict[str, Any] | None = None, **arrays: Any) -> Any:
         self.n += 1
         rid = f"req-{self.n}"
-        self.send_frames(encode(t, {"id": rid, **(fields or {})}, arrays or None))
+        self.send_frames(encode(t, {"id": rid, **(fields or {})}, arrays or None, self.layouts))
         return rid
 
     def recv(self, timeout_s: float) -> Msg | None:
         if not self.sock.poll(int(timeout_s * 1000)):
             return None
-        return decode(self.sock.recv_multipart())
+        return decode(self.sock.recv_multipart(), self.layouts)
 
     def reply(self, rid: Any, timeout_s: float = 10.0) -> Msg | None:
         deadline = time.monotonic() + timeout_s
@@ -294,8 +343,9 @@ class Subscriber:
     session authorised (`open`'s `stream_key`), so the keypair is made here and `session()`
     opens an observer session for it, kept alive by heartbeats ("any message is a heartbeat")."""
 
-    def __init__(self, daemon: RobotDaemon, endpoint: str) -> None:
+    def __init__(self, daemon: RobotDaemon, endpoint: str, layouts: Layouts) -> None:
         self.daemon = daemon
+        self.layouts = layouts
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.linger = 0
         self.sock.rcvhwm = 100_000
@@ -343,7 +393,7 @@ class Subscriber:
         end = time.monotonic() + max_s
         while time.monotonic() < end and self.sock.poll(200):
             frames = self.sock.recv_multipart()
-            yield frames[0].decode(), decode(frames[1:])
+            yield frames[0].decode(), decode(frames[1:], self.layouts)
 
     def close(self) -> None:
         self.end_session()
@@ -378,7 +428,7 @@ def _subscriber(robot: RobotDaemon) -> Subscriber:
     c.close()
     port = str(hello.header["stream_endpoint"]).rsplit(":", 1)[1]
     host = robot.control[len("tcp://") :].rsplit(":", 1)[0]
-    return Subscriber(robot, f"tcp://{host}:{port}")
+    return Subscriber(robot, f"tcp://{host}:{port}", c.layouts)
 
 
 @pytest.fixture
@@ -449,17 +499,18 @@ def test_every_documented_request_is_known_and_nothing_else(client: Client, doc:
 def test_refused_requests_keep_their_id(client: Client) -> None:
     """A request readable enough to have an `id` gets it back in the error."""
     cases = {
-        "version": [msgpack.packb({"v": 2, "t": "hello", "id": "a1"})],
-        "frame count": [msgpack.packb({"v": 1, "t": "hello", "id": "a2"}), b"extra"],
+        "version": [msgpack.packb({"v": 1, "t": "hello", "id": "a1"})],
+        "frame count": [msgpack.packb({"v": VERSION, "t": "hello", "id": "a2"}), b"extra"],
         "dtype": [
-            msgpack.packb({"v": 1, "t": "hello", "id": "a3", "a": [["x", "c16", [1]]]}),
+            msgpack.packb({"v": VERSION, "t": "hello", "id": "a3", "a": [["x", "c16", [1]]]}),
             b"x",
         ],
         "array size": [
-            msgpack.packb({"v": 1, "t": "hello", "id": "a4", "a": [["x", "f8", [3]]]}),
+            msgpack.packb({"v": VERSION, "t": "hello", "id": "a4", "a": [["x", "f8", [3]]]}),
             b"\0" * 7,
         ],
-        "no type": [msgpack.packb({"v": 1, "id": "a5"})],
+        "no type": [msgpack.packb({"v": VERSION, "id": "a5"})],
+        "unknown block": [msgpack.packb({"v": VERSION, "t": "hello", "id": "a6", "b": "x"}), b""],
     }
     expected = {"version": "unsupported_version"}
     for i, (what, frames) in enumerate(cases.items(), start=1):
@@ -467,6 +518,8 @@ def test_refused_requests_keep_their_id(client: Client) -> None:
         m = client.reply(f"a{i}")
         assert m is not None, f"{what}: no reply carrying the request's id"
         assert m.t == "error" and m.header["code"] == expected.get(what, "bad_request"), what
+        if what == "version":  # an older client can read its refusal: in its own version
+            assert m.header["v"] == 1 and f"speaks protocol {VERSION}" in m.header["message"]
     # Not a map: no id to give back; the error says null.
     client.send_frames([msgpack.packb([1, 2, 3])])
     m = client.recv(10)
@@ -566,20 +619,35 @@ def test_step_observations_reports_and_the_stream(
         assert obs is not None
         assert obs.fields() - set(obs.arrays) == doc.obs_fields - {"report"}
         assert set(obs.arrays) == set(hello["spaces"]["observation"])
+        # The Blocks table: every layout hello announces, and the message that carries it.
+        assert set(hello["spaces"]["layouts"]) == set(doc.blocks)
+        assert doc.blocks == {"obs": "obs", "stream": "step", "step": "step"}
+        assert obs.header["b"] == "obs" and "a" not in obs.header
         idle = np.array(hello["spaces"]["action"]["idle"], dtype=np.float64)
         cycle = int(obs.header["cycle"])
-        c.send_frames(encode("step", {"cycle": cycle}, {"action": idle}))
+        c.send_frames(encode("step", {"cycle": cycle}, {"action": idle}, c.layouts))
         nxt = c.next("obs")
         assert nxt is not None
         rep = nxt.header["report"]
         assert set(rep) == doc.report_fields
         assert rep["cycle"] == cycle and rep["fallback"] == 0
         assert rep["obs_sent_ns"] <= rep["action_ns"] <= rep["applied_ns"]
+        # A step block of the wrong size, or an action outside the block: refused, with the id.
+        size = c.layouts["step"]["bytes"]
+        head = {"v": VERSION, "t": "step", "id": "s-size", "b": "step", "cycle": 0}
+        c.send_frames([msgpack.packb(head), b"\0" * (size - 8)])
+        m = c.reply("s-size")
+        assert m is not None and m.t == "error" and m.header["code"] == "bad_request"
+        assert f"{size - 8} bytes" in m.header["message"]
+        c.send_frames(encode("step", {"id": "s-loose", "cycle": 0}, {"action": idle}))
+        m = c.reply("s-loose")
+        assert m is not None and m.t == "error" and m.header["code"] == "bad_request"
         # A step with the wrong cycle is counted late and never applied.
         late0 = c.ok("status").header["actions_late"]
-        c.send_frames(encode("step", {"cycle": int(nxt.header["cycle"]) + 1000}, {"action": idle}))
+        late = {"cycle": int(nxt.header["cycle"]) + 1000}
+        c.send_frames(encode("step", late, {"action": idle}, c.layouts))
         assert c.ok("status").header["actions_late"] == late0 + 1
-        c.send_frames(encode("step", {"cycle": nxt.header["cycle"]}, {"action": idle}))
+        c.send_frames(encode("step", {"cycle": nxt.header["cycle"]}, {"action": idle}, c.layouts))
         assert c.next("obs") is not None
         assert c.ok("reset").fields() == doc.requests["reset"]
         assert c.ok("disarm").fields() == doc.requests["disarm"]
@@ -595,6 +663,7 @@ def test_step_observations_reports_and_the_stream(
             steps += 1
             assert m.t == "obs"
             assert m.fields() - set(m.arrays) == doc.stream_fields
+            assert m.header["b"] == "stream" and "a" not in m.header
             assert set(m.arrays) == set(hello["spaces"]["observation"]) | {"desired", "applied"}
             assert m.header["mode"] in doc.modes
             assert 0 <= m.header["safety"] <= 5

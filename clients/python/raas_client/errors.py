@@ -17,6 +17,7 @@ class ProtocolError(RaasClientError):
         version: bool = False,
         too_large: bool = False,
         request_id: object = None,
+        peer_version: object = None,
     ) -> None:
         super().__init__(message)
         #: True when only the protocol version was wrong.
@@ -26,6 +27,8 @@ class ProtocolError(RaasClientError):
         #: The request's `id` when its header was readable enough to have one (else None): an
         #: error reply echoes it.
         self.request_id = request_id
+        #: The version the message said it spoke (`v`), when only the version was wrong.
+        self.peer_version = peer_version
 
 
 class RemoteError(RaasClientError):

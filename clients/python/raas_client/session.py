@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from raas_client.errors import (
     SafetyStopError,
     SessionClosedError,
 )
-from raas_client.wire import Msg, Topic, decode, encode
+from raas_client.wire import Layout, Msg, Topic, decode, encode, layouts_from_spaces
 
 
 @dataclass(slots=True)
@@ -141,11 +142,18 @@ class RemoteRobot:
         self.timeout_s = timeout_s
         self.ctx: zmq.Context[Any] = context if context is not None else zmq.Context.instance()
         self.sock = connect_socket(self.ctx, zmq.DEALER, endpoint, self.server_key)
+        #: One poller for the socket's life (Socket.poll builds a new one per call).
+        self._poller = zmq.Poller()
+        self._poller.register(self.sock, zmq.POLLIN)
         self._ids = itertools.count(1)
         self._replies: dict[int, Any] = {}
         self._obs: Observation | None = None
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
         self.info: dict[str, Any] = {}
+        #: The robot's block layouts (hello's spaces.layouts), and the preallocated `step`
+        #: block that act() fills and sends.
+        self.layouts: dict[str, Layout] = {}
+        self._step: tuple[Layout, np.ndarray, np.ndarray] | None = None
         self.session: dict[str, Any] | None = None
         self.closed_reason: str | None = None
         #: The last supervisor transition the robot reported (a "safety" event), as a dict.
@@ -154,6 +162,7 @@ class RemoteRobot:
         #: The Curve keys of this client's stream subscriptions: `open` authorises the public
         #: one (`stream_key`), so the stream reaches this client only while its session is open.
         self.stream_keys: tuple[bytes, bytes] = zmq.curve_keypair()
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
 
     # ------------------------------------------------------------- plumbing
     def _send(
@@ -190,10 +199,13 @@ class RemoteRobot:
 
     def _pump(self, timeout_s: float) -> bool:
         """Receive and sort one message; False when nothing came within timeout_s."""
-        if not self.sock.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+        # A message already queued needs no poll (ZMQ_EVENTS costs no syscall).
+        if not int(self.sock.get(zmq.EVENTS)) & zmq.POLLIN and not self._poller.poll(
+            max(0, int(timeout_s * 1000))
+        ):
             return False
         frames = self.sock.recv_multipart(copy=False)
-        msg = decode(frames)
+        msg = decode(frames, layouts=self.layouts)
         kind = msg.type
         if kind in (Msg.OK, Msg.ERROR):
             rid = msg.get("id")
@@ -229,7 +241,14 @@ class RemoteRobot:
 
     # ------------------------------------------------------------- session
     def hello(self) -> dict[str, Any]:
-        self.info = self.request(Msg.HELLO)
+        info = self.request(Msg.HELLO)
+        self.layouts = layouts_from_spaces(info.get("spaces") or {})
+        step = self.layouts.get("step")
+        if step is None:
+            raise ProtocolError("hello's spaces.layouts has no 'step' layout")
+        block, views = step.allocate()
+        self._step = (step, block, views["action"])
+        self.info = info
         return self.info
 
     def open(self, role: str = "control", lease: str | None = None) -> dict[str, Any]:
@@ -241,6 +260,10 @@ class RemoteRobot:
         self.closed_reason = None
         fields = {"lease": token, "role": role, "stream_key": self.stream_keys[0].decode("ascii")}
         self.session = self.request(Msg.OPEN, fields)
+        # A subscription made before `open` waits in a refused handshake (about a second);
+        # connecting it again lets it in at once with the key this session authorised.
+        for stream in list(self._streams):
+            stream.reconnect()
         return self.session
 
     def close(self) -> None:
@@ -305,17 +328,28 @@ class RemoteRobot:
             if left <= 0:
                 raise RobotTimeoutError(f"no observation after cycle {after} from {self.endpoint}")
             self._pump(left)
-        # Drain whatever else is already queued so the newest one wins.
-        while self._pump(0):
+        # Drain whatever else is already queued so the newest one wins (ZMQ_EVENTS: no syscall
+        # when nothing is queued, which is the usual case).
+        while int(self.sock.get(zmq.EVENTS)) & zmq.POLLIN and self._pump(0):
             pass
         obs = self._obs
         self._obs = None
         return obs
 
     def act(self, cycle: int, action: np.ndarray) -> None:
-        """The action for `cycle` (fire and forget: its report comes with the next observation)."""
-        a = np.ascontiguousarray(action, dtype=np.float64)
-        self.sock.send_multipart(encode(Msg.STEP, {"cycle": cycle}, {"action": a}), copy=False)
+        """The action for `cycle` (fire and forget: its report comes with the next observation).
+
+        Written into the preallocated `step` block (hello's layout) and sent as one frame."""
+        if self._step is None:
+            self.hello()
+        assert self._step is not None
+        layout, block, view = self._step
+        a = np.asarray(action)
+        if a.shape != view.shape:
+            raise ValueError(f"action must have shape {view.shape} (hello's spaces), not {a.shape}")
+        view[:] = a
+        # Copied into the zmq message (the block is reused by the next act).
+        self.sock.send_multipart(encode(Msg.STEP, {"cycle": cycle}, layout=layout, block=block))
 
     # ------------------------------------------------------------- e-stop
     def estop(self, lease: str | None = None) -> dict[str, Any]:
@@ -384,7 +418,9 @@ class RemoteRobot:
         if not self.info:
             self.hello()
         endpoint = stream_endpoint_for(self.endpoint, str(self.info["stream_endpoint"]))
-        return Stream(self.ctx, endpoint, self.server_key, topics, self.stream_keys)
+        stream = Stream(self.ctx, endpoint, self.server_key, topics, self.layouts, self.stream_keys)
+        self._streams.add(stream)
+        return stream
 
 
 class Stream:
@@ -396,8 +432,12 @@ class Stream:
         endpoint: str,
         server_key: str | None,
         topics: tuple[bytes, ...],
+        layouts: Mapping[str, Layout] | None = None,
         keypair: tuple[bytes, bytes] | None = None,
     ) -> None:
+        #: The robot's block layouts (hello's spaces.layouts): a stream step is one block.
+        self.layouts = dict(layouts or {})
+        self.endpoint = endpoint
         self.sock = connect_socket(ctx, zmq.SUB, endpoint, server_key, keypair)
         self.sock.rcvhwm = 10_000
         for t in topics:
@@ -412,8 +452,15 @@ class Stream:
         frames = self.sock.recv_multipart(copy=False)
         if len(frames) < 2:
             raise ProtocolError("stream message without a topic frame")
-        msg = decode(frames[1:])
+        msg = decode(frames[1:], layouts=self.layouts)
         return bytes(frames[0].buffer).decode("ascii", "replace"), msg.header, msg.arrays
+
+    def reconnect(self) -> None:
+        """Connect again (a new handshake): after `open` authorised this subscription's key."""
+        if not self.sock.closed:
+            with contextlib.suppress(zmq.ZMQError):
+                self.sock.disconnect(self.endpoint)
+            self.sock.connect(self.endpoint)
 
     def close(self) -> None:
         self.sock.close(0)

@@ -2,12 +2,20 @@
 
 A message is a list of ZeroMQ frames:
 
-    [header, array_0, array_1, ...]
+    [header, block?, array_0, array_1, ...]
 
-`header` is a msgpack map with at least `v` (protocol version) and `t` (message type); when the
-message carries arrays, `a` lists them as `[name, dtype, shape]` in frame order and each array
-travels as its raw bytes (C order) in a frame of its own. The receiver wraps those bytes with
-`numpy.frombuffer` (no copy): images cost one memcpy on the sender at most, none on the receiver.
+`header` is a msgpack map with at least `v` (protocol version) and `t` (message type).
+
+- `b` names a **block layout** when the second frame is a block: the small arrays of an
+  observation, a stream step or an action packed at fixed offsets in ONE frame. The layouts are
+  fixed per robot and announced in hello's `spaces.layouts` (`Layout`), so both sides agree on
+  names, dtypes, shapes and offsets without sending them per message, and the daemon fills its
+  block in place every cycle (no allocation).
+- `a` lists the loose arrays (images, upload and fetch chunks) as `[name, dtype, shape]` in frame
+  order; each travels as its raw bytes (C order) in a frame of its own.
+
+The receiver wraps blocks and arrays with `numpy.frombuffer` (no copy): images cost one memcpy
+on the sender at most, none on the receiver.
 
 On the ROUTER control socket the daemon sees `[identity, header, ...]`; a client's DEALER sends
 and receives `[header, ...]`. On the PUB stream each message is prefixed by a topic frame
@@ -27,8 +35,10 @@ import numpy as np
 
 from raas_client.errors import ProtocolError
 
-#: Bumped on any incompatible change; a daemon refuses other versions with `unsupported_version`.
-PROTOCOL_VERSION = 1
+#: Bumped on any incompatible change; a daemon refuses other versions with `unsupported_version`
+#: (answered in the request's own version, so that an older client can read the refusal).
+#: 1: one frame per array. 2: the small arrays packed in one block frame (`b`, `Layout`).
+PROTOCOL_VERSION = 2
 
 #: Largest header a receiver accepts (bytes).
 MAX_HEADER_BYTES = 64 * 1024
@@ -100,6 +110,8 @@ class ErrorCode:
 class Message:
     header: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The block's layout name (`b`), when the message carried a block.
+    block: str | None = None
 
     @property
     def type(self) -> str:
@@ -109,16 +121,119 @@ class Message:
         return self.header.get(key, default)
 
 
+#: Offsets in a block are multiples of this (every array starts aligned for its dtype).
+BLOCK_ALIGN = 8
+#: Most arrays in one block layout.
+MAX_BLOCK_ARRAYS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A block layout: named arrays at fixed offsets in one frame of exactly `size` bytes.
+
+    Announced in hello's `spaces.layouts` as `{"bytes": size, "arrays": [[name, dtype, shape,
+    offset], ...]}`; offsets are multiples of 8, padding bytes are zero."""
+
+    name: str
+    arrays: tuple[tuple[str, str, tuple[int, ...], int], ...]
+    size: int
+    #: (name, dtype, count, offset, shape or None when 1-D): what views() needs, parsed once.
+    _plan: tuple[tuple[str, np.dtype[Any], int, int, tuple[int, ...] | None], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        plan = tuple(
+            (n, np.dtype(d), _count(s), o, None if len(s) == 1 else s) for n, d, s, o in self.arrays
+        )
+        object.__setattr__(self, "_plan", plan)
+
+    @classmethod
+    def of(cls, name: str, arrays: Sequence[tuple[str, str, Sequence[int]]]) -> Layout:
+        """Place arrays (name, dtype, shape) one after the other, each offset aligned."""
+        placed = []
+        offset = 0
+        for n, dtype, shape in arrays:
+            placed.append((n, dtype, tuple(int(x) for x in shape), offset))
+            nbytes = _count(shape) * np.dtype(dtype).itemsize
+            offset += nbytes + (-nbytes % BLOCK_ALIGN)
+        return cls(name, tuple(placed), offset)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: Any) -> Layout:
+        """A layout from hello's announcement; ProtocolError if it is not a valid layout."""
+        try:
+            size, entries = spec["bytes"], spec["arrays"]
+            if not (isinstance(size, int) and isinstance(entries, list)):
+                raise TypeError
+            arrays = []
+            for n, dtype, shape, offset in entries:
+                if (
+                    not isinstance(n, str)
+                    or dtype not in _DTYPES
+                    or not isinstance(offset, int)
+                    or not _valid_shape(shape)
+                    or offset < 0
+                    or offset % BLOCK_ALIGN
+                    or offset + _count(shape) * np.dtype(dtype).itemsize > size
+                ):
+                    raise ValueError
+                arrays.append((n, dtype, tuple(shape), offset))
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError(f"bad block layout {name!r}: {spec!r}"[:200]) from None
+        if len(arrays) > MAX_BLOCK_ARRAYS:
+            raise ProtocolError(f"block layout {name!r} has more than {MAX_BLOCK_ARRAYS} arrays")
+        return cls(name, tuple(arrays), size)
+
+    def spec(self) -> dict[str, Any]:
+        return {"bytes": self.size, "arrays": [[n, d, list(s), o] for n, d, s, o in self.arrays]}
+
+    def views(self, buf: Any) -> dict[str, np.ndarray]:
+        """The arrays as views on `buf` (a block of exactly `size` bytes; not checked here)."""
+        out: dict[str, np.ndarray] = {}
+        frombuffer = np.frombuffer
+        for n, dtype, count, offset, shape in self._plan:
+            if count == 0:
+                out[n] = np.zeros(shape or (0,), dtype=dtype)
+            elif shape is None:
+                out[n] = frombuffer(buf, dtype, count, offset)
+            else:
+                out[n] = frombuffer(buf, dtype, count, offset).reshape(shape)
+        return out
+
+    def allocate(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """A zeroed block (uint8) and its arrays as views on it: fill the views, send the
+        block."""
+        block = np.zeros(self.size, dtype=np.uint8)
+        return block, self.views(block)
+
+
+def layouts_from_spaces(spaces: Mapping[str, Any]) -> dict[str, Layout]:
+    """The block layouts a robot announced in hello's `spaces`."""
+    announced = spaces.get("layouts")
+    if not isinstance(announced, Mapping):
+        raise ProtocolError("hello's spaces announce no block layouts ('layouts')")
+    return {str(n): Layout.from_spec(str(n), s) for n, s in announced.items()}
+
+
 def encode(
     kind: str,
     fields: Mapping[str, Any] | None = None,
     arrays: Mapping[str, np.ndarray] | None = None,
+    *,
+    layout: Layout | None = None,
+    block: Any = None,
+    version: int = PROTOCOL_VERSION,
 ) -> list[Any]:
-    """Frames for one message. Arrays go as buffers (C-contiguous, no copy here)."""
-    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "t": kind}
+    """Frames for one message: the header, the block (when `layout` is given: `block` holds its
+    bytes, e.g. from `Layout.allocate`), then the loose arrays as buffers (no copy here)."""
+    header: dict[str, Any] = {"v": version, "t": kind}
     if fields:
         header.update(fields)
     frames: list[Any] = [b""]
+    if layout is not None:
+        header["b"] = layout.name
+        frames.append(block)
     if arrays:
         spec = []
         for name, arr in arrays.items():
@@ -136,11 +251,16 @@ def request_limit(kind: str, chunk_bytes: int) -> int:
     return MAX_MESSAGE_BYTES + chunk_bytes if kind == Msg.UPLOAD_CHUNK else MAX_MESSAGE_BYTES
 
 
-def decode(frames: Sequence[Any], limit: Callable[[str], int] | None = None) -> Message:
+def decode(
+    frames: Sequence[Any],
+    limit: Callable[[str], int] | None = None,
+    layouts: Mapping[str, Layout] | None = None,
+) -> Message:
     """Parse frames (bytes, memoryviews or zmq.Frame) into a Message; arrays are views.
 
     `limit(t)`: the largest message of type t in bytes (all frames); a larger one is refused
-    once its header is read, before its arrays are looked at.
+    once its header is read, before its arrays are looked at. `layouts`: the block layouts
+    (hello's `spaces.layouts`); a message with a block `b` needs its layout there.
 
     Raises ProtocolError for anything malformed; never anything else. Once the header is read
     as a map, the error carries the request's `id` (`request_id`)."""
@@ -158,10 +278,9 @@ def decode(frames: Sequence[Any], limit: Callable[[str], int] | None = None) -> 
     if not isinstance(header, dict):
         raise ProtocolError("header is not a map")
     rid = header.get("id")
-    if header.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(
-            f"unsupported protocol version {header.get('v')!r}", version=True, request_id=rid
-        )
+    v = header.get("v")
+    if v != PROTOCOL_VERSION:
+        raise ProtocolError(_version_message(v), version=True, request_id=rid, peer_version=v)
     kind = header.get("t")
     if not isinstance(kind, str):
         raise ProtocolError("header has no message type 't'", request_id=rid)
@@ -174,20 +293,63 @@ def decode(frames: Sequence[Any], limit: Callable[[str], int] | None = None) -> 
                 request_id=rid,
             )
     spec = header.pop("a", None)
+    name = header.pop("b", None)
     arrays: dict[str, np.ndarray] = {}
     try:
+        rest = frames[1:]
+        if name is not None:
+            arrays = _block(name, rest[0] if rest else None, layouts)
+            rest = rest[1:]
         if spec is None:
-            if len(frames) > 1:
+            if rest:
                 raise ProtocolError("array frames without an array list 'a'")
-            return Message(header, arrays)
-        if not isinstance(spec, list) or len(spec) != len(frames) - 1 or len(spec) > MAX_ARRAYS:
+            return Message(header, arrays, name)
+        if not isinstance(spec, list) or len(spec) != len(rest) or len(spec) > MAX_ARRAYS:
             raise ProtocolError("array list 'a' does not match the frames")
-        for entry, frame in zip(spec, frames[1:], strict=True):
+        for entry, frame in zip(spec, rest, strict=True):
             arrays.update([_array(entry, _buffer(frame))])
     except ProtocolError as exc:
         exc.request_id = rid
         raise
-    return Message(header, arrays)
+    return Message(header, arrays, name)
+
+
+def _version_message(v: object) -> str:
+    if isinstance(v, int):
+        return (
+            f"protocol {v} is not spoken here (protocol {PROTOCOL_VERSION}): update the older "
+            "side (raas_client: pip install -U ./clients/python; docs/protocol.md, Versions)"
+        )
+    return f"unsupported protocol version {v!r}"[:200]
+
+
+def _block(name: object, frame: Any, layouts: Mapping[str, Layout] | None) -> dict[str, np.ndarray]:
+    layout = layouts.get(name) if layouts is not None and isinstance(name, str) else None
+    if layout is None:
+        raise ProtocolError(f"unknown block layout {name!r} (hello's spaces.layouts)"[:200])
+    if frame is None:
+        raise ProtocolError(f"block {layout.name!r} is missing")
+    buf = _buffer(frame)
+    if buf.nbytes != layout.size:
+        raise ProtocolError(
+            f"block {layout.name!r} of {buf.nbytes} bytes: its layout has {layout.size}"
+        )
+    return layout.views(buf)
+
+
+def _count(shape: Sequence[int]) -> int:
+    n = 1
+    for x in shape:
+        n *= int(x)
+    return n
+
+
+def _valid_shape(shape: object) -> bool:
+    return (
+        isinstance(shape, list)
+        and len(shape) <= 4
+        and all(isinstance(n, int) and 0 <= n < 1 << 31 for n in shape)
+    )
 
 
 def _buffer(frame: Any) -> memoryview:
@@ -206,10 +368,10 @@ def _array(entry: Any, buf: memoryview) -> tuple[str, np.ndarray]:
     name, dtype, shape = entry
     if not isinstance(name, str) or dtype not in _DTYPES or not isinstance(shape, list):
         raise ProtocolError(f"bad array entry {entry!r}"[:200])
-    if len(shape) > 4 or not all(isinstance(n, int) and 0 <= n < 1 << 31 for n in shape):
+    if not _valid_shape(shape):
         raise ProtocolError(f"bad array shape {shape!r}"[:200])
     dt = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = _count(shape)
     if count * dt.itemsize != buf.nbytes:
         raise ProtocolError(f"array {name!r}: {buf.nbytes} bytes do not make {dtype}{shape}")
     if count == 0:

@@ -248,6 +248,19 @@ def open_port(path: str, baudrate: int) -> tuple[BufferedPort, Any]:
     return port, PacketHandler(2.0)
 
 
+def port_problem(path: str, exc: BaseException) -> str:
+    """Why the port did not open, in words a lab can act on (configure and probe say the same)."""
+    text = str(exc)
+    if "ermission" in text:
+        return (
+            f"cannot open {path}: permission denied (add the user to the dialout group, then "
+            "log in again; or the udev rule of docs/hardware.md)"
+        )
+    if "://" not in path and not Path(path).exists():
+        return f"cannot open {path}: no such port (is the U2D2 plugged in? ls /dev/serial/by-id/)"
+    return f"cannot open {path}: {text}"
+
+
 def close_port(port: BufferedPort) -> None:
     with contextlib.suppress(Exception):
         port.closePort()

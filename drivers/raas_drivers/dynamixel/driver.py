@@ -49,6 +49,7 @@ from raas_drivers.dynamixel.bus import (
     bus_time_ns,
     close_port,
     open_port,
+    port_problem,
     sync_read_bytes,
     sync_write_bytes,
 )
@@ -168,8 +169,7 @@ class DynamixelHandDriver(HandDriver):
         try:
             port, ph = open_port(s.port, s.baudrate)
         except (OSError, serial.SerialException) as exc:
-            hint = " (is the user in the dialout group?)" if "ermission" in str(exc) else ""
-            raise DeviceNotReadyError(self.name, f"cannot open {s.port}: {exc}{hint}") from exc
+            raise DeviceNotReadyError(self.name, port_problem(s.port, exc)) from exc
         self._port, self._ph = port, ph
         try:
             self._check_servos()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
 
 import serial
 from dynamixel_sdk import COMM_SUCCESS
 from serial.tools import list_ports
 
 from raas_drivers.dynamixel import control_table as ct
-from raas_drivers.dynamixel.bus import close_port, open_port
+from raas_drivers.dynamixel.bus import close_port, open_port, port_problem
 from raas_drivers.dynamixel.calibration import Calibration
 from raas_drivers.dynamixel.config import DynamixelHandSettings
 from raas_drivers.dynamixel.driver import latency_timer_ms
@@ -36,12 +35,7 @@ def probe(device: str, settings: DynamixelHandSettings, calibration: Calibration
     try:
         port, ph = open_port(settings.port, settings.baudrate)
     except (OSError, serial.SerialException) as exc:
-        hint = ""
-        if "ermission" in str(exc):
-            hint = ": add the user to the dialout group (then log in again)"
-        elif not Path(settings.port).exists():
-            hint = ": no such device (is the U2D2 plugged in? see /dev/serial/by-id/)"
-        report.problems.append(f"cannot open {settings.port}{hint} ({exc})")
+        report.problems.append(port_problem(settings.port, exc))
         return report
     models: dict[str, int] = {}
     firmwares: set[int] = set()

@@ -76,6 +76,18 @@ class HandDriver(Device, abc.ABC):
     @abc.abstractmethod
     def fileno(self) -> int: ...
 
+    def emergency_stop(self) -> None:
+        """Stop at the hand's own level, now: the hand holds where it is (a board's e-stop
+        latch: its motors hold their current position until released), on top of the hold
+        targets the loop keeps sending. Never blocks, never raises for the link's state; called
+        in the cycle an e-stop arrives, in every mode. Default: nothing (a hand without its own
+        e-stop relies on the hold targets)."""
+        return None
+
+    def clear_emergency_stop(self) -> None:
+        """The e-stop was cleared: release the hand's own latch (never blocks). Default: nothing."""
+        return None
+
     @abc.abstractmethod
     def apply(self, targets: np.ndarray, cycle: int) -> np.ndarray:
         """Send position targets (20,) rad for `cycle`; return the targets the device applies.

@@ -124,19 +124,27 @@ class SerialHandDriver(SerialDevice, HandDriver):
                 link.stats.retries += 1
                 self._send(StateRequest(cycle))
             return None
-        device_ns = match.fw_time_us * 1000
+        return self._hand_state(match)
+
+    def newest(self) -> HandState | None:
+        """The newest state received, of any cycle (a late answer included); None before one."""
+        return None if self._latest is None else self._hand_state(self._latest)
+
+    def _hand_state(self, msg: State) -> HandState:
+        """A received state, stamped in the board's clock and mapped to the host's."""
+        device_ns = msg.fw_time_us * 1000
         mapper = self.clock.mapper
         if mapper.samples == 0:  # no exchange observed yet: its arrival is the bound
-            mapper.add(device_ns, self.clock.host_ns(match.cycle))
+            mapper.add(device_ns, self.clock.host_ns(msg.cycle))
         return HandState(
-            cycle=match.cycle,
+            cycle=msg.cycle,
             capture_ns=self.clock.map(device_ns),
             device_ns=device_ns,
-            positions=np.array(match.positions),
-            velocities=np.array(match.velocities),
-            efforts=np.array(match.efforts),
-            temperatures=np.array(match.temperatures),
-            applied_seq=match.applied_seq,
+            positions=np.array(msg.positions),
+            velocities=np.array(msg.velocities),
+            efforts=np.array(msg.efforts),
+            temperatures=np.array(msg.temperatures),
+            applied_seq=msg.applied_seq,
         )
 
     def apply(self, targets: np.ndarray, cycle: int) -> np.ndarray:
@@ -164,6 +172,15 @@ class SerialHandDriver(SerialDevice, HandDriver):
         d = super().stats()
         d.update(self.clock.stats())
         return d
+
+    def emergency_stop(self) -> None:
+        """The firmware's own ESTOP frame: its motors hold where they are, latched until
+        `clear_emergency_stop` (RESET). Targets sent meanwhile are refused by the board and its
+        answers saying so do not fault the link (raas_firmware_bridge.link)."""
+        self.link.estop()
+
+    def clear_emergency_stop(self) -> None:
+        self.link.clear_estop()
 
     def _send(self, msg: StateRequest) -> None:
         try:

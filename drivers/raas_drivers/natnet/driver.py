@@ -100,6 +100,17 @@ class NatNetMocap(MocapDriver):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    def _connect_problem(self, where: str, exc: BaseException) -> str:
+        """The connect's failure on one line; a `local` address this host does not have (the
+        library's own text blames the unicast/multicast mode) named as such."""
+        text = " ".join(str(exc).split())
+        if "Errno 99" in text or "Cannot assign requested address" in text:
+            return (
+                f"local = {self.settings.local!r} is not an address of this host: set mocap.local "
+                "to this host's address on the mocap network (ip -br addr)"
+            )
+        return f"cannot reach {where}: {text}"
+
     def _on_configure(self) -> None:
         s = self.settings
         natnet = load_natnet()
@@ -119,7 +130,7 @@ class NatNetMocap(MocapDriver):
         except TimeoutError as exc:
             raise DeviceNotReadyError(self.name, f"no NatNet server answered at {where}") from exc
         except (OSError, natnet.NatNetError) as exc:
-            raise DeviceNotReadyError(self.name, f"cannot reach {where}: {exc}") from exc
+            raise DeviceNotReadyError(self.name, self._connect_problem(where, exc)) from exc
         self._client = client
         try:
             info = client.server_info
@@ -230,13 +241,14 @@ class NatNetMocap(MocapDriver):
         inbox.clear()
         newest = self._newest
         if newest is not None and newest[0] != self._given:
-            number, capture, _ = newest
+            number, capture, device_ns = newest
             if self.window.cycle_of(capture) == cycle:
                 self._given = number
                 self.counts["given"] += 1
                 return MocapFrame(
                     cycle=cycle,
                     capture_ns=capture,
+                    device_ns=device_ns,
                     positions=self._pos.copy(),
                     visible=self._vis.copy(),
                 )

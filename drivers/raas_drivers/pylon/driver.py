@@ -211,7 +211,12 @@ class PylonCamera(CameraDriver):
                 if s.serial_number is not None
                 else f"user_id {s.user_id!r}"
             )
-            raise DeviceNotReadyError(self.name, f"no Basler camera with {who} found")
+            seen = [d.GetSerialNumber() for d in pylon.TlFactory.GetInstance().EnumerateDevices()]
+            raise DeviceNotReadyError(
+                self.name,
+                f"no Basler camera with {who} found (cameras seen: {', '.join(seen) or 'none'}; "
+                "raasd devices probes them)",
+            )
         try:
             cam = pylon.InstantCamera(pylon.TlFactory.GetInstance().CreateDevice(info))
             cam.Open()

@@ -121,7 +121,24 @@ class RigConfig(BaseModel):
         "one per core); 1 leaves the other core to the physics and the loop",
     )
     render_nice: int = Field(
-        default=5, ge=0, le=19, description="niceness of the camera process (below the physics)"
+        default=5, ge=-20, le=19, description="niceness of the camera process (below the physics)"
+    )
+    render_samples: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="multisample anti-aliasing samples of the offscreen frame buffer (MuJoCo's "
+        "model default is 4, which makes llvmpipe take about 2.5x as long per frame)",
+    )
+    render_priority: int = Field(
+        default=0,
+        ge=0,
+        le=99,
+        description="realtime rig with a real-time loop: SCHED_FIFO priority of the camera "
+        "process (below the physics and the loop), so that its frames meet their deadline "
+        "whatever else the machine runs; 0 (default): normal scheduling at render_nice. Its "
+        "34 ms of FIFO time per cycle can starve the rig's link traffic and push a shared "
+        "machine into RT throttling (docs/performance.md)",
     )
     camera_distance_m: float = Field(default=0.5, gt=0.1, le=3.0)
     camera_fovy_deg: float = Field(default=35.0, gt=5, lt=170)

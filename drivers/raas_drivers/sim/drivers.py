@@ -197,6 +197,10 @@ class SimMocapDriver(MocapDriver):
     def stats(self) -> dict[str, float]:
         return self.clock.stats()
 
+    def newest(self) -> MocapFrame | None:
+        """The newest frame received, of any cycle (a late one included); None before one."""
+        return self._decode(self._keep, self._have) if self._have else None
+
     def _decode(self, buf: bytearray, n: int) -> MocapFrame | None:
         _, frame_cycle, device_ns, _, m = MOCAP_HEADER.unpack_from(buf, 0)
         if n < mocap_datagram_size(m):
@@ -264,6 +268,18 @@ class SimCameraSource:
             device_ns=match[0],
             camera=self.camera,
             image=self.driver.slot_view(self.camera, match[1]),
+        )
+
+    def newest(self) -> CameraFrame | None:
+        """The newest frame received, of any cycle (a late one included); None before one."""
+        if self._cycle < 0:
+            return None
+        return CameraFrame(
+            cycle=self._cycle,
+            capture_ns=self.clock.to_host(self._capture_ns),
+            device_ns=self._capture_ns,
+            camera=self.camera,
+            image=self.driver.slot_view(self.camera, self._slot),
         )
 
 

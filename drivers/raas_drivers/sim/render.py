@@ -81,6 +81,9 @@ class CameraProcess:
         self.width, self.height = cfg.camera_width, cfg.camera_height
         self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, self.width)
         self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, self.height)
+        # no multisampling: MuJoCo's default 4x costs llvmpipe ~2.5x the time per frame, and
+        # the third camera of a cycle then missed its deadline (docs/performance.md)
+        self.model.vis.quality.offsamples = cfg.render_samples
         # creating the renderer creates the GL context: this is where a backend fails
         self.renderer = mujoco.Renderer(self.model, self.height, self.width)
         self.gl_renderer = _gl_renderer_string()
@@ -138,6 +141,7 @@ class CameraProcess:
             "cameras": list(self.cameras),
             "width": self.width,
             "height": self.height,
+            "samples": int(self.model.vis.quality.offsamples),
             "slots": {c: [s.name, len(self.slots[c])] for c, s in self.shm.items()},
         }
 
@@ -219,7 +223,7 @@ class CameraProcess:
             self.renderer.close()
 
 
-def bench(width: int, height: int, frames: int, cameras: int) -> dict[str, Any]:
+def bench(width: int, height: int, frames: int, cameras: int, samples: int = 0) -> dict[str, Any]:
     """Measure ms per rendered camera frame (update_scene + render + readback) here."""
     import mujoco  # noqa: PLC0415
 
@@ -229,6 +233,7 @@ def bench(width: int, height: int, frames: int, cameras: int) -> dict[str, Any]:
     model = world.model
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
     model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+    model.vis.quality.offsamples = samples
     renderer = mujoco.Renderer(model, height, width)
     names = list(CAMERA_VIEWS)[:cameras]
     out = np.zeros((height, width, 3), dtype=np.uint8)
@@ -251,6 +256,7 @@ def bench(width: int, height: int, frames: int, cameras: int) -> dict[str, Any]:
         "gl_renderer": gl_renderer,
         "width": width,
         "height": height,
+        "samples": samples,
         "frames": len(times),
         "ms_per_frame_median": round(float(np.median(arr)), 2),
         "ms_per_frame_p90": round(float(np.percentile(arr, 90)), 2),
@@ -270,12 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=200)
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--cameras", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=0, help="MSAA samples (MuJoCo: 4)")
     args = parser.parse_args(argv)
     if not os.environ.get("MUJOCO_GL"):
         os.environ["MUJOCO_GL"] = BACKENDS[0]
     if args.bench:
         sys.stdout.write(
-            json.dumps(bench(args.width, args.height, args.frames, args.cameras)) + "\n"
+            json.dumps(bench(args.width, args.height, args.frames, args.cameras, args.samples))
+            + "\n"
         )
         return 0
     exit_on_sigterm()
