@@ -93,8 +93,6 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
     rt_daemon: RobotDaemon, issuer: LeaseIssuer
 ) -> None:
     ctx = zmq.Context.instance()
-    watcher, stream = watch_stream(rt_daemon, issuer, (Topic.STEP,))
-    before = watcher.status()
     rng = random.Random(1234)
     fuzzers = [connect_socket(ctx, zmq.DEALER, rt_daemon.control, rt_daemon.key) for _ in range(3)]
     # A peer with a wrong server key never gets past the Curve handshake.
@@ -103,6 +101,10 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
     # 50 MB of junk with a hello: refused as too_large (with its id) from the header alone.
     big = connect_socket(ctx, zmq.DEALER, rt_daemon.control, rt_daemon.key)
     big.send_multipart(encode("hello", {"id": 99}, {"junk": np.zeros(50_000_000, np.uint8)}))
+    # The observer session after that send: encoding 50 MB on a loaded machine can take longer
+    # than the liveness timeout, which would end the session and with it the stream.
+    watcher, stream = watch_stream(rt_daemon, issuer, (Topic.STEP,))
+    before = watcher.status()
     try:
         for sent, frames in enumerate(_cases(rng, issuer.issue()), start=1):
             fuzzers[sent % 3].send_multipart(frames)
