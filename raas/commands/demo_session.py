@@ -182,11 +182,12 @@ def run_bundle(
     # only writer on the terminal and no line redraws over another (raas run draws its upload
     # bar only on a terminal; here `raasd up` shows its own spinner instead).
     child = children.start("raas", cmd, env=env, essential=False, stop_signals=(signal.SIGTERM,))
-    # Beside it, what anyone may see without a lease: `raas watch`'s line once a second.
+    # Beside it, `raas watch`'s line once a second, in an observer session of the same lease
+    # (the stream reaches open sessions only: docs/protocol.md, Stream authorization).
     watch = children.start(
         "watch",
         _raas("watch", endpoint),
-        env={"RAAS_SERVER_KEY": server_key, "RAAS_LEASE": ""},
+        env={"RAAS_SERVER_KEY": server_key, "RAAS_LEASE": lease},
         essential=False,
         echo=lambda line: line.startswith("cycle"),
         stop_signals=(signal.SIGTERM,),

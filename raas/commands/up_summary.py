@@ -71,7 +71,8 @@ class Summary:
             print(f"  {name:<18} {value}")
         lease = f'"$(cat {self.lease_file})"' if self.lease_file else "TOKEN"
         print(
-            f"\n  watch the robot:     .venv/bin/raas watch {self.endpoint} --server-key {key}\n"
+            f"\n  watch the robot:     .venv/bin/raas watch {self.endpoint} --server-key {key} "
+            f"--lease {lease}\n"
             f"  run a bundle:        .venv/bin/raas run BUNDLE --robot {self.endpoint} "
             f"--server-key {key} --lease {lease}\n"
             f"  from Python:         RemoteRobot({self.endpoint!r}, "

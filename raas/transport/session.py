@@ -60,6 +60,7 @@ from raas.transport.remote_step import RemoteStep, StepTiming
 from raas.transport.service_link import ClearEstop, Estop, Revoked, ServiceLink
 from raas.transport.sockets import RobotSockets
 from raas.transport.spaces import ObservationPacker
+from raas.transport.stream_auth import parse_stream_key
 
 _MS = 1_000_000
 
@@ -215,6 +216,7 @@ class SessionController:
         self.cycle = obs.cycle
         self._service(self.cfg.max_messages_per_cycle)
         self._check_sessions(now)
+        self.sockets.serve_stream_auth()  # after the closes: an ended session's key goes now
         obs.episode = self.episode
         if self.health.due and self.controller is None:
             self.health.start()
@@ -358,7 +360,7 @@ class SessionController:
                 raise RequestRefusedError(ErrorCode.NO_SESSION, "open a session first")
             self.sockets.reply(ident, req_id, {"mode": self._mode()})
         elif kind == Msg.OPEN:
-            self._open(ident, h.get("lease"), h.get("role", "control"), req_id, now)
+            self._open(ident, h, req_id, now)
         elif kind == Msg.CLOSE:
             if peer is not None:
                 self._close(peer, "closed by client")
@@ -434,9 +436,14 @@ class SessionController:
             raise RequestRefusedError(ErrorCode.NOT_CONTROLLER, "this session only observes")
         return peer
 
-    def _open(self, ident: bytes, lease: object, role: object, req_id: Any, now: int) -> None:
+    def _open(self, ident: bytes, h: dict[str, Any], req_id: Any, now: int) -> None:
+        lease, role = h.get("lease"), h.get("role", "control")
         if role not in ("control", "observe"):
             raise RequestRefusedError(ErrorCode.BAD_REQUEST, "role must be control or observe")
+        try:
+            stream_key = parse_stream_key(h.get("stream_key"))
+        except ValueError as exc:
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, str(exc)) from exc
         claims = self.gate.verify(lease, str(role))
         if role == "control" and self.controller is not None and self.controller.identity != ident:
             raise RequestRefusedError(
@@ -447,6 +454,7 @@ class SessionController:
             self._close(old, "reopened")
         peer = Peer(ident, claims, str(role), uuid.uuid4().hex[:12], now)
         self.peers[ident] = peer
+        self.sockets.allow_subscriber(peer.session_id, stream_key)
         if role == "control":
             self.controller = peer
             self.mode = "hold"
@@ -466,6 +474,7 @@ class SessionController:
 
     def _close(self, peer: Peer, reason: str) -> None:
         self.peers.pop(peer.identity, None)
+        self.sockets.forget_subscriber(peer.session_id)
         c = self.counters.sessions_closed
         c[reason] = c.get(reason, 0) + 1
         if peer is self.controller:

@@ -5,6 +5,7 @@ would block are dropped (a slow client loses messages, never the loop's time).""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from raas_client.wire import PROTOCOL_VERSION, Layout, Msg, encode
 from raas.transport.config import TransportConfig
 from raas.transport.curve import CurveKeys, load_or_create, needs_curve
 from raas.transport.errors import EndpointError
+from raas.transport.stream_auth import DOMAIN, HANDSHAKE_MS, StreamGate
 
 _MORE = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
 _LAST = int(zmq.NOBLOCK)
@@ -29,7 +31,19 @@ class RobotSockets:
         ):
             self.keys = load_or_create(cfg.key_dir)
         self.control: zmq.Socket[bytes] = self.ctx.socket(zmq.ROUTER)
-        self.stream: zmq.Socket[bytes] = self.ctx.socket(zmq.PUB)
+        #: The stream's subscribers need a session (docs/protocol.md, "Who receives the
+        #: stream"): on a Curve stream its own context holds the ZAP handler, so that handler
+        #: sees the stream's handshakes only (the control socket's stay unasked).
+        self.stream_gate: StreamGate | None = None
+        self._stream_ctx: zmq.Context[Any] | None = None
+        stream_ctx = self.ctx
+        if self.keys is not None and needs_curve(cfg.stream_endpoint, cfg.plain):
+            stream_ctx = self._stream_ctx = zmq.Context()
+            self.stream_gate = StreamGate(stream_ctx)
+        self.stream: zmq.Socket[bytes] = stream_ctx.socket(zmq.PUB)
+        if self.stream_gate is not None:
+            self.stream.zap_domain = DOMAIN
+            self.stream.handshake_ivl = HANDSHAKE_MS
         # A frame over the cap never reaches the loop: ZeroMQ's I/O thread drops that peer's
         # connection as soon as the frame's length is announced (docs/protocol.md, Size
         # limits). Set before bind: a listener keeps the options it was bound with.
@@ -50,7 +64,12 @@ class RobotSockets:
                 raise EndpointError(f"cannot bind {endpoint}: {exc}") from exc
         self.control_endpoint = self.control.getsockopt_string(zmq.LAST_ENDPOINT)
         self.stream_endpoint = self.stream.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.stream_endpoint.startswith("ipc://"):
+            # ipc is not lease-gated: the socket file's mode is, only the daemon's own user
+            Path(self.stream_endpoint[len("ipc://") :]).chmod(0o600)
         self.dropped = 0  # sends dropped because a peer's queue was full
+        self.rebinds = 0  # times the stream endpoint was rebound to drop ended subscribers
+        self._rebind_due = False
         #: One poller for the control socket's life (Socket.poll builds a new one per call).
         self._poller = zmq.Poller()
         self._poller.register(self.control, zmq.POLLIN)
@@ -121,6 +140,39 @@ class RobotSockets:
         except zmq.ZMQError:  # e.g. the peer vanished mid-send: its problem, not the loop's
             self.dropped += 1
 
+    # ------------------------------------------------------------- stream authorisation
+    def allow_subscriber(self, session: str, key: bytes | None) -> None:
+        """Let the holder of this Curve key receive the stream while `session` is open."""
+        if self.stream_gate is not None and key is not None:
+            self.stream_gate.allow(session, key)
+
+    def forget_subscriber(self, session: str) -> None:
+        if self.stream_gate is not None:
+            self.stream_gate.forget(session)
+
+    def serve_stream_auth(self, limit: int = 16) -> None:
+        """Once per cycle: answer waiting ZAP requests and, when a session whose key was
+        admitted has ended, drop every stream connection (unbind, bind again) so that key's
+        is gone; the others reconnect and are admitted again. Never blocks."""
+        gate = self.stream_gate
+        if gate is None:
+            return
+        if self._rebind_due or gate.must_rebind():
+            if not self._rebind_due:
+                self.stream.unbind(self.stream_endpoint)
+                gate.rebound()
+                self.rebinds += 1
+            try:
+                self.stream.bind(self.stream_endpoint)
+                self._rebind_due = False
+            except zmq.ZMQError:  # the old listener is not closed yet: next cycle
+                self._rebind_due = True
+        gate.serve(limit)
+
     def close(self) -> None:
         self.control.close(0)
         self.stream.close(0)
+        if self.stream_gate is not None:
+            self.stream_gate.close()
+        if self._stream_ctx is not None:
+            self._stream_ctx.term()

@@ -111,6 +111,12 @@ SMOKE: dict[str, Smoke] = {
         peer=(("cases", 0, "reference", "lateness_us"),),
         unchecked={"loop_1khz_unpriv_p999": "the smoke run skips the unprivileged runs"},
     ),
+    "stream_auth": Smoke(
+        ("--subscribers", "3", "--cycles", "500", "--rebinds", "3", "--rate", "200"),
+        ours=(("ours", "idle_cost_us"), ("ours", "admit_ms"), ("ours", "rebind_us")),
+        peer=(("peer", "admit_ms"),),
+        expect={("ours", "admit_ms", "n"): 3, ("peer", "admit_ms", "n"): 3},
+    ),
     "metrics": Smoke(
         (
             "--duration",

@@ -149,10 +149,13 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
         dashboard = out.wait_for(r"^  live dashboard +(http://\S+)$", 1).group(1)
         status = _get(dashboard + "status.json")
         assert status["state"] == "RUNNING" and status["cycles"] > 0 and status["loops"] >= 2
-        # Anyone may watch the holding robot with what the summary printed.
+        # The lease holder may watch the holding robot with what the summary printed (the
+        # stream reaches open sessions only: docs/protocol.md, Stream authorization).
         endpoint = out.wait_for(r"^  robot shadow-1 +control (\S+) ", 1).group(1)
         key = out.wait_for(r"^    server key +(\S+)$", 1).group(1)
+        lease = (var / "demo" / "lease.txt").read_text().strip()
         watch = [sys.executable, "-m", "raas_client.cli", "watch", endpoint, "--server-key", key]
+        watch += ["--lease", lease]
         got = subprocess.run(
             [*watch, "--seconds", "2.5"], capture_output=True, text=True, timeout=60, check=False
         )

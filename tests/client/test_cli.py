@@ -44,7 +44,7 @@ def raas(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_status_and_watch(daemon: RobotDaemon) -> None:
+def test_status_and_watch(daemon: RobotDaemon, issuer: LeaseIssuer) -> None:
     r = raas("status", "shadow-1", "--endpoint", daemon.control, "--server-key", daemon.key)
     assert r.returncode == 0, r.stderr
     assert "shadow-1: hold, free" in r.stdout
@@ -52,6 +52,11 @@ def test_status_and_watch(daemon: RobotDaemon) -> None:
     assert "safety: idle (startup" in r.stdout, r.stdout
     assert "health: not run since the daemon started" in r.stdout, r.stdout
     r = raas("watch", daemon.control, "--server-key", daemon.key, "--seconds", "2.5")
+    assert r.returncode == 1 and "needs a lease" in r.stderr  # the stream is lease-gated
+    lease = issuer.issue(scope="observe", sub="watcher")
+    r = raas(
+        "watch", daemon.control, "--server-key", daemon.key, "--lease", lease, "--seconds", "2.5"
+    )
     assert r.returncode == 0, r.stderr
     assert "cycle" in r.stdout and "lateness p50" in r.stdout
     r = raas("status", "shadow-1")  # nowhere to find it

@@ -169,9 +169,12 @@ class StepRec:
 class StreamRecorder:
     """Every step and event of the robot's PUB stream, in a thread (its own SUB socket)."""
 
-    def __init__(self, daemon: RobotDaemon) -> None:
-        self.watcher = RemoteRobot(daemon.control, server_key=daemon.key, timeout_s=10)
+    def __init__(self, daemon: RobotDaemon, issuer: LeaseIssuer) -> None:
+        # The stream reaches open sessions only: an observer session, kept alive by _run.
+        lease = issuer.issue(scope="observe", sub="recorder", minutes=120)
+        self.watcher = RemoteRobot(daemon.control, server_key=daemon.key, timeout_s=10, lease=lease)
         self.info = self.watcher.hello()
+        self.watcher.open("observe")
         self.stream = self.watcher.stream((Topic.STEP, Topic.EVENT))
         self.steps: list[StepRec] = []
         self.events: list[tuple[int, dict[str, Any]]] = []
@@ -184,8 +187,13 @@ class StreamRecorder:
         return np.array(self.info["spaces"]["action"]["idle"], dtype=np.float64)
 
     def _run(self) -> None:
+        beat = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() >= beat:  # liveness: the session must not time out
+                    self.watcher.heartbeat()
+                    list(self.watcher.events())
+                    beat = time.monotonic() + 0.25
                 got = self.stream.recv(timeout_s=0.1)
             except Exception:  # a torn-down socket at the end
                 return
@@ -522,7 +530,7 @@ def cell_run(cell: Cell, work: Path, issuer: LeaseIssuer) -> Iterator[Run]:
     rec = None
     run = None
     try:
-        rec = StreamRecorder(daemon)
+        rec = StreamRecorder(daemon, issuer)
         run = Run(cell, work, daemon, rec, work / "events.jsonl", start_file, offset_file)
         yield run
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from raas_client.session import RemoteRobot
 
 from raas.leases import LeaseClaims, generate_private_key, save_private_key, sign_lease
 
@@ -185,3 +186,21 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.01) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def watch_stream(
+    daemon: RobotDaemon, issuer: LeaseIssuer, topics: tuple[bytes, ...], sub: str = "watcher"
+) -> tuple[Any, Any]:
+    """An observer session and its stream subscription (the stream reaches open sessions only,
+    docs/protocol.md), returned once the first message has arrived. The caller heartbeats."""
+    watcher = RemoteRobot(
+        daemon.control, server_key=daemon.key, lease=issuer.issue(scope="observe", sub=sub)
+    )
+    watcher.open("observe")
+    stream = watcher.stream(topics)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        watcher.heartbeat()
+        if stream.sock.poll(200):
+            return watcher, stream
+    raise AssertionError("an observer session's stream never arrived")

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from raas_client.session import RemoteRobot
 from raas_client.wire import Topic
 
-from tests.transport.harness import ROOT, LeaseIssuer, RobotDaemon, start_daemon
+from tests.transport.harness import ROOT, LeaseIssuer, RobotDaemon, start_daemon, watch_stream
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -49,24 +48,25 @@ def rt_daemon(
 
 
 def test_sigkilled_client_makes_the_robot_hold(rt_daemon: RobotDaemon, issuer: LeaseIssuer) -> None:
-    watcher = RemoteRobot(rt_daemon.control, server_key=rt_daemon.key)
-    stream = watcher.stream((Topic.STEP, Topic.EVENT))
     client = subprocess.Popen(
         [sys.executable, "-c", CLIENT, rt_daemon.control, rt_daemon.key, issuer.issue()],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
+    watcher = None
     try:
         assert client.stdout is not None
         assert client.stdout.readline().strip() == "stepping"
+        watcher, stream = watch_stream(rt_daemon, issuer, (Topic.STEP, Topic.EVENT))
         assert watcher.status()["mode"] == "step"
         os.kill(client.pid, signal.SIGKILL)
         killed = time.monotonic()
         closed = None
         held_cycle = None
         while time.monotonic() < killed + 5 and held_cycle is None:
-            got = stream.recv(timeout_s=0.5)
+            watcher.heartbeat()
+            got = stream.recv(timeout_s=0.2)
             if got is None:
                 continue
             topic, h, _ = got
@@ -88,5 +88,6 @@ def test_sigkilled_client_makes_the_robot_hold(rt_daemon: RobotDaemon, issuer: L
     finally:
         client.kill()
         client.wait()
-        stream.close()
-        watcher.close()
+        if watcher is not None:
+            stream.close()
+            watcher.close()

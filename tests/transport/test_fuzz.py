@@ -18,7 +18,7 @@ from raas_client.session import RemoteRobot, connect_socket
 from raas_client.wire import PROTOCOL_VERSION as V
 from raas_client.wire import Layout, Topic, encode
 
-from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon
+from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon, watch_stream
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -93,9 +93,6 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
     rt_daemon: RobotDaemon, issuer: LeaseIssuer
 ) -> None:
     ctx = zmq.Context.instance()
-    watcher = RemoteRobot(rt_daemon.control, server_key=rt_daemon.key)
-    stream = watcher.stream((Topic.STEP,))
-    before = watcher.status()
     rng = random.Random(1234)
     fuzzers = [connect_socket(ctx, zmq.DEALER, rt_daemon.control, rt_daemon.key) for _ in range(3)]
     # A peer with a wrong server key never gets past the Curve handshake.
@@ -104,17 +101,23 @@ def test_fuzzed_frames_neither_crash_nor_cost_a_cycle(
     # 50 MB of junk with a hello: refused as too_large (with its id) from the header alone.
     big = connect_socket(ctx, zmq.DEALER, rt_daemon.control, rt_daemon.key)
     big.send_multipart(encode("hello", {"id": 99}, {"junk": np.zeros(50_000_000, np.uint8)}))
+    # The observer session after that send: encoding 50 MB on a loaded machine can take longer
+    # than the liveness timeout, which would end the session and with it the stream.
+    watcher, stream = watch_stream(rt_daemon, issuer, (Topic.STEP,))
+    before = watcher.status()
     try:
         for sent, frames in enumerate(_cases(rng, issuer.issue()), start=1):
             fuzzers[sent % 3].send_multipart(frames)
             with contextlib.suppress(zmq.Again):  # never connects: its queue fills up
                 stranger.send_multipart(frames, zmq.NOBLOCK)
             if sent % 20 == 0:
+                watcher.heartbeat()
                 while (got := stream.recv(timeout_s=0)) is not None:
                     cycles.append(got[1]["cycle"])
                 time.sleep(0.01)
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
+            watcher.heartbeat()
             got = stream.recv(timeout_s=0.2)
             if got is not None:
                 cycles.append(got[1]["cycle"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -338,17 +339,51 @@ class Client:
 
 
 class Subscriber:
+    """A SUB on the stream. "Who receives the stream": only a Curve public key that an open
+    session authorised (`open`'s `stream_key`), so the keypair is made here and `session()`
+    opens an observer session for it, kept alive by heartbeats ("any message is a heartbeat")."""
+
     def __init__(self, daemon: RobotDaemon, endpoint: str, layouts: Layouts) -> None:
+        self.daemon = daemon
         self.layouts = layouts
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.linger = 0
         self.sock.rcvhwm = 100_000
         public, secret = zmq.curve_keypair()
+        self.public = public.decode("ascii")
         self.sock.curve_publickey, self.sock.curve_secretkey = public, secret
         assert daemon.server_key is not None
         self.sock.curve_serverkey = daemon.server_key.encode()
         self.sock.connect(endpoint)
         self.sock.subscribe(b"")
+
+        self.observer: Client | None = None
+        self._beat = threading.Event()
+        self._beating: threading.Thread | None = None
+
+    def session(self, lease: str) -> Msg:
+        """Open an observer session that authorises this subscriber's key, and keep it alive."""
+        self.observer = Client(self.daemon)
+        opened = self.observer.ok(
+            "open", {"lease": lease, "role": "observe", "stream_key": self.public}
+        )
+        self._beating = threading.Thread(target=self._heartbeats, args=(self.observer,))
+        self._beating.start()
+        return opened
+
+    def _heartbeats(self, observer: Client) -> None:
+        while not self._beat.wait(0.2):
+            observer.send("heartbeat")
+            while observer.recv(0) is not None:
+                pass
+
+    def end_session(self) -> None:
+        self._beat.set()
+        if self._beating is not None:
+            self._beating.join()
+        if self.observer is not None:
+            self.observer.close()  # sends close
+        self.observer = None
 
     def wait_connected(self) -> None:
         assert self.sock.poll(10_000), "nothing on the stream"
@@ -361,6 +396,7 @@ class Subscriber:
             yield frames[0].decode(), decode(frames[1:], self.layouts)
 
     def close(self) -> None:
+        self.end_session()
         self.sock.close(0)
 
 
@@ -386,18 +422,43 @@ def client(robot: RobotDaemon) -> Iterator[Client]:
     c.close()
 
 
-@pytest.fixture
-def stream(robot: RobotDaemon) -> Iterator[Subscriber]:
-    """A subscription made for one test (so its backlog is that test's messages only)."""
+def _subscriber(robot: RobotDaemon) -> Subscriber:
     c = Client(robot)
     hello = c.ok("hello")
     c.close()
     port = str(hello.header["stream_endpoint"]).rsplit(":", 1)[1]
     host = robot.control[len("tcp://") :].rsplit(":", 1)[0]
-    s = Subscriber(robot, f"tcp://{host}:{port}", c.layouts)
+    return Subscriber(robot, f"tcp://{host}:{port}", c.layouts)
+
+
+@pytest.fixture
+def stream(robot: RobotDaemon, issuer: LeaseIssuer) -> Iterator[Subscriber]:
+    """A subscription made for one test (so its backlog is that test's messages only), with
+    the observer session that authorises it."""
+    s = _subscriber(robot)
+    s.session(issuer.issue(scope="observe", sub="conformance-watcher"))
     s.wait_connected()
     yield s
     s.close()
+
+
+# ------------------------------------------------------------------ stream authorization
+def test_the_stream_reaches_open_sessions_only(robot: RobotDaemon, issuer: LeaseIssuer) -> None:
+    """Who receives the stream: nothing with the server key alone; steps while an open session
+    holds the key; nothing published after that session closed (the doc: at most the close's
+    cycle; asserted with a wide margin)."""
+    s = _subscriber(robot)
+    try:
+        assert not s.sock.poll(2000), "a subscriber without a session received the stream"
+        s.session(issuer.issue(scope="observe", sub="gated"))
+        s.wait_connected()
+        s.end_session()
+        closed_ns = time.monotonic_ns()
+        published = [int(m.header["mono_ns"]) for topic, m in s.drain(max_s=3.0) if topic == "step"]
+        assert published, "no steps while the session was open"
+        assert max(published) - closed_ns < 1e9, "steps went on after the session closed"
+    finally:
+        s.close()
 
 
 # ------------------------------------------------------------------ the document vs the code

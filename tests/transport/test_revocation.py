@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from raas_client.errors import RemoteError
 from raas_client.session import RemoteRobot
+from raas_client.wire import Topic
 
 from raas.leases import load_public_key, verify_lease
 from tests.transport.harness import LeaseIssuer, start_daemon, wait_for
@@ -88,6 +89,7 @@ def test_revocation_closes_the_session_within_1s(
     token = issuer.issue()
     jti = verify_lease(token, load_public_key(issuer.pub_path.read_bytes()), robot="shadow-1").jti
     robot = RemoteRobot(d.control, server_key=d.key, lease=token)
+    stream = robot.stream((Topic.STEP,))
     try:
         robot.open("control")
         robot.arm()
@@ -110,10 +112,22 @@ def test_revocation_closes_the_session_within_1s(
         took = time.monotonic() - t0
         assert robot.closed_reason == "lease_revoked"
         assert took < 1.0, f"revocation took {took:.3f} s"
+        # The stream stops too: nothing published after the session closed reaches this client
+        # (docs/protocol.md, "Who receives the stream": the close's cycle, at most one more).
+        closed = next(e for e in robot.events(1.0) if e.get("kind") == "session_closed")
+        steps: list[int] = []
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            if (m := stream.recv(timeout_s=0.1)) is not None:
+                steps.append(int(m[1]["mono_ns"]))
+        assert steps, "the session's stream never arrived"
+        after = max(steps) - int(closed["closed_ns"])
+        assert after < 1e9, f"the revoked session got steps {after / 1e9:.3f} s after its close"
         # The revoked lease cannot open a new session.
         with pytest.raises(RemoteError) as err:
             robot.open("control")
         assert err.value.code == "lease_revoked"
     finally:
+        stream.close()
         robot.close()
         d.stop()

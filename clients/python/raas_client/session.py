@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +91,14 @@ class Observation:
 
 
 def connect_socket(
-    ctx: zmq.Context[Any], kind: int, endpoint: str, server_key: str | None
+    ctx: zmq.Context[Any],
+    kind: int,
+    endpoint: str,
+    server_key: str | None,
+    keypair: tuple[bytes, bytes] | None = None,
 ) -> zmq.Socket[bytes]:
-    """A socket with CurveZMQ set up for tcp endpoints (unless server_key is 'plain')."""
+    """A socket with CurveZMQ set up for tcp endpoints (unless server_key is 'plain'), with
+    `keypair` (public, secret; Z85) as its own keys or a fresh pair."""
     sock: zmq.Socket[bytes] = ctx.socket(kind)
     sock.linger = 0
     if endpoint.startswith("tcp://") and server_key != "plain":
@@ -101,7 +107,7 @@ def connect_socket(
                 f"{endpoint} is encrypted: pass the robot's server key (--server-key or "
                 "RAAS_SERVER_KEY; the daemon prints it), or 'plain' for a plain robot"
             )
-        public, secret = zmq.curve_keypair()
+        public, secret = keypair if keypair is not None else zmq.curve_keypair()
         sock.curve_publickey = public
         sock.curve_secretkey = secret
         sock.curve_serverkey = server_key.encode("ascii")
@@ -154,6 +160,10 @@ class RemoteRobot:
         #: The last supervisor transition the robot reported (a "safety" event), as a dict.
         self.safety: dict[str, Any] | None = None
         self._stopped: dict[str, Any] | None = None  # a stop since the last arm()
+        #: The Curve keys of this client's stream subscriptions: `open` authorises the public
+        #: one (`stream_key`), so the stream reaches this client only while its session is open.
+        self.stream_keys: tuple[bytes, bytes] = zmq.curve_keypair()
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
 
     @classmethod
     def connect(
@@ -275,7 +285,12 @@ class RemoteRobot:
         if not self.info:
             self.hello()
         self.closed_reason = None
-        self.session = self.request(Msg.OPEN, {"lease": token, "role": role})
+        fields = {"lease": token, "role": role, "stream_key": self.stream_keys[0].decode("ascii")}
+        self.session = self.request(Msg.OPEN, fields)
+        # A subscription made before `open` waits in a refused handshake (about a second);
+        # connecting it again lets it in at once with the key this session authorised.
+        for stream in list(self._streams):
+            stream.reconnect()
         return self.session
 
     def close(self) -> None:
@@ -424,10 +439,15 @@ class RemoteRobot:
 
     # ------------------------------------------------------------- stream
     def stream(self, topics: tuple[bytes, ...] = (Topic.STEP, Topic.EVENT)) -> Stream:
+        """Subscribe to the stream. On an encrypted robot it arrives only while this client
+        has a session open (`open`, either role): a subscription made before `open` starts
+        receiving within about a second of it, and stops when the session ends."""
         if not self.info:
             self.hello()
         endpoint = stream_endpoint_for(self.endpoint, str(self.info["stream_endpoint"]))
-        return Stream(self.ctx, endpoint, self.server_key, topics, self.layouts)
+        stream = Stream(self.ctx, endpoint, self.server_key, topics, self.layouts, self.stream_keys)
+        self._streams.add(stream)
+        return stream
 
 
 class Stream:
@@ -440,10 +460,12 @@ class Stream:
         server_key: str | None,
         topics: tuple[bytes, ...],
         layouts: Mapping[str, Layout] | None = None,
+        keypair: tuple[bytes, bytes] | None = None,
     ) -> None:
         #: The robot's block layouts (hello's spaces.layouts): a stream step is one block.
         self.layouts = dict(layouts or {})
-        self.sock = connect_socket(ctx, zmq.SUB, endpoint, server_key)
+        self.endpoint = endpoint
+        self.sock = connect_socket(ctx, zmq.SUB, endpoint, server_key, keypair)
         self.sock.rcvhwm = 10_000
         for t in topics:
             self.sock.subscribe(t)
@@ -459,6 +481,13 @@ class Stream:
             raise ProtocolError("stream message without a topic frame")
         msg = decode(frames[1:], layouts=self.layouts)
         return bytes(frames[0].buffer).decode("ascii", "replace"), msg.header, msg.arrays
+
+    def reconnect(self) -> None:
+        """Connect again (a new handshake): after `open` authorised this subscription's key."""
+        if not self.sock.closed:
+            with contextlib.suppress(zmq.ZMQError):
+                self.sock.disconnect(self.endpoint)
+            self.sock.connect(self.endpoint)
 
     def close(self) -> None:
         self.sock.close(0)

@@ -28,8 +28,14 @@ def main(args: argparse.Namespace) -> int:
     try:
         with connect(args) as robot:
             robot.hello()
+            encrypted = robot.endpoint.startswith("tcp://") and robot.server_key != "plain"
             if robot.lease:
                 robot.open("observe")
+            elif encrypted:  # the stream reaches open sessions only (docs/protocol.md)
+                print(
+                    "raas watch: the stream needs a lease (--lease or RAAS_LEASE)", file=sys.stderr
+                )
+                return 1
             stream = robot.stream((Topic.STEP, Topic.EVENT))
             try:
                 return _watch(robot, stream, args.seconds, args.json)
