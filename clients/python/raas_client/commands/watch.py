@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from raas_client.commands.connection import add_arguments, connect
+from raas_client.commands.connection import add_arguments, connect, endpoint_of
 from raas_client.commands.events import as_json, describe
 from raas_client.errors import RaasClientError
 from raas_client.wire import Topic
@@ -26,14 +26,19 @@ def register(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        with connect(args) as robot:
+        # By name, the stream needs a lease as much as a session does (docs/protocol.md, "Stream
+        # authorization"): the directory gives a control lease (which grants observe) for the
+        # caller's booking running now, unless --lease gives one.
+        with connect(args, lease=endpoint_of(args) is None) as robot:
             robot.hello()
             encrypted = robot.endpoint.startswith("tcp://") and robot.server_key != "plain"
             if robot.lease:
                 robot.open("observe")
             elif encrypted:  # the stream reaches open sessions only (docs/protocol.md)
                 print(
-                    "raas watch: the stream needs a lease (--lease or RAAS_LEASE)", file=sys.stderr
+                    "raas watch: the stream reaches lease holders only: pass --lease (or set "
+                    "RAAS_LEASE), or name the robot (--robot NAME) during your booking",
+                    file=sys.stderr,
                 )
                 return 1
             stream = robot.stream((Topic.STEP, Topic.EVENT))
