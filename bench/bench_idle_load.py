@@ -141,7 +141,7 @@ def _child(case: str, duration_s: float, cameras: int, work: Path) -> dict[str, 
             continue
         hand = [e for e in read_events(record) if e["board"] == "hand"]
         trips += sum(1 for e in hand if e["event"] == "watchdog")
-        t = np.array([e["wall_ns"] for e in hand if e["event"] == "applied"], dtype=np.int64)
+        t = np.array([e["mono_ns"] for e in hand if e["event"] == "applied"], dtype=np.int64)
         if len(t) > 1:
             gaps_ns += np.diff(t).tolist()
     hours = duration_s / 3600

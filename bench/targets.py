@@ -209,8 +209,7 @@ TARGETS: tuple[Target, ...] = (
     # issue 13: real hardware drivers
     Target(
         "dynamixel_p50", "Dynamixel sync read + write at 1 Mbaud, p50 vs bare dynamixel-sdk",
-        13, "dynamixel", Figure((*_RT, "hot_plain", "ours", "p50")),
-        Figure((*_RT, "hot_plain", "peer", "p50")),
+        13, "dynamixel", Figure((*_RT, "ours", "p50")), Figure((*_RT, "peer", "p50")),
         1.2, "<=", "ratio",
     ),
     Target(

@@ -50,7 +50,7 @@ def test_probe_says_what_is_wrong(emu: DynamixelEmulator) -> None:
 def test_probe_of_a_missing_port(tmp_path: Path) -> None:
     report = _probe(str(tmp_path / "ttyUSB9"))
     assert not report.found
-    assert "no such device (is the U2D2 plugged in?" in report.problems[0]
+    assert "no such port (is the U2D2 plugged in?" in report.problems[0]
 
 
 def test_probe_of_a_bus_where_nobody_answers() -> None:

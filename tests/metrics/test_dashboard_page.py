@@ -113,6 +113,11 @@ def test_dashboard_shows_live_data_in_headless_chromium(cell: Cell, tmp_path: Pa
                 "s => Number(document.querySelector('img[data-testid=thumbnail]').dataset.seq) > s",
                 arg=seq,
             )
+            # the newer thumbnail's data-seq is set with its src: wait until it has decoded
+            page.wait_for_function(
+                "() => { const i = document.querySelector('img[data-testid=thumbnail]');"
+                " return i && i.complete && i.naturalWidth > 0; }"
+            )
             width = page.evaluate(
                 "document.querySelector('img[data-testid=thumbnail]').naturalWidth"
             )

@@ -91,7 +91,7 @@ def _tiny_tmpfs(where: Path, size: str) -> Iterator[bool]:
 def test_a_really_full_tmpfs_stops_the_recording(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    with _tiny_tmpfs(tmp_path / "tiny", "160k") as mounted:
+    with _tiny_tmpfs(tmp_path / "tiny", "120k") as mounted:  # full well before cycle 50
         require("tmpfs", mounted, "mounting a tmpfs needs root (CAP_SYS_ADMIN)")
         cfg = cell_config(
             tmp_path / "tiny" / "rec",

@@ -330,12 +330,17 @@ class DynamixelHandDriver(HandDriver):
             self._write(sid, ct.TORQUE_ENABLE, 1, 0)
 
     def _measure_raw(self, what: str) -> np.ndarray:
-        """One blocking sync read of Present Position (outside the cycle)."""
+        """A blocking sync read of Present Position (outside the cycle), tried up to 3 times
+        while a servo's status is missing (a late answer is not yet a silent servo), like the
+        other blocking calls of configure and activate."""
         self._finish_read()
         assert self._read is not None
-        self._read.start()
-        res = self._read.finish()
-        missing = self._read.missing()
+        for _ in range(3):
+            self._read.start()
+            res = self._read.finish()
+            missing = self._read.missing()
+            if not missing:
+                break
         if missing:
             names = ", ".join(self.calibration.name(i) for i in missing)
             raise DeviceNotReadyError(self.name, f"{what}: no position from {names}")
