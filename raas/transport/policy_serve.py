@@ -1,22 +1,23 @@
 """Policy server (mode `serve`): a remote policy server sends chunks of H actions; the loop never
 waits for them.
 
-The policy server is a client like any other: it dials the robot's control socket (DEALER to
-the ROUTER, CurveZMQ), opens a `control` session with the lease and sends `serve` (the chunk
-size H). From then on, each cycle k the daemon sends observation k (`obs`, the remote step's
-message) and decides at once: cycle k's action is row `k - c` of the newest accepted chunk
-computed from a cycle `c` covering k (raas/core/chunks.py has the rule and its blending);
-none -> the loop's fallback, counted, and after N in a row the supervisor holds the hand
-(`client_late`), as for a late remote step. Every applied action goes through the supervisor and
-conditioning like any other.
+The policy server is a client like any other: it dials the robot's control socket (DEALER to the
+ROUTER, CurveZMQ), opens a `control` session with the lease and sends `serve` (the chunk size
+H). From then on, each cycle k the daemon sends observation k (`obs`, the remote step's message)
+and decides at once: until the first chunk arrives the hand holds where it is (counted as
+`cycles_before_first_chunk`, not a fallback); then cycle k's action is row `k - c` of the newest
+accepted chunk computed from a cycle `c` covering k (raas/core/chunks.py has the rule and its
+blending); none -> the loop's fallback, counted, and after N in a row the supervisor holds the
+hand (`client_late`), as for a late remote step. Every applied action goes through the
+supervisor and conditioning like any other.
 
 A `chunk` request carries the session id, the cycle it was computed from and the server's
 receive and send stamps (its own clock); it is refused (`bad_chunk`, counted per reason) when it
 names another session, a cycle whose observation was not sent in this mode (future), a chunk too
 old to have a row left, a wrong shape or non-finite values. Each accepted chunk's timing (the
 observation's cycle, sent and arrival stamps, the server's stamps, the clock offset estimate,
-arrival cycle, rows used and discarded) becomes a `chunk` event when it leaves the buffer: on the
-stream and in the recording. docs/protocol.md, Policy servers.
+arrival cycle, rows used and discarded) becomes a `chunk` event when it leaves the buffer: on
+the stream and in the recording. docs/protocol.md, Policy servers.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class PolicyServe:
         self.refused: dict[str, int] = {}
         self.gaps = 0
         self.chunks = 0
+        self.waiting = 0  # cycles held before the first chunk arrived
         self.ages: list[int] = []  # computation age of each applied action (this serve)
         #: the clock offset estimate (server minus robot, ns) from the least-delayed exchange
         self.offset_ns: int | None = None
@@ -97,7 +99,7 @@ class PolicyServe:
             BAD_FIELDS: 0,
             UNSENT: 0,
         }
-        self.gaps = self.chunks = 0
+        self.gaps = self.chunks = self.waiting = 0
         self.ages = []
         self.offset_ns, self._best_delay = None, 1 << 62
         return {"horizon": horizon, "blend": blend.value, "n_actuators": self.n}
@@ -115,6 +117,10 @@ class PolicyServe:
         self._sent_ns[slot], self._sent_cycle[slot] = sent, k
         if self.first_cycle < 0:
             self.first_cycle = k
+        if buf.accepted == 0:  # no chunk yet: the hand holds where it is, not a fallback
+            self.waiting += 1
+            out[:] = host.hold
+            return True
         if buf.action_for(k, out):
             self.ages.append(buf.last_age)
             return True
@@ -226,6 +232,7 @@ class PolicyServe:
             "refused": dict(self.refused),
             "cycles_covered": int(ages.size),
             "fallbacks": self.gaps,
+            "cycles_before_first_chunk": self.waiting,
             "age_cycles_p50": float(np.percentile(ages, 50)) if ages.size else None,
             "age_cycles_p99": float(np.percentile(ages, 99)) if ages.size else None,
             "age_cycles_max": int(ages.max()) if ages.size else None,

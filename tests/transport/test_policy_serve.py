@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from raas_client.errors import RemoteError
 from raas_client.policy_server import SimulatedLatency, serve
 from raas_client.session import Observation, RemoteRobot
-from raas_client.wire import Msg
+from raas_client.wire import Msg, Topic
 
 from tests.transport.harness import ROOT, LeaseIssuer, RobotDaemon, wait_for
 
@@ -31,6 +32,9 @@ def policy(obs: Observation) -> np.ndarray:
 
 
 def test_a_served_policy_drives_the_hand(daemon: RobotDaemon, issuer: LeaseIssuer) -> None:
+    watcher = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
+    events = watcher.stream((Topic.EVENT,))
+    time.sleep(0.3)  # the subscription settles
     stats = serve(
         policy,
         H,
@@ -48,6 +52,25 @@ def test_a_served_policy_drives_the_hand(daemon: RobotDaemon, issuer: LeaseIssue
     assert s["age_cycles_max"] is not None and 0 <= s["age_cycles_max"] < H
     assert s["age_cycles_p50"] >= 1  # computed a cycle or more before it was applied
     assert s["refused"]["wrong_session"] == 0
+    assert s["fallbacks"] == 0  # 30 +- 10 ms against H = 8 cycles of 20 ms: never uncovered
+    # every accepted chunk's timing, on the stream (and so in the recording)
+    chunks: list[dict[str, object]] = []
+    done: dict[str, object] = {}
+    while (got := events.recv(2.0)) is not None and not done:
+        kind = got[1].get("kind")
+        if kind == "chunk":
+            chunks.append(got[1])
+        elif kind == "serve_done":
+            done = got[1]
+    events.close()
+    watcher.close()
+    assert len(chunks) == 20 and done["chunks"] == 20
+    used = sum(int(c["used"]) for c in chunks)  # type: ignore[call-overload]
+    assert used == s["cycles_covered"]
+    for c in chunks:
+        assert int(c["used"]) + int(c["discarded"]) == H  # type: ignore[call-overload]
+        assert int(c["arrival_cycle"]) >= int(c["cycle"])  # type: ignore[call-overload]
+        assert int(c["latency_ns"]) > 0 and c["clock_offset_ns"] is not None  # type: ignore[call-overload]
 
 
 def _open_serving(daemon: RobotDaemon, issuer: LeaseIssuer) -> tuple[RemoteRobot, str]:
