@@ -1,8 +1,9 @@
 """A slow policy (simulated latency, default 150 +- 50 ms) driving the simulated hand at 12.5 Hz,
 twice in one run against the same realtime daemon (`raasd robot --sim --clock realtime`):
 
-ours   served as action chunks of H (default 16): `raas_client.policy_server.serve`, the loop
-       indexes into the newest chunk and never waits (docs/protocol.md, Policy servers).
+ours   served as action chunks of H (default 16): `raas_client.policy_server.serve` with
+       --workers (default 4) calls of the policy at once; the loop indexes into the newest chunk
+       and never waits (docs/protocol.md, Policy servers).
 peer   the same policy through remote stepping: observation -> policy -> `act` with the first
        action; a hold (N+1 late actions) is re-armed at once, as a persistent client would.
 
@@ -12,7 +13,7 @@ applied targets, over cycles the hand was not held, and per cycle); for chunks a
 action's computation age (cycles, and ms at the period) beside the policy's latency p99 + one
 period (the issue's target).
 
-  python -m bench chunks -- [--duration S] [--latency MEAN,SD] [--chunk H] [--rate HZ]
+  python -m bench chunks -- [--duration S] [--latency MEAN,SD] [--chunk H] [--rate HZ] [--workers W]
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--latency", default="150,50", help="policy latency MEAN,SD in ms")
     p.add_argument("--chunk", type=int, default=16)
     p.add_argument("--rate", type=float, default=12.5)
+    p.add_argument("--workers", type=int, default=4, help="policy calls at once (chunks side)")
     args = p.parse_args(argv)
     mean, _, sd = args.latency.partition(",")
     lat_mean, lat_sd = float(mean), float(sd or 0)
@@ -177,11 +179,14 @@ def main(argv: list[str]) -> int:
             stats = serve(
                 fn, args.chunk, endpoint, lease=lease, server_key=key,
                 duration_s=args.duration, latency=SimulatedLatency(lat_mean, lat_sd, seed=1),
+                workers=args.workers,
             )  # fmt: skip
             ours = figures(rec.take(), time.monotonic() - t0)
             s = stats.summary or {}
             ours.update(
                 chunks=stats.chunks,
+                workers=args.workers,
+                dropped=stats.dropped,
                 refused=stats.refused,
                 serve_fallbacks=s.get("fallbacks"),
                 age_cycles_p50=s.get("age_cycles_p50"),
@@ -218,7 +223,10 @@ def main(argv: list[str]) -> int:
         "age_target_ms": lat_p99 + period_ms,
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }
-    print(f"{args.rate:g} Hz, latency {lat_mean:g} +- {lat_sd:g} ms, H = {args.chunk}")
+    print(
+        f"{args.rate:g} Hz, latency {lat_mean:g} +- {lat_sd:g} ms, H = {args.chunk}, "
+        f"{args.workers} policy worker(s) on the chunks side"
+    )
     print(f"{'':<14}{'cycles':>8}{'fallbacks':>11}{'/min':>9}{'held':>7}{'jerk/cycle':>13}")
     for name, f in (("chunks", ours), ("remote step", peer)):
         print(

@@ -21,6 +21,7 @@ import importlib
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,7 @@ class SimulatedLatency:
 class ServeStats:
     chunks: int = 0
     refused: int = 0
+    dropped: int = 0  # finished after a newer chunk was sent (workers > 1): not sent
     last_cycle: int = -1
     reason: str = ""
     summary: dict[str, Any] | None = None
@@ -90,16 +92,29 @@ def serve(
     duration_s: float | None = None,
     latency: SimulatedLatency | None = None,
     should_stop: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> ServeStats:
     """Serve `fn` to `robot` until the session ends, the robot stops the hand, `max_chunks` were
-    sent or `duration_s` passed. Returns what was sent and why it ended."""
+    sent or `duration_s` passed. Returns what was sent and why it ended.
+
+    `workers` > 1 runs that many calls of `fn` at once (threads: for a model that releases the
+    GIL, e.g. on a GPU, or a remote one): a free worker starts on the newest observation at once,
+    so a chunk's age is about one latency, not two. A result older than a chunk already sent is
+    dropped (`ServeStats.dropped`)."""
     policy = latency.wrap(fn) if latency is not None else fn
     stats = ServeStats()
     end = None if duration_s is None else time.monotonic() + duration_s
-    with RemoteRobot(robot, server_key=server_key, lease=lease) as r:
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    with (
+        RemoteRobot(robot, server_key=server_key, lease=lease) as r,
+        ThreadPoolExecutor(workers, thread_name_prefix="policy") as pool,
+    ):
         session = r.open("control")
         r.request(Msg.SERVE, {"horizon": chunk, "blend": blend})
         n = len(r.info["spaces"]["action"]["idle"])
+        inflight: list[tuple[Future[np.ndarray], int, int]] = []  # (result, cycle, recv_ns)
+        last_obs = -1
         while True:
             if should_stop is not None and should_stop():
                 stats.reason = "stopped"
@@ -110,27 +125,44 @@ def serve(
             if end is not None and time.monotonic() >= end:
                 stats.reason = "duration"
                 break
-            try:
-                obs = r.observation(after=stats.last_cycle)
-            except (SessionClosedError, SafetyStopError, RobotTimeoutError) as exc:
-                stats.reason = f"{type(exc).__name__}: {exc}"
-                return stats
-            recv_ns = time.monotonic_ns()
-            actions = np.asarray(policy(obs), dtype=np.float64)
-            if actions.shape != (chunk, n):
-                raise ValueError(
-                    f"the policy returned shape {actions.shape}, not ({chunk}, {n}) (chunk x "
-                    "actuators)"
-                )
-            fields = {
-                "session": session["session"],
-                "cycle": obs.cycle,
-                "recv_ns": recv_ns,
-                "send_ns": time.monotonic_ns(),
-            }
-            r._send(Msg.CHUNK, fields, {"actions": np.ascontiguousarray(actions)})
-            stats.chunks += 1
-            stats.last_cycle = obs.cycle
+            if len(inflight) < workers:
+                # a free worker starts on the newest observation at once
+                try:
+                    obs = r.observation(after=last_obs, timeout_s=0.005 if inflight else None)
+                except RobotTimeoutError:
+                    if not inflight:
+                        stats.reason = "RobotTimeoutError: no observation"
+                        return stats
+                    obs = None
+                except (SessionClosedError, SafetyStopError) as exc:
+                    stats.reason = f"{type(exc).__name__}: {exc}"
+                    return stats
+                if obs is not None:
+                    last_obs = obs.cycle
+                    inflight.append((pool.submit(policy, obs), obs.cycle, time.monotonic_ns()))
+            else:
+                wait([f for f, _, _ in inflight], timeout=0.005, return_when=FIRST_COMPLETED)
+            for item in [x for x in inflight if x[0].done()]:
+                inflight.remove(item)
+                fut, cycle, recv_ns = item
+                if cycle <= stats.last_cycle:  # a newer chunk went out first: useless now
+                    stats.dropped += 1
+                    continue
+                actions = np.asarray(fut.result(), dtype=np.float64)
+                if actions.shape != (chunk, n):
+                    raise ValueError(
+                        f"the policy returned shape {actions.shape}, not ({chunk}, {n}) (chunk "
+                        "x actuators)"
+                    )
+                fields = {
+                    "session": session["session"],
+                    "cycle": cycle,
+                    "recv_ns": recv_ns,
+                    "send_ns": time.monotonic_ns(),
+                }
+                r._send(Msg.CHUNK, fields, {"actions": np.ascontiguousarray(actions)})
+                stats.chunks += 1
+                stats.last_cycle = cycle
         with contextlib.suppress(RemoteError, RobotTimeoutError):
             stats.summary = r.request(Msg.STOP).get("summary")
         # a refused chunk is answered with an error carrying its request id

@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("--stall-prob", type=float, default=0.0, help="chance of a stall per chunk")
     p.add_argument("--stall-ms", type=float, default=1000.0, help="a stall's length (ms)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated latency")
+    p.add_argument(
+        "--workers", type=int, default=1, help="calls of the policy at once (threads; default 1)"
+    )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--max-chunks", type=int, help="stop after this many chunks")
     p.set_defaults(func=main)
@@ -60,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
             max_chunks=args.max_chunks,
             duration_s=args.duration,
             latency=latency,
+            workers=args.workers,
         )
     except (RaasClientError, ValueError, ImportError) as exc:
         print(f"raas serve-policy: {exc}", file=sys.stderr)
