@@ -11,6 +11,8 @@ liveness, then decides by mode:
     step    remote step: observation k goes to the controlling client, its action for cycle k is
             awaited until the action deadline; late or missing -> the loop's fallback, reported
     policy  an uploaded bundle runs in the loop (its Controller decides)
+    serve   a remote policy server's action chunks: observation k goes out, the action for k
+            is indexed from the newest chunk covering k, no wait (policy_serve.py)
 
 It is also a loop Publisher (first in the list): after apply it completes the step report of
 cycle k (observation sent, action received, action applied, fallback), which travels to the
