@@ -100,6 +100,7 @@ RUNS: dict[str, Run] = {
     ),
     "dynamixel": Run("dynamixel", ("--duration", "3"), ("--duration", "10")),
     "clock": Run("clock", ()),
+    "chunks": Run("chunks", ("--duration", "60"), ("--duration", "600"), timeout_s=1500),
 }
 
 _RT = ("round_trip_us",)
@@ -137,6 +138,16 @@ TARGETS: tuple[Target, ...] = (
         "remote_step_12hz_p99", "remote step at 12.5 Hz, p99 vs bare REQ/REP paced at 12.5 Hz",
         16, "remote", Figure((*_RT, "paced_curve", "ours", "p99")),
         Figure((*_RT, "paced_curve", "peer", "p99")), 2.0, "<=", "ratio",
+    ),
+    # issue 18: a slow remote policy served as action chunks
+    Target(
+        "chunks_fallbacks", "chunks, 12.5 Hz, policy 150 +- 50 ms, H = 16: cycles with no action",
+        18, "chunks", Figure(("ours", "fallbacks")), None, 0, "<=", "measured", unit="cycles",
+    ),
+    Target(
+        "chunks_age_p99", "chunks: applied action's computation age p99 vs policy latency p99 + T",
+        18, "chunks", Figure(("age_ms_p99",)), Figure(("age_target_ms",)), 1.0, "<=", "ratio",
+        unit="ms",
     ),
     Target(
         "stream_obs_per_s", "observations encoded and published per second",

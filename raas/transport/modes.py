@@ -7,8 +7,7 @@ that decides it. Each mode keeps its own rules in its own module:
     remote_step.py   `step`: the controlling client's action for each observation
     bundle_run.py    `policy`: an uploaded bundle's controller runs inside the loop
     health_run.py    `health`: the post-session health check's fixed motion
-
-A policy server would be a fourth module implementing `ControlMode`.
+    policy_serve.py  `serve`: a remote policy server's action chunks, never waited for
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ liveness, then decides by mode:
     step    remote step: observation k goes to the controlling client, its action for cycle k is
             awaited until the action deadline; late or missing -> the loop's fallback, reported
     policy  an uploaded bundle runs in the loop (its Controller decides)
+    serve   a remote policy server's action chunks: observation k goes out, the action for k
+            is indexed from the newest chunk covering k, no wait (policy_serve.py)
 
 It is also a loop Publisher (first in the list): after apply it completes the step report of
 cycle k (observation sent, action received, action applied, fallback), which travels to the
@@ -56,6 +58,7 @@ from raas.transport.errors import RequestRefusedError
 from raas.transport.health_run import HealthRun
 from raas.transport.leases import LeaseGate
 from raas.transport.modes import ControlMode
+from raas.transport.policy_serve import PolicyServe
 from raas.transport.remote_step import RemoteStep, StepTiming
 from raas.transport.service_link import ClearEstop, Estop, Revoked, ServiceLink
 from raas.transport.sockets import RobotSockets
@@ -84,6 +87,8 @@ _REQUESTS = frozenset(
         Msg.ESTOP,
         Msg.CLEAR_ESTOP,
         Msg.FETCH,
+        Msg.SERVE,
+        Msg.CHUNK,
     }
 )
 
@@ -169,6 +174,7 @@ class SessionController:
         #: The control modes (raas/transport/modes.py), each with its own rules.
         self.stepping = RemoteStep(self, action_wait_ns)
         self.runs = BundleRun(self)
+        self.serving = PolicyServe(self)
         #: The post-session health check: built after every controlling session, once the hand
         #: is idle again; its report goes to `on_health` (the service link).
         self.health = HealthRun(self, health_check, on_health)
@@ -197,6 +203,8 @@ class SessionController:
             return self.stepping
         if self.mode == "policy" and self.runs.policy is not None:
             return self.runs
+        if self.mode == "serve" and self.controller is not None and self.serving.buffer:
+            return self.serving
         if self.mode == "health" and self.health.check is not None:
             return self.health
         return None
@@ -225,7 +233,7 @@ class SessionController:
             return self.health.decide(obs, out)
         if not self.supervisor.active:  # nothing this controller says reaches the hand
             out[:] = self.hold
-            if mode is self.stepping:
+            if mode is self.stepping or mode is self.serving:
                 self.stepping.observation(obs)  # the client sees why it is held
             self._pace()
             return True
@@ -351,6 +359,10 @@ class SessionController:
                 )
             self.stepping.on_step(h.get("cycle"), arrays.get("action"))
             return
+        if kind == Msg.CHUNK:  # a policy server's chunk (raas/transport/policy_serve.py)
+            self._controller_peer(peer)
+            self.serving.on_chunk(h, arrays.get("actions"))
+            return
         if kind == Msg.HELLO:
             self.sockets.reply(ident, req_id, self._hello())
         elif kind == Msg.STATUS:
@@ -382,11 +394,23 @@ class SessionController:
             raise RequestRefusedError(
                 ErrorCode.BUSY, "the post-session health check is running (about 20 s); retry"
             )
+        if kind == Msg.SERVE:
+            if self.mode == "policy":
+                raise RequestRefusedError(ErrorCode.BUSY, "a policy is running; stop it first")
+            if self.mode == "step":
+                self.mode = "hold"
+            self._arm(Cause.CLIENT, Reason.CLIENT_LATE)
+            self._start_recording(ctl, None)
+            started = self.serving.start(h, ctl.session_id)
+            self.mode = "serve"
+            self.stepping.arm()
+            return {"mode": self.mode, "safety": self.supervisor.state.label, **started}
         if kind == Msg.ARM:
             if self.mode == "policy":
                 raise RequestRefusedError(ErrorCode.BUSY, "a policy is running; stop it first")
             self._arm(Cause.CLIENT, Reason.CLIENT_LATE)
             self._start_recording(ctl, None)
+            self.serving.end("armed for remote step")
             self.mode = "step"
             self.stepping.arm()
             return {
@@ -395,7 +419,9 @@ class SessionController:
                 "safety": self.supervisor.state.label,
             }
         if kind == Msg.DISARM:
-            if self.mode == "step":
+            if self.mode == "serve":
+                self.serving.end("disarmed by client")
+            if self.mode in ("step", "serve"):
                 self.mode = "hold"
                 self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
             return {"mode": self._mode()}
@@ -422,7 +448,10 @@ class SessionController:
             return self.runs.request(h)
         if kind == Msg.STOP:
             summary = self.runs.finish("stopped by client") if self.mode == "policy" else None
-            if self.mode == "step":
+            if self.mode == "serve":
+                self.serving.end("stopped by client")
+                summary = self.serving.last_summary
+            if self.mode in ("step", "serve"):
                 self.mode = "hold"
             self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
             return {"mode": self._mode(), "summary": summary}
@@ -484,6 +513,7 @@ class SessionController:
             self._stop_for_close(reason)
             self.health.session_ended(reason)
             self.stepping.end(reason)
+            self.serving.end(reason)
             self._stop_recording()
             self.runs.abort_upload()
             self.runs.pending = None
@@ -526,6 +556,8 @@ class SessionController:
             return
         if self.mode == "step":
             self.stepping.stopped(t)
+        if self.mode == "serve":
+            self.serving.stopped(t)
         mode = self._active()
         if mode is not None:
             mode.stopped(t)
@@ -567,6 +599,7 @@ class SessionController:
         """Latch the e-stop: the supervisor holds the hand where it is from this cycle on."""
         if self.mode == "policy":
             self.runs.finish("e-stop")
+        self.serving.end("e-stop")
         self.mode = "hold"
         self.supervisor.fault(Cause.OPERATOR, Reason.ESTOP, f"{who} via {via}")
         self._event("estop", {"by": who, "via": via})
@@ -677,7 +710,7 @@ class SessionController:
             "protocol": PROTOCOL_VERSION,
             "rate_hz": self.rate_hz,
             "realtime": self.realtime,
-            "capabilities": ["step", "policy", "upload", "fetch", "estop"],
+            "capabilities": ["step", "policy", "serve", "upload", "fetch", "estop"],
             "stream_endpoint": self.sockets.stream_endpoint,
             "action_wait_ms": self.stepping.action_wait_ns / _MS,
             "liveness_timeout_s": self.cfg.liveness_timeout_s,
@@ -714,6 +747,7 @@ class SessionController:
             "recording": self.recording,
             "safety": self.supervisor.status(),
             "health": self.last_health,
+            "serve": self.serving.summary() if self.serving.buffer else self.serving.last_summary,
         }
 
     def _event(self, kind: str, data: Mapping[str, Any]) -> None:

@@ -52,6 +52,12 @@ SMOKE: dict[str, Smoke] = {
         ours=(("raasd", "chunks", 0, "period_error_us"), ("raasd", "cycles")),
         peer=(("reference", "period_error_us"),),
     ),
+    "chunks": Smoke(  # a few seconds per side at 12.5 Hz
+        ("--duration", "4"),
+        ours=(("ours", "cycles"), ("ours", "chunks"), ("age_ms_p99",)),
+        peer=(("peer", "cycles"), ("age_target_ms",)),
+        expect={("chunk",): 16, ("rate_hz",): 12.5},
+    ),
     "clock": Smoke(
         ("--duration", "0.8", "--settle", "0.4", "--rate", "25", "--cost-n", "50"),
         ours=(

@@ -588,6 +588,9 @@ def test_the_error_codes_a_client_can_provoke(
         b.ok("estop")
         assert err(b, "arm") == "estopped"
         b.ok("clear_estop")
+        b.ok("serve", {"horizon": 4})
+        chunk = {"session": "not-this-one", "cycle": 0, "recv_ns": 0, "send_ns": 0}
+        assert err(b, "chunk", chunk, actions=np.zeros((4, 20))) == "bad_chunk"
         b.ok("close")
         a.ok("close")
     finally:

@@ -16,6 +16,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "raas_client.commands.status",
     "raas_client.commands.run",
     "raas_client.commands.watch",
+    "raas_client.commands.serve_policy",
     "raas_client.report.command",
 )
 

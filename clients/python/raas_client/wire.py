@@ -70,6 +70,8 @@ class Msg:
     CLEAR_ESTOP = "clear_estop"
     STATUS = "status"
     FETCH = "fetch"  # session, offset, length
+    SERVE = "serve"  # horizon, blend: this session is a policy server sending action chunks
+    CHUNK = "chunk"  # session, cycle, recv_ns, send_ns, arrays: actions (horizon x actuators)
     # daemon -> client
     OK = "ok"
     ERROR = "error"  # code, message
@@ -104,6 +106,7 @@ class ErrorCode:
     UPLOAD_FAILED = "upload_failed"
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
+    BAD_CHUNK = "bad_chunk"  # an action chunk refused: wrong session, bad cycle, size, values
 
 
 @dataclass(slots=True)

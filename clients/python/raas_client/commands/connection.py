@@ -45,14 +45,13 @@ def endpoint_of(args: argparse.Namespace) -> str | None:
     return os.environ.get("RAAS_ENDPOINT") or None
 
 
-def connect(args: argparse.Namespace, *, lease: bool = False) -> RemoteRobot:
-    """Connect as the flags say; by name through the service's directory otherwise. `lease`:
-    the command drives the robot, so a name also takes a control lease for the booking."""
+def resolve(args: argparse.Namespace, *, lease: bool = False) -> tuple[str, str | None, str | None]:
+    """(control endpoint, server key, lease) as the flags say; by name through the service's
+    directory otherwise. `lease`: the command drives the robot, so a name also takes a control
+    lease for the caller's booking running now (unless --lease gives one)."""
     endpoint = endpoint_of(args)
     if endpoint is not None:
-        return RemoteRobot(
-            endpoint, server_key=args.server_key, lease=args.lease, timeout_s=args.timeout
-        )
+        return endpoint, args.server_key, args.lease
     try:
         service = directory.service_from(args.service, args.token)
     except ConfigurationError as exc:
@@ -69,6 +68,10 @@ def connect(args: argparse.Namespace, *, lease: bool = False) -> RemoteRobot:
             age = entry.heartbeat_age_s
             seen = "never sent a heartbeat" if age is None else f"last heartbeat {age:.0f} s ago"
             raise RobotOfflineError("robot_offline", f"robot {entry.name} is offline: {seen}")
-    return RemoteRobot(
-        entry.control_endpoint, server_key=entry.server_key, lease=token, timeout_s=args.timeout
-    )
+    return entry.control_endpoint, entry.server_key, token
+
+
+def connect(args: argparse.Namespace, *, lease: bool = False) -> RemoteRobot:
+    """A RemoteRobot for the robot the flags name (see `resolve`)."""
+    endpoint, server_key, token = resolve(args, lease=lease)
+    return RemoteRobot(endpoint, server_key=server_key, lease=token, timeout_s=args.timeout)

@@ -1,0 +1,82 @@
+"""`raas serve-policy module:fn --robot ROBOT --chunk H`: serve a policy function to a robot as
+action chunks (raas_client.policy_server), optionally slowed down on purpose
+(`--simulate-latency 150,50 --stall-prob 0.01`) to see what a large model's latency does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from raas_client.commands.connection import add_arguments, resolve
+from raas_client.errors import RaasClientError
+from raas_client.policy_server import SimulatedLatency, load_policy, serve
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve-policy", help="serve a policy function to a robot as action chunks"
+    )
+    p.add_argument("policy", metavar="MODULE:FN", help="fn(observation) -> (H, actuators) array")
+    add_arguments(p, robot_flag=True)
+    p.add_argument("--chunk", type=int, default=16, help="H, actions per chunk (default 16)")
+    p.add_argument("--blend", choices=("newest", "exponential"), default="newest")
+    p.add_argument(
+        "--simulate-latency",
+        metavar="MEAN,SD",
+        help="add a latency drawn per chunk (ms, normal, e.g. 150,50)",
+    )
+    p.add_argument("--stall-prob", type=float, default=0.0, help="chance of a stall per chunk")
+    p.add_argument("--stall-ms", type=float, default=1000.0, help="a stall's length (ms)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated latency")
+    p.add_argument(
+        "--workers", type=int, default=1, help="calls of the policy at once (threads; default 1)"
+    )
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--max-chunks", type=int, help="stop after this many chunks")
+    p.set_defaults(func=main)
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    mean, _, sd = text.partition(",")
+    try:
+        return float(mean), float(sd or 0)
+    except ValueError:
+        raise ValueError(f"--simulate-latency must be MEAN,SD in ms, got {text!r}") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        fn = load_policy(args.policy)
+        latency = None
+        if args.simulate_latency or args.stall_prob:
+            mean, sd = parse_latency(args.simulate_latency or "0,0")
+            latency = SimulatedLatency(mean, sd, args.stall_prob, args.stall_ms, args.seed)
+        endpoint, server_key, lease = resolve(args, lease=True)
+        stats = serve(
+            fn,
+            args.chunk,
+            endpoint,
+            lease=lease,
+            server_key=server_key,
+            blend=args.blend,
+            max_chunks=args.max_chunks,
+            duration_s=args.duration,
+            latency=latency,
+            workers=args.workers,
+        )
+    except (RaasClientError, ValueError, ImportError) as exc:
+        print(f"raas serve-policy: {exc}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "chunks": stats.chunks,
+                "refused": stats.refused,
+                "reason": stats.reason,
+                "summary": stats.summary,
+            }
+        )
+    )
+    return 0

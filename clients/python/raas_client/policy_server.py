@@ -1,0 +1,181 @@
+"""A policy server: your model, next to your GPU, drives a robot with chunks of actions.
+
+    from raas_client.policy_server import serve
+    serve(fn, chunk=16, robot="tcp://robot:5555", lease=TOKEN, server_key=KEY)
+
+`fn(observation) -> (H, n_actuators) array`: H actions, row i for the observation's cycle + i.
+The server dials the robot (a DEALER to its control socket, CurveZMQ, so it works from behind a
+lab's NAT), opens a `control` session with the lease and sends `serve`. Then, forever: take the
+newest observation, call `fn`, send the chunk with the cycle it was computed from and this
+machine's receive and send stamps. The robot never waits for it: it indexes into the newest chunk
+by how many cycles have passed (docs/protocol.md, Policy servers).
+
+`SimulatedLatency` makes any `fn` slow on purpose (a delay drawn per call, occasional stalls), for
+tests and demos of what a real model's latency does to the hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from raas_client.errors import RemoteError, RobotTimeoutError, SafetyStopError, SessionClosedError
+from raas_client.session import Observation, RemoteRobot
+from raas_client.wire import Msg
+
+PolicyFn = Callable[[Observation], np.ndarray]
+
+
+@dataclass
+class SimulatedLatency:
+    """Latency drawn from a normal distribution (mean, sd in ms, clipped at 0); with probability
+    `stall_prob` per call a stall of `stall_ms` instead. Seeded: the same run twice is the same."""
+
+    mean_ms: float
+    sd_ms: float = 0.0
+    stall_prob: float = 0.0
+    stall_ms: float = 1000.0
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mean_ms < 0 or self.sd_ms < 0:
+            raise ValueError(f"latency must be >= 0 ms, got {self.mean_ms} +- {self.sd_ms}")
+        if not 0 <= self.stall_prob <= 1:
+            raise ValueError(f"stall_prob must be in 0..1, got {self.stall_prob}")
+        self._rng = random.Random(self.seed)
+
+    def draw_s(self) -> float:
+        if self.stall_prob and self._rng.random() < self.stall_prob:
+            return self.stall_ms / 1000
+        return max(0.0, self._rng.gauss(self.mean_ms, self.sd_ms)) / 1000
+
+    def wrap(self, fn: PolicyFn) -> PolicyFn:
+        def slow(obs: Observation) -> np.ndarray:
+            start = time.monotonic()
+            out = fn(obs)
+            left = self.draw_s() - (time.monotonic() - start)
+            if left > 0:
+                time.sleep(left)
+            return out
+
+        return slow
+
+
+@dataclass
+class ServeStats:
+    chunks: int = 0
+    refused: int = 0
+    dropped: int = 0  # finished after a newer chunk was sent (workers > 1): not sent
+    last_cycle: int = -1
+    reason: str = ""
+    summary: dict[str, Any] | None = None
+
+
+def serve(
+    fn: PolicyFn,
+    chunk: int,
+    robot: str,
+    *,
+    lease: str | None = None,
+    server_key: str | None = None,
+    blend: str = "newest",
+    max_chunks: int | None = None,
+    duration_s: float | None = None,
+    latency: SimulatedLatency | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    workers: int = 1,
+) -> ServeStats:
+    """Serve `fn` to `robot` until the session ends, the robot stops the hand, `max_chunks` were
+    sent or `duration_s` passed. Returns what was sent and why it ended.
+
+    `workers` > 1 runs that many calls of `fn` at once (threads: for a model that releases the
+    GIL, e.g. on a GPU, or a remote one): a free worker starts on the newest observation at once,
+    so a chunk's age is about one latency, not two. A result older than a chunk already sent is
+    dropped (`ServeStats.dropped`)."""
+    policy = latency.wrap(fn) if latency is not None else fn
+    stats = ServeStats()
+    end = None if duration_s is None else time.monotonic() + duration_s
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    with (
+        RemoteRobot(robot, server_key=server_key, lease=lease) as r,
+        ThreadPoolExecutor(workers, thread_name_prefix="policy") as pool,
+    ):
+        session = r.open("control")
+        r.request(Msg.SERVE, {"horizon": chunk, "blend": blend})
+        n = len(r.info["spaces"]["action"]["idle"])
+        inflight: list[tuple[Future[np.ndarray], int, int]] = []  # (result, cycle, recv_ns)
+        last_obs = -1
+        while True:
+            if should_stop is not None and should_stop():
+                stats.reason = "stopped"
+                break
+            if max_chunks is not None and stats.chunks >= max_chunks:
+                stats.reason = "max_chunks"
+                break
+            if end is not None and time.monotonic() >= end:
+                stats.reason = "duration"
+                break
+            if len(inflight) < workers:
+                # a free worker starts on the newest observation at once
+                try:
+                    obs = r.observation(after=last_obs, timeout_s=0.005 if inflight else None)
+                except RobotTimeoutError:
+                    if not inflight:
+                        stats.reason = "RobotTimeoutError: no observation"
+                        return stats
+                    obs = None
+                except (SessionClosedError, SafetyStopError) as exc:
+                    stats.reason = f"{type(exc).__name__}: {exc}"
+                    return stats
+                if obs is not None:
+                    last_obs = obs.cycle
+                    inflight.append((pool.submit(policy, obs), obs.cycle, time.monotonic_ns()))
+            else:
+                wait([f for f, _, _ in inflight], timeout=0.005, return_when=FIRST_COMPLETED)
+            for item in [x for x in inflight if x[0].done()]:
+                inflight.remove(item)
+                fut, cycle, recv_ns = item
+                if cycle <= stats.last_cycle:  # a newer chunk went out first: useless now
+                    stats.dropped += 1
+                    continue
+                actions = np.asarray(fut.result(), dtype=np.float64)
+                if actions.shape != (chunk, n):
+                    raise ValueError(
+                        f"the policy returned shape {actions.shape}, not ({chunk}, {n}) (chunk "
+                        "x actuators)"
+                    )
+                fields = {
+                    "session": session["session"],
+                    "cycle": cycle,
+                    "recv_ns": recv_ns,
+                    "send_ns": time.monotonic_ns(),
+                }
+                r._send(Msg.CHUNK, fields, {"actions": np.ascontiguousarray(actions)})
+                stats.chunks += 1
+                stats.last_cycle = cycle
+        with contextlib.suppress(RemoteError, RobotTimeoutError):
+            stats.summary = r.request(Msg.STOP).get("summary")
+        # a refused chunk is answered with an error carrying its request id
+        stats.refused = sum(1 for m in r._replies.values() if m.type == Msg.ERROR)
+    return stats
+
+
+def load_policy(spec: str) -> PolicyFn:
+    """`module:fn` -> the function (the module imported from the Python path)."""
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"policy must be module:function, got {spec!r}")
+    fn = getattr(importlib.import_module(module), name, None)
+    if not callable(fn):
+        raise ValueError(f"{spec!r}: {name} is not a function of {module}")
+    return fn  # type: ignore[no-any-return]

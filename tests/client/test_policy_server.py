@@ -1,0 +1,54 @@
+"""The policy server's pieces a researcher configures: the simulated latency (seeded, stalls) and
+`module:fn` loading, with errors naming what is wrong. (Serving over sockets:
+tests/transport/test_policy_serve.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from raas_client.cli import main
+from raas_client.policy_server import SimulatedLatency, load_policy
+
+
+def test_latency_is_drawn_from_the_distribution_and_seeded() -> None:
+    lat = SimulatedLatency(150, 50, seed=3)
+    draws = np.array([lat.draw_s() for _ in range(5000)]) * 1000
+    assert 145 < draws.mean() < 155 and 45 < draws.std() < 55
+    assert (draws >= 0).all()
+    again = SimulatedLatency(150, 50, seed=3)
+    assert [again.draw_s() for _ in range(5)] == pytest.approx(list(draws[:5] / 1000))
+
+
+def test_stalls_come_with_their_probability() -> None:
+    lat = SimulatedLatency(10, 0, stall_prob=0.1, stall_ms=900, seed=1)
+    draws = [lat.draw_s() for _ in range(5000)]
+    stalls = sum(1 for d in draws if d == pytest.approx(0.9))
+    assert 400 < stalls < 600
+    assert SimulatedLatency(10, stall_prob=1.0, stall_ms=250).draw_s() == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"mean_ms": -1}, "latency"), ({"mean_ms": 1, "stall_prob": 2}, "stall_prob")],
+)
+def test_bad_latency_settings_are_named(kwargs: dict[str, float], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SimulatedLatency(**kwargs)  # type: ignore[arg-type]
+
+
+def test_load_policy_finds_a_function_and_names_a_bad_spec() -> None:
+    assert load_policy("numpy:zeros") is np.zeros  # type: ignore[comparison-overlap]
+    with pytest.raises(ValueError, match="module:function"):
+        load_policy("numpy.zeros")
+    with pytest.raises(ValueError, match="not a function"):
+        load_policy("numpy:pi")
+
+
+def test_serve_policy_cli_refuses_a_bad_policy_and_bad_latency(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["serve-policy", "--robot", "tcp://127.0.0.1:1", "--lease", "x"]
+    assert main([*base, "nope"]) == 1
+    assert "module:function" in capsys.readouterr().err
+    assert main([*base, "numpy:zeros", "--simulate-latency", "fast"]) == 1
+    assert "--simulate-latency" in capsys.readouterr().err
