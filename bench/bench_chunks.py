@@ -79,6 +79,9 @@ class Recorder:
     """Every stream step while a side runs: fallback, safety, applied."""
 
     def __init__(self, robot: RemoteRobot) -> None:
+        # the stream reaches open sessions only (docs/protocol.md, "Stream authorization")
+        robot.open("observe")
+        self.robot = robot
         self.stream = robot.stream((Topic.STEP,))
         self.rows: list[tuple[int, int, int, np.ndarray]] = []
         self.on = False
@@ -87,8 +90,12 @@ class Recorder:
         self.thread.start()
 
     def _run(self) -> None:
+        beat = time.monotonic()
         while not self.stop:
-            got = self.stream.recv(0.2)
+            if time.monotonic() - beat > 0.2:  # keep the observer session alive
+                self.robot.heartbeat()
+                beat = time.monotonic()
+            got = self.stream.recv(0.1)
             if got is None or not self.on:
                 continue
             _, h, arrays = got

@@ -79,7 +79,7 @@ class HoldStill:
 def _child(case: str, duration_s: float, cameras: int, work: Path) -> dict[str, Any]:
     from raas_firmware_bridge.emulator.record import read_events
 
-    from raas.config import CellConfig
+    from raas.config import sim_cell_config
     from raas.daemon import cell_up
     from raas.errors import DeviceLost
     from raas.safety import SafetyState
@@ -101,7 +101,7 @@ def _child(case: str, duration_s: float, cameras: int, work: Path) -> dict[str, 
     while time.monotonic() < end - 5:
         record = work / f"events-{cell_no}.jsonl"
         cell_no += 1
-        cfg = CellConfig.model_validate(
+        cfg = sim_cell_config(
             {
                 "rig": {
                     "clock": "realtime",

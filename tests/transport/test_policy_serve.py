@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,19 +36,35 @@ def policy(obs: Observation) -> np.ndarray:
 def test_a_served_policy_drives_the_hand(
     daemon: RobotDaemon, issuer: LeaseIssuer, workers: int
 ) -> None:
-    watcher = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
-    events = watcher.stream((Topic.EVENT,))
-    time.sleep(0.3)  # the subscription settles
-    stats = serve(
-        policy,
-        H,
-        daemon.control,
-        lease=issuer.issue(),
-        server_key=daemon.key,
-        max_chunks=20,
-        latency=SimulatedLatency(30, 10, seed=1),  # ~1.5 periods at 50 Hz
-        workers=workers,
+    # the stream reaches open sessions only (docs/protocol.md, "Stream authorization")
+    watcher = RemoteRobot(
+        daemon.control, server_key=daemon.key, lease=issuer.issue(scope="observe", sub="watcher")
     )
+    watcher.open("observe")
+    events = watcher.stream((Topic.EVENT,))
+    time.sleep(0.3)  # the subscription settles (no event comes before the serve starts)
+    serving = threading.Event()
+
+    def keep_watching() -> None:  # the observer session lives while the policy is served
+        while not serving.wait(0.1):
+            watcher.heartbeat()
+
+    beats = threading.Thread(target=keep_watching, daemon=True)
+    beats.start()
+    try:
+        stats = serve(
+            policy,
+            H,
+            daemon.control,
+            lease=issuer.issue(),
+            server_key=daemon.key,
+            max_chunks=20,
+            latency=SimulatedLatency(30, 10, seed=1),  # ~1.5 periods at 50 Hz
+            workers=workers,
+        )
+    finally:
+        serving.set()
+        beats.join(2)
     assert stats.chunks == 20 and stats.refused == 0, stats
     s = stats.summary
     assert s is not None and s["reason"] == "stopped by client"

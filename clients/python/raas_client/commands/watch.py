@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
                 robot.open("observe")
             elif encrypted:  # the stream reaches open sessions only (docs/protocol.md)
                 print(
-                    "raas watch: the stream reaches lease holders only: pass --lease (or set "
+                    "raas watch: the stream needs a lease: pass --lease (or set "
                     "RAAS_LEASE), or name the robot (--robot NAME) during your booking",
                     file=sys.stderr,
                 )
