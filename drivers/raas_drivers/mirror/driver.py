@@ -10,16 +10,15 @@ per actuator. The sample of cycle k is ready as soon as it is asked for.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import time
 
 import numpy as np
 
-from raas_drivers.errors import LifecycleTransitionError, TargetShapeError
+from raas_drivers.errors import TargetShapeError
 from raas_drivers.hand.driver import HandDriver, HandState
 from raas_drivers.hand.shape import HandShape
+from raas_drivers.in_process import InProcessDevice
 
 #: effort reported at full tracking error, as a share of the effort limit
 EFFORT_SHARE = 0.3
@@ -27,7 +26,7 @@ EFFORT_SHARE = 0.3
 EFFORT_ERROR_RAD = 0.2
 
 
-class MirrorHand(HandDriver):
+class MirrorHand(InProcessDevice, HandDriver):
     def __init__(
         self,
         name: str,
@@ -56,25 +55,11 @@ class MirrorHand(HandDriver):
         self._seq = -1
         self._temps = np.full(n, float(temperature_c))
         self._state: HandState | None = None
-        self._fd = -1
 
     @property
     def idle_action(self) -> np.ndarray:
         idle: np.ndarray = self._idle.copy()
         return idle
-
-    def _on_configure(self) -> None:
-        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-
-    def _on_shutdown(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def fileno(self) -> int:
-        if self._fd < 0:
-            raise LifecycleTransitionError(self.name, f"not configured ({self.state.value})")
-        return self._fd
 
     def request_state(self, cycle: int) -> None:
         self.require_active("request_state")
@@ -90,12 +75,10 @@ class MirrorHand(HandDriver):
             temperatures=self._temps.copy(),
             applied_seq=self._seq,
         )
-        os.eventfd_write(self._fd, 1)
+        self._ready()
 
     def poll(self, cycle: int) -> HandState | None:
-        if self._fd >= 0:
-            with contextlib.suppress(BlockingIOError):
-                os.eventfd_read(self._fd)
+        self._drain()
         st = self._state
         return st if st is not None and st.cycle == cycle else None
 
