@@ -71,10 +71,10 @@ class Summary:
             print(f"  {name:<18} {value}")
         lease = f'"$(cat {self.lease_file})"' if self.lease_file else "TOKEN"
         print(
-            f"\n  watch the robot:     .venv/bin/raas watch {self.endpoint} --server-key {key} "
+            f"\n  watch the robot:     .venv/bin/raas watch {self.endpoint} --server-key={key} "
             f"--lease {lease}\n"
             f"  run a bundle:        .venv/bin/raas run BUNDLE --robot {self.endpoint} "
-            f"--server-key {key} --lease {lease}\n"
+            f"--server-key={key} --lease {lease}\n"
             f"  from Python:         RemoteRobot({self.endpoint!r}, "
             f"server_key={self.server_key!r}, lease=...)  (raas_client.session, docs/protocol.md)\n"
             "  a lease of your own: book the robot on the booking page, then "

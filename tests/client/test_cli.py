@@ -205,3 +205,16 @@ def test_a_held_run_says_why_the_episode_ended(
     assert "  episode 1 ended by a safety stop (nonfinite_action): 0 successes in" in r.stdout
     assert "results: 1 episode(s)" in r.stdout
     assert "HELD: episodes ended by a safety stop: nonfinite_action 1" in r.stdout
+
+
+def test_a_server_key_that_starts_with_a_dash_parses() -> None:
+    """Z85 keys start with "-" one time in 85; argparse alone refuses them ("expected one
+    argument"), so a CI run once failed on a random key."""
+    from raas_client.cli import build_parser, join_dash_values
+
+    key = "-" + "a" * 39
+    argv = join_dash_values(["status", "tcp://127.0.0.1:1", "--server-key", key, "--json"])
+    args = build_parser().parse_args(argv)
+    assert args.server_key == key
+    assert args.json is True
+    assert join_dash_values(["status", "x", "--server-key"]) == ["status", "x", "--server-key"]

@@ -32,9 +32,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options whose values may begin with "-": a Z85 server key does one time in 85, and argparse
+#: would take such a value for an option ("expected one argument").
+_VALUES_MAY_START_WITH_DASH: frozenset[str] = frozenset({"--server-key", "--lease", "--token"})
+
+
+def join_dash_values(argv: Sequence[str]) -> list[str]:
+    """`--server-key -abc` -> `--server-key=-abc`, so such a key parses like any other."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item in _VALUES_MAY_START_WITH_DASH and i + 1 < len(items):
+            out.append(f"{item}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     code: int = args.func(args)
     return code
 
