@@ -62,6 +62,18 @@ class ChunkUse:
     arrival_cycle: int
     used: int  # cycles whose applied action took (or, blended, included) a row of this chunk
     discarded: int  # H - used: rows that were too late, overridden by a newer chunk, or unasked
+    #: the first row applied (its computation age, in cycles, when it was applied); rows
+    #: first_row .. first_row + used - 1 were applied, one per cycle (under either rule a chunk's
+    #: rows are used without a hole: from its first use until it is superseded or runs out);
+    #: -1 when no row was used
+    first_row: int = -1
+
+    def cycles_used(self) -> range:
+        """The cycles that applied (or, blended, included) a row of this chunk."""
+        if self.used == 0:
+            return range(0)
+        start = self.computed_cycle + self.first_row
+        return range(start, start + self.used)
 
 
 _EMPTY = -1
@@ -107,6 +119,7 @@ class ChunkBuffer:
         self._computed = np.full(cap, _EMPTY, dtype=np.int64)
         self._arrival = np.zeros(cap, dtype=np.int64)
         self._used = np.zeros(cap, dtype=np.int64)
+        self._first = np.full(cap, -1, dtype=np.int64)
         self._scratch = np.zeros(n_actuators, dtype=np.float64)
         self._newest = _EMPTY
         self._last_k = -(2**62)
@@ -130,6 +143,7 @@ class ChunkBuffer:
         self._computed[slot] = computed_cycle
         self._arrival[slot] = arrival_cycle
         self._used[slot] = 0
+        self._first[slot] = -1
         self._newest = max(self._newest, computed_cycle)
         self.accepted += 1
         return Verdict.ACCEPTED
@@ -169,6 +183,8 @@ class ChunkBuffer:
                 return False
             age = k - int(self._computed[slot])
             out[:] = self._actions[slot, age]
+            if self._used[slot] == 0:
+                self._first[slot] = age
             self._used[slot] += 1
         else:
             age = self._ensemble(k, out)
@@ -210,6 +226,8 @@ class ChunkBuffer:
                 np.multiply(self._actions[slot, k - c_min], w, out=self._scratch)
                 np.add(out, self._scratch, out=out)
             total += w
+            if self._used[slot] == 0:
+                self._first[slot] = k - c_min
             self._used[slot] += 1
             newest_c = prev_c = c_min
             i += 1
@@ -233,7 +251,8 @@ class ChunkBuffer:
         self._computed[slot] = _EMPTY
         if self.on_retire is not None:
             used = int(self._used[slot])
-            self.on_retire(ChunkUse(c, int(self._arrival[slot]), used, self.horizon - used))
+            first = int(self._first[slot])
+            self.on_retire(ChunkUse(c, int(self._arrival[slot]), used, self.horizon - used, first))
 
     def close(self) -> None:
         """Retire every chunk still held (end of a run), reporting each."""

@@ -122,6 +122,13 @@ class ActionSpec(BaseModel):
         description="exponential moving average: target = smoothing * previous + "
         "(1 - smoothing) * new; 0 is off",
     )
+    chunk: int | None = Field(
+        default=None,
+        ge=1,
+        description="the output holds this many actions (H x the action's size), row i for the "
+        "observation's cycle + i: an action-chunking model, served from the researcher's "
+        "machine by `raas serve-policy BUNDLE` (the robot's own loop refuses it)",
+    )
 
     @field_validator("actuators")
     @classmethod

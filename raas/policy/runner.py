@@ -70,6 +70,13 @@ def _check_policy_io(
             "action.output",
             f"the model has no output {act.output!r} (it has {', '.join(outs) or 'none'})",
         )
+    if act.chunk is not None:
+        raise ModelMismatchError(
+            "action.chunk",
+            f"the model outputs chunks of {act.chunk} actions: serve it from your machine as a "
+            "policy server (raas serve-policy BUNDLE --robot ROBOT); the robot's loop runs "
+            "one action per cycle",
+        )
     ao = outs[act.output]
     if ao.dtype not in _FLOATS:
         raise ModelMismatchError("action.output", f"{act.output!r} must be float, not {ao.dtype}")

@@ -219,7 +219,11 @@ class PolicyServe:
 
     def _retired(self, use: ChunkUse) -> None:
         timing = self._timing.pop(use.computed_cycle, {"cycle": use.computed_cycle})
-        timing.update(used=use.used, discarded=use.discarded)
+        timing.update(
+            used=use.used,
+            discarded=use.discarded,
+            first_row=use.first_row if use.used else None,
+        )
         self.host._event("chunk", timing)
 
     # ---------------------------------------------------------------- summary

@@ -44,7 +44,8 @@ def test_newest_covering_chunk_wins_and_uses_are_reported() -> None:
     assert got == [1, 2, 201, 202, 203, None, None, None]
     assert buf.gaps == 3 and buf.covered == 5
     buf.close()
-    assert retired == [ChunkUse(0, 1, 2, 2), ChunkUse(2, 3, 3, 1)]
+    assert retired == [ChunkUse(0, 1, 2, 2, first_row=1), ChunkUse(2, 3, 3, 1, first_row=1)]
+    assert [list(u.cycles_used()) for u in retired] == [[1, 2], [3, 4, 5]]
 
 
 @pytest.mark.parametrize(
@@ -119,7 +120,9 @@ def test_exponential_blend_weights_the_oldest_prediction_most() -> None:
 def _run(
     blend: Blend, arrivals: list[tuple[int, int]], cycles: int
 ) -> tuple[list[float | None], list[ChunkUse], ChunkBuffer]:
-    """Offer chunk `c` at cycle `a` for each (c, a); ask every cycle 0..cycles-1."""
+    """Offer chunk `c` at cycle `a` for each (c, a); ask every cycle 0..cycles-1. Checks that
+    the retired chunks' reports give back each cycle's computation age exactly (what `raas
+    report` plots from the recording's `chunk` events)."""
     retired: list[ChunkUse] = []
     buf = ChunkBuffer(N, H, blend=blend, decay=0.3, on_retire=retired.append)
     by_cycle: dict[int, list[int]] = {}
@@ -127,11 +130,20 @@ def _run(
         by_cycle.setdefault(a, []).append(c)
     out = np.empty(N)
     got: list[float | None] = []
+    ages: dict[int, int] = {}
     for k in range(cycles):
         for c in by_cycle.get(k, []):
             buf.offer(c, chunk(c), k)
-        got.append(float(out[0]) if buf.action_for(k, out) else None)
+        ok = buf.action_for(k, out)
+        got.append(float(out[0]) if ok else None)
+        if ok:
+            ages[k] = buf.last_age
     buf.close()
+    newest: dict[int, int] = {}  # cycle -> the newest chunk whose reported rows cover it
+    for u in retired:
+        for k in u.cycles_used():
+            newest[k] = max(newest.get(k, -1), u.computed_cycle)
+    assert {k: k - c for k, c in newest.items()} == ages
     return got, retired, buf
 
 

@@ -94,3 +94,13 @@ class RobotOfflineError(ServiceRefusedError):
 class NoCurrentBookingError(ServiceRefusedError):
     """The caller holds no booking of the robot running now (the message says when the next
     one starts)."""
+
+
+class BundleError(RaasClientError):
+    """A policy bundle the policy server cannot serve; `field` names the manifest field (or
+    `bundle`, `model`) at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message

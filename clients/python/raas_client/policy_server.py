@@ -93,6 +93,7 @@ def serve(
     latency: SimulatedLatency | None = None,
     should_stop: Callable[[], bool] | None = None,
     workers: int = 1,
+    on_connect: Callable[[dict[str, Any]], None] | None = None,
 ) -> ServeStats:
     """Serve `fn` to `robot` until the session ends, the robot stops the hand, `max_chunks` were
     sent or `duration_s` passed. Returns what was sent and why it ended.
@@ -100,7 +101,10 @@ def serve(
     `workers` > 1 runs that many calls of `fn` at once (threads: for a model that releases the
     GIL, e.g. on a GPU, or a remote one): a free worker starts on the newest observation at once,
     so a chunk's age is about one latency, not two. A result older than a chunk already sent is
-    dropped (`ServeStats.dropped`)."""
+    dropped (`ServeStats.dropped`).
+
+    `on_connect(info)` is called with the robot's `hello` reply before serving (a bundle
+    checks itself against the robot's hand there: raas_client.bundle_policy)."""
     policy = latency.wrap(fn) if latency is not None else fn
     stats = ServeStats()
     end = None if duration_s is None else time.monotonic() + duration_s
@@ -110,6 +114,8 @@ def serve(
         RemoteRobot(robot, server_key=server_key, lease=lease) as r,
         ThreadPoolExecutor(workers, thread_name_prefix="policy") as pool,
     ):
+        if on_connect is not None:
+            on_connect(r.hello())
         session = r.open("control")
         r.request(Msg.SERVE, {"horizon": chunk, "blend": blend})
         n = len(r.info["spaces"]["action"]["idle"])
@@ -174,7 +180,7 @@ def load_policy(spec: str) -> PolicyFn:
     """`module:fn` -> the function (the module imported from the Python path)."""
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
-        raise ValueError(f"policy must be module:function, got {spec!r}")
+        raise ValueError(f"policy must be module:function or a bundle directory, got {spec!r}")
     fn = getattr(importlib.import_module(module), name, None)
     if not callable(fn):
         raise ValueError(f"{spec!r}: {name} is not a function of {module}")

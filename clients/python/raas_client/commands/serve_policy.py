@@ -1,26 +1,38 @@
-"""`raas serve-policy module:fn --robot ROBOT --chunk H`: serve a policy function to a robot as
-action chunks (raas_client.policy_server), optionally slowed down on purpose
-(`--simulate-latency 150,50 --stall-prob 0.01`) to see what a large model's latency does."""
+"""`raas serve-policy module:fn|BUNDLE --robot ROBOT --chunk H`: serve a policy function, or a
+policy bundle directory run with onnxruntime here (raas_client.bundle_policy), to a robot as action
+chunks (raas_client.policy_server), optionally slowed down on purpose (`--simulate-latency 150,50
+--stall-prob 0.01`) to see what a large model's latency does."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from raas_client.bundle_policy import BundlePolicy
 from raas_client.commands.connection import add_arguments, resolve
 from raas_client.errors import RaasClientError
-from raas_client.policy_server import SimulatedLatency, load_policy, serve
+from raas_client.policy_server import PolicyFn, SimulatedLatency, load_policy, serve
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "serve-policy", help="serve a policy function to a robot as action chunks"
+        "serve-policy", help="serve a policy function or bundle to a robot as action chunks"
     )
-    p.add_argument("policy", metavar="MODULE:FN", help="fn(observation) -> (H, actuators) array")
+    p.add_argument(
+        "policy",
+        metavar="MODULE:FN|BUNDLE",
+        help="fn(observation) -> (H, actuators) array, or a policy bundle directory",
+    )
     add_arguments(p, robot_flag=True)
-    p.add_argument("--chunk", type=int, default=16, help="H, actions per chunk (default 16)")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        help="H, actions per chunk (default 16; a bundle whose manifest declares action.chunk: "
+        "that one)",
+    )
     p.add_argument("--blend", choices=("newest", "exponential"), default="newest")
     p.add_argument(
         "--simulate-latency",
@@ -48,7 +60,18 @@ def parse_latency(text: str) -> tuple[float, float]:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        fn = load_policy(args.policy)
+        on_connect = None
+        fn: PolicyFn
+        if Path(args.policy).is_dir():
+            bundle = BundlePolicy(Path(args.policy), args.chunk)
+            fn, on_connect, chunk = bundle, bundle.bind, bundle.horizon
+            print(
+                f"raas serve-policy: bundle {bundle.name}, chunks of {chunk} "
+                f"({'from the model' if bundle.model_rows > 1 else 'its one action held'})",
+                file=sys.stderr,
+            )
+        else:
+            fn, chunk = load_policy(args.policy), args.chunk or 16
         latency = None
         if args.simulate_latency or args.stall_prob:
             mean, sd = parse_latency(args.simulate_latency or "0,0")
@@ -56,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         endpoint, server_key, lease = resolve(args, lease=True)
         stats = serve(
             fn,
-            args.chunk,
+            chunk,
             endpoint,
             lease=lease,
             server_key=server_key,
@@ -65,6 +88,7 @@ def main(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             latency=latency,
             workers=args.workers,
+            on_connect=on_connect,
         )
     except (RaasClientError, ValueError, ImportError) as exc:
         print(f"raas serve-policy: {exc}", file=sys.stderr)
