@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import zmq
 
 from raas_client.errors import RemoteError, RobotTimeoutError, SafetyStopError, SessionClosedError
 from raas_client.session import Observation, RemoteRobot
@@ -110,6 +112,39 @@ def serve(
     end = None if duration_s is None else time.monotonic() + duration_s
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    # One wait for both: a message from the robot, or a worker done (a byte on the pipe). Closed
+    # only after the pool has finished every call (a late callback writes to it).
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+
+    def wake(_: Future[np.ndarray]) -> None:
+        with contextlib.suppress(OSError):
+            os.write(wake_w, b"x")
+
+    try:
+        return _serve(policy, chunk, robot, stats, lease, server_key, blend, max_chunks, end,
+                      should_stop, workers, on_connect, wake_r, wake)  # fmt: skip
+    finally:
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _serve(
+    policy: PolicyFn,
+    chunk: int,
+    robot: str,
+    stats: ServeStats,
+    lease: str | None,
+    server_key: str | None,
+    blend: str,
+    max_chunks: int | None,
+    end: float | None,
+    should_stop: Callable[[], bool] | None,
+    workers: int,
+    on_connect: Callable[[dict[str, Any]], None] | None,
+    wake_r: int,
+    wake: Callable[[Future[np.ndarray]], None],
+) -> ServeStats:
     with (
         RemoteRobot(robot, server_key=server_key, lease=lease) as r,
         ThreadPoolExecutor(workers, thread_name_prefix="policy") as pool,
@@ -118,9 +153,14 @@ def serve(
             on_connect(r.hello())
         session = r.open("control")
         r.request(Msg.SERVE, {"horizon": chunk, "blend": blend})
+        r._stopped = None  # armed now: a stop from before does not count
         n = len(r.info["spaces"]["action"]["idle"])
         inflight: list[tuple[Future[np.ndarray], int, int]] = []  # (result, cycle, recv_ns)
         last_obs = -1
+        last_seen = time.monotonic()
+        poller = zmq.Poller()
+        poller.register(r.sock, zmq.POLLIN)
+        poller.register(wake_r, zmq.POLLIN)
         while True:
             if should_stop is not None and should_stop():
                 stats.reason = "stopped"
@@ -131,23 +171,20 @@ def serve(
             if end is not None and time.monotonic() >= end:
                 stats.reason = "duration"
                 break
-            if len(inflight) < workers:
-                # a free worker starts on the newest observation at once
-                try:
-                    obs = r.observation(after=last_obs, timeout_s=0.005 if inflight else None)
-                except RobotTimeoutError:
-                    if not inflight:
-                        stats.reason = "RobotTimeoutError: no observation"
-                        return stats
-                    obs = None
-                except (SessionClosedError, SafetyStopError) as exc:
-                    stats.reason = f"{type(exc).__name__}: {exc}"
-                    return stats
-                if obs is not None:
-                    last_obs = obs.cycle
-                    inflight.append((pool.submit(policy, obs), obs.cycle, time.monotonic_ns()))
-            else:
-                wait([f for f, _, _ in inflight], timeout=0.005, return_when=FIRST_COMPLETED)
+            # Read everything the robot sent, as it comes, also while every worker is busy:
+            # each observation is stamped when it is read (its `recv_ns`), the newest wins.
+            while r._pump(0):
+                pass
+            if r.closed_reason is not None:
+                stats.reason = f"SessionClosedError: {SessionClosedError(r.closed_reason)}"
+                return stats
+            if r._stopped is not None:
+                ev = r._stopped
+                exc = SafetyStopError(
+                    str(ev.get("to")), str(ev.get("reason")), str(ev.get("detail", ""))
+                )
+                stats.reason = f"SafetyStopError: {exc}"
+                return stats
             for item in [x for x in inflight if x[0].done()]:
                 inflight.remove(item)
                 fut, cycle, recv_ns = item
@@ -157,8 +194,8 @@ def serve(
                 actions = np.asarray(fut.result(), dtype=np.float64)
                 if actions.shape != (chunk, n):
                     raise ValueError(
-                        f"the policy returned shape {actions.shape}, not ({chunk}, {n}) (chunk "
-                        "x actuators)"
+                        f"the policy returned shape {actions.shape}, not ({chunk}, {n}) "
+                        "(chunk x actuators)"
                     )
                 fields = {
                     "session": session["session"],
@@ -169,6 +206,21 @@ def serve(
                 r._send(Msg.CHUNK, fields, {"actions": np.ascontiguousarray(actions)})
                 stats.chunks += 1
                 stats.last_cycle = cycle
+            obs = r._obs
+            if obs is not None and obs.cycle > last_obs:
+                last_seen = time.monotonic()
+                if len(inflight) < workers:  # a free worker starts on the newest at once
+                    r._obs = None
+                    last_obs = obs.cycle
+                    fut = pool.submit(policy, obs)
+                    inflight.append((fut, obs.cycle, obs.received_ns or time.monotonic_ns()))
+                    fut.add_done_callback(wake)
+                    continue
+            if not inflight and time.monotonic() - last_seen > r.timeout_s:
+                stats.reason = "RobotTimeoutError: no observation"
+                return stats
+            if wake_r in dict(poller.poll(50)):
+                os.read(wake_r, 4096)
         with contextlib.suppress(RemoteError, RobotTimeoutError):
             stats.summary = r.request(Msg.STOP).get("summary")
         # a refused chunk is answered with an error carrying its request id

@@ -85,6 +85,8 @@ class Observation:
     task: dict[str, Any] | None = None
     safety: str = ""  # the supervisor's state (running, hold, ...) and the reason of it
     safety_reason: str = ""
+    #: when this client read it off the socket (time.monotonic_ns(), this machine's clock)
+    received_ns: int = 0
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -232,6 +234,7 @@ class RemoteRobot:
         ):
             return False
         frames = self.sock.recv_multipart(copy=False)
+        received_ns = time.monotonic_ns()
         msg = decode(frames, layouts=self.layouts)
         kind = msg.type
         if kind in (Msg.OK, Msg.ERROR):
@@ -253,6 +256,7 @@ class RemoteRobot:
                 dict(task) if isinstance(task, dict) else None,
                 str(msg.get("safety", "")),
                 str(msg.get("safety_reason", "")),
+                received_ns,
             )
         elif kind == Msg.EVENT:
             ev = dict(msg.header)

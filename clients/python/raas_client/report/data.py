@@ -81,6 +81,8 @@ class ReportData:
     shown: list[str] = field(default_factory=list)
     joints: Thinned = field(default_factory=Thinned)
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    #: the `data` of each `chunk` event (a policy server's session), in order
+    chunks: list[dict[str, Any]] = field(default_factory=list)
     frames: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -91,6 +93,16 @@ class ReportData:
     def gaps(self) -> int:
         c = np.asarray(self.cycle)
         return int(np.count_nonzero(np.diff(c) != 1)) if c.size > 1 else 0
+
+    @property
+    def period_s(self) -> float:
+        """The loop period: the recording's rate, else the median trigger spacing."""
+        rate = self.metadata.get(fmt.META_SESSION, {}).get("rate_hz")
+        if rate:
+            return 1.0 / float(rate)
+        if len(self.t_s) > 1:
+            return float(np.median(np.diff(self.t_s)))
+        return float("nan")
 
     @property
     def missing_cycles(self) -> int:
@@ -174,6 +186,9 @@ def load(path: Path) -> ReportData:
                 d.phases_ns[p].append(int(data["phases_ns"].get(p, 0)))
             d.dropped_before = max(d.dropped_before, int(data.get("dropped_before", 0)))
         elif m.topic == fmt.TOPIC_EVENTS:
+            if data.get("kind") == "chunk":  # one per chunk: plotted, not listed
+                d.chunks.append(dict(data.get("data") or {}))
+                continue
             d.events.append((_event_time(d, data), data))
         elif m.topic.startswith(fmt.CAMERA_TOPIC_PREFIX):
             cam = m.topic.removeprefix(fmt.CAMERA_TOPIC_PREFIX)

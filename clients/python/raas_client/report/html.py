@@ -12,8 +12,9 @@ import numpy as np
 
 from raas_client import __version__
 from raas_client.report import format as fmt
+from raas_client.report.chunks import chunk_timing
 from raas_client.report.data import ReportData
-from raas_client.report.plots import FIGURES
+from raas_client.report.plots import CHUNK_FIGURES, FIGURES
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222;
@@ -42,6 +43,43 @@ def _rows(pairs: list[tuple[str, str]]) -> str:
     )
 
 
+def _chunk_rows(d: ReportData) -> list[tuple[str, str]]:
+    c = chunk_timing(d.chunks)
+    lat = c.latency_ms[np.isfinite(c.latency_ms)]
+    rows = [
+        (
+            "action chunks",
+            f"{len(c)} accepted; rows applied {int(c.used.sum())}, discarded "
+            f"{int(c.discarded.sum())}",
+        ),
+        ("chunk latency", _pct_ms(lat)),
+        ("server compute", _pct_ms(c.compute_ms[np.isfinite(c.compute_ms)])),
+    ]
+    if c.age_cycles.size:
+        p50, p99 = np.percentile(c.age_cycles, [50, 99])
+        rows.append(
+            (
+                "applied action's age",
+                f"p50 {p50:g} / p99 {p99:g} / max {int(c.age_cycles.max())} cycles",
+            )
+        )
+    if c.offset_ns is not None and c.offset_error_ms is not None:
+        rows.append(
+            (
+                "server clock offset",
+                f"{c.offset_ns / 1e6:.3f} ms (server minus robot, +- {c.offset_error_ms:.3f} ms)",
+            )
+        )
+    return rows
+
+
+def _pct_ms(v: np.ndarray) -> str:
+    if not v.size:
+        return "-"
+    p50, p99, p999 = np.percentile(v, [50, 99, 99.9])
+    return f"p50 {p50:.1f} / p99 {p99:.1f} / p99.9 {p999:.1f} / max {v.max():.1f} ms"
+
+
 def render(d: ReportData) -> str:
     session = d.metadata.get(fmt.META_SESSION, {})
     rec = d.metadata.get(fmt.META_RECORDING, {})
@@ -67,6 +105,8 @@ def render(d: ReportData) -> str:
         ("camera frames", ", ".join(f"{k} {v}" for k, v in sorted(d.frames.items())) or "none"),
         ("events", str(len(d.events))),
     ]
+    if d.chunks:
+        summary += _chunk_rows(d)
     meta_keys = ("robot", "reservation", "user", "bundle_sha256", "controller", "mode",
                  "session_id", "started_at", "raas_version", "git_commit", "rig_clock",
                  "rate_hz", "realtime")  # fmt: skip
@@ -81,7 +121,7 @@ def render(d: ReportData) -> str:
     if rec.get("status") is None and not d.truncated:
         status += '<p class="warn">The recording has no closing record.</p>'
     figures = []
-    for key, title, fn in FIGURES:
+    for key, title, fn in FIGURES + (CHUNK_FIGURES if d.chunks else ()):
         png = base64.b64encode(fn(d)).decode()
         figures.append(
             f'<h2 id="{key}">{html.escape(title)}</h2>\n'

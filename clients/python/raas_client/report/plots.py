@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from raas_client.report import format as fmt
+from raas_client.report.chunks import chunk_timing
 from raas_client.report.data import SAFETY_PREFIXES, SUCCESS_EVENTS, ReportData
 
 
@@ -176,6 +177,83 @@ def interventions(d: ReportData) -> bytes:
     ax.legend(fontsize=8, loc="upper left")
     return _png(fig)
 
+
+def _cycle_time(d: ReportData, cycles: np.ndarray) -> np.ndarray:
+    """Seconds since the recording's first cycle, for cycle indices."""
+    first = d.cycle[0] if d.cycle else 0
+    return (cycles - first) * d.period_s
+
+
+def chunk_latency(d: ReportData) -> bytes:
+    """Per chunk: observation sent -> chunk arrived, split on the robot's clock into uplink,
+    the server's compute time and downlink (raas_client.report.chunks)."""
+    fig = _figure(h=3.2)
+    ax = fig.add_subplot()
+    c = chunk_timing(d.chunks)
+    if not len(c):
+        _empty(ax, "no action chunks (no policy server in this session)")
+        return _png(fig)
+    t = _cycle_time(d, c.arrival_cycle.astype(np.float64))
+    ax.plot(t, c.latency_ms, ".", color="#16375f", markersize=4, label="latency (sent -> arrived)")
+    ax.plot(t, c.compute_ms, ".", color="#3870b8", markersize=3, label="server compute")
+    if c.offset_ns is not None:
+        net = c.uplink_ms + c.downlink_ms
+        ax.plot(t, net, ".", color="#d0612b", markersize=3, label="network (up + down)")
+    period_ms = d.period_s * 1e3
+    if np.isfinite(period_ms):
+        ax.axhline(period_ms, color="0.6", linestyle=":", linewidth=1, label="one period")
+    lat = c.latency_ms[np.isfinite(c.latency_ms)]
+    if lat.size:
+        p50, p99 = np.percentile(lat, [50, 99])
+        ax.set_title(f"{len(c)} chunks: latency p50 {p50:.1f} ms, p99 {p99:.1f} ms", fontsize=9)
+    ax.set_xlabel("arrival (s)")
+    ax.set_ylabel("ms")
+    ax.legend(fontsize=7, loc="upper right")
+    return _png(fig)
+
+
+def chunk_age(d: ReportData) -> bytes:
+    """Per cycle: how many cycles before it was applied the action was computed (the age of
+    the observation it came from), and per chunk how many of its rows were applied."""
+    fig = _figure(h=3.4)
+    c = chunk_timing(d.chunks)
+    if not len(c):
+        _empty(fig.add_subplot(), "no action chunks (no policy server in this session)")
+        return _png(fig)
+    ax, ax_u = fig.subplots(2, 1, sharex=True, height_ratios=(1.6, 1))
+    if c.applied_cycle.size:
+        t = _cycle_time(d, c.applied_cycle.astype(np.float64))
+        ax.step(t, c.age_cycles, where="post", color="#3870b8", linewidth=1)
+        p50, p99 = np.percentile(c.age_cycles, [50, 99])
+        ax.set_title(
+            f"age of the applied action: p50 {p50:g}, p99 {p99:g}, max {c.age_cycles.max()} "
+            f"cycles ({c.age_cycles.max() * d.period_s * 1e3:.0f} ms)",
+            fontsize=9,
+        )
+        if np.isfinite(d.period_s):
+            sec = ax.secondary_yaxis(
+                "right",
+                functions=(lambda x: x * d.period_s * 1e3, lambda y: y / (d.period_s * 1e3)),
+            )
+            sec.set_ylabel("ms")
+    else:
+        _empty(ax, "no chunk row was applied")
+    ax.set_ylabel("cycles")
+    tc = _cycle_time(d, c.cycle.astype(np.float64))
+    ax_u.bar(tc, c.used, width=d.period_s, color="#27ae60", label="rows applied")
+    ax_u.bar(tc, c.discarded, bottom=c.used, width=d.period_s, color="0.75",
+             label="rows discarded")  # fmt: skip
+    ax_u.set_ylabel("rows")
+    ax_u.set_xlabel("computed from the observation of (s)")
+    ax_u.legend(fontsize=7, loc="upper right", ncol=2)
+    return _png(fig)
+
+
+#: Shown only for a session a policy server drove (the recording has `chunk` events).
+CHUNK_FIGURES: tuple[tuple[str, str, Callable[[ReportData], bytes]], ...] = (
+    ("chunk-latency", "Action chunks: latency", chunk_latency),
+    ("chunk-age", "Action chunks: how far ahead the applied action was computed", chunk_age),
+)
 
 FIGURES: tuple[tuple[str, str, Callable[[ReportData], bytes]], ...] = (
     ("lateness", "Loop lateness", lateness_histogram),
