@@ -7,11 +7,16 @@ ours   served as action chunks of H (default 16): `raas_client.policy_server.ser
 peer   the same policy through remote stepping: observation -> policy -> `act` with the first
        action; a hold (N+1 late actions) is re-armed at once, as a persistent client would.
 
-Per side, from the robot's stream (every cycle's `fallback`, `safety`, `applied`): cycles,
-fallbacks (and per minute), held cycles, action jerk (sum of squared second differences of the
-applied targets, over cycles the hand was not held, and per cycle); for chunks also the applied
-action's computation age (cycles, and ms at the period) beside the policy's latency p99 + one
-period (the issue's target).
+idle   the same loop for the same time with no policy server (an observer only), half before
+       the chunks side and half after it (so a drift of the machine's load weighs on both): the
+       reference for the loop's own timing.
+
+Per side, from the robot's stream (every cycle's `fallback`, `safety`, `applied`,
+`lateness_ns`): cycles, fallbacks (and per minute), held cycles, action jerk (sum of squared second
+differences of the applied targets, over cycles the hand was not held, and per cycle) and the
+loop's lateness (trigger sent - t_k) p50/p99/p99.9/max; for chunks also the applied action's
+computation age (cycles, and ms at the period) beside the policy's latency p99 + one period, and
+the lateness p99.9 with chunks arriving over the idle side's (the issue's targets: <= 1.1).
 
   python -m bench chunks -- [--duration S] [--latency MEAN,SD] [--chunk H] [--rate HZ] [--workers W]
 """
@@ -35,7 +40,7 @@ from raas_client.policy_server import SimulatedLatency, serve
 from raas_client.session import Observation, RemoteRobot
 from raas_client.wire import Topic
 
-from bench.common import write_report
+from bench.common import dist_us, fmt_dist, ratio, write_report
 from raas.leases import LeaseClaims, generate_private_key, save_private_key, sign_lease
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +89,7 @@ class Recorder:
         self.robot = robot
         self.stream = robot.stream((Topic.STEP,))
         self.rows: list[tuple[int, int, int, np.ndarray]] = []
+        self.lateness: list[int] = []
         self.on = False
         self.stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -102,10 +108,12 @@ class Recorder:
             self.rows.append(
                 (int(h["cycle"]), int(h["fallback"]), int(h["safety"]), arrays["applied"].copy())
             )
+            self.lateness.append(int(h["lateness_ns"]))
 
-    def take(self) -> list[tuple[int, int, int, np.ndarray]]:
+    def take(self) -> tuple[list[tuple[int, int, int, np.ndarray]], list[int]]:
         rows, self.rows = self.rows, []
-        return rows
+        late, self.lateness = self.lateness, []
+        return rows, late
 
     def close(self) -> None:
         self.stop = True
@@ -113,7 +121,10 @@ class Recorder:
         self.stream.close()
 
 
-def figures(rows: list[tuple[int, int, int, np.ndarray]], seconds: float) -> dict[str, Any]:
+def figures(
+    taken: tuple[list[tuple[int, int, int, np.ndarray]], list[int]], seconds: float
+) -> dict[str, Any]:
+    rows, lateness = taken
     fallbacks = sum(1 for _, f, _, _ in rows if f)
     held = sum(1 for _, _, s, _ in rows if s in (3, 4, 5))
     applied = np.array([a for _, _, s, a in rows if s not in (3, 4, 5)])
@@ -126,6 +137,7 @@ def figures(rows: list[tuple[int, int, int, np.ndarray]], seconds: float) -> dic
         "held_cycles": held,
         "jerk": jerk,
         "jerk_per_cycle": jerk / max(1, len(applied) - 2),
+        "lateness_us": dist_us(lateness),
     }
 
 
@@ -183,6 +195,10 @@ def main(argv: list[str]) -> int:
             time.sleep(0.5)  # the subscription settles
             rec.on = True
             t0 = time.monotonic()
+            time.sleep(args.duration / 2)  # the same loop, no policy server: the reference
+            idle_rows, idle_late = rec.take()
+            idle_s = time.monotonic() - t0
+            t0 = time.monotonic()
             stats = serve(
                 fn, args.chunk, endpoint, lease=lease, server_key=key,
                 duration_s=args.duration, latency=SimulatedLatency(lat_mean, lat_sd, seed=1),
@@ -203,6 +219,10 @@ def main(argv: list[str]) -> int:
             time.sleep(1.5)  # the hand ramps home, the next session opens on a quiet robot
             rec.take()
             t0 = time.monotonic()
+            time.sleep(args.duration / 2)  # the reference's second half
+            rows, late = rec.take()
+            idle = figures((idle_rows + rows, idle_late + late), idle_s + time.monotonic() - t0)
+            t0 = time.monotonic()
             rearms = run_remote_step(
                 endpoint, key, lease, fn, SimulatedLatency(lat_mean, lat_sd, seed=1),
                 args.duration,
@@ -220,12 +240,15 @@ def main(argv: list[str]) -> int:
     draws = SimulatedLatency(lat_mean, lat_sd, seed=1)
     lat_p99 = float(np.percentile([draws.draw_s() * 1000 for _ in range(10_000)], 99))
     p99 = ours.get("age_cycles_p99")
+    late_ratio = ratio(ours["lateness_us"]["p999"], idle["lateness_us"]["p999"])
     report = {
         "rate_hz": args.rate,
         "chunk": args.chunk,
         "latency_ms": {"mean": lat_mean, "sd": lat_sd, "p99": lat_p99},
         "ours": ours,
         "peer": peer,
+        "idle": idle,
+        "lateness_p999_ratio": late_ratio,
         "age_ms_p99": None if p99 is None else p99 * period_ms,
         "age_target_ms": lat_p99 + period_ms,
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
@@ -235,7 +258,7 @@ def main(argv: list[str]) -> int:
         f"{args.workers} policy worker(s) on the chunks side"
     )
     print(f"{'':<14}{'cycles':>8}{'fallbacks':>11}{'/min':>9}{'held':>7}{'jerk/cycle':>13}")
-    for name, f in (("chunks", ours), ("remote step", peer)):
+    for name, f in (("idle", idle), ("chunks", ours), ("remote step", peer)):
         print(
             f"{name:<14}{f['cycles']:>8}{f['fallbacks']:>11}{f['fallbacks_per_min']:>9.1f}"
             f"{f['held_cycles']:>7}{f['jerk_per_cycle']:>13.2e}"
@@ -246,5 +269,10 @@ def main(argv: list[str]) -> int:
             f"cycles ({p99 * period_ms:.0f} ms; target <= latency p99 + one period = "
             f"{lat_p99 + period_ms:.0f} ms)"
         )
+    print("loop lateness (trigger sent - t_k), same loop, same run:")
+    for name, f in (("idle", idle), ("chunks", ours)):
+        print(fmt_dist(f"  {name}", f["lateness_us"]))
+    if late_ratio is not None:
+        print(f"lateness p99.9 with chunks arriving / idle: {late_ratio:.2f} (target <= 1.1)")
     write_report("chunks", report)
     return 0
