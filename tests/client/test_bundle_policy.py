@@ -225,3 +225,17 @@ def test_bundles_the_client_cannot_serve_are_refused_naming_the_field(
     with pytest.raises(BundleError, match="block:m0") as exc:
         policy.bind(no_block)
     assert exc.value.field == "observation.fields"
+
+
+def test_serve_policy_cli_names_what_is_wrong_with_a_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from raas_client.cli import main
+
+    base = ["serve-policy", "--robot", "tcp://127.0.0.1:1", "--server-key", "plain", "--lease", "x"]
+    vision = examples.make_vision(tmp_path / "vision", 32, 32)
+    assert main([*base, str(vision)]) == 1
+    assert "raas serve-policy: vision: " in capsys.readouterr().err
+    chunked = _chunk_bundle(tmp_path, 4)
+    assert main([*base, str(chunked), "--chunk", "8"]) == 1
+    assert "raas serve-policy: action.chunk: " in capsys.readouterr().err
