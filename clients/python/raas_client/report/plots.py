@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from raas_client.report import format as fmt
 from raas_client.report.chunks import chunk_timing
@@ -206,9 +207,11 @@ def chunk_latency(d: ReportData) -> bytes:
     if lat.size:
         p50, p99 = np.percentile(lat, [50, 99])
         ax.set_title(f"{len(c)} chunks: latency p50 {p50:.1f} ms, p99 {p99:.1f} ms", fontsize=9)
-    ax.set_xlabel("arrival (s)")
+    top = np.nanmax(np.r_[c.latency_ms, c.compute_ms, period_ms, 1.0])
+    ax.set_ylim(0, top * 1.35)  # room for the legend above the points
+    ax.set_xlabel("read by the loop (s)")
     ax.set_ylabel("ms")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", ncol=4)
     return _png(fig)
 
 
@@ -239,13 +242,15 @@ def chunk_age(d: ReportData) -> bytes:
     else:
         _empty(ax, "no chunk row was applied")
     ax.set_ylabel("cycles")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     tc = _cycle_time(d, c.cycle.astype(np.float64))
-    ax_u.bar(tc, c.used, width=d.period_s, color="#27ae60", label="rows applied")
-    ax_u.bar(tc, c.discarded, bottom=c.used, width=d.period_s, color="0.75",
-             label="rows discarded")  # fmt: skip
+    w = 0.8 * d.period_s
+    ax_u.bar(tc, c.used, width=w, color="#27ae60", label="rows applied")
+    ax_u.bar(tc, c.discarded, bottom=c.used, width=w, color="0.75", label="rows discarded")
+    ax_u.set_ylim(0, float(np.max(c.used + c.discarded)) * 1.5)
     ax_u.set_ylabel("rows")
     ax_u.set_xlabel("computed from the observation of (s)")
-    ax_u.legend(fontsize=7, loc="upper right", ncol=2)
+    ax_u.legend(fontsize=7, loc="upper left", ncol=2)
     return _png(fig)
 
 
