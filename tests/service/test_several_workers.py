@@ -24,6 +24,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from raas.cli import build_parser
 from raas.service.models import Role
 from tests.service.harness import ROLES, Seeded, ServerProcess, seed, settings_for
 from tests.service.pg_server import PgServer
@@ -302,3 +303,18 @@ def test_two_workers_on_sqlite_still_see_each_other_by_polling(tmp_path: Path) -
     finally:
         b.stop()
         a.stop()
+
+
+@pytest.mark.parametrize("bad", ["0", "65", "two", "1.5"])
+def test_raasd_serve_refuses_a_bad_worker_count(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["serve", "--workers", bad])
+    assert exit_.value.code == 2
+    assert f"--workers must be a whole number 1..64, not {bad!r}" in capsys.readouterr().err
+
+
+def test_raasd_serve_takes_a_worker_count() -> None:
+    assert build_parser().parse_args(["serve", "--workers", "3"]).workers == 3
+    assert build_parser().parse_args(["serve"]).workers == 1
