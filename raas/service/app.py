@@ -45,7 +45,7 @@ def create_state(settings: Settings, clock: Callable[[], datetime] | None = None
         signing_key=key,
         clock=clock or utcnow,
         retired_keys=retired,
-        notify=Notifier(settings.database_url),
+        notify=Notifier(settings.database_url if settings.notify_listen else None),
     )
 
 

@@ -36,6 +36,10 @@ class Settings(BaseModel):
     #: channel `tokens`); this bounds a change no process announced (SQLite with several
     #: workers, a listener reconnecting, a script writing the database).
     token_cache_ttl_s: float = Field(default=1.0, ge=0)
+    #: Wake other service processes through PostgreSQL LISTEN/NOTIFY (raas/service/notify.py).
+    #: Off: each process's waiters find other processes' changes by polling every 0.25 s
+    #: (needed behind a pooler in transaction mode, where LISTEN cannot work).
+    notify_listen: bool = True
     #: Longest a revocation long-poll may wait (seconds).
     max_poll_wait_s: float = 30.0
     #: Directory of the booking page's static files, served at `/` when it exists.
@@ -92,7 +96,7 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR / RAAS_LAB_TIMEZONE
-        / RAAS_TOKEN_CACHE_TTL_S, then overrides."""
+        / RAAS_TOKEN_CACHE_TTL_S / RAAS_NOTIFY_LISTEN, then overrides."""
         values: dict[str, object] = {}
         if url := os.environ.get("RAAS_DATABASE_URL"):
             values["database_url"] = url
@@ -106,5 +110,7 @@ class Settings(BaseModel):
             values["lab_timezone"] = zone
         if ttl := os.environ.get("RAAS_TOKEN_CACHE_TTL_S"):
             values["token_cache_ttl_s"] = ttl
+        if listen := os.environ.get("RAAS_NOTIFY_LISTEN"):
+            values["notify_listen"] = listen
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
