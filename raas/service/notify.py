@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
+import select
 import threading
 import time
 from collections import Counter
@@ -75,8 +77,10 @@ FALLBACK_POLL_S = 0.25
 SAFETY_POLL_S = 2.0
 #: Longest wait between two reconnection attempts.
 MAX_BACKOFF_S = 5.0
-#: How long the threads block before looking at their stop flag.
-TICK_S = 0.5
+#: Longest the listener waits on its socket before looking around (stop wakes it at once).
+IDLE_S = 5.0
+#: What `stop()` puts in the publisher's queue.
+_STOP = ("", "")
 #: PostgreSQL refuses payloads of 8000 bytes or more.
 MAX_PAYLOAD = 7999
 #: application_name of the two connections (find them in pg_stat_activity).
@@ -130,6 +134,7 @@ class Notifier:
         self._pg_url = _pg_url(database_url)
         self._outbox: queue.Queue[tuple[str, str]] = queue.Queue()
         self._stop = threading.Event()
+        self._stop_pipe: tuple[int, int] | None = None  # wakes the listener's select()
         self._threads: list[threading.Thread] = []
         self._listening = threading.Event()
         self._listener_pid: int | None = None
@@ -214,17 +219,27 @@ class Notifier:
         if self._pg_url is None or self._threads:
             return
         self._stop.clear()
+        self._stop_pipe = os.pipe()
         for target, name in ((self._listen, "listener"), (self._publish, "publisher")):
             thread = threading.Thread(target=target, name=f"raas-notify-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
 
     def stop(self) -> None:
+        """End both threads (at once: they are woken, not waited for) and their connections."""
+        if not self._threads:
+            return
         self._stop.set()
+        self._outbox.put(_STOP)
+        assert self._stop_pipe is not None
+        os.write(self._stop_pipe[1], b"x")
         for thread in self._threads:
-            thread.join(timeout=2 * TICK_S + 1.0)
+            thread.join(timeout=10.0)
         self._threads.clear()
         self._listening.clear()
+        for fd in self._stop_pipe:
+            os.close(fd)
+        self._stop_pipe = None
 
     def _connect(self, name: str) -> Any:
         assert self._pg_url is not None
@@ -248,8 +263,13 @@ class Notifier:
                     log.info("listening for notifications (backend pid %s)", conn.info.backend_pid)
                     self._caught_up()
                     delay = 0.1
+                    assert self._stop_pipe is not None
+                    watched = [conn.fileno(), self._stop_pipe[0]]
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=TICK_S):
+                        select.select(watched, [], [], IDLE_S)
+                        if self._stop.is_set():
+                            break
+                        for note in conn.notifies(timeout=0):  # what has arrived, no wait
                             if note.pid != self._publisher_pid:  # ours woke us already
                                 self._received(note.channel.removeprefix(PG_PREFIX), note.payload)
             except Exception as exc:  # any failure: poll, then reconnect
@@ -295,13 +315,13 @@ class Notifier:
         delay = 0.1
         while not self._stop.is_set():
             if not pending:
-                try:
-                    pending[self._outbox.get(timeout=TICK_S)] = None
-                except queue.Empty:
-                    continue
+                pending[self._outbox.get()] = None
             with suppress(queue.Empty):
                 while len(pending) < 1000:
                     pending[self._outbox.get_nowait()] = None
+            pending.pop(_STOP, None)
+            if self._stop.is_set():
+                break
             try:
                 if conn is None:
                     conn = self._connect(PUBLISHER_NAME)
