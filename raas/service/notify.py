@@ -26,8 +26,7 @@ How a publish travels:
 
 API (the jobs claim long-poll uses exactly this):
 
-    sub: Subscription
-    with state.notify.subscribe("jobs") as sub:
+    with state.notify.subscribe("jobs") as sub:   # a Subscription, for this event loop
         while True:
             sub.clear()                       # before reading: a publish meanwhile wakes the wait
             found = read_the_database()
@@ -36,8 +35,11 @@ API (the jobs claim long-poll uses exactly this):
             await sub.wait(remaining_seconds)  # True: woken by a publish; False: poll interval
 
 or, the same loop as one call: `await long_poll(state.notify, "jobs", wait_s, read, has_news,
-request.is_disconnected)` (`read` runs in the thread pool). Publishing, from any thread, after
-the commit: `state.notify.publish("jobs", str(job.id))`.
+request.is_disconnected)` (`read` runs in the thread pool). Publishing, from any thread or the
+event loop (it never blocks), after the commit: `state.notify.publish("jobs", str(job.id))`
+(payload: text under 8000 bytes, or none). Code that must act on another process's publish
+outside a request registers `state.notify.on_message(channel, handler)` (called in the
+listener thread; the token cache does).
 
 `start()` (the app's lifespan does it) begins listening; without it (an app used in-process
 without its lifespan, a script) the notifier wakes only its own process and waiters poll at
