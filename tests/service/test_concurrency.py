@@ -124,24 +124,25 @@ async def _storm(base_urls: list[str], seeded: Seeded) -> list[tuple[int, int, d
 
 @pytest.mark.system
 def test_200_concurrent_overlapping_bookings(running: tuple[Seeded, list[str]]) -> None:
-    _no_double_booking(*running)
+    _no_double_booking(*running, label="one process")
 
 
 @pytest.mark.system
 def test_200_concurrent_overlapping_bookings_on_two_service_processes(
     two_processes: tuple[Seeded, list[str]],
 ) -> None:
-    _no_double_booking(*two_processes)
+    kind = "--workers 2" if len(two_processes[1]) == 1 else "two replicas"
+    _no_double_booking(*two_processes, label=kind)
 
 
-def _no_double_booking(seeded: Seeded, base_urls: list[str]) -> None:
+def _no_double_booking(seeded: Seeded, base_urls: list[str], label: str) -> None:
     t0 = time.perf_counter()
     answers = asyncio.run(_storm(base_urls, seeded))
     elapsed = time.perf_counter() - t0
     statuses = [s for _, s, _ in answers]
     wins = {k: [b for kk, s, b in answers if kk == k and s == 201] for k in range(SETS)}
     print(
-        f"\n{seeded.settings.database_url.split(':')[0]}, {len(base_urls)} base URL(s): "
+        f"\n{seeded.settings.database_url.split(':')[0]}, {label}: "
         f"{CLIENTS} concurrent bookings in "
         f"{elapsed:.2f} s: {statuses.count(201)} x 201, {statuses.count(409)} x 409, "
         f"others {[s for s in statuses if s not in (201, 409)]}"
