@@ -24,6 +24,7 @@ from raas.service.errors import SeriesConflict, ServiceError
 from raas.service.metrics import install_metrics
 from raas.service.migrate import upgrade
 from raas.service.models import utcnow
+from raas.service.notify import Notifier
 from raas.service.security_headers import SecurityHeadersMiddleware
 from raas.service.settings import Settings
 from raas.service.state import ServiceState
@@ -33,12 +34,18 @@ from raas.service.web import make_web_router
 def create_state(settings: Settings, clock: Callable[[], datetime] | None = None) -> ServiceState:
     """Open the database (migrating it to the newest schema) and load the signing key."""
     db = Database(settings.database_url)
+    db.token_cache.ttl_s = settings.token_cache_ttl_s
     if settings.migrate:
         upgrade(db.engine)
     key = load_or_create_private_key(settings.signing_key_path)
     retired = [load_any_public_key(path) for path in settings.retired_signing_keys]
     return ServiceState(
-        settings=settings, db=db, signing_key=key, clock=clock or utcnow, retired_keys=retired
+        settings=settings,
+        db=db,
+        signing_key=key,
+        clock=clock or utcnow,
+        retired_keys=retired,
+        notify=Notifier(settings.database_url if settings.notify_listen else None),
     )
 
 
@@ -88,7 +95,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.notify.start()  # LISTEN/NOTIFY on PostgreSQL (raas/service/notify.py)
         yield
+        state.notify.stop()
         state.db.dispose()
 
     app = FastAPI(

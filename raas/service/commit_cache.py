@@ -5,15 +5,17 @@ whose flush added, changed or deleted an instance of one of the `watched` models
 any statement other than a SELECT through the session (bulk UPDATE/DELETE/INSERT, raw SQL),
 empties the cache inside that commit, before the route answers. A reader that read the
 database before such a commit cannot store what it read: it takes `generation` before reading
-and `put` refuses a stale generation. Other processes cannot be heard: an entry is trusted
-for at most `ttl_s` after it was stored, then read again.
+and `put` refuses a stale generation. Other processes are heard only through
+`on_commit_invalidate` (called after such a commit: the token cache publishes it to the other
+service processes, raas/service/notify.py) and whoever calls `invalidate()` on their word;
+without that an entry is trusted for at most `ttl_s` after it was stored, then read again.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
@@ -37,6 +39,8 @@ class CommitCache(Generic[K, V]):
         self._generation = 0
         self._lock = threading.Lock()
         self._mark = f"raas_touched_{id(self)}"
+        #: Called (in the committing thread) after a commit emptied the cache.
+        self.on_commit_invalidate: list[Callable[[], None]] = []
 
     @property
     def generation(self) -> int:
@@ -90,6 +94,8 @@ class CommitCache(Generic[K, V]):
         def after_commit(session: Session) -> None:
             if session.info.pop(mark, False):
                 self.invalidate()
+                for call in self.on_commit_invalidate:
+                    call()
 
         event.listen(factory, "after_flush", after_flush)
         event.listen(factory, "do_orm_execute", on_execute)

@@ -35,6 +35,7 @@ from raas.service.models import (
     Robot,
     RobotStatus,
 )
+from raas.service.notify import CHANNELS
 from raas.service.state import ServiceState
 
 UNMATCHED = "<unmatched>"
@@ -124,6 +125,55 @@ class DatabaseCollector(Collector):
         )
 
 
+class NotifyCollector(Collector):
+    """This process's wake-ups (raas/service/notify.py): per process, like the HTTP counts."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        notifier = self.state.notify
+        stats = notifier.stats()
+        published = CounterMetricFamily(
+            "raas_notify_published", "Publishes by this process, by channel", labels=["channel"]
+        )
+        received = CounterMetricFamily(
+            "raas_notify_received",
+            "Notifications from other service processes (PostgreSQL NOTIFY), by channel",
+            labels=["channel"],
+        )
+        wakes = CounterMetricFamily(
+            "raas_notify_wakes",
+            "Waits of long-polls and streams that ended, by channel and reason "
+            "(notify: woken by a publish; poll: the poll interval passed)",
+            labels=["channel", "reason"],
+        )
+        for channel in CHANNELS:
+            published.add_metric([channel], stats.get(("published", channel), 0))
+            received.add_metric([channel], stats.get(("received", channel), 0))
+            for reason in ("notify", "poll"):
+                wakes.add_metric([channel, reason], stats.get(("wakes", channel, reason), 0))
+        yield published
+        yield received
+        yield wakes
+        yield GaugeMetricFamily(
+            "raas_notify_listening",
+            "1 while this process LISTENs on PostgreSQL (0: SQLite, or polling while it "
+            "reconnects)",
+            value=int(notifier.listening),
+        )
+        yield CounterMetricFamily(
+            "raas_notify_reconnects",
+            "Times the notification listener lost its connection",
+            value=stats.get(("reconnects",), 0),
+        )
+        yield CounterMetricFamily(
+            "raas_notify_publish_errors",
+            "Failed attempts to send notifications (retried after reconnecting)",
+            value=stats.get(("publish_errors",), 0),
+        )
+
+
 class ServiceMetrics:
     """One registry per app (tests build many apps in one process)."""
 
@@ -143,6 +193,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.registry.register(DatabaseCollector(state))
+        self.registry.register(NotifyCollector(state))
 
     def render(self) -> bytes:
         return _generate_latest(self.registry)

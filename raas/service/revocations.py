@@ -1,56 +1,40 @@
-"""In-process push of lease revocations to waiting daemons.
+"""Push of lease revocations to waiting daemons: the `revocations` channel of the notifier.
 
-Routes that revoke leases call `RevocationHub.notify()` after their commit; long-polls and
-event streams waiting in this process wake at once. Waiters also re-read the database at least
-every `FALLBACK_POLL_S`, which covers revocations committed by another service process.
+Routes that revoke leases call `state.hub.notify()` after their commit; long-polls and event
+streams waiting in *every* service process wake at once (raas/service/notify.py: in this
+process directly, in the others through PostgreSQL LISTEN/NOTIFY). Waiters also re-read the
+database at least every poll interval of the notifier (`FALLBACK_POLL_S` when no listener is
+connected: SQLite, or a lost connection), which covers anything a wake-up missed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
-from starlette.concurrency import run_in_threadpool
+from raas.service import notify
+from raas.service.notify import FALLBACK_POLL_S, Notifier, Subscription
+
+__all__ = ["FALLBACK_POLL_S", "RevocationHub", "long_poll"]
 
 T = TypeVar("T")
 
-FALLBACK_POLL_S = 0.25
-
 
 class RevocationHub:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+    """One channel of the notifier under the name routes know (`state.hub.notify()`)."""
 
-    @contextmanager
-    def subscribe(self) -> Iterator[asyncio.Event]:
-        """An event set on every notify; clear it *before* reading the database."""
-        entry = (asyncio.get_running_loop(), asyncio.Event())
-        with self._lock:
-            self._waiters.add(entry)
-        try:
-            yield entry[1]
-        finally:
-            with self._lock:
-                self._waiters.discard(entry)
+    def __init__(self, notifier: Notifier, channel: str = "revocations") -> None:
+        self.notifier = notifier
+        self.channel = channel
+
+    def subscribe(self) -> AbstractContextManager[Subscription]:
+        """A waiter woken by every notify; `clear()` it *before* reading the database."""
+        return self.notifier.subscribe(self.channel)
 
     def notify(self) -> None:
-        """Wake every waiter; safe to call from any thread."""
-        with self._lock:
-            waiters = list(self._waiters)
-        for loop, event in waiters:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(event.set)
-
-
-async def wait_for(event: asyncio.Event, timeout: float) -> None:
-    """Wait until `event` is set or `timeout` (capped at the fallback poll interval) passes."""
-    with suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=max(0.0, min(timeout, FALLBACK_POLL_S)))
+        """Wake every waiter of the channel in every service process; safe from any thread."""
+        self.notifier.publish(self.channel)
 
 
 async def long_poll(
@@ -60,18 +44,5 @@ async def long_poll(
     has_news: Callable[[T], bool],
     gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> T:
-    """Read (in the thread pool) until `has_news(result)` or `wait_s` passes, waking at once on
-    every notify: the long-poll of the revocation and command feeds. `gone` (the request's
-    is_disconnected) ends the wait within a fallback poll once the client left: a held poll of
-    a stopped daemon would otherwise outlive it and be cancelled when the service stops."""
-    deadline = time.monotonic() + wait_s
-    with hub.subscribe() as event:
-        while True:
-            event.clear()  # before reading: a notify during the read wakes the next wait
-            found = await run_in_threadpool(read)
-            remaining = deadline - time.monotonic()
-            if has_news(found) or remaining <= 0:
-                return found
-            await wait_for(event, remaining)
-            if gone is not None and await gone():
-                return found
+    """`notify.long_poll` on the hub's channel: the long-poll of the revocation feed."""
+    return await notify.long_poll(hub.notifier, hub.channel, wait_s, read, has_news, gone)

@@ -31,6 +31,15 @@ class Settings(BaseModel):
     session_hours: float = 12.0
     #: A robot without a heartbeat for this long is reported offline.
     heartbeat_timeout_s: float = 30.0
+    #: How long a process trusts a cached token without reading it again (seconds). Commits
+    #: of any service process empty every process's cache at once on PostgreSQL (notify
+    #: channel `tokens`); this bounds a change no process announced (SQLite with several
+    #: workers, a listener reconnecting, a script writing the database).
+    token_cache_ttl_s: float = Field(default=1.0, ge=0)
+    #: Wake other service processes through PostgreSQL LISTEN/NOTIFY (raas/service/notify.py).
+    #: Off: each process's waiters find other processes' changes by polling every 0.25 s
+    #: (needed behind a pooler in transaction mode, where LISTEN cannot work).
+    notify_listen: bool = True
     #: Longest a revocation long-poll may wait (seconds).
     max_poll_wait_s: float = 30.0
     #: Directory of the booking page's static files, served at `/` when it exists.
@@ -86,8 +95,8 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR / RAAS_LAB_TIMEZONE,
-        then overrides."""
+        """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR / RAAS_LAB_TIMEZONE
+        / RAAS_TOKEN_CACHE_TTL_S / RAAS_NOTIFY_LISTEN, then overrides."""
         values: dict[str, object] = {}
         if url := os.environ.get("RAAS_DATABASE_URL"):
             values["database_url"] = url
@@ -99,5 +108,9 @@ class Settings(BaseModel):
             values["retired_signing_keys"] = tuple(Path(p) for p in retired.split(os.pathsep) if p)
         if zone := os.environ.get("RAAS_LAB_TIMEZONE"):
             values["lab_timezone"] = zone
+        if ttl := os.environ.get("RAAS_TOKEN_CACHE_TTL_S"):
+            values["token_cache_ttl_s"] = ttl
+        if listen := os.environ.get("RAAS_NOTIFY_LISTEN"):
+            values["notify_listen"] = listen
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)

@@ -1,4 +1,4 @@
-"""What a running service holds: settings, database, signing key, clock, revocation hub."""
+"""What a running service holds: settings, database, signing key, clock, notifier."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from raas.leases.keyring import key_id
 from raas.leases.keys import public_key_pem
 from raas.service.db import Database
 from raas.service.models import utcnow
+from raas.service.notify import Notifier
 from raas.service.revocations import RevocationHub
 from raas.service.settings import Settings
 
@@ -22,9 +23,21 @@ class ServiceState:
     db: Database
     signing_key: Ed25519PrivateKey
     clock: Callable[[], datetime] = utcnow
-    hub: RevocationHub = field(default_factory=RevocationHub)
     #: Keys this service signed with before a rotation; their leases still verify until they end.
     retired_keys: list[Ed25519PublicKey] = field(default_factory=list)
+    #: Wake-ups reaching every service process (raas/service/notify.py); its listener runs
+    #: while the app's lifespan does.
+    notify: Notifier = field(default_factory=Notifier)
+    #: The notifier's `revocations` channel (`state.hub.notify()` after revoking leases).
+    hub: RevocationHub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hub = RevocationHub(self.notify)
+        # Token cache across processes: a commit here that changed tokens or users tells the
+        # others, and what the others tell empties ours (raas/service/token_cache.py).
+        cache = self.db.token_cache
+        cache.on_commit_invalidate.append(lambda: self.notify.publish("tokens"))
+        self.notify.on_message("tokens", lambda _payload: cache.invalidate())
 
     @property
     def public_key_pem(self) -> str:

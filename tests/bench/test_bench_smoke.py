@@ -131,6 +131,12 @@ SMOKE: dict[str, Smoke] = {
         ours=(("cases", "board"),),
         peer=(("cases", "prometheus"), ("cases", "bare")),
     ),
+    "notify": Smoke(  # two service processes on a throwaway PostgreSQL, each side
+        ("--events", "4", "--gap", "0.05"),
+        ours=(("ours", "latency_us"),),
+        peer=(("peer", "latency_us"),),
+        expect={("events",): 4, ("ours", "missing"): 0, ("peer", "missing"): 0},
+    ),
     "policy": Smoke(
         ("--duration", "1.5", "--cameras", "0", "--iterations", "50"),
         ours=(

@@ -132,11 +132,20 @@ def make_client(settings: Settings, clock: Clock | None = None) -> tuple[TestCli
 
 
 class ServerProcess:
-    """`raasd serve` in a subprocess on 127.0.0.1; `start()` returns once /health answers."""
+    """`raasd serve` in a subprocess on 127.0.0.1; `start()` returns once /health answers.
+    `args`: more `raasd serve` flags (`--workers 2`); `env`: more environment variables."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.log = log
+        self.args = args
+        self.env = env or {}
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -161,8 +170,9 @@ class ServerProcess:
             str(self.settings.signing_key_path),
             "--log-level",
             "warning",
+            *self.args,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO, env=env)
         deadline = time.monotonic() + timeout

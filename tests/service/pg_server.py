@@ -171,7 +171,8 @@ def start_pg_server(attempts: int = 3) -> PgServer:
                     "-c synchronous_commit=off",
                     "-c full_page_writes=off",
                     "-c TimeZone=UTC",
-                    "-c max_connections=50",
+                    # two service processes (40 request threads each, + 2 notify connections)
+                    "-c max_connections=150",
                 ]
             )
             try:

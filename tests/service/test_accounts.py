@@ -168,3 +168,38 @@ def test_concurrent_failures_for_a_new_email_are_all_counted(
         assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
     finally:
         server.stop()
+
+
+def test_two_first_failures_for_a_new_email_racing_are_both_counted(env: ApiEnv) -> None:
+    """Two transactions (two requests, or two service processes) record the first failure of
+    one email at once: the second waits for the first and counts on top of it; it never fails
+    on the first one's insert (PostgreSQL: a unique violation, answered 409, lost the count)."""
+    import threading
+    import time
+
+    from raas.service.crud import logins as login_crud
+    from raas.service.models import LoginThrottle
+
+    state, settings, now = env.state, env.state.settings, env.clock.now
+    first = state.db.writer()
+    login_crud.record_failure(first, "race@lab", now, settings)  # inserted, not committed
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with state.db.writer() as db:
+                login_crud.record_failure(db, "race@lab", now, settings)
+                db.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.5)  # the second now waits (row lock, unique index or SQLite's write lock)
+    first.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert not errors, errors
+    with state.db.read() as db:
+        row = db.get(LoginThrottle, "race@lab")
+        assert row is not None and row.failures == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from raas.service.errors import TooManyLogins
@@ -31,17 +32,27 @@ def refuse_if_locked(db: Session, email: str, now: datetime) -> None:
         )
 
 
+def _ensure_row(db: Session, key: str, now: datetime) -> None:
+    """Insert the email's row unless it exists. Two first failures at once (two requests, two
+    service processes) must both count: on PostgreSQL a plain insert of the second would fail
+    on the first one's key; ON CONFLICT DO NOTHING waits for the first to commit, then the
+    SELECT ... FOR UPDATE reads its row. (On the connection, not the session: no ORM statement,
+    so the token cache is not emptied by a failed login, raas/service/commit_cache.py.)"""
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(LoginThrottle).values(
+        email=key, failures=0, last_failure_at=now, locked_until=None
+    )
+    db.connection().execute(stmt.on_conflict_do_nothing(index_elements=["email"]))
+
+
 def record_failure(db: Session, email: str, now: datetime, settings: Settings) -> datetime | None:
     """Count a failure; answers the lockout's end when this failure locks the email."""
     key = _key(email)
-    row = db.get(LoginThrottle, key, with_for_update=True)
+    _ensure_row(db, key, now)
+    row = db.get(LoginThrottle, key, with_for_update=True, populate_existing=True)
+    assert row is not None
     window = timedelta(seconds=settings.login_failure_window_s)
-    if row is None:
-        row = LoginThrottle(email=key, failures=0, last_failure_at=now, locked_until=None)
-        db.add(row)
-    elif now - row.last_failure_at > window and (
-        row.locked_until is None or row.locked_until <= now
-    ):
+    if now - row.last_failure_at > window and (row.locked_until is None or row.locked_until <= now):
         row.failures = 0
     row.failures += 1
     row.last_failure_at = now

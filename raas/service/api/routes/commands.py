@@ -2,7 +2,8 @@
 
 `POST /robots/{id}/estop` (staff, or the researcher whose confirmed reservation of this robot
 covers now) and `POST /robots/{id}/clear-estop` (staff) append to the robot's command feed and
-wake every waiting follower at once (the in-process hub the revocation feed uses).
+wake every waiting follower at once, in every service process (channel `commands` of the
+notifier, raas/service/notify.py).
 `GET /robots/{id}/commands?since=N&wait=S` is that feed as a long-poll with the revocation
 feed's cursor rules: it answers at once when entries newer than N exist, else holds up to S
 seconds and answers as soon as one is committed; `cursor` is what to pass back as `since`,
@@ -30,7 +31,7 @@ from raas.service.deps import (
 )
 from raas.service.errors import Forbidden
 from raas.service.models import CommandKind
-from raas.service.revocations import long_poll
+from raas.service.notify import long_poll
 from raas.service.schemas import CommandAccepted, CommandBatch, CommandNote, CommandPublic
 from raas.service.state import ServiceState
 
@@ -56,7 +57,7 @@ def estop(
         db, person.user, "robot.estop", f"robot:{robot.id}", now, seq=command.seq, note=body.note
     )
     db.commit()
-    state.hub.notify()
+    state.notify.publish("commands", str(robot.id))
     return CommandAccepted(seq=command.seq)
 
 
@@ -77,7 +78,7 @@ def clear_estop(
         note=body.note,
     )
     db.commit()
-    state.hub.notify()
+    state.notify.publish("commands", str(robot.id))
     return CommandAccepted(seq=command.seq)
 
 
@@ -105,7 +106,8 @@ async def commands(
     require_robot_or_staff(principal, robot_id)
     wait_s = min(wait, state.settings.max_poll_wait_s)
     found, head, latched = await long_poll(
-        state.hub,
+        state.notify,
+        "commands",
         wait_s,
         lambda: _read(state, robot_id, since),
         lambda got: bool(got[0]),

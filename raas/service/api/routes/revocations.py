@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.deps import AnyPrincipal, ObjectId, State, require_robot_or_staff
-from raas.service.revocations import long_poll, wait_for
+from raas.service.revocations import long_poll
 from raas.service.schemas import RevocationBatch, RevocationPublic
 from raas.service.state import ServiceState
 
@@ -78,9 +78,9 @@ async def revocation_stream(
         cursor = since
         last_sent = time.monotonic()
         yield ": connected\n\n"
-        with state.hub.subscribe() as event:
+        with state.hub.subscribe() as sub:
             while True:
-                event.clear()
+                sub.clear()
                 for r in await run_in_threadpool(_read, state, robot_id, cursor):
                     cursor = r.seq
                     last_sent = time.monotonic()
@@ -89,7 +89,7 @@ async def revocation_stream(
                 if time.monotonic() - last_sent > KEEPALIVE_S:
                     last_sent = time.monotonic()
                     yield ": keepalive\n\n"
-                await wait_for(event, KEEPALIVE_S)
+                await sub.wait(KEEPALIVE_S)
                 await asyncio.sleep(0)
 
     return StreamingResponse(events(), media_type="text/event-stream")
