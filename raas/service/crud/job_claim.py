@@ -4,8 +4,9 @@ Before it, the requeue sweep (`job_attempts.sweep`, its own transaction) puts ti
 back in the queue. Then everything happens in one write transaction:
 1. the robot's row lock (PostgreSQL `FOR UPDATE`; on SQLite the transaction already holds the
    database write lock, BEGIN IMMEDIATE): booking, maintenance and claims of one robot queue;
-2. the robot's qualification now: online, not in maintenance, no maintenance block running, no
-   e-stop or health block, no job of its own running (one job per robot at a time);
+2. the robot's qualification now: online and registered (a control endpoint), not in
+   maintenance, no maintenance block running, no e-stop or health block, no job of its own
+   running (one job per robot at a time);
 3. the candidates: queued jobs naming this robot, its hand model, or neither, ordered by
    priority, then fair share (the submitter with the least robot time used by jobs in the
    last 7 days, then the fewest running jobs), then age;
@@ -71,6 +72,8 @@ def blocker(db: Session, robot: Robot, now: datetime, settings: Settings) -> str
     """Why the robot may not take a job now, or None."""
     if not online(robot, now, settings):
         return "offline (no heartbeat within the heartbeat timeout)"
+    if not robot.control_endpoint:
+        return "not registered in the directory (its worker would not know where to connect)"
     if robot.status == RobotStatus.maintenance.value:
         return "in maintenance"
     if robot.health_blocked:
