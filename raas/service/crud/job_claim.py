@@ -117,7 +117,7 @@ def next_busy(db: Session, robot: Robot, now: datetime, settings: Settings) -> d
     return min(times) if times else None
 
 
-def episode_time(job: Job, settings: Settings) -> timedelta:
+def episode_time(job: Job | Candidate, settings: Settings) -> timedelta:
     return timedelta(seconds=job.episode_timeout_s or settings.job_episode_s)
 
 
@@ -156,19 +156,29 @@ def _qualifies(robot: Robot, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def candidates(db: Session, robot: Robot, now: datetime) -> list[Job]:
+@dataclass(frozen=True)
+class Candidate:
+    """What the claim order needs of a queued job (read as columns, not as objects)."""
+
+    id: int
+    user_id: int
+    priority: int
+    created_at: datetime
+    episode_timeout_s: float | None
+
+
+def candidates(db: Session, robot: Robot, now: datetime) -> list[Candidate]:
     """Queued jobs this robot qualifies for, in claim order (priority, fair share, age)."""
-    jobs = list(
-        db.scalars(
-            select(Job)
-            .where(_qualifies(robot, now))
-            .order_by(Job.priority.desc(), Job.created_at, Job.id)
-            .limit(MAX_CANDIDATES)
-        )
+    rows = db.execute(
+        select(Job.id, Job.user_id, Job.priority, Job.created_at, Job.episode_timeout_s)
+        .where(_qualifies(robot, now))
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(MAX_CANDIDATES)
     )
+    jobs = [Candidate(*row) for row in rows]
     usage = _usage(db, {j.user_id for j in jobs}, now)
 
-    def key(job: Job) -> tuple[int, float, int, datetime, int]:
+    def key(job: Candidate) -> tuple[int, float, int, datetime, int]:
         used, running = usage.get(job.user_id, (0.0, 0))
         return (-job.priority, used, running, job.created_at, job.id)
 
