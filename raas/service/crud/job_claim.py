@@ -185,11 +185,11 @@ def candidates(db: Session, robot: Robot, now: datetime) -> list[Candidate]:
     return sorted(jobs, key=key)
 
 
-def has_candidates(db: Session, robot_id: int, now: datetime) -> bool:
-    """A cheap read: might a claim by this robot find a job? (The long-poll asks before it
-    takes the write lock.)"""
+def has_candidates(db: Session, robot_id: int, now: datetime, settings: Settings) -> bool:
+    """A cheap read: might a claim by this robot find a job now? (The long-poll asks before
+    it takes the write lock: a blocked robot or an empty queue costs no write.)"""
     robot = db.get(Robot, robot_id)
-    if robot is None:
+    if robot is None or blocker(db, robot, now, settings) is not None:
         return False
     return db.scalars(select(Job.id).where(_qualifies(robot, now)).limit(1)).first() is not None
 
