@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import jwt
+import pytest
 
+from raas.leases import LeaseError, verify_lease
 from tests.service.jobs_harness import (
     HANDS,
     attempt_url,
@@ -36,9 +37,23 @@ def test_a_claim_holds_the_robot_and_mints_a_lease(database_url: str, tmp_path: 
         # hold = 3 episodes x 60 s + 30 s margin (the defaults)
         hold = env.clock.now + timedelta(seconds=3 * 60 + 30)
         assert got["hold_until"].replace("Z", "+00:00") == hold.isoformat()
-        claims = jwt.decode(got["lease"]["token"], options={"verify_signature": False})
-        assert claims["robot"] == "arm-1" and claims["scope"] == "control"
-        assert claims["sub"] == "alice@lab" and claims["exp"] == int(hold.timestamp())
+        # the lease is one the robot's daemon accepts: signed by the service's key, for arm-1
+        claims = verify_lease(
+            got["lease"]["token"],
+            env.state.signing_key.public_key(),
+            robot="arm-1",
+            now=env.clock.now.timestamp(),
+            scope="control",
+        )
+        assert claims.sub == "alice@lab" and claims.exp == int(hold.timestamp())
+        assert claims.rid == 0 and claims.jti == got["lease"]["jti"]
+        with pytest.raises(LeaseError):
+            verify_lease(
+                got["lease"]["token"],
+                env.state.signing_key.public_key(),
+                robot="arm-2",
+                now=env.clock.now.timestamp(),
+            )
         # the hold is on the calendar
         busy = client.get(
             f"/robots/{env.seeded.robots['arm-1']}/availability",
@@ -69,7 +84,6 @@ def test_a_claim_holds_the_robot_and_mints_a_lease(database_url: str, tmp_path: 
             for e in client.get(f"/jobs/{job['id']}/logs", headers=env.h("alice@lab")).json()
         ]
         assert kinds == ["submitted", "claimed", "episode", "episode", "episode", "finished"]
-        assert HANDS
 
 
 def test_no_claim_while_offline_in_maintenance_estopped_blocked_or_booked(
