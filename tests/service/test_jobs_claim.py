@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from raas.leases import LeaseError, verify_lease
+from raas.service.models import Job
 from tests.service.jobs_harness import (
     HANDS,
     attempt_url,
@@ -196,3 +197,27 @@ def test_who_may_claim_and_which_jobs_qualify(database_url: str, tmp_path: Path)
         )
         assert r.json()["status"] == "failed" and r.json()["message"] == "bundle broken"
         assert claim(env, "arm-2").json()["job"]["id"] == for_hand_2["id"]
+
+
+def test_deactivating_an_account_cancels_its_jobs(database_url: str, tmp_path: Path) -> None:
+    env, client = jobs_env(database_url, tmp_path)
+    h1 = robot_headers(env, "arm-1")
+    with client:
+        report_in(env, "arm-1")
+        running = submit(env, "bob@lab")
+        got = claim(env, "arm-1").json()
+        queued = submit(env, "bob@lab")
+        bob = env.seeded.users["bob@lab"][0]
+        r = client.patch(f"/users/{bob}", json={"active": False}, headers=env.h("admin@lab"))
+        assert r.status_code == 200, r.text
+        for job in (running, queued):
+            read = client.get(f"/jobs/{job['id']}", headers=env.h("staff@lab")).json()
+            assert read["status"] == "cancelled"
+        feed = client.get(
+            f"/robots/{env.seeded.robots['arm-1']}/revocations", params={"since": 0}, headers=h1
+        ).json()["revocations"]
+        assert [e["jti"] for e in feed] == [got["lease"]["jti"]]
+        # a job of an inactive account is never claimed (nor its lease minted)
+        with env.state.db.write() as db:
+            db.get_one(Job, queued["id"]).status = "queued"
+        assert claim(env, "arm-1").status_code == 204
