@@ -29,11 +29,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, issuer: LeaseIssuer) -> Ite
 @pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small example bundle as one file (what the bundle store hands a worker)."""
-    from raas_client.session import _bundle_bytes
+    from raas_client.bundles import pack
 
     from raas.policy.examples import ensure_examples
 
     d = ensure_examples(tmp_path_factory.mktemp("bundles"), ["small"])["small"]
     f = d.parent / "small.tar"
-    f.write_bytes(_bundle_bytes(d))
+    f.write_bytes(pack(d))
     return f
