@@ -190,10 +190,11 @@ def start_worker(service: Service, state_dir: Path, *args: str) -> WorkerProcess
     return worker
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
+def wait_until(predicate: Any, timeout: float, what: str, explain: Any = None) -> None:
+    """Poll predicate() until true; else fail naming `what` (and explain(), e.g. an output)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f":\n{explain()}" if explain else ""))

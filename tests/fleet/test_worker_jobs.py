@@ -9,44 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fleet.service_harness import (
-    Service,
-    linked_daemon,
-    start_worker,
-    wait_until,
-)
+from tests.fleet.service_harness import Service, start_worker, wait_until
 from tests.transport.harness import RobotDaemon
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
-CLAIM_TIMEOUT_S = 3.0
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    s = Service(
-        Path(tmp_path_factory.mktemp("service")),
-        job_claim_timeout_s=CLAIM_TIMEOUT_S,
-        job_sweep_interval_s=0.5,
-    )
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def robot(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RobotDaemon]:
-    d = linked_daemon(service, Path(tmp_path_factory.mktemp("cell")))
-    yield d
-    d.stop()
-
 
 def test_a_job_runs_on_the_robot_and_its_results_land_in_the_service(
-    service: Service, robot: RobotDaemon, small_bundle: Path, tmp_path: Path
+    service: Service, linked_robot: RobotDaemon, small_bundle: Path, tmp_path: Path
 ) -> None:
     sha = service.upload(small_bundle.read_bytes())
     job = service.submit(sha, episodes=2, seed=5)
@@ -77,7 +51,7 @@ def test_a_job_runs_on_the_robot_and_its_results_land_in_the_service(
 
 
 def test_a_killed_worker_s_job_is_finished_by_another_with_its_episodes_kept(
-    service: Service, robot: RobotDaemon, small_bundle: Path, tmp_path: Path
+    service: Service, linked_robot: RobotDaemon, small_bundle: Path, tmp_path: Path
 ) -> None:
     sha = service.upload(small_bundle.read_bytes())
     job = service.submit(sha, episodes=3, seed=1)
@@ -110,4 +84,4 @@ def test_a_killed_worker_s_job_is_finished_by_another_with_its_episodes_kept(
     assert f"job {jid} claimed (attempt {got['attempt']}): {3 - len(kept)} of 3" in out
     logs = service.call("GET", f"/jobs/{jid}/logs").json()
     assert "requeued" in [e["kind"] for e in logs]
-    assert robot.alive()
+    assert linked_robot.alive()
