@@ -126,6 +126,10 @@ def linked_daemon(service: Service, tmp: Path) -> RobotDaemon:
             service.url,
             "--robot-id",
             str(service.robot_id),
+            # the worker heartbeats its session every 0.2 s; on a loaded 2-core machine a
+            # process can stall longer than the harness's 0.5 s (the daemon's default is 1 s)
+            "--liveness",
+            "2",
         ),
         env={"RAAS_ROBOT_TOKEN": service.robot_token},
     )
