@@ -144,7 +144,8 @@ def _usage(db: Session, user_ids: set[int], now: datetime) -> dict[int, tuple[fl
 
 
 def _qualifies(robot: Robot, now: datetime) -> ColumnElement[bool]:
-    """Queued jobs naming this robot, its hand model, or neither, not past their deadline."""
+    """Queued jobs naming this robot, its hand model, or neither, not past their deadline,
+    of an active account."""
     hand: ColumnElement[bool] = Job.hand_model.is_(None)
     if robot.hand_model:
         hand = hand | (Job.hand_model == robot.hand_model)
@@ -153,6 +154,8 @@ def _qualifies(robot: Robot, now: datetime) -> ColumnElement[bool]:
         Job.robot_id.is_(None) | (Job.robot_id == robot.id),
         hand,
         Job.deadline.is_(None) | (Job.deadline > now),
+        # a deactivated account's jobs wait (no lease is minted for it)
+        Job.user_id.in_(select(User.id).where(User.active.is_(True))),
     )
 
 
@@ -185,11 +188,11 @@ def candidates(db: Session, robot: Robot, now: datetime) -> list[Candidate]:
     return sorted(jobs, key=key)
 
 
-def has_candidates(db: Session, robot_id: int, now: datetime) -> bool:
-    """A cheap read: might a claim by this robot find a job? (The long-poll asks before it
-    takes the write lock.)"""
+def has_candidates(db: Session, robot_id: int, now: datetime, settings: Settings) -> bool:
+    """A cheap read: might a claim by this robot find a job now? (The long-poll asks before
+    it takes the write lock: a blocked robot or an empty queue costs no write.)"""
     robot = db.get(Robot, robot_id)
-    if robot is None:
+    if robot is None or blocker(db, robot, now, settings) is not None:
         return False
     return db.scalars(select(Job.id).where(_qualifies(robot, now)).limit(1)).first() is not None
 
