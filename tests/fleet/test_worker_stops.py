@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 from raas_client.session import RemoteRobot
 
-from tests.fleet.service_harness import Service, start_worker, wait_until
+from tests.fleet.service_harness import (
+    Service,
+    descendants,
+    kill_left,
+    start_worker,
+    wait_until,
+)
 from tests.transport.harness import RobotDaemon, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -159,8 +165,10 @@ def test_a_dead_daemon_interrupts_the_job(
     """Last: the robot's daemon is killed."""
     jid = service.submit(service.upload(small_bundle.read_bytes()), episodes=4)["id"]
     worker = start_worker(service, tmp_path / "w", "--once")
+    children: list[int] = []
     try:
         wait_until(lambda: service.job(jid)["episodes_done"] >= 1, 180, "a first episode")
+        children = descendants(linked_robot.proc.pid)  # its rig and recorder processes
         linked_robot.proc.send_signal(signal.SIGKILL)
         linked_robot.proc.wait(30)
         assert worker.wait(120) == 0, worker.output()
@@ -172,3 +180,4 @@ def test_a_dead_daemon_interrupts_the_job(
     finally:
         worker.stop()
         service.call("POST", f"/jobs/{jid}/cancel")
+        kill_left(children)  # the recorder process does not die with a SIGKILLed daemon
