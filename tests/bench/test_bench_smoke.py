@@ -190,6 +190,12 @@ SMOKE: dict[str, Smoke] = {
         ours=(("cases", "supervisor"), ("cases", "conditioner")),
         peer=(("cases", "clip"),),
     ),
+    "scene_reset": Smoke(  # the reset command vs a fresh rig, between two episodes
+        ("--resets", "5", "--rigs", "2"),
+        ours=(("ours_reset_command_us",),),
+        peer=(("peer_fresh_rig_us",),),
+        expect={("args", "resets"): 5, ("args", "rigs"): 2},
+    ),
     "serial_codec": Smoke(
         ("--frames", "500", "--duration", "1"),
         ours=(("state_round_trip_us", "ours"), ("bytes_per_frame", "ours")),
