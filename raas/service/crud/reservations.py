@@ -214,7 +214,7 @@ def check_slot(
     bookings, buffer. `limits` are the user's (read here when not given); `exclude_id` is a
     booking being moved (it does not collide with itself); `keeps_start` lets a running
     booking keep its start that is already past. One statement reads what the slot may
-    collide with (`_around`)."""
+    collide with (`_AROUND`)."""
     if end <= start:
         raise InvalidTimeRange("ends_at must be after starts_at")
     if start < now - START_GRACE and not keeps_start:
@@ -389,7 +389,7 @@ def create(
     user for the same request, the booking made then comes back (replayed=True).
 
     Three statements inside the write transaction: robot + limits + idempotency key
-    (`_robot_and_limits`), everything the slot may collide with (`_around`), the insert (a
+    (`_robot_and_limits`), everything the slot may collide with (`_AROUND`), the insert (a
     Core INSERT: the answer is built from what the request already holds, not read back)."""
     if data.ends_at <= data.starts_at:
         raise InvalidTimeRange("ends_at must be after starts_at")
