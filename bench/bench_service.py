@@ -3,14 +3,16 @@
 Two workloads, each against both servers (uvicorn in a subprocess, identical settings: one
 worker, h11, asyncio loop, no access log, on 127.0.0.1), the peer first, never at the same time:
   availability   GET /robots/{id}/availability for a one-week window (the calendar's read);
-                 the service answers from a SQLite database holding `--prebooked` bookings
+                 the service answers from a database holding `--prebooked` bookings
   booking        POST /reservations, each a new non-overlapping slot; the service checks the
                  robot, maintenance, quota and overlap, writes, audits and commits (fsync'd,
                  synchronous=FULL) before it answers 201
 The peer (bench/peer_fastapi.py) has the same routes and models; its availability read does no
 work (bare FastAPI GET) and its booking inserts the same one row with the same durability (SQLite
 WAL, synchronous=FULL, commit before the 201), so the ratios say what authentication, the ORM and
-the booking rules cost on top of the framework and of the write itself.
+the booking rules cost on top of the framework and of the write itself. With `--db postgresql`
+both sides use one throwaway PostgreSQL server (tests/service/pg_server.py, fsync on), a
+database each; the report is then bench/results/service_postgresql.json.
 
 A closed loop: N keep-alive connections (`--concurrency`, default 1 and 8: 1 shows the latency of
 one request alone, 8 the throughput under load), each sending its next request when the last
@@ -18,7 +20,7 @@ answer arrived, for `--duration` seconds after a short warm-up. Latency is per r
 send to last byte, in microseconds; the client is a minimal HTTP/1.1 reader on asyncio streams,
 so it is not the bottleneck it would be with a full client library on 2 shared cores.
 
-    python -m bench service -- [--duration S] [--concurrency 1,8] [--prebooked N]
+    python -m bench service -- [--duration S] [--concurrency 1,8] [--prebooked N] [--db D]
     python -m bench.bench_service [same options]
 """
 
