@@ -3,14 +3,16 @@
 Two workloads, each against both servers (uvicorn in a subprocess, identical settings: one
 worker, h11, asyncio loop, no access log, on 127.0.0.1), the peer first, never at the same time:
   availability   GET /robots/{id}/availability for a one-week window (the calendar's read);
-                 the service answers from a SQLite database holding `--prebooked` bookings
+                 the service answers from a database holding `--prebooked` bookings
   booking        POST /reservations, each a new non-overlapping slot; the service checks the
                  robot, maintenance, quota and overlap, writes, audits and commits (fsync'd,
                  synchronous=FULL) before it answers 201
 The peer (bench/peer_fastapi.py) has the same routes and models; its availability read does no
 work (bare FastAPI GET) and its booking inserts the same one row with the same durability (SQLite
 WAL, synchronous=FULL, commit before the 201), so the ratios say what authentication, the ORM and
-the booking rules cost on top of the framework and of the write itself.
+the booking rules cost on top of the framework and of the write itself. With `--db postgresql`
+both sides use one throwaway PostgreSQL server (tests/service/pg_server.py, fsync on), a
+database each; the report is then bench/results/service_postgresql.json.
 
 A closed loop: N keep-alive connections (`--concurrency`, default 1 and 8: 1 shows the latency of
 one request alone, 8 the throughput under load), each sending its next request when the last
@@ -18,7 +20,7 @@ answer arrived, for `--duration` seconds after a short warm-up. Latency is per r
 send to last byte, in microseconds; the client is a minimal HTTP/1.1 reader on asyncio streams,
 so it is not the bottleneck it would be with a full client library on 2 shared cores.
 
-    python -m bench service -- [--duration S] [--concurrency 1,8] [--prebooked N]
+    python -m bench service -- [--duration S] [--concurrency 1,8] [--prebooked N] [--db D]
     python -m bench.bench_service [same options]
 """
 
@@ -120,9 +122,10 @@ class Seeded:
     robot_id: int
 
 
-def seed(tmp: Path, prebooked: int) -> Seeded:
-    """A SQLite database with a researcher (unlimited quota, API token), a robot, and
-    `prebooked` bookings by another user spread over the first PREBOOK_DAYS days."""
+def seed(tmp: Path, prebooked: int, database_url: str | None = None) -> Seeded:
+    """A database (`database_url`, a SQLite file in `tmp` by default) with a researcher
+    (unlimited quota, API token), a robot, and `prebooked` bookings by another user spread over
+    the first PREBOOK_DAYS days."""
     from raas.service.app import create_state
     from raas.service.crud import robots as robot_crud
     from raas.service.crud import tokens as token_crud
@@ -132,7 +135,8 @@ def seed(tmp: Path, prebooked: int) -> Seeded:
     from raas.service.settings import Settings
 
     settings = Settings(
-        database_url=f"sqlite:///{tmp / 'raas.db'}", signing_key_path=tmp / "signing-key.pem"
+        database_url=database_url or f"sqlite:///{tmp / 'raas.db'}",
+        signing_key_path=tmp / "signing-key.pem",
     )
     state = create_state(settings)
     now = datetime.now(UTC)
@@ -170,6 +174,28 @@ def seed(tmp: Path, prebooked: int) -> Seeded:
     finally:
         state.db.dispose()
     return Seeded(settings.database_url, settings.signing_key_path, token, robot_id)
+
+
+@contextmanager
+def databases(kind: str, tmp: Path) -> Iterator[tuple[str | None, dict[str, str]]]:
+    """The service's database URL (None: a SQLite file in `tmp`) and the peer's environment.
+    `postgresql`: a throwaway server as the tests start it (tests/service/pg_server.py) but
+    with PostgreSQL's durable defaults (fsync, synchronous_commit on), one database per side."""
+    if kind == "sqlite":
+        yield None, {"PEER_DATABASE": str(tmp / "peer.db")}
+        return
+    from tests.service.pg_server import start_pg_server, unavailable_reason
+
+    why = unavailable_reason()
+    if why is not None:
+        raise RuntimeError(f"--db postgresql: {why}")
+    pg = start_pg_server(durable=True)
+    try:
+        raas_url = pg.create_database("raas_bench")
+        peer_url = pg.create_database("peer_bench").replace("postgresql+psycopg", "postgresql")
+        yield raas_url, {"PEER_DATABASE_URL": peer_url}
+    finally:
+        pg.stop()
 
 
 # ---------------------------------------------------------------------------- load
@@ -309,6 +335,11 @@ def workloads(robot_id: int, token: str | None) -> dict[str, tuple[Callable[[int
 
 # ---------------------------------------------------------------------------- report
 
+DATABASES = {
+    "sqlite": "sqlite (WAL, synchronous=FULL), a file per side",
+    "postgresql": "postgresql (fsync, synchronous_commit on), one server, a database per side",
+}
+
 
 def _line(label: str, r: dict[str, Any]) -> str:
     d = r["latency_us"]
@@ -328,19 +359,25 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", default="1,8", help="keep-alive connections, a comma list (1,8)"
     )
     ap.add_argument("--prebooked", type=int, default=500, help="bookings already held (500)")
+    ap.add_argument(
+        "--db",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="both sides' database: a SQLite file each (default) or one throwaway PostgreSQL "
+        "server (fsync on), a database each",
+    )
     args = ap.parse_args(argv)
     levels = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
 
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="raas-bench-service-") as tmpdir:
+    with (
+        tempfile.TemporaryDirectory(prefix="raas-bench-service-") as tmpdir,
+        databases(args.db, Path(tmpdir)) as (raas_url, peer_env),
+    ):
         tmp = Path(tmpdir)
-        seeded = seed(tmp, args.prebooked)
+        seeded = seed(tmp, args.prebooked, raas_url)
         sides = {
-            "bare": (
-                "bench.peer_fastapi:create_app",
-                {"PEER_DATABASE": str(tmp / "peer.db")},
-                None,
-            ),
+            "bare": ("bench.peer_fastapi:create_app", peer_env, None),
             "raas": (
                 "raas.service.app:create_app",
                 {
@@ -362,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(_line(key, row), flush=True)
 
     summary: dict[str, Any] = {}
+    print(f"== database: {DATABASES[args.db]}")
     print(f"== machine load (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("== raas / bare")
     for name, sides_result in results.items():
@@ -377,14 +415,14 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 x{s['p99_ratio']}"
         )
     write_report(
-        "service",
+        "service" if args.db == "sqlite" else f"service_{args.db}",
         {
             "settings": {
                 "duration_s": args.duration,
                 "warmup_s": args.warmup,
                 "concurrency": levels,
                 "prebooked": args.prebooked,
-                "database": "sqlite (WAL, synchronous=FULL), both sides' bookings",
+                "database": DATABASES[args.db],
                 "uvicorn": UVICORN_ARGS,
             },
             "results": results,

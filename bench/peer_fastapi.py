@@ -7,8 +7,12 @@ handlers run in the thread pool as the service's are), no authentication and no 
                  (WAL, synchronous=FULL, BEGIN IMMEDIATE behind one process-wide lock, commit
                  before the 201), through the standard library's sqlite3: "bare FastAPI + the
                  same one-row insert, same durability"
-The database is `$PEER_DATABASE` (a temporary file when unset). What the service costs beyond
-this is what raas itself adds: authentication, the ORM, the booking rules, the audit row.
+The database is `$PEER_DATABASE` (a temporary file when unset); with `$PEER_DATABASE_URL`
+(`postgresql://...`, the benchmark's `--db postgresql`) the row goes into that PostgreSQL
+database instead, through psycopg 3 (the service's driver), one connection per thread, committed
+before the 201 with the server's durability (no process lock: PostgreSQL takes row locks). What
+the service costs beyond this is what raas itself adds: authentication, the ORM, the booking
+rules, the audit row.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, status
 from pydantic import BaseModel
@@ -109,10 +113,64 @@ class Store:
         return int(cur.lastrowid or 0)
 
 
+PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reservations (
+    id BIGSERIAL PRIMARY KEY,
+    robot_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    starts_at TIMESTAMPTZ NOT NULL,
+    ends_at TIMESTAMPTZ NOT NULL,
+    status TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+
+class PgStore:
+    """One psycopg connection per thread to one PostgreSQL database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.local = threading.local()
+        conn = self.connection()
+        conn.execute(PG_SCHEMA)
+        conn.commit()
+
+    def connection(self) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            import psycopg
+
+            conn = psycopg.connect(self.url)
+            self.local.conn = conn
+        return conn
+
+    def insert(self, body: ReservationCreate, created_at: datetime) -> int:
+        conn = self.connection()
+        try:
+            row = conn.execute(
+                "INSERT INTO reservations (robot_id, user_id, starts_at, ends_at, status,"
+                " purpose, created_at) VALUES (%s, 1, %s, %s, 'confirmed', %s, %s)"
+                " RETURNING id",
+                (body.robot_id, body.starts_at, body.ends_at, body.purpose, created_at),
+            ).fetchone()
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return int(row[0])
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="bare peer")
+    url = os.environ.get("PEER_DATABASE_URL")
     given = os.environ.get("PEER_DATABASE")
-    store = Store(Path(given) if given else Path(tempfile.mkdtemp()) / "peer.db")
+    store: Store | PgStore
+    if url:
+        store = PgStore(url)
+    else:
+        store = Store(Path(given) if given else Path(tempfile.mkdtemp()) / "peer.db")
 
     @app.get("/health")
     def health() -> dict[str, str]:

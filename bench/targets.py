@@ -45,6 +45,7 @@ class Run:
     args: tuple[str, ...]
     long_args: tuple[str, ...] | None = None  # with --long (None: the short args)
     timeout_s: float = 600.0
+    report: str | None = None  # the report's name when it is not the benchmark's
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,12 @@ RUNS: dict[str, Run] = {
         "service",
         ("--duration", "5", "--warmup", "1", "--concurrency", "32"),
         ("--duration", "30", "--concurrency", "32"),
+    ),
+    "service_postgresql": Run(
+        "service",
+        ("--duration", "5", "--warmup", "1", "--concurrency", "32", "--db", "postgresql"),
+        ("--duration", "30", "--concurrency", "32", "--db", "postgresql"),
+        report="service_postgresql",
     ),
     "dynamixel": Run("dynamixel", ("--duration", "3"), ("--duration", "10")),
     "clock": Run("clock", ()),
@@ -221,6 +228,12 @@ TARGETS: tuple[Target, ...] = (
         "service_booking", "service: bookings created per second, 32 connections, vs bare "
         "FastAPI + the same one-row insert, same durability (bench/peer_fastapi.py)",
         16, "service", Figure((*_BK, "raas", "per_second")),
+        Figure((*_BK, "bare", "per_second")), 0.5, ">=", "ratio", unit="req/s",
+    ),
+    Target(
+        "service_booking_postgresql", "service on PostgreSQL (fsync on): bookings created per "
+        "second, 32 connections, vs bare FastAPI + the same one-row insert on the same server",
+        16, "service_postgresql", Figure((*_BK, "raas", "per_second")),
         Figure((*_BK, "bare", "per_second")), 0.5, ">=", "ratio", unit="req/s",
     ),
     # issue 13: real hardware drivers
@@ -370,7 +383,7 @@ def run_one(key: str, run: Run, long: bool, out: Path) -> dict[str, Any]:
         info["why"] = f"timed out after {run.timeout_s:g} s"
     info["wall_s"] = round(time.monotonic() - t0, 1)
     info["load_end"] = [round(x, 2) for x in os.getloadavg()]
-    report = folder / f"{run.bench}.json"
+    report = folder / f"{run.report or run.bench}.json"
     if report.exists():
         info["report"] = str(report.relative_to(ROOT) if report.is_relative_to(ROOT) else report)
     else:

@@ -2,12 +2,12 @@
 
 The service's sessions (both factories of `raas.service.db.Database`) are watched: a commit
 whose flush added, changed or deleted an instance of one of the `watched` models, or that ran
-any statement other than a SELECT through the session (bulk UPDATE/DELETE/INSERT, raw SQL),
-empties the cache inside that commit, before the route answers. A reader that read the
-database before such a commit cannot store what it read: it takes `generation` before reading
-and `put` refuses a stale generation. Other processes are heard only through
-`on_commit_invalidate` (called after such a commit: the token cache publishes it to the other
-service processes, raas/service/notify.py) and whoever calls `invalidate()` on their word;
+through the session an INSERT/UPDATE/DELETE on one of their tables or any other statement that
+is not a SELECT (raw SQL), empties the cache inside that commit, before the route answers. A
+reader that read the database before such a commit cannot store what it read: it takes
+`generation` before reading and `put` refuses a stale generation. Other processes are heard only
+through `on_commit_invalidate` (called after such a commit: the token cache publishes it to the
+other service processes, raas/service/notify.py) and whoever calls `invalidate()` on their word;
 without that an entry is trusted for at most `ttl_s` after it was stored, then read again.
 """
 
@@ -87,8 +87,16 @@ class CommitCache(Generic[K, V]):
                     session.info[mark] = True
                     return
 
+        tables = {getattr(model, "__table__", None) for model in watched}
+
         def on_execute(state: ORMExecuteState) -> None:
-            if not state.is_select:
+            # A Core INSERT/UPDATE/DELETE names its table: one into a table that is not
+            # watched (a booking's reservation or audit row, for the token cache) leaves the
+            # cache alone. Anything else that is not a SELECT (raw SQL) empties it.
+            if state.is_select:
+                return
+            table = getattr(state.statement, "table", None)
+            if table is None or table in tables:
                 state.session.info[mark] = True
 
         def after_commit(session: Session) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from raas.service.commit_cache import CommitCache
 from raas.service.models import JobAttempt, MaintenanceBlock, Reservation, Robot
 from raas.service.token_cache import TokenCache
+from raas.service.write_batch import WriteBatcher
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 #: Connections kept open. Sized to the request thread pool (anyio's default is 40 threads):
@@ -134,6 +135,9 @@ class Database:
         for cache in (self.token_cache, self.availability_cache):
             cache.watch(self.writer)
             cache.watch(self.reader)
+        #: SQLite: writes submitted together share one transaction and one commit
+        #: (raas/service/write_batch.py); None on PostgreSQL.
+        self.batcher = WriteBatcher(self.writer) if self.sqlite else None
 
     @property
     def sqlite(self) -> bool:
@@ -150,4 +154,6 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         self.engine.dispose()

@@ -128,8 +128,11 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_pg_server(attempts: int = 3) -> PgServer:
-    """initdb + pg_ctl start in a new temporary directory; the caller must `stop()` it."""
+def start_pg_server(attempts: int = 3, *, durable: bool = False) -> PgServer:
+    """initdb + pg_ctl start in a new temporary directory; the caller must `stop()` it.
+    `durable` (the service benchmark) keeps PostgreSQL's defaults that make a commit wait for
+    its WAL flush (fsync, synchronous_commit, full_page_writes on) and allows 120
+    connections; the tests' server turns them off for speed."""
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError(f"no PostgreSQL server binaries under {PG_GLOB}")
@@ -167,12 +170,17 @@ def start_pg_server(attempts: int = 3) -> PgServer:
                     f"-p {server.port}",
                     "-c listen_addresses=127.0.0.1",
                     f"-k {server.sockdir}",
-                    "-c fsync=off",
-                    "-c synchronous_commit=off",
-                    "-c full_page_writes=off",
+                    *(
+                        ["-c max_connections=150"]
+                        if durable
+                        else [
+                            "-c fsync=off",
+                            "-c synchronous_commit=off",
+                            "-c full_page_writes=off",
+                            "-c max_connections=150",  # two service processes + notify
+                        ]
+                    ),
                     "-c TimeZone=UTC",
-                    # two service processes (40 request threads each, + 2 notify connections)
-                    "-c max_connections=150",
                 ]
             )
             try:

@@ -13,8 +13,19 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import (
+    CursorResult,
+    Executable,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,12 +49,14 @@ from raas.service.errors import (
 )
 from raas.service.models import (
     MaintenanceBlock,
+    Quota,
     Reservation,
     ReservationStatus,
     Revocation,
     Robot,
     Role,
     User,
+    UTCDateTime,
 )
 from raas.service.schemas import ReservationCreate, ReservationSeriesCreate
 from raas.service.settings import Settings
@@ -118,44 +131,69 @@ def list_reservations(
     return list(db.scalars(stmt))
 
 
-def _check_quota(
-    db: Session,
-    user: User,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    zone: tzinfo,
-    exclude_id: int | None,
-) -> None:
-    limits = user_crud.limits(db, user)
-    if limits.max_days_ahead is not None and end > now + timedelta(days=limits.max_days_ahead):
-        raise TooFarAhead(f"bookings may end at most {limits.max_days_ahead} days ahead")
-    if limits.hours_per_week is None:
-        return
-    wanted = hours_by_week(start, end, zone)
-    first, last = min(wanted), _next_week(max(wanted), zone)
-    booked: dict[datetime, float] = defaultdict(float)
-    stmt = select(Reservation.starts_at, Reservation.ends_at).where(
-        Reservation.user_id == user.id,
-        Reservation.status == ReservationStatus.confirmed.value,
-        Reservation.starts_at < last,
-        Reservation.ends_at > first,
-    )
-    if exclude_id is not None:
-        stmt = stmt.where(Reservation.id != exclude_id)
-    for s, e in db.execute(stmt).all():
-        for w, h in hours_by_week(s, e, zone).items():
-            booked[w] += h
-    for w, h in wanted.items():
-        if booked[w] + h > limits.hours_per_week + 1e-9:
-            raise QuotaExceeded(
-                f"week of {w.astimezone(zone).date()}: {booked[w]:.2f} h booked + {h:.2f} h "
-                f"requested > {limits.hours_per_week:g} h allowed"
-            )
-
-
 def is_staff_role(user: User) -> bool:
     return user.role in (Role.staff.value, Role.admin.value)
+
+
+def _build_around(*, quota: bool, exclude: bool, ranges: bool) -> Executable:
+    """One statement for everything a slot can collide with, each row tagged by its kind:
+    'm' the robot's maintenance blocks overlapping [start, end), 'r' the robot's confirmed
+    bookings overlapping [lo, hi) (the slot widened by the buffer), and with `quota` 'q' the
+    user's confirmed bookings overlapping [q_lo, q_hi) (the weeks the slot touches); with
+    `exclude` the booking `exclude_id` (one being moved) is left out. With `ranges`
+    (PostgreSQL) the robot's bookings are found by range overlap, which the GiST index of the
+    no-overlap exclusion constraint answers directly (`starts_at < hi AND ends_at > lo` on the
+    btree index scans every earlier booking of the robot). Built once per variant
+    (`_AROUND`): executing a built statement again skips SQLAlchemy's statement construction
+    and cache-key generation."""
+    m, r = MaintenanceBlock.__table__.c, Reservation.__table__.c
+    confirmed = r.status == ReservationStatus.confirmed.value
+    parts = [
+        select(literal("m").label("kind"), m.starts_at, m.ends_at).where(
+            m.robot_id == bindparam("robot_id"),
+            m.starts_at < bindparam("end"),
+            m.ends_at > bindparam("start"),
+        ),
+        select(literal("r"), r.starts_at, r.ends_at).where(
+            r.robot_id == bindparam("robot_id"),
+            confirmed,
+            r.starts_at < bindparam("hi"),
+            r.ends_at > bindparam("lo"),
+            *(
+                [
+                    func.tstzrange(r.starts_at, r.ends_at, "[)").op("&&")(
+                        func.tstzrange(
+                            bindparam("lo", type_=UTCDateTime),
+                            bindparam("hi", type_=UTCDateTime),
+                            "[)",
+                        )
+                    )
+                ]
+                if ranges
+                else []
+            ),
+            *([r.id != bindparam("exclude_id")] if exclude else []),
+        ),
+    ]
+    if quota:
+        parts.append(
+            select(literal("q"), r.starts_at, r.ends_at).where(
+                r.user_id == bindparam("user_id"),
+                confirmed,
+                r.starts_at < bindparam("q_hi"),
+                r.ends_at > bindparam("q_lo"),
+                *([r.id != bindparam("exclude_id")] if exclude else []),
+            )
+        )
+    return union_all(*parts)
+
+
+_AROUND = {
+    (quota, exclude, ranges): _build_around(quota=quota, exclude=exclude, ranges=ranges)
+    for quota in (False, True)
+    for exclude in (False, True)
+    for ranges in (False, True)
+}
 
 
 def check_slot(
@@ -167,13 +205,16 @@ def check_slot(
     now: datetime,
     settings: Settings,
     *,
+    limits: user_crud.Limits | None = None,
     exclude_id: int | None = None,
     keeps_start: bool = False,
 ) -> None:
     """Every rule a booking of `user` on `robot` for [start, end) must pass, in the order a
     person would fix them: range, robot state, grid and length, maintenance, quota, other
-    bookings, buffer. `exclude_id` is a booking being moved (it does not collide with itself);
-    `keeps_start` lets a running booking keep its start that is already past."""
+    bookings, buffer. `limits` are the user's (read here when not given); `exclude_id` is a
+    booking being moved (it does not collide with itself); `keeps_start` lets a running
+    booking keep its start that is already past. One statement reads what the slot may
+    collide with (`_AROUND`)."""
     if end <= start:
         raise InvalidTimeRange("ends_at must be after starts_at")
     if start < now - START_GRACE and not keeps_start:
@@ -186,25 +227,33 @@ def check_slot(
         )
     rules = rules_for(robot, settings, staff=is_staff_role(user))
     check_shape(rules, start, end, robot.name)
-    if db.scalars(
-        select(MaintenanceBlock.id).where(
-            MaintenanceBlock.robot_id == robot.id,
-            MaintenanceBlock.starts_at < end,
-            MaintenanceBlock.ends_at > start,
-        )
-    ).first():
-        raise MaintenanceConflict()
-    _check_quota(db, user, start, end, now, settings.zone, exclude_id)
+    if limits is None:
+        limits = user_crud.limits(db, user)
+    zone = settings.zone
+    wanted = hours_by_week(start, end, zone) if limits.hours_per_week is not None else None
+    window = (min(wanted), _next_week(max(wanted), zone)) if wanted else None
     buffer = timedelta(seconds=rules.buffer_s)
-    stmt = select(Reservation.starts_at, Reservation.ends_at).where(
-        Reservation.robot_id == robot.id,
-        Reservation.status == ReservationStatus.confirmed.value,
-        Reservation.starts_at < end + buffer,
-        Reservation.ends_at > start - buffer,
-    )
-    if exclude_id is not None:
-        stmt = stmt.where(Reservation.id != exclude_id)
-    neighbours = db.execute(stmt).all()
+    params: dict[str, Any] = {
+        "robot_id": robot.id,
+        "start": start,
+        "end": end,
+        "lo": start - buffer,
+        "hi": end + buffer,
+        "exclude_id": exclude_id,
+    }
+    if window is not None:
+        params.update(user_id=user.id, q_lo=window[0], q_hi=window[1])
+    connection = db.connection()
+    postgresql = connection.dialect.name == "postgresql"
+    around = _AROUND[window is not None, exclude_id is not None, postgresql]
+    rows = [(r[0], r[1], r[2]) for r in connection.execute(around, params)]
+    if any(kind == "m" for kind, _, _ in rows):
+        raise MaintenanceConflict()
+    if limits.max_days_ahead is not None and end > now + timedelta(days=limits.max_days_ahead):
+        raise TooFarAhead(f"bookings may end at most {limits.max_days_ahead} days ahead")
+    if wanted is not None and limits.hours_per_week is not None:
+        _check_hours(rows, wanted, limits.hours_per_week, zone)
+    neighbours = [(s, e) for kind, s, e in rows if kind == "r"]
     if any(s < end and e > start for s, e in neighbours):
         raise ReservationConflict()
     if neighbours:
@@ -214,6 +263,25 @@ def check_slot(
         )
 
 
+def _check_hours(
+    rows: list[tuple[str, datetime, datetime]],
+    wanted: dict[datetime, float],
+    hours_per_week: float,
+    zone: tzinfo,
+) -> None:
+    booked: dict[datetime, float] = defaultdict(float)
+    for kind, s, e in rows:
+        if kind == "q":
+            for w, h in hours_by_week(s, e, zone).items():
+                booked[w] += h
+    for w, h in wanted.items():
+        if booked[w] + h > hours_per_week + 1e-9:
+            raise QuotaExceeded(
+                f"week of {w.astimezone(zone).date()}: {booked[w]:.2f} h booked + {h:.2f} h "
+                f"requested > {hours_per_week:g} h allowed"
+            )
+
+
 def _same_request(reservation: Reservation, data: ReservationCreate) -> bool:
     return (
         reservation.robot_id == data.robot_id
@@ -221,6 +289,90 @@ def _same_request(reservation: Reservation, data: ReservationCreate) -> bool:
         and reservation.ends_at == data.ends_at
         and reservation.purpose == data.purpose
     )
+
+
+#: What a booking reads of its robot: state, name and booking rules (robot_crud.bookable,
+#: booking_rules.rules_for, the refusals' wording).
+_ROBOT_COLUMNS = (
+    "id",
+    "name",
+    "status",
+    "health_blocked",
+    "health_note",
+    "booking_granularity_s",
+    "min_booking_s",
+    "max_booking_s",
+    "staff_max_booking_s",
+    "buffer_s",
+)
+
+
+def _build_robot_and_limits(*, lock_user: bool, key: bool) -> Executable:
+    """The robot `robot_id`, the quota row of `user_id` (NULLs without one) and, with `key`,
+    the id of that user's booking made with Idempotency-Key `key`. With `lock_user`
+    (PostgreSQL) the robot's and the user's rows are locked, in that order (the order every
+    writer takes them)."""
+    robots, quotas, users = Robot.__table__, Quota.__table__, User.__table__
+    r = Reservation.__table__.c
+    earlier = (
+        select(r.id)
+        .where(r.user_id == bindparam("user_id"), r.idempotency_key == bindparam("key"))
+        .scalar_subquery()
+        if key
+        else literal(None)
+    )
+    stmt = (
+        select(
+            *(robots.c[name] for name in _ROBOT_COLUMNS),
+            quotas.c.user_id.label("quota_user"),
+            quotas.c.hours_per_week,
+            quotas.c.max_days_ahead,
+            earlier.label("earlier_id"),
+        )
+        .select_from(robots)
+        .outerjoin(quotas, quotas.c.user_id == bindparam("user_id"))
+        .where(robots.c.id == bindparam("robot_id"))
+    )
+    if lock_user:
+        stmt = stmt.join(users, users.c.id == bindparam("user_id")).with_for_update(
+            of=(robots, users)
+        )
+    return stmt
+
+
+_ROBOT_AND_LIMITS = {
+    (lock_user, key): _build_robot_and_limits(lock_user=lock_user, key=key)
+    for lock_user in (False, True)
+    for key in (False, True)
+}
+
+
+def _robot_and_limits(
+    db: Session, robot_id: int, user: User, idempotency_key: str | None
+) -> tuple[Robot, user_crud.Limits, int | None]:
+    """The robot (row-locked), the user's limits and the id of the user's booking made with
+    `idempotency_key` (None without one), in one statement. On SQLite the write lock is
+    already held (FOR UPDATE means nothing there), so the user row is not joined for its
+    lock. The robot comes back as a detached Robot holding `_ROBOT_COLUMNS` only."""
+    connection = db.connection()
+    lock_user = connection.dialect.name != "sqlite"
+    stmt = _ROBOT_AND_LIMITS[lock_user, idempotency_key is not None]
+    params = {"robot_id": robot_id, "user_id": user.id, "key": idempotency_key}
+    row = connection.execute(stmt, params).first()
+    if row is None:
+        raise NotFound(f"no robot {robot_id}")
+    values = row._mapping
+    robot = Robot(**{name: values[name] for name in _ROBOT_COLUMNS})
+    if values["quota_user"] is None:
+        hours, days = user_crud.DEFAULT_QUOTAS[user.role]
+        limits = user_crud.Limits(hours, days, default=True)
+    else:
+        limits = user_crud.Limits(values["hours_per_week"], values["max_days_ahead"], default=False)
+    earlier_id: int | None = values["earlier_id"]
+    return robot, limits, earlier_id
+
+
+_INSERT = insert(cast(Table, Reservation.__table__))
 
 
 def create(
@@ -234,47 +386,43 @@ def create(
     series_id: str | None = None,
 ) -> tuple[Reservation, bool]:
     """Book; answers (reservation, replayed). With an idempotency key already used by this
-    user for the same request, the booking made then comes back (replayed=True)."""
+    user for the same request, the booking made then comes back (replayed=True).
+
+    Three statements inside the write transaction: robot + limits + idempotency key
+    (`_robot_and_limits`), everything the slot may collide with (`_AROUND`), the insert (a
+    Core INSERT: the answer is built from what the request already holds, not read back)."""
     if data.ends_at <= data.starts_at:
         raise InvalidTimeRange("ends_at must be after starts_at")
-    # Lock order everywhere: robot, then user. On SQLite the write lock is already held (and
-    # FOR UPDATE means nothing there), so the user row's lock is not asked for: one statement
-    # less inside the writers' queue.
-    robot = robot_crud.get(db, data.robot_id, lock=True)
-    if db.get_bind().dialect.name != "sqlite":
-        db.scalars(select(User.id).where(User.id == user.id).with_for_update()).first()
-    if idempotency_key is not None:
-        earlier = db.scalars(
-            select(Reservation).where(
-                Reservation.user_id == user.id, Reservation.idempotency_key == idempotency_key
+    robot, limits, earlier_id = _robot_and_limits(db, data.robot_id, user, idempotency_key)
+    if earlier_id is not None:
+        earlier = get(db, earlier_id)
+        if not _same_request(earlier, data):
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {idempotency_key!r} was used for reservation {earlier.id}, "
+                "a different request; use a new key for a new booking"
             )
-        ).first()
-        if earlier is not None:
-            if not _same_request(earlier, data):
-                raise IdempotencyKeyReused(
-                    f"Idempotency-Key {idempotency_key!r} was used for reservation {earlier.id}, "
-                    "a different request; use a new key for a new booking"
-                )
-            return earlier, True
-    check_slot(db, robot, user, data.starts_at, data.ends_at, now, settings)
-    reservation = Reservation(
-        robot_id=robot.id,
-        user_id=user.id,
-        starts_at=data.starts_at,
-        ends_at=data.ends_at,
-        status=ReservationStatus.confirmed.value,
-        purpose=data.purpose,
-        created_at=now,
-        updated_at=now,
-        idempotency_key=idempotency_key,
-        revision=0,
-        series_id=series_id,
-    )
-    db.add(reservation)
+        return earlier, True
+    check_slot(db, robot, user, data.starts_at, data.ends_at, now, settings, limits=limits)
+    values = {
+        "robot_id": robot.id,
+        "user_id": user.id,
+        "starts_at": data.starts_at,
+        "ends_at": data.ends_at,
+        "status": ReservationStatus.confirmed.value,
+        "purpose": data.purpose,
+        "created_at": now,
+        "updated_at": now,
+        "idempotency_key": idempotency_key,
+        "revision": 0,
+        "series_id": series_id,
+    }
     try:
-        db.flush()
+        result = cast(CursorResult[Any], db.execute(_INSERT, values))
     except IntegrityError as exc:
         raise ReservationConflict("the robot is already booked for part of that time") from exc
+    key = result.inserted_primary_key
+    assert key is not None
+    reservation = Reservation(id=key[0], **values)
     return reservation, False
 
 
