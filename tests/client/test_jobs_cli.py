@@ -122,7 +122,7 @@ def test_submit_uploads_the_bundle_once(lab: Lab) -> None:
     bundle = make_bundle(lab.tmp)
     r = raas("submit", str(bundle), "--episodes", "3", "--hand", "shadow-dexterous", env=lab.env())
     assert r.returncode == 0, r.stdout + r.stderr
-    sha = bundles.sha256_of(bundles.pack(bundle))
+    sha = bundles.sha256(bundles.pack(bundle))
     assert f"bundle my-policy: sha256 {sha[:16]}, uploaded" in r.stdout
     first = job_id_of(r.stdout.split("\n", 1)[1])
     assert f"job {first} queued: 3 episode(s) of reorientation on any shadow-dexterous robot" in (

@@ -139,10 +139,12 @@ class RobotSide:
             base,
             json={
                 "index": index,
-                "success_count": successes,
+                "successes": successes,
                 "end_reason": end_reason,
-                "safety_stop": None,
-                "timing": {"seconds": 12.5, "reset_s": 0.4},
+                "cycles": 156,
+                "seconds": 12.5,
+                "safety_stop": False,
+                "timing": {"reset_s": 0.4, "run_s": 12.5},
                 "recording_sha256": hashlib.sha256(data).hexdigest(),
             },
         )

@@ -1,11 +1,7 @@
-"""A policy bundle as the bytes that leave the researcher's machine, and their id.
-
-    data = pack(Path("my-bundle"))     # a file as is; a directory as a tar of it
-    digest = sha256_of(data)           # the content address: `PUT /bundles/{digest}`
-
-The same bytes go to a robot (`RemoteRobot.upload`) and to the reservation service's bundle
-store (`raas jobs submit`), so the id the service keeps is the sha256 the robot checks.
-"""
+"""Policy bundles as bytes: what `RemoteRobot.upload` sends to a robot and what the reservation
+service stores under `PUT /bundles/{sha256}` for an evaluation job. A file is sent as it is; a
+directory as an uncompressed tar of it, built the same way every time (entries in name order,
+no owners, times zeroed), so one directory always has one sha256."""
 
 from __future__ import annotations
 
@@ -15,22 +11,28 @@ import tarfile
 from pathlib import Path
 
 
+def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    return info
+
+
 def pack(path: Path) -> bytes:
-    """The bundle's bytes: a file as is, a directory as an (uncompressed) tar whose one top
-    folder is the directory's name."""
+    """The bytes of a bundle: a file's own bytes, or a directory as a tar (`<name>/...`)."""
     if path.is_dir():
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(path, arcname=path.name)
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(path, arcname=path.name, filter=_normalised)
         return buf.getvalue()
     return path.read_bytes()
 
 
-def sha256_of(data: bytes) -> str:
+def upload_name(path: Path) -> str:
+    """The name a bundle is uploaded under (a directory's tar gets `.tar`)."""
+    return path.name + (".tar" if path.is_dir() else "")
+
+
+def sha256(data: bytes) -> str:
     """The bundle's id: the sha256 hex of its packed bytes."""
     return hashlib.sha256(data).hexdigest()
-
-
-def upload_name(path: Path) -> str:
-    """The name a robot stores the upload under (a directory's tar gets `.tar`)."""
-    return path.name + (".tar" if path.is_dir() else "")

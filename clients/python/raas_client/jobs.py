@@ -223,7 +223,7 @@ class JobsClient:
         """Pack the bundle (`raas_client.bundles.pack`) and upload it once: (sha256, sent),
         `sent` False when the service already had those bytes."""
         data = bundles.pack(path)
-        sha = bundles.sha256_of(data)
+        sha = bundles.sha256(data)
         if self.has_bundle(sha):
             return sha, False
         self.put_bundle(data, sha, progress)

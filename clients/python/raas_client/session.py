@@ -389,7 +389,7 @@ class RemoteRobot:
     def upload(self, path: Path, progress: Callable[[int, int], None] | None = None) -> str:
         """Upload a bundle (a file; a directory is sent as a tar). Returns its sha256."""
         data = bundles.pack(path)
-        digest = bundles.sha256_of(data)
+        digest = bundles.sha256(data)
         name = bundles.upload_name(path)
         begin = self.request(Msg.UPLOAD_BEGIN, {"name": name, "size": len(data), "sha256": digest})
         step = int(begin.get("chunk_bytes", 256 * 1024))

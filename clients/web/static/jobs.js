@@ -54,7 +54,7 @@
   function successes(job) {
     const results = (job.results || []).slice().sort((a, b) => a.index - b.index);
     return results.map((r) => {
-      const n = r.success_count ?? r.successes;
+      const n = r.successes;
       return r.safety_stop ? `${n}⚠` : String(n);
     }).join(" ");
   }

@@ -178,7 +178,7 @@ def submit(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     with _client(args) as client:
         data = bundles.pack(bundle)
-        sha = bundles.sha256_of(data)
+        sha = bundles.sha256(data)
         if client.has_bundle(sha):
             _say(f"bundle {bundle.name}: sha256 {sha[:16]}, already on the service")
         else:
@@ -265,11 +265,12 @@ def describe_event(ev: JobEvent, episodes: int) -> str:
 
 def describe_result(r: dict[str, Any]) -> str:
     """An episode's result: successes, how it ended, a safety stop."""
-    successes = r.get("success_count", r.get("successes"))
+    successes = r.get("successes")
     reason = str(r.get("end_reason") or "?")
     text = f"{successes} successes, ended by {END_REASONS.get(reason, reason)}"
     if r.get("safety_stop"):
-        text += f" (SAFETY STOP: {r['safety_stop']})"
+        why = r.get("safety_reason") or "?"
+        text += f" (SAFETY STOP: {why})"
     return text
 
 
@@ -311,7 +312,7 @@ def _ending(job: Job) -> str:
 
 
 def _successes(r: dict[str, Any]) -> Any:
-    return r.get("success_count", r.get("successes"))
+    return r.get("successes")
 
 
 # ----------------------------------------------------------------- list / show
