@@ -250,10 +250,21 @@ class JobsClient:
     def cancel(self, job_id: int) -> Job:
         return Job.from_json(self._json("POST", f"/jobs/{int(job_id)}/cancel", job=job_id))
 
-    def logs(self, job_id: int) -> list[JobEvent]:
-        body = self._json("GET", f"/jobs/{int(job_id)}/logs", job=job_id)
-        items = body if isinstance(body, list) else body.get("events", [])
-        return [JobEvent.from_json(e) for e in items]
+    def logs(self, job_id: int, *, since: int = 0) -> list[JobEvent]:
+        """The job's events after sequence number `since`, oldest first (all of them: the
+        service's pages are followed)."""
+        out: list[JobEvent] = []
+        while True:
+            body = self._json(
+                "GET", f"/jobs/{int(job_id)}/logs", job=job_id, params={"since": since}
+            )
+            items = body if isinstance(body, list) else body.get("events", [])
+            page = [JobEvent.from_json(e) for e in items]
+            page = [e for e in page if e.seq > since]  # a service that ignores `since`
+            if not page:
+                return out
+            out.extend(page)
+            since = page[-1].seq
 
     def fetch_recording(self, job_id: int, index: int, dest: Path) -> Path:
         """Download episode `index`'s MCAP recording to `dest` (a file, or a directory: then

@@ -269,8 +269,8 @@ def describe_result(r: dict[str, Any]) -> str:
     reason = str(r.get("end_reason") or "?")
     text = f"{successes} successes, ended by {END_REASONS.get(reason, reason)}"
     if r.get("safety_stop"):
-        why = r.get("safety_reason") or "?"
-        text += f" (SAFETY STOP: {why})"
+        why = f": {r['safety_reason']}" if r.get("safety_reason") else ""
+        text += f" (a SAFETY STOP{why})"
     return text
 
 
@@ -286,16 +286,11 @@ def _follow(client: JobsClient, job_id: int, *, seen: int) -> int:
     """Print the job's events after `seen` until the job ends; 0 only if it succeeded."""
     while True:
         job = client.get(job_id)
-        for ev in client.logs(job_id):
-            if ev.seq > seen:
-                _say(f"{_stamp(ev.at)}  {describe_event(ev, job.episodes)}")
-                seen = ev.seq
+        # read after the status: a job that ended has all its events in this read
+        for ev in client.logs(job_id, since=seen):
+            _say(f"{_stamp(ev.at)}  {describe_event(ev, job.episodes)}")
+            seen = ev.seq
         if job.final:
-            # the job may have ended after the logs were read: print what came last
-            for ev in client.logs(job_id):
-                if ev.seq > seen:
-                    _say(f"{_stamp(ev.at)}  {describe_event(ev, job.episodes)}")
-                    seen = ev.seq
             _say(_ending(job))
             return EXIT_OK if job.status == "succeeded" else EXIT_FAILED
         time.sleep(POLL_S)
@@ -384,12 +379,11 @@ def show(args: argparse.Namespace) -> int:
 @_command("cancel")
 def cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
+        before = client.get(args.id)
         job = client.cancel(args.id)
-    where = f" (it was running on {job.claimed_by}: the robot stops, the hand holds)"
-    _say(
-        f"job {job.id} {job.status}: {job.episodes_done}/{job.episodes} episodes done"
-        + (where if job.claimed_by else "")
-    )
+    robot = before.claimed_by if before.status == "running" else None
+    where = f" (it was running on {robot}: the robot stops, the hand holds)" if robot else ""
+    _say(f"job {job.id} {job.status}: {job.episodes_done}/{job.episodes} episodes done{where}")
     return EXIT_OK
 
 
