@@ -297,7 +297,7 @@ def _follow(client: JobsClient, job_id: int, *, seen: int) -> int:
 
 
 def _ending(job: Job) -> str:
-    why = f": {job.message}" if job.message else ""
+    why = f": {job.message}" if job.message and job.message != job.status else ""
     line = f"job {job.id} {job.status}{why} ({job.episodes_done}/{job.episodes} episodes)"
     if job.results:
         line += f"; successes per episode {[_successes(r) for r in job.results]}"
