@@ -1,8 +1,9 @@
 """The Jobs panel on /book and job holds on the week grid, in a real browser.
 
 `raasd serve` in a subprocess, the system Chromium via Playwright (as test_booking_page.py).
-Alice has a running job (claimed by shadow-1 over the robot routes, one episode done) and a
-queued one; Bob has one. Alice sees only her two, with status, robot, episodes done and the
+Alice has a finished job (three episodes, run over the robot routes by shadow-2), a running
+one (claimed by shadow-1, one episode done) and a queued one; Bob has one. Alice sees only her
+three, with status, robot, episodes done and the
 episode's successes, and cancels the queued one from the page; staff see all three with names;
 the week grid of shadow-1 shows the running job's hold as busy. The page keeps its
 Content-Security-Policy (no violation in the console). The picture goes to
@@ -81,15 +82,26 @@ def test_jobs_panel_in_a_real_browser(server: tuple[ServerProcess, Seeded], tmp_
     base = proc.base_url
     running = submit(base, seeded, "alice@lab", b"policy A", episodes=3, robot="shadow-1")
     queued = submit(base, seeded, "alice@lab", b"policy B", episodes=2, robot="shadow-1")
-    bobs = submit(base, seeded, "bob@lab", b"policy C", episodes=1, robot="shadow-2")
-    robot = RobotSide(base, seeded.robots["shadow-1"], seeded.robot_tokens["shadow-1"], "shadow-1")
+    done = submit(base, seeded, "alice@lab", b"policy D", episodes=3, robot="shadow-2")
+    one, two = (
+        RobotSide(base, seeded.robots[name], seeded.robot_tokens[name], name)
+        for name in ("shadow-1", "shadow-2")
+    )
     try:
-        robot.heartbeat()
-        claim = robot.claim()
+        for robot in (one, two):
+            robot.heartbeat()
+        claim = two.claim()  # a finished job: three episodes
+        assert claim.job_id == done
+        for index, successes in enumerate((2, 7, 5)):
+            two.episode(claim, index, successes)
+        two.finish(claim, "succeeded")
+        claim = one.claim()  # a running job: one episode of three
         assert claim.job_id == running
-        robot.episode(claim, 0, 4)
+        one.episode(claim, 0, 4)
     finally:
-        robot.close()
+        one.close()
+        two.close()
+    bobs = submit(base, seeded, "bob@lab", b"policy C", episodes=1, robot="shadow-2")
 
     # the page itself: the one policy, no inline script
     page_html = httpx.get(
@@ -120,7 +132,12 @@ def test_jobs_panel_in_a_real_browser(server: tuple[ServerProcess, Seeded], tmp_
             panel = alice.locator("#jobs-panel")
             expect(panel.locator("h2")).to_have_text("Your jobs")
             rows = panel.locator("tbody tr")
-            expect(rows).to_have_count(2)  # hers only
+            expect(rows).to_have_count(3)  # hers only
+            done_row = panel.locator(f"tr[data-job-id='{done}']")
+            expect(done_row.locator(".job-status")).to_have_text("succeeded")
+            expect(done_row.locator(".job-results")).to_have_text("2 7 5")
+            expect(done_row.locator(".job-episodes")).to_have_text("3/3")
+            expect(done_row.locator("button.job-cancel")).to_have_count(0)
             run_row = panel.locator(f"tr[data-job-id='{running}']")
             expect(run_row.locator(".job-status")).to_have_text("running")
             expect(run_row.locator(".job-robot")).to_have_text("shadow-1")
@@ -140,7 +157,7 @@ def test_jobs_panel_in_a_real_browser(server: tuple[ServerProcess, Seeded], tmp_
             alice.select_option("#jobs-filter", "active")
             expect(rows).to_have_count(1)
             alice.select_option("#jobs-filter", "all")
-            expect(rows).to_have_count(2)
+            expect(rows).to_have_count(3)
             update = os.environ.get("RAAS_UPDATE_SCREENSHOTS") == "1"
             shot = SCREENSHOT if update else tmp_path / SCREENSHOT.name
             shot.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +172,7 @@ def test_jobs_panel_in_a_real_browser(server: tuple[ServerProcess, Seeded], tmp_
             staff = sign_in(browser, "staff@lab", errors)
             spanel = staff.locator("#jobs-panel")
             expect(spanel.locator("h2")).to_have_text("Jobs (everyone's)")
-            expect(spanel.locator("tbody tr")).to_have_count(3)
+            expect(spanel.locator("tbody tr")).to_have_count(4)
             expect(spanel.locator(f"tr[data-job-id='{bobs}'] .job-user")).to_contain_text("bob")
             expect(spanel.locator(f"tr[data-job-id='{running}'] .job-user")).to_contain_text(
                 "alice"
