@@ -1,6 +1,7 @@
 // The Jobs panel on /book: evaluation jobs (raas jobs submit) with their status, robot,
 // episodes done and per-episode successes; cancel a queued or running one. Researchers see
-// their own jobs, staff everyone's with names. Same JSON API as `raas jobs`, with the cookie:
+// their own jobs, staff everyone's with names. The robot column: the robot running the job,
+// else the robots that ran its episodes, else what the job asked for. Same JSON API as `raas jobs`, with the cookie:
 //   GET  /jobs                 (the service answers a researcher's own, staff all)
 //   POST /jobs/{id}/cancel
 "use strict";
@@ -47,6 +48,8 @@
 
   function robotOf(job) {
     if (job.claimed_by) return job.claimed_by;
+    const ran = [...new Set((job.results || []).map((r) => r.robot).filter(Boolean))].sort();
+    if (ran.length) return ran.join(", ");
     if (job.robot) return job.robot;
     return job.hand_model ? `any ${job.hand_model}` : "any robot";
   }

@@ -240,6 +240,21 @@ def _size(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
+def _message(job: Job) -> str:
+    """The service's message, unless it only repeats the status."""
+    return "" if job.message == job.status else job.message
+
+
+def _ran_on(job: Job) -> str:
+    """The robot running the job, else the robots that ran its episodes, else what it asks for."""
+    if job.claimed_by:
+        return job.claimed_by
+    ran = sorted({str(r["robot"]) for r in job.results if r.get("robot")})
+    if ran:
+        return ",".join(ran)
+    return job.robot or (f"any {job.hand_model}" if job.hand_model else "any")
+
+
 def _where(job: Job) -> str:
     if job.robot:
         return f"robot {job.robot}"
@@ -260,6 +275,8 @@ def describe_event(ev: JobEvent, episodes: int) -> str:
         return f"episode {int(d['index']) + 1}/{episodes}: {describe_result(d)}"
     if ev.kind == "submitted":
         return f"queued{': ' + ev.message if ev.message else ''}"
+    if ev.message.startswith(ev.kind):  # "cancelled by alice@lab"
+        return ev.message
     return f"{ev.kind}: {ev.message}" if ev.message else ev.kind
 
 
@@ -297,7 +314,7 @@ def _follow(client: JobsClient, job_id: int, *, seen: int) -> int:
 
 
 def _ending(job: Job) -> str:
-    why = f": {job.message}" if job.message and job.message != job.status else ""
+    why = f": {_message(job)}" if _message(job) else ""
     line = f"job {job.id} {job.status}{why} ({job.episodes_done}/{job.episodes} episodes)"
     if job.results:
         line += f"; successes per episode {[_successes(r) for r in job.results]}"
@@ -323,17 +340,16 @@ def list_jobs(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [("ID", "STATUS", "DONE", "ROBOT", "USER", "PRIO", "CREATED", "MESSAGE")]
     for j in items:
-        robot = j.claimed_by or j.robot or (f"any {j.hand_model}" if j.hand_model else "any")
         rows.append(
             (
                 str(j.id),
                 j.status,
                 f"{j.episodes_done}/{j.episodes}",
-                robot,
+                _ran_on(j),
                 j.user,
                 str(j.priority),
                 _short_time(j.created_at),
-                j.message[:40],
+                _message(j)[:40],
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -358,7 +374,7 @@ def show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(job.raw, indent=2))
         return EXIT_OK
-    _say(f"job {job.id}: {job.status}" + (f" ({job.message})" if job.message else ""))
+    _say(f"job {job.id}: {job.status}" + (f" ({_message(job)})" if _message(job) else ""))
     _say(f"  by {job.user}; {job.episodes} episode(s) of {job.task} on {_where(job)}")
     _say(f"  bundle sha256 {job.bundle_sha256}; seed {job.seed}; priority {job.priority}")
     if job.deadline:
@@ -403,13 +419,19 @@ def fetch(args: argparse.Namespace) -> int:
     dest: Path = args.dest or Path(f"job-{args.id}")
     with _client(args) as client:
         job = client.get(args.id)
-        done = sorted(int(r.get("index", 0)) for r in job.results)
-        if not done:
+        results = sorted(job.results, key=lambda r: int(r.get("index", 0)))
+        if not results:
             _err(f"raas jobs fetch: job {job.id} has no finished episodes yet ({job.status})")
             return EXIT_FAILED
         dest.mkdir(parents=True, exist_ok=True)
-        for index in done:
+        fetched = 0
+        for r in results:
+            index = int(r.get("index", 0))
+            if not r.get("recording_sha256"):
+                _say(f"episode {index + 1}: no recording (its robot uploaded none)")
+                continue
             path = client.fetch_recording(job.id, index, dest)
             _say(f"episode {index + 1}: {path}")
-    _say(f"{len(done)} recording(s) in {dest} (`raas report FILE` summarises one)")
-    return EXIT_OK
+            fetched += 1
+    _say(f"{fetched} recording(s) in {dest} (`raas report FILE` summarises one)")
+    return EXIT_OK if fetched else EXIT_FAILED
