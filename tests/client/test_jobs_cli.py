@@ -136,7 +136,15 @@ def test_submit_uploads_the_bundle_once(lab: Lab) -> None:
     assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == sha
     # the same bundle again (bob this time): not sent again
     r = raas(
-        "submit", str(bundle), "--episodes", "1", "--robot", "shadow-2", env=lab.env("bob@lab")
+        "submit",
+        str(bundle),
+        "--episodes",
+        "1",
+        "--robot",
+        "shadow-2",
+        "--deadline",
+        "2999-06-01T12:00+02:00",
+        env=lab.env("bob@lab"),
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"bundle my-policy: sha256 {sha[:16]}, already on the service" in r.stdout
@@ -144,6 +152,9 @@ def test_submit_uploads_the_bundle_once(lab: Lab) -> None:
     job = lab.job(first)
     assert job["bundle_sha256"] == sha and job["hand_model"] == "shadow-dexterous"
     assert job["status"] == "queued" and job["episodes"] == 3
+    bobs = lab.job(first + 1)
+    assert bobs["robot"] == "shadow-2" and bobs["user"] == "bob@lab"
+    assert str(bobs["deadline"]).startswith("2999-06-01T10:00")  # the zone kept, stored in UTC
 
 
 def test_a_big_bundle_shows_its_upload_progress(lab: Lab) -> None:
@@ -176,6 +187,9 @@ def test_refusals_say_what_is_wrong(lab: Lab) -> None:
     # staff may use a high priority
     r = raas("submit", str(bundle), "--episodes", "1", "--priority", "9", env=lab.env("staff@lab"))
     assert r.returncode == 0, r.stdout + r.stderr
+
+    out = refused("--episodes", "1", "--deadline", "2020-01-01T10:00Z")
+    assert "(invalid_time_range)" in out
 
     # refused here, before anything is sent
     r = raas("submit", str(lab.tmp / "nope"), "--episodes", "1", env=env)
@@ -313,7 +327,9 @@ def test_wait_exits_1_when_the_job_fails(lab: Lab) -> None:
         "submit", str(bundle), "--episodes", "2", "--robot", "shadow-2", "--wait", env=lab.env()
     )
     try:
-        claim, _ = drive(robot, [1], "failed", "the policy's outputs went non-finite")
+        claim = robot.claim()
+        robot.episode(claim, 0, 1, upload=False)  # a robot whose recorder is off
+        robot.finish(claim, "failed", "the policy's outputs went non-finite")
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -322,6 +338,10 @@ def test_wait_exits_1_when_the_job_fails(lab: Lab) -> None:
     assert "episode 1/2: 1 successes" in out
     assert f"job {claim.job_id} failed" in out
     assert "non-finite" in out
+    r = raas("fetch", str(claim.job_id), "--dest", str(lab.tmp / "none"), env=lab.env())
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "episode 1: no recording (its robot uploaded none)" in r.stdout
+    assert not list((lab.tmp / "none").iterdir())
 
 
 def test_cancel_a_running_job_tells_the_robot(lab: Lab) -> None:
@@ -364,3 +384,38 @@ def test_the_client_never_imports_raas(tmp_path: Path) -> None:
         check=False,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_the_python_client_names_each_refusal(lab: Lab) -> None:
+    from raas_client import bundles
+    from raas_client.directory import Service
+    from raas_client.errors import (
+        BundleHashMismatchError,
+        BundleNotFoundError,
+        JobNotFoundError,
+        NoQualifyingRobotError,
+        UnknownRobotError,
+    )
+    from raas_client.jobs import JobRequest, JobsClient
+
+    bundle = make_bundle(lab.tmp)
+    with JobsClient(Service(lab.url, lab.seeded.token("alice@lab"))) as jobs:
+        sha, sent = jobs.upload_bundle(bundle)
+        assert (sha, sent) == (bundles.sha256(bundles.pack(bundle)), True)
+        assert jobs.upload_bundle(bundle) == (sha, False)
+        with pytest.raises(BundleHashMismatchError):
+            jobs.put_bundle(b"other bytes", "0" * 64)
+        assert not jobs.has_bundle("0" * 64)  # nothing half-stored
+        with pytest.raises(BundleNotFoundError):
+            jobs.submit(JobRequest(bundle_sha256="1" * 64, episodes=1))
+        with pytest.raises(UnknownRobotError, match="shadow-9"):
+            jobs.submit(JobRequest(bundle_sha256=sha, episodes=1, robot="shadow-9"))
+        with pytest.raises(NoQualifyingRobotError, match="allegro"):
+            jobs.submit(JobRequest(bundle_sha256=sha, episodes=1, hand_model="allegro"))
+        job = jobs.submit(JobRequest(bundle_sha256=sha, episodes=2, seed=3))
+        assert (job.status, job.episodes, job.seed, job.user) == ("queued", 2, 3, "alice@lab")
+        assert [j.id for j in jobs.list_jobs()] == [job.id]
+        assert [e.kind for e in jobs.logs(job.id)] == ["submitted"]
+        assert jobs.cancel(job.id).status == "cancelled"
+        with pytest.raises(JobNotFoundError):
+            jobs.get(job.id + 1000)

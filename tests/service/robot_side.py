@@ -125,16 +125,19 @@ class RobotSide:
         *,
         end_reason: str = "timeout",
         recording: bytes | None = None,
+        upload: bool = True,
     ) -> bytes:
-        """Upload an episode's recording and post its result; returns the recording's bytes."""
+        """Upload an episode's recording (unless not `upload`) and post its result; returns the
+        recording's bytes."""
         data = recording if recording is not None else fake_recording(claim.job_id, index)
         base = f"/jobs/{claim.job_id}/attempts/{claim.attempt}/episodes"
-        r = self.http.put(
-            f"{base}/{index}/recording",
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        assert r.status_code in (200, 201), r.text
+        if upload:
+            r = self.http.put(
+                f"{base}/{index}/recording",
+                content=data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            assert r.status_code in (200, 201), r.text
         r = self.http.post(
             base,
             json={
@@ -145,7 +148,7 @@ class RobotSide:
                 "seconds": 12.5,
                 "safety_stop": False,
                 "timing": {"reset_s": 0.4, "run_s": 12.5},
-                "recording_sha256": hashlib.sha256(data).hexdigest(),
+                "recording_sha256": hashlib.sha256(data).hexdigest() if upload else None,
             },
         )
         assert r.status_code == 200, r.text
