@@ -172,9 +172,8 @@
     for (const interval of busy.busy) {
       if (interval.kind === "job") {
         // an evaluation job holds the robot (raas jobs submit): busy like a booking
-        const id = interval.job_id ? ` #${interval.job_id}` : "";
         place(columns, new Date(interval.starts_at), new Date(interval.ends_at), (s, e) =>
-          eventBox("job", `evaluation job${id}`, s, e));
+          eventBox("job", "evaluation job", s, e));
         continue;
       }
       if (interval.kind !== "reservation") continue;
