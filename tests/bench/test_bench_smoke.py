@@ -107,6 +107,11 @@ SMOKE: dict[str, Smoke] = {
         peer=(("cases", "nort-idle", "command_gap_us"),),
         expect={("cases", "nort-stress", "stress"): "stress-ng --cpu 1"},
     ),
+    "jobs_claim": Smoke(
+        ("--claims", "5", "--wakes", "2"),
+        ours=(("results", "claim"), ("results", "wake")),
+        peer=(("results", "booking"),),
+    ),
     "loop": Smoke(
         ("--duration", "1", "--cases", "12.5Hz-3cam", "--skip-unprivileged"),
         ours=(

@@ -150,8 +150,15 @@ def test_who_may_claim_and_which_jobs_qualify(database_url: str, tmp_path: Path)
     env, client = jobs_env(database_url, tmp_path)
     with client:
         report_in(env, "arm-1")
-        report_in(env, "arm-2")
         for_2 = submit(env, robot="arm-2")
+        # online but not registered in the directory (an older daemon): no claim
+        rid2 = env.seeded.robots["arm-2"]
+        plain = client.post(
+            f"/robots/{rid2}/heartbeat", json={}, headers=robot_headers(env, "arm-2")
+        )
+        assert plain.status_code == 200
+        assert claim(env, "arm-2").status_code == 204
+        report_in(env, "arm-2")
         for_hand_2 = submit(env, hand_model=HANDS["arm-2"])
         # robots cannot claim for another robot; people cannot claim at all
         other = client.post(
