@@ -467,3 +467,38 @@ def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60) -
         if text in line:
             return True
     return False
+
+
+def test_wait_shows_a_requeue_and_the_robot_that_finishes(lab: Lab) -> None:
+    """A robot stops mid-job (a booking ahead, an e-stop): the job goes back to the queue with
+    its finished episode kept and another robot finishes it; --wait says so and exits 0."""
+    bundle = make_bundle(lab.tmp)
+    first, second = lab.robot("shadow-1"), lab.robot("shadow-2")
+    proc = spawn("submit", str(bundle), "--episodes", "2", "--wait", env=lab.env())
+    try:
+        claim = first.claim()
+        first.episode(claim, 0, 4)
+        first.finish(claim, "interrupted", "a booking starts")
+        again = second.claim()
+        assert (again.job_id, again.attempt) == (claim.job_id, 2)
+        second.episode(again, 1, 6)
+        second.finish(again, "succeeded")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        first.close()
+        second.close()
+    assert proc.returncode == 0, out + err
+    order = [
+        "claimed by shadow-1 (attempt 1)",
+        "episode 1/2: 4 successes",
+        "interrupted: a booking starts",
+        "requeued: back in the queue with 1 of 2 episodes done",
+        "claimed by shadow-2 (attempt 2)",
+        "episode 2/2: 6 successes",
+        f"job {claim.job_id} succeeded (2/2 episodes); successes per episode [4, 6]",
+    ]
+    at = [out.find(line) for line in order]
+    assert -1 not in at and at == sorted(at), out
+    r = raas("list", env=lab.env())
+    assert r.stdout.splitlines()[1].split()[3] == "shadow-1,shadow-2"  # who ran it
