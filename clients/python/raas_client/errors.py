@@ -104,3 +104,23 @@ class BundleError(RaasClientError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class BundleNotFoundError(ServiceRefusedError):
+    """The service holds no bundle with that sha256 (upload it first: `PUT /bundles/{sha256}`)."""
+
+
+class BundleTooLargeError(ServiceRefusedError):
+    """The bundle is over the service's size limit (the message says the limit)."""
+
+
+class BundleHashMismatchError(ServiceRefusedError):
+    """The uploaded bytes do not hash to the sha256 in the URL (changed or cut in transit)."""
+
+
+class NoQualifyingRobotError(ServiceRefusedError):
+    """No robot has the hand model the job asks for (the message lists the models there are)."""
+
+
+class JobNotFoundError(ServiceRefusedError):
+    """No job with that id, or not one the caller may see (researchers see their own)."""
