@@ -249,12 +249,18 @@ def bench_stream(seconds: float, peer: bool = False) -> dict[str, float]:
 def _last_frames(pub: StreamPublisher, step: Step) -> list[Any]:
     """The frames publish() sends for `step` (header and block), captured once."""
     sent: list[Any] = []
-    real = pub.sockets.publish
-    pub.sockets.publish = lambda topic, fr: sent.extend(fr)  # type: ignore[method-assign]
+    real = pub.sockets.publish3
+
+    def capture(topic: bytes, header: bytes, body: Any) -> None:
+        sent.extend((header, body))
+
+    pub.sockets.publish3 = capture  # type: ignore[method-assign]
     try:
         pub.publish(step)
     finally:
-        pub.sockets.publish = real  # type: ignore[method-assign]
+        pub.sockets.publish3 = real  # type: ignore[method-assign]
+    if len(sent) != 2:
+        raise RuntimeError(f"publish() sent {len(sent)} frames after the topic, not 2")
     return sent
 
 

@@ -170,6 +170,17 @@ class RobotSockets:
     def publish(self, topic: bytes, frames: list[Any]) -> None:
         self._send(self.stream, [topic, *frames])
 
+    def publish3(self, topic: bytes, header: bytes, body: Any) -> None:
+        """publish() of [topic, header, body] (a stream step: every cycle) without the list and
+        the loop around the three sends."""
+        sock = self.stream
+        try:
+            sock.send(topic, _MORE)
+            sock.send(header, _MORE)
+            sock.send(body, _LAST)
+        except zmq.ZMQError:
+            self.dropped += 1
+
     def _send(self, sock: zmq.Socket[bytes], frames: list[Any]) -> None:
         # Frame by frame with plain int flags: send_multipart's per-frame enum arithmetic costs
         # more than the send. ROUTER (without ROUTER_MANDATORY) and PUB drop rather than refuse
