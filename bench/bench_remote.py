@@ -14,7 +14,11 @@ stream       observations encoded and published per second by the loop's StreamP
 subscribers  `raasd robot --sim --clock realtime --rate 1000` for --duration seconds with 0,
              then 8 subscriber processes: the loop's lateness p99.9 from its own statistics.
 
+phases       with --phases N: each phase of one step timed alone in one process (inproc), the
+             robot's and the client's real code (bench/remote_phases.py).
+
   python -m bench remote -- [--duration S] [--steps N] [--paced-steps N] [--no-subscribers]
+                            [--phases N]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import zmq
 from raas_client.wire import Msg, Topic, encode
 from raas_drivers.hand.shape import HandShape
 
+from bench import remote_phases
 from bench.common import dist_us, fmt_dist, python, ratio, write_report
 from raas.core.observation import Observation, Step
 from raas.leases import LeaseClaims, generate_private_key, sign_lease
@@ -244,12 +249,18 @@ def bench_stream(seconds: float, peer: bool = False) -> dict[str, float]:
 def _last_frames(pub: StreamPublisher, step: Step) -> list[Any]:
     """The frames publish() sends for `step` (header and block), captured once."""
     sent: list[Any] = []
-    real = pub.sockets.publish
-    pub.sockets.publish = lambda topic, fr: sent.extend(fr)  # type: ignore[method-assign]
+    real = pub.sockets.publish3
+
+    def capture(topic: bytes, header: bytes, body: Any) -> None:
+        sent.extend((header, body))
+
+    pub.sockets.publish3 = capture  # type: ignore[method-assign]
     try:
         pub.publish(step)
     finally:
-        pub.sockets.publish = real  # type: ignore[method-assign]
+        pub.sockets.publish3 = real  # type: ignore[method-assign]
+    if len(sent) != 2:
+        raise RuntimeError(f"publish() sent {len(sent)} frames after the topic, not 2")
     return sent
 
 
@@ -290,11 +301,23 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--duration", type=float, default=10.0, help="seconds per stream/1 kHz run")
     p.add_argument("--no-subscribers", action="store_true", help="skip the 1 kHz runs")
+    p.add_argument(
+        "--phases",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first, time each phase of a step alone over N steps in one process (0: skip)",
+    )
     args = p.parse_args(argv)
     os.environ.setdefault("PYTHONPATH", str(ROOT))
     load = {"before": loadavg()}
     print(f"load average (1, 5, 15 min): {load['before']}")
 
+    phases: dict[str, Any] = {}
+    if args.phases:
+        print(f"== where a step's time goes: each phase alone, one process ({args.phases} steps)")
+        phases = remote_phases.measure(args.phases, MARKERS)
+        remote_phases.show(phases)
     rt: dict[str, Any] = {}
     print(f"== remote step round trip, loopback tcp, hot loop ({args.steps} steps)")
     for name, curve in (("plain", False), ("curve", True)):
@@ -338,6 +361,7 @@ def main(argv: list[str]) -> int:
             "round_trip_us": rt,
             "stream": {"ours": stream, "peer": stream_peer, "ratio": sr},
             "subscribers": subs,
+            "phases_us": phases,
             "load": load,
         },
     )

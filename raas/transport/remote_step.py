@@ -79,9 +79,13 @@ class RemoteStep:
             if now - ctl.last_seen_ns > host.liveness_ns:  # a lost client is not waited for
                 host._close(ctl, "liveness")
                 break
-            # Whole milliseconds block in zmq_poll; the last sub-millisecond is polled.
-            if host.sockets.wait(remaining // _MS if remaining >= _MS else 0):
-                host._service(host.cfg.max_messages_per_cycle)
+            # Whole milliseconds block in a recv; the last sub-millisecond is looked at. Once
+            # the action is read, messages queued behind it wait for the next cycle's decide
+            # (before its apply): looking for them would cost a syscall per step.
+            frames = host.sockets.recv_wait(remaining // _MS if remaining >= _MS else 0)
+            if frames is not None:
+                host._dispatch(frames)
+                host._service_inbox(host.cfg.max_messages_per_cycle)
         if self.have_action:
             out[:] = self.action
             return True

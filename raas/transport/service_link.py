@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import msgpack
@@ -51,6 +51,7 @@ from raas.transport.config import RevocationFeed
 HEARTBEAT_S = 2.0
 TOKEN_ENV = "RAAS_LINK_TOKEN"
 _IPC_MAX = 100  # sun_path is 108 bytes on Linux
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,9 @@ class ServiceLink:
         A `Revoked` repeats (the child resends the current set after every feed answer, so a
         loop built later catches up): treat it as idempotent. Estop/ClearEstop come once each."""
         out: list[LinkItem] = []
+        # the usual cycle: nothing waiting, and no zmq.Again raised to say so
+        if not cast(int, self._items.get(_EVENTS)) & _POLLIN:
+            return out
         for _ in range(limit):
             try:
                 raw = self._items.recv(zmq.NOBLOCK)

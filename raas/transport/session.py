@@ -304,7 +304,7 @@ class SessionController:
         if len(frames) < 2:
             self.counters.malformed += 1
             return
-        identity = bytes(frames[0].buffer)
+        identity = bytes(frames[0])
         try:
             msg = decode(frames[1:], self._limit, self._layouts)
         except ProtocolError as exc:

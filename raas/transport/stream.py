@@ -66,7 +66,7 @@ class StreamPublisher:
             "b": "stream",  # the block layout (hello's spaces.layouts)
         }
         # Three frames whatever the number of arrays; the block is copied into the zmq message.
-        self.sockets.publish(Topic.STEP, [self._pack(header), self._block])
+        self.sockets.publish3(Topic.STEP, self._pack(header), self._block)
         self.published += 1
         self._n += 1
         if self.image_every and self._n % self.image_every == 0:

@@ -260,7 +260,10 @@ def test_every_benchmark_is_covered() -> None:
 def test_benchmark_runs_and_measures_both_sides(name: str, tmp_path: Path) -> None:
     smoke = SMOKE.get(name)
     assert smoke is not None, f"bench {name} has no smoke setting (see the module docstring)"
-    env = dict(os.environ, RAAS_BENCH_RESULTS=str(tmp_path), PYTHONPATH=str(ROOT))
+    # ROOT first, the caller's path after it (as bench targets does): a checkout that is not
+    # the one installed in the venv benchmarks its own raas_client and drivers, not the venv's
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, RAAS_BENCH_RESULTS=str(tmp_path), PYTHONPATH=path)
     out = subprocess.run(
         [sys.executable, "-m", "bench", name, "--", *smoke.args],
         cwd=ROOT,

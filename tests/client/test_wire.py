@@ -166,3 +166,38 @@ def test_an_older_version_is_refused_with_its_version_and_id() -> None:
 def test_a_bad_announced_layout_is_protocol_error(spec: object) -> None:
     with pytest.raises(ProtocolError):
         layouts_from_spaces({"layouts": {"x": spec}})
+
+
+def test_a_reused_packer_encodes_the_same_frames() -> None:
+    """encode(pack=...) (the daemon's and RemoteRobot's reused msgpack Packer) changes nothing
+    on the wire, message after message."""
+    block, views = STEP.allocate()
+    views["action"][:] = np.linspace(-1, 1, 20)
+    pack = msgpack.Packer().pack
+    for cycle in (0, 1, 2**40):
+        fields = {"cycle": cycle, "report": {"cycle": cycle - 1, "fallback": 0}}
+        reused = encode("obs", fields, layout=STEP, block=block, pack=pack)
+        fresh = encode("obs", fields, layout=STEP, block=block)
+        assert reused[0] == fresh[0] and reused[1] is fresh[1] is block
+
+
+def test_a_header_as_bytes_and_a_block_as_frame_decode_to_writable_views() -> None:
+    """What RemoteRobot receives (the header copied into bytes, the block a zmq.Frame): the
+    observation's arrays stay writable views on the received block, as before."""
+    ctx = zmq.Context.instance()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    a.bind("inproc://wire-test-mixed")
+    b.connect("inproc://wire-test-mixed")
+    block, views = STEP.allocate()
+    views["action"][:] = np.arange(20.0)
+    a.send_multipart(encode("step", {"cycle": 3}, layout=STEP, block=block))
+    header = b.recv()
+    frame = b.recv(copy=False)
+    msg = decode([header, frame], layouts={"step": STEP})
+    assert msg.get("cycle") == 3 and msg.block == "step"
+    action = msg.arrays["action"]
+    assert np.array_equal(action, np.arange(20.0))
+    assert np.shares_memory(action, np.frombuffer(frame.buffer, np.uint8))
+    assert action.flags.writeable
+    a.close()
+    b.close()

@@ -23,8 +23,9 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import msgpack
 import numpy as np
 import zmq
 
@@ -37,7 +38,23 @@ from raas_client.errors import (
     SafetyStopError,
     SessionClosedError,
 )
-from raas_client.wire import Layout, Msg, Topic, decode, encode, layouts_from_spaces
+from raas_client.wire import (
+    PROTOCOL_VERSION,
+    Layout,
+    Msg,
+    Topic,
+    decode,
+    encode,
+    layouts_from_spaces,
+)
+
+# Plain ints: pyzmq's enum flags cost more in arithmetic, and get(EVENTS) with the enum builds
+# a PollEvent, than the calls they decorate (a remote step makes several of each).
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+_POLLIN = int(zmq.POLLIN)
+_SNDMORE = int(zmq.SNDMORE)
+_RCVTIMEO = int(zmq.RCVTIMEO)
 
 
 @dataclass(slots=True)
@@ -144,9 +161,9 @@ class RemoteRobot:
         self.timeout_s = timeout_s
         self.ctx: zmq.Context[Any] = context if context is not None else zmq.Context.instance()
         self.sock = connect_socket(self.ctx, zmq.DEALER, endpoint, self.server_key)
-        #: One poller for the socket's life (Socket.poll builds a new one per call).
-        self._poller = zmq.Poller()
-        self._poller.register(self.sock, zmq.POLLIN)
+        self._rcvtimeo = -1  # the socket's ZMQ_RCVTIMEO (ms), set by _pump when it changes
+        #: One msgpack packer for this socket's headers (a socket has one thread at a time).
+        self._pack = msgpack.Packer().pack
         self._ids = itertools.count(1)
         self._replies: dict[int, Any] = {}
         self._obs: Observation | None = None
@@ -200,7 +217,8 @@ class RemoteRobot:
         arrays: Mapping[str, np.ndarray] | None = None,
     ) -> int:
         rid = next(self._ids)
-        self.sock.send_multipart(encode(kind, {"id": rid, **(fields or {})}, arrays), copy=False)
+        frames = encode(kind, {"id": rid, **(fields or {})}, arrays, pack=self._pack)
+        self.sock.send_multipart(frames, copy=False)
         return rid
 
     def request(
@@ -227,12 +245,19 @@ class RemoteRobot:
 
     def _pump(self, timeout_s: float) -> bool:
         """Receive and sort one message; False when nothing came within timeout_s."""
-        # A message already queued needs no poll (ZMQ_EVENTS costs no syscall).
-        if not int(self.sock.get(zmq.EVENTS)) & zmq.POLLIN and not self._poller.poll(
-            max(0, int(timeout_s * 1000))
-        ):
+        # One blocking recv with a receive timeout (set only when it changes): a single wait
+        # inside libzmq, where ZMQ_EVENTS + poll asked the socket's mailbox two or three times.
+        ms = max(0, int(timeout_s * 1000))
+        if ms == 0:
+            if not cast(int, self.sock.get(_EVENTS)) & _POLLIN:
+                return False
+        elif ms != self._rcvtimeo:
+            self.sock.setsockopt(_RCVTIMEO, ms)
+            self._rcvtimeo = ms
+        try:
+            frames = self._recv()
+        except zmq.Again:
             return False
-        frames = self.sock.recv_multipart(copy=False)
         received_ns = time.monotonic_ns()
         msg = decode(frames, layouts=self.layouts)
         kind = msg.type
@@ -268,6 +293,19 @@ class RemoteRobot:
                 if ev.get("to") in ("hold", "ramp_down", "fault", "idle"):
                     self._stopped = ev
         return True
+
+    def _recv(self) -> list[Any]:
+        """One waiting message: the header copied into bytes (cheaper than a zmq.Frame for a
+        few hundred bytes), the frames after it as zmq.Frame (no copy; arrays on them are
+        writable views); Frame.more saves asking ZMQ_RCVMORE after each of them."""
+        sock = self.sock
+        frames: list[Any] = [sock.recv()]  # blocks up to ZMQ_RCVTIMEO (zmq.Again after it)
+        more = sock.get(_RCVMORE)
+        while more:
+            frame = sock.recv(copy=False)
+            frames.append(frame)
+            more = frame.more
+        return frames
 
     # ------------------------------------------------------------- session
     def hello(self) -> dict[str, Any]:
@@ -370,7 +408,7 @@ class RemoteRobot:
             self._pump(left)
         # Drain whatever else is already queued so the newest one wins (ZMQ_EVENTS: no syscall
         # when nothing is queued, which is the usual case).
-        while int(self.sock.get(zmq.EVENTS)) & zmq.POLLIN and self._pump(0):
+        while cast(int, self.sock.get(_EVENTS)) & _POLLIN and self._pump(0):
             pass
         obs = self._obs
         self._obs = None
@@ -388,8 +426,11 @@ class RemoteRobot:
         if a.shape != view.shape:
             raise ValueError(f"action must have shape {view.shape} (hello's spaces), not {a.shape}")
         view[:] = a
-        # Copied into the zmq message (the block is reused by the next act).
-        self.sock.send_multipart(encode(Msg.STEP, {"cycle": cycle}, layout=layout, block=block))
+        # Header and block, both copied into zmq messages (the block is reused by the next
+        # act): two plain sends, which is what send_multipart does with more Python around it.
+        header = {"v": PROTOCOL_VERSION, "t": Msg.STEP, "cycle": cycle, "b": layout.name}
+        self.sock.send(self._pack(header), _SNDMORE)
+        self.sock.send(block.data)
 
     # ------------------------------------------------------------- e-stop
     def estop(self, lease: str | None = None) -> dict[str, Any]:

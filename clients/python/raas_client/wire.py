@@ -227,9 +227,13 @@ def encode(
     layout: Layout | None = None,
     block: Any = None,
     version: int = PROTOCOL_VERSION,
+    pack: Callable[[Any], bytes] | None = None,
 ) -> list[Any]:
     """Frames for one message: the header, the block (when `layout` is given: `block` holds its
-    bytes, e.g. from `Layout.allocate`), then the loose arrays as buffers (no copy here)."""
+    bytes, e.g. from `Layout.allocate`), then the loose arrays as buffers (no copy here).
+
+    `pack`: a reused `msgpack.Packer().pack` of the caller's thread (a packer is not shared
+    between threads); without it each header builds its own packer."""
     header: dict[str, Any] = {"v": version, "t": kind}
     if fields:
         header.update(fields)
@@ -244,7 +248,7 @@ def encode(
             spec.append([name, a.dtype.str[1:], list(a.shape)])
             frames.append(a.data.cast("B") if a.size else b"")
         header["a"] = spec
-    frames[0] = msgpack.packb(header, use_bin_type=True)
+    frames[0] = pack(header) if pack is not None else msgpack.packb(header, use_bin_type=True)
     return frames
 
 
@@ -272,10 +276,8 @@ def decode(
     raw = _buffer(frames[0])
     if len(raw) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
-    try:
-        header = msgpack.unpackb(
-            raw, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0, max_array_len=4096
-        )
+    try:  # msgpack >= 1.0: raw=False and strict_map_key=True are the defaults
+        header = msgpack.unpackb(raw, max_bin_len=0, max_ext_len=0, max_array_len=4096)
     except Exception as exc:  # msgpack raises many types on garbage
         raise ProtocolError(f"header is not msgpack: {type(exc).__name__}") from None
     if not isinstance(header, dict):
@@ -288,7 +290,7 @@ def decode(
     if not isinstance(kind, str):
         raise ProtocolError("header has no message type 't'", request_id=rid)
     if limit is not None:
-        size, most = sum(_buffer(f).nbytes for f in frames), limit(kind)
+        size, most = sum(map(_nbytes, frames)), limit(kind)
         if size > most:
             raise ProtocolError(
                 f"{kind!r} of {size} bytes exceeds its limit of {most}"[:200],
@@ -355,7 +357,13 @@ def _valid_shape(shape: object) -> bool:
     )
 
 
+def _nbytes(frame: Any) -> int:
+    return len(frame) if type(frame) is bytes else _buffer(frame).nbytes
+
+
 def _buffer(frame: Any) -> memoryview:
+    if type(frame) is bytes:  # what a copying recv gives: the common case first
+        return memoryview(frame)
     buf = getattr(frame, "buffer", None)
     if buf is not None:
         return memoryview(buf)
