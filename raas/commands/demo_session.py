@@ -89,10 +89,15 @@ class RobotCredentials:
 
 
 def robot_credentials(svc: Service, name: str, dashboard_url: str = "") -> RobotCredentials:
-    """As demo staff: a daemon token for the robot (and, when given, the address of its live
-    dashboard, which the booking page links); as the robot: its lease key."""
+    """As demo staff: the robot (created when the demo data lacks it), a daemon token for it
+    (and, when given, the address of its live dashboard, which the booking page links); as the
+    robot: its lease key."""
     staff = svc.login(DEMO_STAFF)
-    robot_id = int(svc.robot(name, staff)["id"])
+    try:
+        robot_id = int(svc.robot(name, staff)["id"])
+    except ServiceRequestError:  # `raasd up --robots N`: the demo data has shadow-1 and -2
+        body = {"name": name, "kind": "shadow-hand (simulated)", "status": "available"}
+        robot_id = int(svc.request("POST", "robots", body, token=staff)["id"])
     if dashboard_url:
         svc.request("PATCH", f"robots/{robot_id}", {"dashboard_url": dashboard_url}, token=staff)
     token = svc.request("POST", f"robots/{robot_id}/tokens", {"name": "raasd up"}, token=staff)
