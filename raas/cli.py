@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "raas.commands.health",
     "raas.commands.devices",
     "raas.commands.serve",
+    "raas.commands.worker",
     "raas.service.cli",
     "raas.leases.cli",
 )

@@ -118,6 +118,18 @@ class RtConfig(BaseModel):
     )
 
 
+class ResetHook(BaseModel):
+    """[reset]: how this cell is put back to an episode's start (the block in the palm, the hand
+    at its start pose) between the episodes of an evaluation job. `raasd worker --config` runs
+    the command (no shell: split like a shell line) while the hand holds; exit 0 = reset.
+    The simulated rig needs none: it resets itself (the `reset` request's `scene`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str = Field(min_length=1, description="the command line, e.g. 'reset-cell --home'")
+    timeout_s: float = Field(default=120.0, gt=0, le=3600, description="killed after this")
+
+
 class CellConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -139,6 +151,9 @@ class CellConfig(BaseModel):
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    reset: ResetHook | None = Field(
+        default=None, description="the reset hook between a job's episodes (raasd worker)"
+    )
 
     #: The cell file's folder: relative paths in device settings resolve against it.
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import zmq
+from raas_client.wire import ErrorCode
 from raas_drivers.errors import DriverError
 
 from raas.config import CellConfig
@@ -40,6 +41,7 @@ from raas.safety.wear import WearMeter
 from raas.transport.bundle_run import RunRequest
 from raas.transport.config import TransportConfig
 from raas.transport.directory_entry import advertised, directory_entry, unreachable
+from raas.transport.errors import RequestRefusedError
 from raas.transport.leases import LeaseGate
 from raas.transport.service_link import ServiceLink
 from raas.transport.service_report import ServiceReporter
@@ -70,6 +72,23 @@ def _bundle_path(path: Path, work: Path) -> Path:
         tar.extractall(dest, filter="data")
     entries = list(dest.iterdir())
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+
+
+def _scene_reset(cell: Cell) -> Callable[[int], None] | None:
+    """The `reset {scene: true}` of this cell: the simulated rig's reset command (a few ms,
+    between cycles); None on a real cell (its reset hook runs next to the daemon, in the job
+    worker, never inside the loop)."""
+    rig = cell.rig
+    if rig is None:
+        return None
+
+    def reset(seed: int) -> None:
+        try:
+            rig.reset_scene(seed)
+        except DriverError as exc:
+            raise RequestRefusedError(ErrorCode.UNAVAILABLE, str(exc)) from None
+
+    return reset
 
 
 @dataclass(slots=True)
@@ -270,6 +289,7 @@ def serve_cell(
             on_segment_end=end_segment,
             health_check=health_check if cfg.safety.health_after_session else None,
             on_health=reporter.on_health,
+            reset_scene=_scene_reset(cell),
         )
         stream = StreamPublisher(
             sockets, ObservationPacker(cell.hand, packer.markers), image_every=tcfg.image_every

@@ -135,6 +135,7 @@ class SessionController:
         on_segment_end: Callable[[str], None] | None = None,
         health_check: Callable[[], HealthCheck] | None = None,
         on_health: Callable[[dict[str, Any]], None] | None = None,
+        reset_scene: Callable[[int], None] | None = None,
     ) -> None:
         self.sockets = sockets
         self.gate = gate
@@ -148,6 +149,10 @@ class SessionController:
         #: control messages that came while no loop ran (the bundle-load pause), served first
         self._deferred: deque[list[Any]] = deque()
         self.on_segment_end = on_segment_end
+        #: Puts the cell back to an episode's start (the simulated rig's reset command); None on
+        #: a cell that cannot do it itself (a person or the cell's reset hook does it there).
+        #: Raises RequestRefusedError when it fails.
+        self.reset_scene = reset_scene
         if realtime:
             wait = cfg.action_wait_ms
             action_wait_ns = round(wait * _MS) if wait else int(decide_budget_ns * 0.8)
@@ -426,9 +431,10 @@ class SessionController:
                 self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
             return {"mode": self._mode()}
         if kind == Msg.RESET:
+            scene = self._reset_scene(ctl, h) if h.get("scene") else None
             self.episode += 1
             self.stepping.reset()
-            return {"episode": self.episode}
+            return {"episode": self.episode} | ({"scene": scene} if scene else {})
         if kind == Msg.CLEAR_ESTOP:
             was_estopped = self.estopped
             try:
@@ -456,6 +462,33 @@ class SessionController:
             self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
             return {"mode": self._mode(), "summary": summary}
         raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
+
+    def _reset_scene(self, ctl: Peer, h: dict[str, Any]) -> dict[str, Any]:
+        """`reset` with `scene: true`: the cell back to an episode's start (the block in the
+        palm, the hand at its start pose), between episodes, while the hand holds."""
+        seed = h.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "seed must be an integer >= 0")
+        if self.reset_scene is None:
+            raise RequestRefusedError(
+                ErrorCode.UNAVAILABLE,
+                "this cell cannot reset its scene itself (only the simulated rig can): a "
+                "person or the cell's reset hook puts the block back",
+            )
+        if self.mode != "hold" or self.pending_run is not None:
+            raise RequestRefusedError(
+                ErrorCode.BUSY, f"the hand is in {self._mode()} mode: stop or disarm first"
+            )
+        if self.supervisor.state is SafetyState.FAULT:
+            code = ErrorCode.ESTOPPED if self.estopped else ErrorCode.FAULT
+            raise RequestRefusedError(code, f"a {self.supervisor.reason.value} fault is latched")
+        t0 = time.monotonic_ns()
+        self.reset_scene(seed)
+        self.hold[:] = self.packer.idle  # the hand holds its start pose from now on
+        took_ms = (time.monotonic_ns() - t0) / _MS
+        data = {"seed": seed, "by": ctl.claims.sub, "took_ms": round(took_ms, 3)}
+        self._event("scene_reset", data)
+        return data
 
     # ---------------------------------------------------------------- sessions
     def _controller_peer(self, peer: Peer | None) -> Peer:

@@ -340,6 +340,16 @@ class RemoteRobot:
         self._obs = None
         return reply
 
+    def reset_scene(self, seed: int = 0, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Put the cell back to an episode's start (the block in the palm, the hand at its start
+        pose, placed from `seed`) and start a new episode. Only while the hand holds (no run,
+        not armed); RemoteError `unavailable` on a cell that cannot do it itself (a real cell:
+        its reset hook or a person does it)."""
+        reply = self.request(Msg.RESET, {"scene": True, "seed": seed}, timeout_s=timeout_s)
+        self._obs = None
+        return reply
+        return reply
+
     def observation(self, after: int = -1, timeout_s: float | None = None) -> Observation:
         """The newest observation with a cycle after `after` (waits for it)."""
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)

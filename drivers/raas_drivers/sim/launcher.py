@@ -25,6 +25,7 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from raas_drivers.errors import DeviceNotReadyError
 from raas_drivers.hand.serial_driver import SerialHandDriver
 from raas_drivers.sim.config import RigConfig
 from raas_drivers.sim.drivers import SimCameraDriver, SimMocapDriver
+from raas_drivers.sim.link import LinkClosedError, LinkConn
 from raas_drivers.sim.protocol import ShmSegment, unlink_quietly
 from raas_drivers.trigger.serial_driver import SerialTriggerDriver
 
@@ -320,6 +322,27 @@ class SimRig:
                 cameras=cameras,
             )
         return self._devices
+
+    def reset_scene(self, seed: int, timeout_s: float = 5.0) -> None:
+        """Between episodes: the rig puts the block back in the palm and the hand at its start
+        pose, as a fresh rig seeded `seed` would (the `reset` command on the rig's control socket;
+        its clock goes on). DeviceNotReadyError when the rig does not answer within timeout_s."""
+        if self._rig is None:
+            raise DeviceNotReadyError("rig", "SimRig is not started")
+        path = str(self.rig_info["mocap_sock"])
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(path)
+            conn = LinkConn(sock)
+            conn.send(["reset", int(seed)])
+            answer = conn.recv_wait(timeout_s)
+        except (OSError, TimeoutError, LinkClosedError) as exc:
+            raise DeviceNotReadyError("rig", f"no answer to the reset command: {exc}") from exc
+        finally:
+            sock.close()
+        if answer[0] != "reset":
+            raise DeviceNotReadyError("rig", f"the reset command was refused: {answer!r}")
 
     @property
     def events_path(self) -> Path:

@@ -450,8 +450,22 @@ class RigProcess:
         if message[0] == "sub":
             self.mocap_subs[fd] = int(message[1])
             conn.send(["hello", {"markers": list(MARKER_NAMES), "clock": self.cfg.clock}])
+        elif message[0] == "reset" and len(message) > 1 and isinstance(message[1], int):
+            self.reset_scene(int(message[1]))
+            conn.send(["reset", {"seed": int(message[1]), "sim_time_ns": self.world.time_ns}])
         else:
             conn.send([link.ERROR, f"unknown message {message[0]!r}"])
+
+    def reset_scene(self, seed: int) -> None:
+        """The reset command (between episodes): the block back in the palm and the hand at its
+        start pose, placed exactly as a fresh rig with this seed places them (the first child of
+        SeedSequence(seed), as __init__ does); the world's clock goes on."""
+        if not self.lockstep:
+            self.catch_up(time.monotonic_ns())
+        world_seed = int(np.random.SeedSequence(seed).spawn(5)[0].generate_state(1)[0])
+        self.world.place_block(world_seed)
+        log(f"rig: scene reset (seed {seed})")
+        self.record.write("rig", "scene_reset", self.now_ns(), seed=seed)
 
     # ------------------------------------------------------------------ loop
     def _timeout(self) -> float:

@@ -206,6 +206,17 @@ class World:
         self.steps = 0
         mujoco.mj_forward(m, d)
 
+    def place_block(self, seed: int) -> None:
+        """Back to the start of an episode (reset(seed): the hand settled at mid-range, the block
+        in the palm) without turning the world's clock back: steps and time go on (the boards'
+        clocks and a lockstep run count them) and the motors stay as warm as they were."""
+        steps, time_s, temps = self.steps, float(self.data.time), self.temperatures.copy()
+        self.reset(seed)
+        self.steps = steps
+        self.data.time = time_s
+        self.temperatures[:] = temps
+        mujoco.mj_forward(self.model, self.data)
+
     # ----------------------------------------------------------------------- stepping
     def set_targets(self, targets: np.ndarray) -> np.ndarray:
         """Clamp to ctrlrange, apply, return the applied targets (a view, copy to keep)."""

@@ -1,0 +1,39 @@
+"""Shared fixtures of the job worker tests: a real `raasd robot --sim` daemon (lockstep, tcp +
+Curve) with a temp lease issuer, and a small policy bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> LeaseIssuer:
+    return LeaseIssuer.create(tmp_path_factory.mktemp("lease"))
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, issuer: LeaseIssuer) -> Iterator[RobotDaemon]:
+    tmp = Path(tmp_path_factory.mktemp("robot"))
+    # the example bundles are trained for the cell's 12.5 Hz; the recorder is on
+    (tmp / "cell.toml").write_text(f'[recording]\nenabled = true\ndirectory = "{tmp}/rec"\n')
+    d = start_daemon(tmp, issuer, rate=12.5, extra=("--config", str(tmp / "cell.toml")))
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small example bundle as one file (what the bundle store hands a worker)."""
+    from raas_client.session import _bundle_bytes
+
+    from raas.policy.examples import ensure_examples
+
+    d = ensure_examples(tmp_path_factory.mktemp("bundles"), ["small"])["small"]
+    f = d.parent / "small.tar"
+    f.write_bytes(_bundle_bytes(d))
+    return f
