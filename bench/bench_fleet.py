@@ -5,10 +5,11 @@ One reservation service (SQLite) and N robots, each a `raasd robot --sim --clock
 daemon (cameras off) with its `raasd worker` (bench/fleet_stack.py). Three phases, one after the
 other:
 
-1. **peer**: the same work with no queue: a bare loop per robot (a thread, `RemoteRobot` with a
-   lease of a booking) runs its share of the jobs back to back, each job as the worker runs it
-   (open, upload, per episode: scene reset + `run(1, seed + i)` until `run_done`, close). Its
-   utilisation is the ceiling the queue is judged against.
+1. **peer**: the same work with no queue: a bare loop per robot (a thread with a control lease of
+   a booking) runs its share of the jobs back to back, each episode through the worker's own
+   episode function (raas.fleet.episode.run_episode: session, scene reset, upload,
+   `run(1, seed + i)`, follow, close, fetch the recording) but with no service between jobs.
+   Its utilisation is the ceiling the queue is judged against.
 2. **ours**: J jobs of E episodes (the example bundle, uploaded once to the service) submitted at
    once; the workers claim and run them. Measured from the jobs' event logs:
    - utilisation: the time robots held a job (claimed -> finished/requeued) over robots x the
@@ -70,7 +71,10 @@ def _bundle(tmp: Path) -> tuple[Path, bytes, str]:
 
     ensure_examples(tmp / "bundles", ["dactyl"])
     path = tmp / "bundles" / "dactyl"
-    from raas_client.bundles import pack
+    try:
+        from raas_client.bundles import pack  # the packing the service's bundle store uses
+    except ImportError:  # before raas jobs' client side: RemoteRobot.upload's packing
+        from raas_client.session import _bundle_bytes as pack
 
     data = pack(path)
     return path, data, hashlib.sha256(data).hexdigest()
@@ -160,8 +164,12 @@ def _wait_jobs(
 def _peer(
     svc: demo.Service, robots: list[Robot], bundle: Path, jobs: int, episodes: int
 ) -> dict[str, Any]:
-    """Each robot runs its share of the jobs back to back with no queue."""
-    from raas_client.session import RemoteRobot
+    """Each robot runs its share of the jobs back to back with no queue, each episode exactly as
+    the worker runs it (raas.fleet.episode.run_episode), with no service in between."""
+    from raas.fleet.episode import EpisodeRun, run_episode
+    from raas.fleet.reset import Resetter
+
+    work = bundle.parent.parent / "peer"
 
     bookings = [demo.book_now(svc, r.robot_id, minutes=20) for r in robots]
     shares = [list(range(i, jobs, len(robots))) for i in range(len(robots))]
@@ -170,21 +178,21 @@ def _peer(
     lock = threading.Lock()
 
     def run_share(robot: Robot, lease: str, share: list[int]) -> None:
+        resetter = Resetter(None, ask_staff=False, log=lambda line: None)
         for j in share:
+            job = EpisodeRun(
+                endpoint=robot.endpoint, server_key=robot.server_key, lease=lease,
+                bundle=bundle, seed=j * 1000, robot=robot.name, job_id=j, episodes=episodes,
+                resetter=resetter, work_dir=work / robot.name, timeout_s=600.0,
+            )  # fmt: skip
             start = time.time()
-            try:
-                with RemoteRobot(robot.endpoint, server_key=robot.server_key, lease=lease) as rr:
-                    rr.open("control")
-                    rr.upload(bundle)
-                    for i in range(episodes):
-                        rr.reset_scene(seed=j * 1000 + i)
-                        rr.run(1, j * 1000 + i)
-                        _follow(rr, 600)
-                    rr.request("close")
-                    rr.session = None
-            except Exception as exc:  # reported in the JSON, the run goes on
-                with lock:
-                    errors.append(f"{robot.name} job {j}: {exc}")
+            for i in range(episodes):
+                out = run_episode(job, i, lambda: None)
+                if not out.is_result:
+                    with lock:
+                        errors.append(
+                            f"{robot.name} job {j} episode {i}: {out.ended} {out.message}"
+                        )
             with lock:
                 busy.append((robot.name, start, time.time()))
 
@@ -210,20 +218,6 @@ def _peer(
         "utilisation": round(_utilisation(busy, len(robots), t0, last_start), 4),
         "job_s": _pct(durations),
     }
-
-
-def _follow(rr: Any, max_wait: float) -> dict[str, Any]:
-    deadline = time.monotonic() + max_wait
-    while time.monotonic() < deadline:
-        rr.heartbeat()
-        for ev in rr.events(timeout_s=0.2):
-            kind = ev.get("kind")
-            if kind == "run_done":
-                return dict(ev)
-            if kind in ("run_failed", "session_closed"):
-                raise RuntimeError(f"the run ended by {kind}: {ev}")
-    rr.stop()
-    raise RuntimeError(f"the run did not finish in {max_wait:.0f} s")
 
 
 # ---------------------------------------------------------------------- phase 2: ours

@@ -122,7 +122,7 @@ class FleetStack:
         cmd = [sys.executable, "-m", "raas.cli", "worker"]
         cmd += ["--service", self.svc.base.rstrip("/"), "--robot-id", str(robot.robot_id)]
         cmd += ["--endpoint", robot.endpoint, "--server-key", robot.server_key]
-        cmd += ["--cache-dir", str(self.tmp / "robots" / robot.name / "bundles")]
+        cmd += ["--state-dir", str(self.tmp / "robots" / robot.name / "worker")]
         robot.worker = self.kids.start(
             f"worker-{robot.name.rsplit('-', 1)[1]}", cmd,
             env={"RAAS_ROBOT_TOKEN": robot.token}, echo=lambda line: False,
