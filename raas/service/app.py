@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from raas.leases.keys import load_or_create_private_key, load_private_key, load_
 from raas.service.api import api_router
 from raas.service.db import Database
 from raas.service.errors import SeriesConflict, ServiceError
+from raas.service.job_sweeper import sweep_forever
 from raas.service.metrics import install_metrics
 from raas.service.migrate import upgrade
 from raas.service.models import utcnow
@@ -88,7 +90,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(sweep_forever(state))  # job requeues (job_sweeper.py)
         yield
+        sweeper.cancel()
+        with suppress(asyncio.CancelledError):
+            await sweeper
         state.db.dispose()
 
     app = FastAPI(

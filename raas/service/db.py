@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from raas.service.commit_cache import CommitCache
-from raas.service.models import MaintenanceBlock, Reservation, Robot
+from raas.service.models import JobAttempt, MaintenanceBlock, Reservation, Robot
 from raas.service.token_cache import TokenCache
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -127,9 +127,9 @@ class Database:
         #: Authenticated tokens (raas/service/token_cache.py), emptied by commits touching them.
         self.token_cache = TokenCache()
         #: Availability answers (JSON) by (robot id, start, end), emptied by commits touching
-        #: reservations, maintenance blocks or robots (raas/service/commit_cache.py).
+        #: reservations, maintenance blocks, robots or job attempts (raas/service/commit_cache.py).
         self.availability_cache: CommitCache[tuple[int, datetime, datetime], bytes] = CommitCache(
-            (Reservation, MaintenanceBlock, Robot), max_entries=1024
+            (Reservation, MaintenanceBlock, Robot, JobAttempt), max_entries=1024
         )
         for cache in (self.token_cache, self.availability_cache):
             cache.watch(self.writer)

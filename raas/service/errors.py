@@ -220,3 +220,69 @@ class RobotNotRegistered(ServiceError):
 
     status_code = 409
     code = "robot_not_registered"
+
+
+# -- evaluation jobs and the bundle store (docs/fleet.md, "Evaluation jobs") ------------------
+
+
+class BundleNotFound(ServiceError):
+    """No bundle with that sha256 is stored: upload it first (PUT /bundles/{sha256})."""
+
+    status_code = 404
+    code = "bundle_not_found"
+
+
+class BundleHashMismatch(ServiceError):
+    """The uploaded bytes' sha256 is not the one in the path: nothing was stored."""
+
+    status_code = 422
+    code = "bundle_hash_mismatch"
+
+
+class BundleTooLarge(ServiceError):
+    """The upload is larger than the service stores (settings.max_bundle_bytes)."""
+
+    status_code = 413
+    code = "bundle_too_large"
+
+
+class JobUnknownRobot(UnknownRobot):
+    """The job names a robot that does not exist; the detail lists the robots there are."""
+
+    status_code = 422
+
+
+class NoQualifyingRobot(ServiceError):
+    """No robot has the hand model the job asks for."""
+
+    status_code = 422
+    code = "no_qualifying_robot"
+
+
+class StaleAttempt(ServiceError):
+    """This attempt of the job is over (requeued after a claim timeout, finished or cancelled):
+    its results are refused."""
+
+    status_code = 409
+    code = "stale_attempt"
+
+
+class JobNotActive(ServiceError):
+    """The job is already over (succeeded, failed, cancelled or expired)."""
+
+    status_code = 409
+    code = "job_not_active"
+
+
+class EpisodeOutOfRange(ServiceError):
+    """The episode index is not one of the job's episodes (0 .. episodes - 1)."""
+
+    status_code = 422
+    code = "episode_out_of_range"
+
+
+class RecordingNotFound(ServiceError):
+    """No recording is stored for that episode (or under that sha256)."""
+
+    status_code = 404
+    code = "recording_not_found"

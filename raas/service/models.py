@@ -230,7 +230,9 @@ class Lease(Base):
     __tablename__ = "leases"
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    reservation_id: Mapped[int] = mapped_column(ForeignKey("reservations.id"), index=True)
+    #: The booking the lease belongs to, or NULL for a job's lease (then `job_attempt_id`).
+    reservation_id: Mapped[int | None] = mapped_column(ForeignKey("reservations.id"), index=True)
+    job_attempt_id: Mapped[int | None] = mapped_column(ForeignKey("job_attempts.id"), index=True)
     robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     scope: Mapped[str] = mapped_column(String(20))
@@ -251,7 +253,9 @@ class Revocation(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"))
     jti: Mapped[str] = mapped_column(String(64))
-    reservation_id: Mapped[int] = mapped_column(ForeignKey("reservations.id"))
+    #: The booking of the revoked lease, or NULL for a job's lease (then `job_id`).
+    reservation_id: Mapped[int | None] = mapped_column(ForeignKey("reservations.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     expires_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -330,3 +334,130 @@ class WearThresholds(Base):
     peak_effort: Mapped[float | None]
     hours_run: Mapped[float | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    expired = "expired"
+
+
+#: A job in one of these states is over: nothing changes it any more.
+JOB_FINAL = frozenset(
+    {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.expired}
+)
+
+
+class AttemptStatus(StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    #: Ended by its worker (booking ahead, e-stop, daemon gone) or by the claim timeout or the
+    #: hold's end; the job went back to the queue.
+    interrupted = "interrupted"
+    cancelled = "cancelled"
+
+
+class Job(Base):
+    """An evaluation job: a bundle run for a number of episodes on a robot that qualifies."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired')",
+            name="status",
+        ),
+        CheckConstraint("episodes >= 1", name="episodes"),
+        Index("ix_jobs_status_priority", "status", "priority", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(50))
+    episodes: Mapped[int]
+    #: The one robot that may run it (NULL: any robot of `hand_model`, or any robot).
+    robot_id: Mapped[int | None] = mapped_column(ForeignKey("robots.id"))
+    hand_model: Mapped[str | None] = mapped_column(String(100))
+    priority: Mapped[int] = mapped_column(default=5)
+    deadline: Mapped[datetime | None]
+    seed: Mapped[int] = mapped_column(default=0)
+    episode_timeout_s: Mapped[float | None]
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.queued.value)
+    #: Number of the current (or last) attempt; 0 before the first claim.
+    attempt: Mapped[int] = mapped_column(default=0)
+    #: The robot of the running attempt (NULL while queued).
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("robots.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobAttempt(Base):
+    """One claim of a job by one robot: its hold on the robot's calendar and its lease."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('running', 'succeeded', 'failed', 'interrupted', 'cancelled')",
+            name="status",
+        ),
+        Index("ix_job_attempts_job_number", "job_id", "number", unique=True),
+        Index("ix_job_attempts_robot_time", "robot_id", "claimed_at", "hold_until"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"))
+    status: Mapped[str] = mapped_column(String(20), default=AttemptStatus.running.value)
+    claimed_at: Mapped[datetime]
+    #: The end of the hold; shrinks when a booking or maintenance is laid in front of it.
+    hold_until: Mapped[datetime]
+    last_heartbeat_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    lease_jti: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobEpisode(Base):
+    """The result of one finished episode (kept across requeues)."""
+
+    __tablename__ = "job_episodes"
+    __table_args__ = (Index("ix_job_episodes_job_index", "job_id", "index", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    index: Mapped[int]
+    attempt: Mapped[int]
+    robot_id: Mapped[int] = mapped_column(ForeignKey("robots.id"))
+    successes: Mapped[int]
+    end_reason: Mapped[str] = mapped_column(String(100))
+    cycles: Mapped[int] = mapped_column(default=0)
+    seconds: Mapped[float] = mapped_column(default=0.0)
+    safety_stop: Mapped[bool] = mapped_column(default=False)
+    safety_reason: Mapped[str] = mapped_column(String(100), default="")
+    #: JSON of the run summary's extra fields (timing, seconds per goal, session id).
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    recording_sha256: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobEvent(Base):
+    """The job's log: submitted, claimed, episode, requeued, finished, cancelled, expired,
+    interrupted. `seq` orders the events of all jobs."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job_seq", "job_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text, default="")
+    #: JSON object of details (attempt, robot, episode index ...).
+    data: Mapped[str] = mapped_column(Text, default="{}")

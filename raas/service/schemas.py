@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from raas.service.models import ReservationStatus, RobotStatus, Role
+from raas.service.models import JobStatus, ReservationStatus, RobotStatus, Role
 
 MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2999, 12, 31, tzinfo=UTC)
@@ -472,7 +472,8 @@ class HealthClear(_Request):
 class BusyInterval(BaseModel):
     starts_at: datetime
     ends_at: datetime
-    kind: Literal["reservation", "maintenance"]
+    #: `job`: a claimed evaluation job holds the robot (until its attempt ends or its hold does).
+    kind: Literal["reservation", "maintenance", "job"]
 
 
 class Availability(BaseModel):
@@ -616,7 +617,9 @@ class QuotaPublic(BaseModel):
 class RevocationPublic(_Public):
     seq: int
     jti: str
-    reservation_id: int
+    #: The booking of the revoked lease; null for an evaluation job's lease (then `job_id`).
+    reservation_id: int | None
+    job_id: int | None = None
     expires_at: datetime
     reason: str
     revoked_at: datetime
@@ -636,3 +639,146 @@ class AuditPublic(_Public):
     action: str
     target: str
     detail: str
+
+
+# -- evaluation jobs (docs/fleet.md, "Evaluation jobs") ----------------------------------------
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+JobStatusIn = Annotated[JobStatus, Strict(False)]
+Seconds = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+
+
+class BlobStored(BaseModel):
+    """A stored bundle or recording."""
+
+    sha256: str
+    size: int
+    #: False when the bundle was already stored (200) rather than stored now (201).
+    created: bool
+
+
+class JobCreate(_Request):
+    bundle_sha256: Sha256
+    task: Literal["reorientation"] = "reorientation"
+    episodes: Annotated[int, Field(ge=1, le=1000)]
+    #: Run on this robot only (its name); or `hand_model`: any robot with that hand; neither:
+    #: any robot.
+    robot: Name | None = None
+    hand_model: Name | None = None
+    #: 0..10, higher first; above 5 is for staff.
+    priority: Annotated[int, Field(ge=0, le=10)] = 5
+    #: A job still queued at its deadline expires (a running one finishes).
+    deadline: UTCTime | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    #: Longest one episode may take (seconds); also what the claim's hold is estimated from.
+    episode_timeout_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> JobCreate:
+        if self.robot is not None and self.hand_model is not None:
+            raise ValueError("name a robot or a hand_model, not both")
+        return self
+
+
+class EpisodePublic(BaseModel):
+    index: int
+    attempt: int
+    #: The robot that ran it.
+    robot: str
+    successes: int
+    end_reason: str
+    cycles: int
+    seconds: float
+    safety_stop: bool
+    safety_reason: str
+    #: `GET /jobs/{id}/episodes/{index}/recording` serves it when set.
+    recording_sha256: str | None
+    recorded_at: datetime
+    #: The rest of the worker's report: timing, seconds_per_goal, session_id, safety_detail.
+    detail: dict[str, object]
+
+
+class JobPublic(BaseModel):
+    id: int
+    user_id: int
+    #: The submitter's email.
+    user: str
+    bundle_sha256: str
+    task: str
+    episodes: int
+    episodes_done: int
+    robot: str | None
+    hand_model: str | None
+    priority: int
+    deadline: datetime | None
+    seed: int
+    episode_timeout_s: float | None
+    status: JobStatus
+    #: Number of the current (or last) attempt; 0 before the first claim.
+    attempt: int
+    #: Name of the robot running it now (null unless running).
+    claimed_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    message: str
+    results: list[EpisodePublic]
+
+
+class JobEventPublic(BaseModel):
+    seq: int
+    at: datetime
+    #: submitted, claimed, episode, requeued, interrupted, finished, cancelled, expired
+    kind: str
+    message: str
+    data: dict[str, object]
+
+
+class JobClaimed(BaseModel):
+    """What a robot's job worker gets from a claim: the job, the attempt to report under, the
+    end of its hold on the robot, a control lease valid until then, and where to reach the
+    robot (its directory entry: control endpoint and CurveZMQ server key)."""
+
+    job: JobPublic
+    attempt: int
+    hold_until: datetime
+    lease: LeasePublic
+    endpoint: str
+    server_key: str
+
+
+class JobHeartbeatPublic(BaseModel):
+    #: Stop (finish `interrupted`) before this: it shrinks when a booking is made meanwhile.
+    hold_until: datetime
+    #: The job was cancelled: stop now (its lease is already revoked).
+    cancel: bool
+
+
+TimingKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class EpisodeReport(_Request):
+    """One finished episode, from the run summary (`episodes[i]` of `run_done`)."""
+
+    index: Annotated[int, Field(ge=0, le=999)]
+    successes: Annotated[int, Field(ge=0, le=1_000_000)]
+    end_reason: Code
+    cycles: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    seconds: Seconds = 0.0
+    seconds_per_goal: Annotated[list[Seconds], Field(max_length=10_000)] = []
+    safety_stop: bool = False
+    safety_reason: Code = ""
+    safety_detail: Text = ""
+    #: Where the episode's time went (e.g. reset_s, run_s, fetch_s), seconds.
+    timing: Annotated[dict[TimingKey, Seconds], Field(max_length=32)] = {}
+    #: The recording uploaded before with PUT .../episodes/{index}/recording.
+    recording_sha256: Sha256 | None = None
+    #: The daemon's session id of the run.
+    session_id: Code = ""
+
+
+class JobFinish(_Request):
+    #: interrupted: stopped before the end (a booking ahead, an e-stop, the daemon gone):
+    #: the job is queued again with its finished episodes kept.
+    outcome: Literal["succeeded", "failed", "interrupted"]
+    message: Text = ""

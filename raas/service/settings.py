@@ -7,6 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.engine import make_url
 
 DEFAULT_STATE_DIR = Path(os.environ.get("RAAS_STATE_DIR", "var"))
 
@@ -69,6 +70,24 @@ class Settings(BaseModel):
     #: Failures older than this are forgotten.
     login_failure_window_s: float = Field(default=900.0, gt=0)
 
+    #: Evaluation jobs (docs/fleet.md, "Evaluation jobs"). Content-addressed bundles and episode
+    #: recordings live under this directory (`sha256/ab/abcdef...`); None: `blobs/` next to a
+    #: SQLite database file, else `<RAAS_STATE_DIR>/blobs`.
+    blob_dir: Path | None = None
+    #: Largest bundle `PUT /bundles/{sha256}` stores (bytes).
+    max_bundle_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    #: Largest episode recording a job worker may upload (bytes).
+    max_recording_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+    #: A claimed job whose worker sent no heartbeat for this long is requeued (its lease revoked).
+    job_claim_timeout_s: float = Field(default=20.0, gt=0)
+    #: Time one episode is expected to take when the job names no `episode_timeout_s`: with
+    #: the margin, what a claim holds the robot for (remaining episodes x this + margin).
+    job_episode_s: float = Field(default=60.0, gt=0)
+    #: Added once to every hold (reset, bundle upload, the recording's fetch).
+    job_hold_margin_s: float = Field(default=30.0, ge=0)
+    #: How often the service requeues timed-out claims and expires jobs past their deadline.
+    job_sweep_interval_s: float = Field(default=2.0, gt=0)
+
     @field_validator("lab_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -84,9 +103,20 @@ class Settings(BaseModel):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.lab_timezone)
 
+    @property
+    def blobs(self) -> Path:
+        """Where bundles and job recordings are stored (`blob_dir`, or its default)."""
+        if self.blob_dir is not None:
+            return self.blob_dir
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(url.database).parent / "blobs"
+        return DEFAULT_STATE_DIR / "blobs"
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR / RAAS_LAB_TIMEZONE,
+        """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR / RAAS_LAB_TIMEZONE /
+        RAAS_BLOB_DIR,
         then overrides."""
         values: dict[str, object] = {}
         if url := os.environ.get("RAAS_DATABASE_URL"):
@@ -99,5 +129,7 @@ class Settings(BaseModel):
             values["retired_signing_keys"] = tuple(Path(p) for p in retired.split(os.pathsep) if p)
         if zone := os.environ.get("RAAS_LAB_TIMEZONE"):
             values["lab_timezone"] = zone
+        if blobs := os.environ.get("RAAS_BLOB_DIR"):
+            values["blob_dir"] = Path(blobs)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)

@@ -23,6 +23,8 @@ class ServiceState:
     signing_key: Ed25519PrivateKey
     clock: Callable[[], datetime] = utcnow
     hub: RevocationHub = field(default_factory=RevocationHub)
+    #: Wakes job workers waiting in `POST /robots/{id}/jobs/claim?wait=` (raas/service/job_wake.py).
+    jobs_hub: RevocationHub = field(default_factory=RevocationHub)
     #: Keys this service signed with before a rotation; their leases still verify until they end.
     retired_keys: list[Ed25519PublicKey] = field(default_factory=list)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import itertools
 import os
 import time
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from raas_client import directory
+from raas_client import bundles, directory
 from raas_client.errors import (
     ConfigurationError,
     ProtocolError,
@@ -399,9 +398,9 @@ class RemoteRobot:
     # ------------------------------------------------------------- bundles
     def upload(self, path: Path, progress: Callable[[int, int], None] | None = None) -> str:
         """Upload a bundle (a file; a directory is sent as a tar). Returns its sha256."""
-        data = _bundle_bytes(path)
-        digest = hashlib.sha256(data).hexdigest()
-        name = path.name + (".tar" if path.is_dir() else "")
+        data = bundles.pack(path)
+        digest = bundles.sha256(data)
+        name = bundles.upload_name(path)
         begin = self.request(Msg.UPLOAD_BEGIN, {"name": name, "size": len(data), "sha256": digest})
         step = int(begin.get("chunk_bytes", 256 * 1024))
         view = np.frombuffer(data, dtype=np.uint8)
@@ -501,15 +500,3 @@ class Stream:
 
     def close(self) -> None:
         self.sock.close(0)
-
-
-def _bundle_bytes(path: Path) -> bytes:
-    if path.is_dir():
-        import io  # noqa: PLC0415
-        import tarfile  # noqa: PLC0415
-
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(path, arcname=path.name)
-        return buf.getvalue()
-    return path.read_bytes()

@@ -7,9 +7,11 @@ from fastapi import APIRouter
 from raas.service.api.routes import (
     audit,
     auth,
+    bundles,
     calendar,
     commands,
     health,
+    jobs,
     maintenance,
     reservations,
     revocations,
@@ -31,5 +33,7 @@ for module in (
     maintenance,
     audit,
     calendar,
+    bundles,
+    jobs,
 ):
     api_router.include_router(module.router)

@@ -16,7 +16,15 @@ from raas.service.errors import (
     ReservationTooShortForLease,
     RobotNotBookable,
 )
-from raas.service.models import Lease, Reservation, ReservationStatus, Revocation, Robot, User
+from raas.service.models import (
+    JobAttempt,
+    Lease,
+    Reservation,
+    ReservationStatus,
+    Revocation,
+    Robot,
+    User,
+)
 
 
 def issue(
@@ -71,6 +79,75 @@ def issue(
         iat=int(now.timestamp()),
     )
     return lease, sign_lease(key, claims)
+
+
+def issue_for_job(
+    db: Session,
+    attempt: JobAttempt,
+    robot: Robot,
+    holder: User,
+    *,
+    key: Ed25519PrivateKey,
+    issuer: str,
+    now: datetime,
+) -> tuple[Lease, str]:
+    """A control lease for a claimed job: for the job's submitter (`sub`), from the claim until
+    the hold's end. Its `rid` is 0 (no reservation); it is revoked like a booking's lease."""
+    nbf = math.floor(now.timestamp())
+    exp = math.floor(attempt.hold_until.timestamp())
+    if exp <= nbf:
+        raise ReservationTooShortForLease(f"job attempt {attempt.id} holds no whole second")
+    lease = Lease(
+        jti=uuid.uuid4().hex,
+        reservation_id=None,
+        job_attempt_id=attempt.id,
+        robot_id=robot.id,
+        user_id=holder.id,
+        scope="control",
+        not_before=datetime.fromtimestamp(nbf, UTC),
+        expires_at=datetime.fromtimestamp(exp, UTC),
+        issued_at=now,
+        kid=key_id(key),
+    )
+    db.add(lease)
+    db.flush()
+    claims = LeaseClaims(
+        iss=issuer,
+        sub=holder.email,
+        robot=robot.name,
+        rid=0,
+        scope="control",
+        nbf=nbf,
+        exp=exp,
+        jti=lease.jti,
+        iat=int(now.timestamp()),
+    )
+    return lease, sign_lease(key, claims)
+
+
+def revoke_for_job_attempt(
+    db: Session, attempt: JobAttempt, *, reason: str, now: datetime
+) -> list[Revocation]:
+    """Revoke the attempt's live lease; the entry in the robot's feed stops its daemon."""
+    leases = db.scalars(
+        select(Lease).where(Lease.job_attempt_id == attempt.id, Lease.revoked_at.is_(None))
+    ).all()
+    out = []
+    for lease in leases:
+        lease.revoked_at = now
+        entry = Revocation(
+            robot_id=lease.robot_id,
+            jti=lease.jti,
+            reservation_id=None,
+            job_id=attempt.job_id,
+            expires_at=lease.expires_at,
+            reason=reason,
+            revoked_at=now,
+        )
+        db.add(entry)
+        out.append(entry)
+    db.flush()
+    return out
 
 
 def revoke_for_reservation(

@@ -13,6 +13,7 @@ from raas.service.crud import directory
 from raas.service.crud import wear as wear_crud
 from raas.service.errors import AlreadyExists, InvalidBookingRules, NotFound
 from raas.service.models import (
+    JobAttempt,
     MaintenanceBlock,
     Reservation,
     ReservationStatus,
@@ -221,8 +222,20 @@ def busy(db: Session, robot_id: int, start: datetime, end: datetime) -> list[Bus
             MaintenanceBlock.ends_at > start,
         )
     ).all()
+    # A job's hold: from the claim until the attempt ended, or until its hold ends.
+    holds = db.execute(
+        select(JobAttempt.claimed_at, JobAttempt.hold_until, JobAttempt.ended_at).where(
+            JobAttempt.robot_id == robot_id,
+            JobAttempt.claimed_at < end,
+            JobAttempt.hold_until > start,
+        )
+    ).all()
     # Typed by the columns (UTC-aware datetimes), so built without validating again.
     make = BusyInterval.model_construct
     out = [make(starts_at=s, ends_at=e, kind="reservation") for s, e in reservations]
     out += [make(starts_at=s, ends_at=e, kind="maintenance") for s, e in blocks]
+    for s, until, ended in holds:
+        e = min(until, ended) if ended is not None else until
+        if s < e and e > start:
+            out.append(make(starts_at=s, ends_at=e, kind="job"))
     return sorted(out, key=lambda b: (b.starts_at, b.ends_at))
