@@ -47,6 +47,8 @@ from bench.common import ratio, write_report
 from bench.fleet_stack import Api, FleetStack, Robot
 from raas.commands import demo_session as demo
 
+#: The service's job_claim_timeout_s (its default: raas/service/settings.py).
+CLAIM_TIMEOUT_S = 20.0
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 
 
@@ -153,6 +155,7 @@ def _wait_jobs(
         if time.monotonic() > deadline:
             left = {j["id"]: j["status"] for j in jobs if j["status"] not in TERMINAL}
             print(f"   jobs not finished after {timeout_s:.0f} s: {left}", flush=True)
+            print(stack.tails(), flush=True)
             return jobs
         for r in stack.robots:  # a robot that died on its own is a failure of the run
             if not r.killed and r.daemon.proc.poll() is not None:
@@ -265,23 +268,29 @@ def _kill(api: Api, stack: FleetStack, sha: str, episodes: int) -> dict[str, Any
     while time.monotonic() < deadline and target is None:
         for i in ids:
             job = api.job(i)
-            if job["status"] == "running" and job.get("claimed_by") == victim.name:
+            running_there = job["status"] == "running" and job.get("claimed_by") == victim.name
+            if running_there and job["episodes_done"] >= 1:  # mid-job: one episode kept
                 target = job
         time.sleep(0.2)
     if target is None:
         return {"killed": None, "why": f"no job ran on {victim.name} within 300 s", "ids": ids}
-    time.sleep(1.0)  # mid-episode: the run has started
+    time.sleep(2.0)  # into its next episode
     killed_at = time.time()
     stack.kill(victim)
     print(f"   SIGKILLed {victim.name} (daemon + worker) during job {target['id']}", flush=True)
-    final = _wait_jobs(api, stack, ids, 300 + stack.claim_timeout_s + 240 * episodes)
+    final = _wait_jobs(api, stack, ids, 300 + CLAIM_TIMEOUT_S + 240 * episodes)
     job = next(j for j in final if j["id"] == target["id"])
-    requeued = [e for e in api.logs(int(target["id"])) if e["kind"] == "requeued"]
+    events = api.logs(int(target["id"]))
+    requeued = [e for e in events if e["kind"] == "requeued"]
+    claims = [e for e in events if e["kind"] == "claimed"]
+    finished_on = (claims[-1].get("data") or {}).get("robot") if claims else None
+    kept = [r for r in job.get("results", []) if r.get("attempt") == target.get("attempt")]
     return {
         "killed": victim.name,
         "job": target["id"],
         "status": job["status"],
-        "finished_on": job.get("claimed_by"),
+        "finished_on": finished_on,
+        "episodes_kept_from_killed_attempt": len(kept),
         "attempts": job.get("attempt"),
         "requeued_after_s": round(_ts(requeued[0]["at"]) - killed_at, 2) if requeued else None,
         "succeeded": sum(1 for j in final if j["status"] == "succeeded"),
@@ -298,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=2, help="episodes per job (2)")
     ap.add_argument("--no-kill", action="store_true", help="skip the robot-death phase")
     ap.add_argument("--no-peer", action="store_true", help="skip the bare-loop peer")
-    ap.add_argument(
-        "--claim-timeout", type=float, default=20.0, help="the service's job claim timeout (20 s)"
-    )
+    ap.add_argument("--verbose", action="store_true", help="echo the workers' progress lines")
     ap.add_argument(
         "--health-check",
         action="store_true",
@@ -316,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== machine load (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)}")
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp_name:
         tmp = Path(tmp_name)
-        stack = FleetStack(tmp, claim_timeout_s=args.claim_timeout, health_check=args.health_check)
+        stack = FleetStack(tmp, health_check=args.health_check)
+        stack.verbose = args.verbose
         try:
             bundle, data, sha = _bundle(tmp)
             svc = stack.start_service()
@@ -377,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "clock": "lockstep",
             "cameras": 0,
-            "claim_timeout_s": args.claim_timeout,
+            "claim_timeout_s": CLAIM_TIMEOUT_S,
             "health_check": args.health_check,
             "bundle": "example:dactyl",
         },

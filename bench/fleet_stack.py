@@ -49,13 +49,21 @@ class Robot:
 class FleetStack:
     """Service + N lockstep robots (+ their workers), all stopped by close()."""
 
-    def __init__(self, tmp: Path, *, claim_timeout_s: float, health_check: bool) -> None:
+    def __init__(self, tmp: Path, *, health_check: bool) -> None:
         self.tmp = tmp
         self.kids = Children()
-        self.claim_timeout_s = claim_timeout_s
         self.health_check = health_check
         self.robots: list[Robot] = []
         self.svc: demo.Service | None = None
+        self.verbose = False  # echo the workers' lines
+
+    def tails(self, lines: int = 12) -> str:
+        """The last lines of every child's output (what to read when a run went wrong)."""
+        out = []
+        for child in self.kids.children:
+            text = "".join(child.lines[-lines:])
+            out.append(f"--- {child.name} (exit {child.proc.poll()}):\n{text}")
+        return "\n".join(out)
 
     # ----------------------------------------------------------------- start
     def start_service(self) -> demo.Service:
@@ -64,10 +72,7 @@ class FleetStack:
         cmd += ["--port", str(port), "--log-level", "warning"]
         cmd += ["--database-url", f"sqlite:///{self.tmp / 'raas.db'}"]
         cmd += ["--signing-key", str(self.tmp / "lease-signing-key.pem")]
-        env = {
-            "RAAS_STATE_DIR": str(self.tmp),
-            "RAAS_JOB_CLAIM_TIMEOUT_S": f"{self.claim_timeout_s:g}",
-        }
+        env = {"RAAS_STATE_DIR": str(self.tmp)}
         child = self.kids.start(
             "service", cmd, env=env, echo=lambda line: False,
             stop_signals=(signal.SIGINT, signal.SIGINT),
@@ -125,7 +130,7 @@ class FleetStack:
         cmd += ["--state-dir", str(self.tmp / "robots" / robot.name / "worker")]
         robot.worker = self.kids.start(
             f"worker-{robot.name.rsplit('-', 1)[1]}", cmd,
-            env={"RAAS_ROBOT_TOKEN": robot.token}, echo=lambda line: False,
+            env={"RAAS_ROBOT_TOKEN": robot.token}, echo=lambda line: self.verbose,
         )  # fmt: skip
         return robot.worker
 

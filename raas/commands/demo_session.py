@@ -160,6 +160,35 @@ def cancel(svc: Service, booking: Booking) -> None:
     )
 
 
+@dataclass(frozen=True)
+class DemoJob:
+    job_id: int
+    episodes: int
+    status: str
+
+
+def submit_job(svc: Service, token: str, bundle: Path, episodes: int) -> DemoJob:
+    """As the demo researcher: the bundle into the service's store (once, by its sha256), then
+    an evaluation job of `episodes` episodes on any robot (docs/fleet.md, Evaluation jobs)."""
+    from raas_client.bundles import pack, sha256
+
+    data = pack(bundle)
+    digest = sha256(data)
+    req = urllib.request.Request(svc.base + f"bundles/{digest}", data=data, method="PUT")
+    req.add_header("Content-Type", "application/octet-stream")
+    req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        raise ServiceRequestError(f"PUT /bundles/{digest[:12]}...: {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceRequestError(f"PUT /bundles: no answer ({exc})") from None
+    body = {"bundle_sha256": digest, "task": "reorientation", "episodes": episodes}
+    job = svc.request("POST", "jobs", body, token=token)
+    return DemoJob(int(job["id"]), episodes, str(job["status"]))
+
+
 _RECORDING = re.compile(r"^recording: (\S+\.mcap)")
 _REPORT = re.compile(r"-> (\S+\.html)")
 

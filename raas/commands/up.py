@@ -8,9 +8,13 @@ A small supervisor, never in the control path. It starts
    every 2 s with its safety state, wear and the post-session health check); with
    `--robots N`, shadow-2..N beside it, each with its own ports, keys, robot token and
    directory entry (raas/commands/up_fleet.py);
-3. then, as the demo researcher: books shadow-1 now, takes a control lease, runs the example
+3. one job worker per robot (`raasd worker`), which claims the evaluation jobs the robot
+   qualifies for and runs them through its daemon;
+4. then, as the demo researcher: books shadow-1 now, takes a control lease, runs the example
    Dactyl-shaped policy bundle with `raas run` (progress live), fetches the session's recording
-   and renders it with `raas report`;
+   and renders it with `raas report`; and submits a small evaluation job (2 episodes of the
+   same bundle, any robot), which a free robot's worker runs (with one robot: once the demo
+   booking of shadow-1 ends);
 and prints where everything is. The robot keeps serving until Ctrl-C (or SIGTERM), which stops
 everything in order and exits 0. A child that fails stops the rest and exits 4.
 """
@@ -39,6 +43,7 @@ from raas.commands.up_summary import RobotRow, Summary, save_client_config, save
 EXIT_FAILED = 4
 DEMO_ROBOT = "shadow-1"
 DEMO_MINUTES = 30  # the demo booking (cancelled when raasd up stops)
+DEMO_JOB_EPISODES = 2  # the demo's evaluation job
 _ROBOT_BANNER = re.compile(r"control (\S+) stream (\S+) (?:server key (\S+)|PLAIN)")
 _DASHBOARD = re.compile(r"live dashboard on (\S+)")
 _LOGIN = re.compile(r"demo login \((\w+)\): (\S+) / (\S+)")
@@ -202,6 +207,19 @@ def _start_robot(
     return kids.start(plan.child, cmd, env={"RAAS_ROBOT_TOKEN": creds.daemon_token})
 
 
+def _start_worker(
+    kids: Children, svc: demo.Service, plan: RobotPlan, creds: demo.RobotCredentials, row: RobotRow
+) -> Child:
+    """The robot's job worker: claims its jobs and runs them through its daemon (a client of
+    it, with the lease each claim brings), with the robot's own token."""
+    cmd = [sys.executable, "-m", "raas.cli", "worker", "--service", svc.base.rstrip("/")]
+    cmd += ["--robot-id", str(creds.robot_id), "--endpoint", row.endpoint]
+    cmd += [f"--server-key={row.server_key}", "--state-dir", str(plan.state / "worker")]
+    name = "worker" if plan.index == 1 else f"worker-{plan.index}"
+    env = {"RAAS_ROBOT_TOKEN": creds.daemon_token}
+    return kids.start(name, cmd, env=env, stop_signals=(signal.SIGINT, signal.SIGTERM))
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (a service manager's stop), handled as Ctrl-C is."""
 
@@ -235,6 +253,8 @@ def main(args: argparse.Namespace) -> int:
                 _start_robot(kids, args, svc, p, c) for p, c in zip(plans, creds, strict=True)
             ]
             rows = [_robot_row(p, r) for p, r in zip(plans, robots, strict=True)]
+            for p, c, row in zip(plans, creds, rows, strict=True):
+                _start_worker(kids, svc, p, c, row)
         first = rows[0]
         info = Summary(
             DEMO_ROBOT, svc.base, first.endpoint, first.stream, first.server_key, first.dashboard
@@ -245,6 +265,7 @@ def main(args: argparse.Namespace) -> int:
         if bundle is not None:
             booking = demo.book_now(svc, creds1.robot_id, minutes=DEMO_MINUTES)
             info.recording, info.report = _demo_run(kids, args, bundle, booking, info)
+            info.job = demo.submit_job(svc, booking.researcher_token, bundle, DEMO_JOB_EPISODES)
         info.lease_file = save_lease(args.var, booking)
         info.client_config = save_client_config(args.var, svc, booking)
         info.print()
@@ -319,7 +340,11 @@ def _shut_down(
     code: int,
 ) -> int:
     """Robot first (hand to idle, rig down, files closed), then the booking, then the service."""
-    robot = [c for c in kids.children if c.name == "raas" or c.name.startswith("robot")]
+    robot = [
+        c
+        for c in kids.children
+        if c.name == "raas" or c.name.startswith(("robot", "worker"))  # workers stop first
+    ]
     for child in reversed(robot):
         rc = kids.stop(child, 30.0)
         if child.name.startswith("robot") and rc not in (0, -signal.SIGINT) and code == 0:

@@ -65,6 +65,7 @@ class Summary:
         self.lease_file: Path | None = None
         self.client_config: Path | None = None
         self.others: list[RobotRow] = []  # `--robots N`: shadow-2..N
+        self.job: demo.DemoJob | None = None  # the demo's evaluation job
 
     def print(self) -> None:
         key = shlex.quote(self.server_key)  # Z85 keys hold shell characters
