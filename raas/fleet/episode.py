@@ -54,20 +54,23 @@ class EpisodeOutcome:
         return self.ended in ("done", "held") and self.record is not None
 
     def result(self, recording_sha256: str | None) -> dict[str, Any]:
-        """The body of the episode's post to the service."""
+        """The body of the episode's post to the service (its EpisodeReport): the episode's
+        record from the run's summary, where the time went, the recording and the session."""
         rec = self.record or {}
-        s = self.summary or {}
+        held = rec.get("reason") == "held"
         return {
             "index": self.index,
             "successes": int(rec.get("successes", 0)),
             "end_reason": str(rec.get("reason", "")),
-            "safety_stop": rec.get("safety_reason") if rec.get("reason") == "held" else None,
+            "cycles": int(rec.get("cycles", 0)),
             "seconds": float(rec.get("seconds", 0.0)),
-            "reset": self.reset,
-            "session": self.session,
-            "timing": self.timing,
+            "seconds_per_goal": [float(x) for x in rec.get("seconds_per_goal", [])],
+            "safety_stop": held,
+            "safety_reason": str(rec.get("safety_reason", "")) if held else "",
+            "safety_detail": str(rec.get("safety_detail", ""))[:2000] if held else "",
+            "timing": {k: round(v, 6) for k, v in self.timing.items()},
             "recording_sha256": recording_sha256,
-            "policy": s.get("policy"),
+            "session_id": self.session,
         }
 
 

@@ -80,6 +80,8 @@ class Resetter:
             retry_busy(robot, lambda: robot.reset_scene(start.seed))
             return "scene"
         except RemoteError as exc:
+            if exc.code in ("estopped", "fault") or exc.code.startswith("lease_"):
+                raise  # the robot's state, not the reset's: the episode's caller handles it
             if exc.code != "unavailable":
                 raise ResetFailedError(f"the robot refused the scene reset: {exc}") from exc
         if self.hook is not None:

@@ -147,7 +147,7 @@ class ServiceClient:
             job=dict(d["job"]),
             attempt=int(d["attempt"]),
             hold_until=epoch(d["hold_until"]),
-            lease=str(d["lease"]),
+            lease=str(d["lease"]["token"] if isinstance(d["lease"], dict) else d["lease"]),
             endpoint=d.get("endpoint") or None,
             server_key=d.get("server_key") or None,
         )

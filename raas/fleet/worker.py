@@ -103,6 +103,21 @@ class Heartbeats:
         self.stopping.set()
         self.thread.join()
 
+    def beat_now(self) -> None:
+        """One heartbeat now (after the robot closed the session: was the job cancelled, or the
+        attempt requeued, or is the robot's trouble its own?)."""
+        c, st = self.claim, self.state
+        try:
+            beat = self.service.heartbeat(c.job_id, c.attempt)
+        except StaleAttemptError:
+            with st.lock:
+                st.stale = True
+            return
+        except (ServiceRefusedError, ServiceUnreachableError):
+            return
+        with st.lock:
+            st.hold_until, st.cancel = beat.hold_until, beat.cancel
+
     def _run(self) -> None:
         c, st = self.claim, self.state
         unreachable = False
@@ -235,9 +250,9 @@ class Worker:
             f"{_clock(claim.hold_until)}"
         )
         st = AttemptState(claim.hold_until)
-        with Heartbeats(self.service, claim, st, self.opts.heartbeat_s, self.log):
+        with Heartbeats(self.service, claim, st, self.opts.heartbeat_s, self.log) as beats:
             try:
-                return self._run(claim, st, remaining, sha)
+                return self._run(claim, st, remaining, sha, beats)
             except NoResetError as exc:
                 return self._finish(claim, st, "failed", str(exc))
             except BundleMismatchError as exc:
@@ -254,7 +269,9 @@ class Worker:
             except ServiceUnreachableError as exc:
                 return self._abandon(claim, f"the service does not answer: {exc}")
 
-    def _run(self, claim: Claim, st: AttemptState, remaining: list[int], sha: str) -> str:
+    def _run(
+        self, claim: Claim, st: AttemptState, remaining: list[int], sha: str, beats: Heartbeats
+    ) -> str:
         job = claim.job
         jid, n = claim.job_id, int(job["episodes"])
         bundle = self.service.bundle(sha, self.opts.cache_dir)
@@ -292,7 +309,9 @@ class Worker:
                 return self._finish(claim, st, "failed", f"episode {index + 1}: {out.message}")
             if out.ended == "stopped":
                 return self._stopped(claim, st, out.message)
-            # estop, fault, lost, closed: the cell's trouble, not the policy's
+            # estop, fault, lost, closed: the cell's trouble, not the policy's; or the service
+            # revoked the lease (a cancel, a requeue) before the heartbeat said so: ask now
+            beats.beat_now()
             why = self._stop_reason(st, 0.0)
             if why is not None and (st.cancel or st.stale):
                 return self._stopped(claim, st, why)

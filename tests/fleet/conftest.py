@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.fleet.service_harness import Service, linked_daemon
 from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon
+
+#: The service requeues a job whose worker sent no heartbeat for this long (20 s by default).
+CLAIM_TIMEOUT_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +33,33 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, issuer: LeaseIssuer) -> Ite
 @pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small example bundle as one file (what the bundle store hands a worker)."""
-    from raas_client.session import _bundle_bytes
+    from raas_client.bundles import pack
 
     from raas.policy.examples import ensure_examples
 
     d = ensure_examples(tmp_path_factory.mktemp("bundles"), ["small"])["small"]
     f = d.parent / "small.tar"
-    f.write_bytes(_bundle_bytes(d))
+    f.write_bytes(pack(d))
     return f
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The real service (jobs API) with a short claim timeout, one robot shadow-1."""
+    s = Service(
+        Path(tmp_path_factory.mktemp("service")),
+        job_claim_timeout_s=CLAIM_TIMEOUT_S,
+        job_sweep_interval_s=0.5,
+    )
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def linked_robot(
+    service: Service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RobotDaemon]:
+    """shadow-1: a simulated robot daemon linked to `service` (directory entry, revocations)."""
+    d = linked_daemon(service, Path(tmp_path_factory.mktemp("cell")))
+    yield d
+    d.stop()

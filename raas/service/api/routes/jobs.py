@@ -269,6 +269,7 @@ def job_heartbeat(
     """Keep the attempt alive (at least every `job_claim_timeout_s`); answers the hold's end
     (it shrinks when a booking or maintenance is laid in front of it) and `cancel`."""
     robot_id = _robot(principal)
+    sweep_once(state)  # an attempt past its hold or timeout is requeued first (then 409)
     robot = db.get_one(Robot, robot_id)
     free_until = job_claim.next_busy(db, robot, now, state.settings)
     hold_until, cancel = job_attempts.heartbeat(db, job_id, attempt, robot_id, now, free_until)
@@ -307,6 +308,7 @@ async def put_recording(
                 raise Forbidden(f"attempt {attempt} of job {job_id} is another robot's")
             job_attempts.require_live(job, att)
 
+    await run_in_threadpool(sweep_once, state)
     await run_in_threadpool(check)
     limit = state.settings.max_recording_bytes
     declared_size(request, limit, "recording")
@@ -339,6 +341,7 @@ def report_episode(
 ) -> JobPublic:
     """Record one finished episode of the attempt (kept if the job is requeued later)."""
     robot_id = _robot(principal)
+    sweep_once(state)
     job = job_attempts.record_episode(db, job_id, attempt, robot_id, body, now, blob_store(state))
     answer = job_crud.public(db, job)
     db.commit()
@@ -358,6 +361,7 @@ def finish_attempt(
     """End the attempt: succeeded, failed, or interrupted (the job goes back to the queue with
     its finished episodes kept). The attempt's lease is revoked."""
     robot_id = _robot(principal)
+    sweep_once(state)
     job, revoked = job_attempts.finish(db, job_id, attempt, robot_id, body, now)
     answer = job_crud.public(db, job)
     db.commit()
