@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for robot in stack.robots:
                 stack.start_worker(robot)
+            stack.wait_workers()  # claim latency is the queue's, not a worker's start-up
             api = Api(svc)
             api.put_bundle(data, sha)
             print(f"== ours: {args.jobs} jobs x {args.episodes} episodes", flush=True)

@@ -25,6 +25,7 @@ from typing import Any
 from raas.commands import demo_session as demo
 from raas.commands.up_children import Child, Children
 
+_WORKER_READY = re.compile(r"raasd worker: robot \d+ on ")
 _BANNER = re.compile(r"control (\S+) stream (\S+) (?:server key (\S+)|PLAIN)")
 
 
@@ -133,6 +134,12 @@ class FleetStack:
             env={"RAAS_ROBOT_TOKEN": robot.token}, echo=lambda line: self.verbose,
         )  # fmt: skip
         return robot.worker
+
+    def wait_workers(self, timeout_s: float = 120.0) -> None:
+        """Every worker has started and is about to claim (its first line)."""
+        for robot in self.robots:
+            if robot.worker is not None:
+                robot.worker.wait_for(_WORKER_READY, timeout_s)
 
     # ----------------------------------------------------------------- faults
     def kill(self, robot: Robot) -> None:

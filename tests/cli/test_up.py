@@ -54,6 +54,13 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -206,8 +213,20 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert (robot["safety_state"], robot["safety_reason"]) == ("fault", "estop"), robot
 
+        # The demo's evaluation job: submitted as the researcher, where to follow it printed;
+        # with one robot it waits for the demo booking of shadow-1 to end (one calendar).
+        job = out.wait_for(r"^  evaluation job (\d+): 2 episodes", 1).group(1)
+        assert re.search(rf"^  follow it: +RAAS_CONFIG=\S+ \S+raas jobs show {job}$", text, re.M)
+        researcher = _get(
+            base + "auth/login",
+            body={"email": "researcher@demo.lab", "password": "demo-researcher"},
+        )["access_token"]
+        got_job = _get(base + f"jobs/{job}", token=researcher)
+        assert (got_job["episodes"], got_job["status"]) == (2, "queued"), got_job
+
         stack = _descendants(proc.pid)
-        assert len(stack) >= 4  # service, robot, and the robot's rig and outputs
+        assert len(stack) >= 5  # service, robot, its worker, and the robot's rig and outputs
+        assert len([p for p in stack if " worker " in _cmdline(p)]) == 1
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -295,6 +314,11 @@ def test_up_brings_up_n_robots_each_with_its_own_entry(tmp_path: Path) -> None:
         assert {robots[n]["server_public_key"] for n in rows} == set(keys)
         assert (var / "robots" / "shadow-3" / "transport").is_dir()
         stack = _descendants(proc.pid)
+        workers = [_cmdline(p) for p in stack if " worker " in _cmdline(p)]
+        assert len(workers) == 3, workers  # one job worker per robot, each with its robot id
+        assert {w.split("--robot-id ")[1].split()[0] for w in workers} == {
+            str(robots[n]["id"]) for n in rows
+        }
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
