@@ -189,6 +189,16 @@ def submit_job(svc: Service, token: str, bundle: Path, episodes: int) -> DemoJob
     return DemoJob(int(job["id"]), episodes, str(job["status"]))
 
 
+def cancel_job(svc: Service, token: str, job: DemoJob) -> None:
+    """Cancel the demo job unless it has ended (the next `raasd up` starts with a clean queue)."""
+    try:
+        got = svc.request("GET", f"jobs/{job.job_id}", token=token)
+        if got["status"] in ("queued", "running"):
+            svc.request("POST", f"jobs/{job.job_id}/cancel", {}, token=token)
+    except ServiceRequestError as exc:
+        print(f"raasd up: the demo job {job.job_id} stays: {exc}", file=sys.stderr)
+
+
 _RECORDING = re.compile(r"^recording: (\S+\.mcap)")
 _REPORT = re.compile(r"-> (\S+\.html)")
 

@@ -240,6 +240,7 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     svc: demo.Service | None = None
     booking: demo.Booking | None = None
+    job: demo.DemoJob | None = None
     code = 0
     try:
         _step("[1/4] the reservation service, with demo users and robots")
@@ -265,7 +266,8 @@ def main(args: argparse.Namespace) -> int:
         if bundle is not None:
             booking = demo.book_now(svc, creds1.robot_id, minutes=DEMO_MINUTES)
             info.recording, info.report = _demo_run(kids, args, bundle, booking, info)
-            info.job = demo.submit_job(svc, booking.researcher_token, bundle, DEMO_JOB_EPISODES)
+            job = demo.submit_job(svc, booking.researcher_token, bundle, DEMO_JOB_EPISODES)
+            info.job = job
         info.lease_file = save_lease(args.var, booking)
         info.client_config = save_client_config(args.var, svc, booking)
         info.print()
@@ -281,7 +283,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
             signal.signal(sig, signal.SIG_IGN)
-        code = _shut_down(kids, svc, booking, code)
+        code = _shut_down(kids, svc, booking, job, code)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return code
@@ -337,9 +339,13 @@ def _shut_down(
     kids: Children,
     svc: demo.Service | None,
     booking: demo.Booking | None,
+    job: demo.DemoJob | None,
     code: int,
 ) -> int:
-    """Robot first (hand to idle, rig down, files closed), then the booking, then the service."""
+    """The demo job cancelled (a running one stops at once, the hand holds), then the workers
+    and robots (hand to idle, rig down, files closed), then the booking, then the service."""
+    if svc is not None and booking is not None and job is not None:
+        demo.cancel_job(svc, booking.researcher_token, job)
     robot = [
         c
         for c in kids.children
