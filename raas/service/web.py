@@ -3,7 +3,7 @@
 Pages (all GET, the login cookie decides who you are; without it you land on /login):
   /                     redirect to /book
   /login                sign-in form (posts to /auth/login, which sets the cookie)
-  /book                 the robots, with their live status
+  /book                 the robots, with their live status, and the Jobs panel (jobs.js)
   /book/robots/{id}     one robot's week calendar: book, cancel, staff maintenance blocks
   /web/static/{file}    the page's scripts, stylesheet and icon
   /favicon.ico          the icon
@@ -35,6 +35,7 @@ STATIC_FILES = {
     "calendar.js": "text/javascript",
     "safety.js": "text/javascript",
     "session.js": "text/javascript",
+    "jobs.js": "text/javascript",
     "booking.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -103,7 +104,13 @@ def make_web_router(web_dir: Path | None = None) -> APIRouter:
         if principal is None:
             return _to_login(request)
         robots = [robot_crud.public(db, r, now, state.settings) for r in robot_crud.list_robots(db)]
-        return render(request, "robots.html", {"user": principal.user, "robots": robots})
+        context = {
+            "user": principal.user,
+            "robots": robots,
+            "staff": principal.is_staff,
+            "poll_ms": STATUS_POLL_MS,
+        }
+        return render(request, "robots.html", context)
 
     @router.get("/book/robots/{robot_id}", name="booking_week")
     def week_page(

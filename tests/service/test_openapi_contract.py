@@ -48,3 +48,49 @@ def test_the_document_describes_issue_15(tmp_path: Path) -> None:
     # request bodies refuse unknown fields
     assert schemas["ReservationCreate"]["additionalProperties"] is False
     assert "series_id" in {p["name"] for p in paths["/reservations"]["get"]["parameters"]}
+
+
+def test_the_document_describes_evaluation_jobs(tmp_path: Path) -> None:
+    doc = _doc(tmp_path)
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    routes = {
+        ("put", "/bundles/{sha256}"),
+        ("head", "/bundles/{sha256}"),
+        ("get", "/bundles/{sha256}"),
+        ("post", "/jobs"),
+        ("get", "/jobs"),
+        ("get", "/jobs/{job_id}"),
+        ("post", "/jobs/{job_id}/cancel"),
+        ("get", "/jobs/{job_id}/logs"),
+        ("get", "/jobs/{job_id}/episodes/{index}/recording"),
+        ("post", "/robots/{robot_id}/jobs/claim"),
+        ("post", "/jobs/{job_id}/attempts/{attempt}/heartbeat"),
+        ("put", "/jobs/{job_id}/attempts/{attempt}/episodes/{index}/recording"),
+        ("post", "/jobs/{job_id}/attempts/{attempt}/episodes"),
+        ("post", "/jobs/{job_id}/attempts/{attempt}/finish"),
+    }
+    for method, path in routes:
+        assert method in paths.get(path, {}), (method, path)
+    put = paths["/bundles/{sha256}"]["put"]
+    assert "application/octet-stream" in put["requestBody"]["content"]
+    assert "bundle_hash_mismatch" in put["responses"]["422"]["description"]
+    assert "bundle_too_large" in put["responses"]["413"]["description"]
+    submit = paths["/jobs"]["post"]["responses"]
+    assert "bundle_not_found" in submit["404"]["description"]
+    assert {"unknown_robot", "no_qualifying_robot"} <= set(
+        submit["422"]["description"].replace(",", " ").split()
+    )
+    claim = paths["/robots/{robot_id}/jobs/claim"]["post"]
+    assert "204" in claim["responses"] and "wait" in {p["name"] for p in claim["parameters"]}
+    for route in ("heartbeat", "episodes", "finish"):
+        stale = paths[f"/jobs/{{job_id}}/attempts/{{attempt}}/{route}"]["post"]["responses"]
+        assert "stale_attempt" in stale["409"]["description"]
+    assert schemas["JobCreate"]["additionalProperties"] is False
+    assert schemas["EpisodeReport"]["additionalProperties"] is False
+    assert {"hold_until", "lease", "endpoint", "server_key", "attempt", "job"} <= set(
+        schemas["JobClaimed"]["properties"]
+    )
+    job = set(schemas["JobPublic"]["properties"])
+    assert {"episodes_done", "claimed_by", "results", "status", "attempt"} <= job
+    kinds = schemas["BusyInterval"]["properties"]["kind"]["enum"]
+    assert "job" in kinds

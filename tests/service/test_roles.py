@@ -4,6 +4,7 @@ listed for. A new route fails this test until it is added to ALLOWED below."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +15,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from raas.service.crud import jobs as job_crud
 from raas.service.crud import tokens as token_crud
 from raas.service.crud import users as user_crud
+from raas.service.models import Robot
+from raas.service.schemas import QuotaUpdate
 from raas.service.state import ServiceState
 from tests.service.harness import ROLES, Clock, Seeded, make_client, seed, settings_for
 
@@ -75,11 +79,30 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/audit"): STAFF,
     ("GET", "/robots/{robot_id}/calendar.ics"): PEOPLE,
     ("GET", "/users/{user_id}/calendar.ics"): OWNER_OR_STAFF,
+    # evaluation jobs: the researcher submitted the job (and its bundle); the robot runs it
+    ("PUT", "/bundles/{sha256}"): PEOPLE,
+    ("HEAD", "/bundles/{sha256}"): PEOPLE | {"robot"},
+    ("GET", "/bundles/{sha256}"): OWNER_OR_STAFF | {"robot"},
+    ("POST", "/jobs"): PEOPLE,
+    ("GET", "/jobs"): PEOPLE,
+    ("GET", "/jobs/{job_id}"): OWNER_OR_STAFF,
+    ("POST", "/jobs/{job_id}/cancel"): OWNER_OR_STAFF,
+    ("GET", "/jobs/{job_id}/logs"): OWNER_OR_STAFF,
+    ("GET", "/jobs/{job_id}/episodes/{index}/recording"): OWNER_OR_STAFF,
+    ("POST", "/robots/{robot_id}/jobs/claim"): {"robot"},
+    ("POST", "/jobs/{job_id}/attempts/{attempt}/heartbeat"): {"robot"},
+    ("PUT", "/jobs/{job_id}/attempts/{attempt}/episodes/{index}/recording"): {"robot"},
+    ("POST", "/jobs/{job_id}/attempts/{attempt}/episodes"): {"robot"},
+    ("POST", "/jobs/{job_id}/attempts/{attempt}/finish"): {"robot"},
 }
+BUNDLE = b"roles bundle"
+BUNDLE_SHA = hashlib.sha256(BUNDLE).hexdigest()
 #: Endless responses: only the refusals are requested (an allowed role would never return).
 STREAMS = {("GET", "/robots/{robot_id}/revocations/stream")}
 
 _n = itertools.count()
+#: One booking slot per world (2 h apart), counted apart from the requests' numbers.
+_slots = itertools.count()
 
 
 @dataclass
@@ -106,11 +129,13 @@ def _build_world(state: ServiceState, seeded: Seeded, client: TestClient, clock:
             _, secret = token_crud.issue(db, user, kind="api", name="r", now=now, lifetime=None)
             headers[role] = {"Authorization": f"Bearer {secret}"}
         alice = user_crud.get_user(db, seeded.users["alice@lab"][0])
+        # unlimited again (a DELETE of her quota earlier restores the 20 h week)
+        user_crud.set_quota(db, alice, QuotaUpdate())
         token, _ = token_crud.issue(db, alice, kind="api", name="x", now=now, lifetime=None)
         token_id = token.id
         robot_token = _robot_token(db, alice, seeded.robots["arm-1"], now)
     headers["robot"] = {"Authorization": f"Bearer {robot_token}"}
-    slot = next(_n)
+    slot = next(_slots)
     start = now + timedelta(hours=2 * slot + 1)
     r = client.post(
         "/reservations",
@@ -139,8 +164,41 @@ def _build_world(state: ServiceState, seeded: Seeded, client: TestClient, clock:
         "robot_id": seeded.robots["arm-1"],
         "block_id": block.json()["id"],
         "name": "arm-1",
+        **_running_job(state, client, headers, seeded),
     }
     return World(headers=headers, params=params, clock=clock)
+
+
+def _running_job(
+    state: ServiceState, client: TestClient, headers: dict[str, dict[str, str]], seeded: Seeded
+) -> dict[str, int | str]:
+    """A job of the researcher's, claimed by arm-1 (the robot role) with one episode recorded
+    (and its recording stored); the previous world's job is cancelled to free the robot."""
+    with state.db.write() as db:
+        for job in job_crud.list_jobs(db, user_id=None, status="running", limit=100, offset=0):
+            job_crud.cancel(db, job, user_crud.get_user(db, job.user_id), state.clock())
+        # earlier routes' e-stops, maintenance or health reports would keep arm-1 from claiming
+        arm = db.get_one(Robot, seeded.robots["arm-1"])
+        arm.estop_latched, arm.health_blocked, arm.status = False, False, "available"
+    robot = seeded.robots["arm-1"]
+    beat = {"directory": {"control_endpoint": "tcp://127.0.0.1:5555", "hand_model": "h"}}
+    assert client.post(f"/robots/{robot}/heartbeat", json=beat, headers=headers["robot"]).is_success
+    put = client.put(f"/bundles/{BUNDLE_SHA}", content=BUNDLE, headers=headers["researcher"])
+    assert put.status_code in (200, 201), put.text
+    job = client.post(
+        "/jobs",
+        json={"bundle_sha256": BUNDLE_SHA, "episodes": 2, "robot": "arm-1"},
+        headers=headers["researcher"],
+    )
+    assert job.status_code == 201, job.text
+    claimed = client.post(f"/robots/{robot}/jobs/claim", headers=headers["robot"])
+    assert claimed.status_code == 200, claimed.text
+    return {
+        "job_id": job.json()["id"],
+        "attempt": claimed.json()["attempt"],
+        "index": 0,
+        "sha256": BUNDLE_SHA,
+    }
 
 
 def _robot_token(db: Any, issuer: Any, robot_id: int, now: Any) -> str:
@@ -180,6 +238,13 @@ def _request(method: str, path: str, role: str, world: World, seeded: Seeded) ->
         ("POST", "/reservations/series"): booking | {"weeks": 1},
         ("PATCH", "/reservations/{reservation_id}"): {"purpose": "p"},
         ("POST", "/reservations/{reservation_id}/lease"): {"scope": "observe"},
+        ("POST", "/jobs"): {"bundle_sha256": BUNDLE_SHA, "episodes": 1},
+        ("POST", "/jobs/{job_id}/attempts/{attempt}/episodes"): {
+            "index": 0,
+            "successes": 1,
+            "end_reason": "goal_timeout",
+        },
+        ("POST", "/jobs/{job_id}/attempts/{attempt}/finish"): {"outcome": "interrupted"},
         ("POST", "/maintenance"): {
             "robot_id": seeded.robots["arm-2"],
             "starts_at": (now + timedelta(days=100 + n)).isoformat(),
@@ -192,6 +257,8 @@ def _request(method: str, path: str, role: str, world: World, seeded: Seeded) ->
         kwargs["json"] = bodies[(method, path)]
     if (method, path) in query:
         kwargs["params"] = query[(method, path)]
+    if method == "PUT" and path.endswith(("/recording", "/bundles/{sha256}")):
+        kwargs["content"] = BUNDLE
     return kwargs
 
 

@@ -68,3 +68,21 @@ def test_static_files_are_a_fixed_list(site: tuple[TestClient, Seeded]) -> None:
     assert client.get("/web/static/booking.css").status_code == 200
     for name in ("app.py", "..%2F..%2Fraas%2Fservice%2Fapp.py", "week.html"):
         assert client.get(f"/web/static/{name}").status_code == 404
+
+
+def test_the_robots_page_has_the_jobs_panel(site: tuple[TestClient, Seeded]) -> None:
+    """A researcher's panel lists their jobs; staff's says everyone's and has a user column."""
+    client, seeded = site
+    sign_in(client, seeded, "alice@lab")
+    page = client.get("/book")
+    assert 'id="jobs-panel"' in page.text and 'data-staff="false"' in page.text
+    assert "Your jobs" in page.text and "<th>User</th>" not in page.text
+    assert '<script src="/web/static/jobs.js?v=' in page.text
+    js = client.get("/web/static/jobs.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    sign_in(client, seeded, "staff@lab")
+    page = client.get("/book")
+    assert 'data-staff="true"' in page.text and "<th>User</th>" in page.text
+    assert "Jobs (everyone&#39;s)" in page.text
+    # a missing robot's page has no panel
+    assert 'id="jobs-panel"' not in client.get("/book/robots/999").text

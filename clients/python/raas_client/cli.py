@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "raas_client.commands.run",
     "raas_client.commands.watch",
     "raas_client.commands.serve_policy",
+    "raas_client.commands.jobs",
     "raas_client.report.command",
 )
 

@@ -94,3 +94,23 @@ class RobotOfflineError(ServiceRefusedError):
 class NoCurrentBookingError(ServiceRefusedError):
     """The caller holds no booking of the robot running now (the message says when the next
     one starts)."""
+
+
+class BundleNotFoundError(ServiceRefusedError):
+    """The service holds no bundle with that sha256 (upload it first: `PUT /bundles/{sha256}`)."""
+
+
+class BundleTooLargeError(ServiceRefusedError):
+    """The bundle is over the service's size limit (the message says the limit)."""
+
+
+class BundleHashMismatchError(ServiceRefusedError):
+    """The uploaded bytes do not hash to the sha256 in the URL (changed or cut in transit)."""
+
+
+class NoQualifyingRobotError(ServiceRefusedError):
+    """No robot has the hand model the job asks for (the message lists the models there are)."""
+
+
+class JobNotFoundError(ServiceRefusedError):
+    """No job with that id, or not one the caller may see (researchers see their own)."""

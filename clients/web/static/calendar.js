@@ -1,6 +1,6 @@
 // The booking page's week calendar: one robot, Monday to Sunday in the browser's time zone.
 // It only talks to the service's JSON API with the login cookie (same origin):
-//   GET  /robots/{id}/availability   busy intervals of everyone (bookings + maintenance)
+//   GET  /robots/{id}/availability   busy intervals of everyone (bookings, maintenance, job holds)
 //   GET  /reservations               your bookings (staff: everyone's), for their ids
 //   GET  /maintenance                maintenance blocks, for their reasons
 //   POST /reservations, POST /reservations/{id}/cancel, POST /maintenance (staff)
@@ -170,6 +170,12 @@
     const columns = skeleton();
     const own = new Map(mine.map((r) => [`${Date.parse(r.starts_at)}/${Date.parse(r.ends_at)}`, r]));
     for (const interval of busy.busy) {
+      if (interval.kind === "job") {
+        // an evaluation job holds the robot (raas jobs submit): busy like a booking
+        place(columns, new Date(interval.starts_at), new Date(interval.ends_at), (s, e) =>
+          eventBox("job", "evaluation job", s, e));
+        continue;
+      }
       if (interval.kind !== "reservation") continue;
       const key = `${Date.parse(interval.starts_at)}/${Date.parse(interval.ends_at)}`;
       if (own.has(key)) continue;
