@@ -115,7 +115,25 @@ class Summary:
             f"  status:              {env} .venv/bin/raas status {self.robot}\n"
             f"  run a bundle:        {env} .venv/bin/raas run BUNDLE --robot {self.robot}\n"
             f"  from Python:         RemoteRobot.connect({self.robot!r})  "
-            "(with RAAS_CONFIG, or RAAS_SERVICE_URL and RAAS_TOKEN)\n" + self._others_by_name(env)
+            "(with RAAS_CONFIG, or RAAS_SERVICE_URL and RAAS_TOKEN)\n"
+            + self._others_by_name(env)
+            + self._job(env)
+        )
+
+    def _job(self, env: str) -> str:
+        """The demo's evaluation job and where to follow it."""
+        if self.job is None:
+            return ""
+        wait = (
+            ""
+            if self.others
+            else f" (it waits for {self.robot}: the demo booking holds it until it ends)"
+        )
+        return (
+            f"\n  evaluation job {self.job.job_id}: {self.job.episodes} episodes of the bundle on "
+            f"any free robot, run by its worker{wait}\n"
+            f"  follow it:           {env} .venv/bin/raas jobs show {self.job.job_id}\n"
+            f"                       or the Jobs panel of the booking page {self.base}book\n"
         )
 
     def _others_by_name(self, env: str) -> str:
