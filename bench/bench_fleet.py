@@ -31,8 +31,9 @@ times of both sides, the killed robot's job and the machine's load average befor
 from __future__ import annotations
 
 import argparse
-import hashlib
+import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -68,18 +69,20 @@ def _pct(values: list[float]) -> dict[str, float]:
     }
 
 
-def _bundle(tmp: Path) -> tuple[Path, bytes, str]:
+def _bundle(tmp: Path, rate_hz: float) -> tuple[Path, bytes, str]:
+    """The example Dactyl-shaped bundle with its control period set to the robots' rate."""
+    from raas_client.bundles import pack, sha256
+
     from raas.policy.examples import ensure_examples
 
-    ensure_examples(tmp / "bundles", ["dactyl"])
-    path = tmp / "bundles" / "dactyl"
-    try:
-        from raas_client.bundles import pack  # the packing the service's bundle store uses
-    except ImportError:  # before raas jobs' client side: RemoteRobot.upload's packing
-        from raas_client.session import _bundle_bytes as pack
-
+    ensure_examples(tmp / "examples", ["dactyl"])
+    path = tmp / "bundles" / f"dactyl-{rate_hz:g}hz"
+    shutil.copytree(tmp / "examples" / "dactyl", path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["control_period_s"] = 1.0 / rate_hz
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     data = pack(path)
-    return path, data, hashlib.sha256(data).hexdigest()
+    return path, data, sha256(data)
 
 
 # ---------------------------------------------------------------------- the jobs' timelines
@@ -307,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=2, help="episodes per job (2)")
     ap.add_argument("--no-kill", action="store_true", help="skip the robot-death phase")
     ap.add_argument("--no-peer", action="store_true", help="skip the bare-loop peer")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=5.0,
+        help="the robots' loop rate, and the bundle's control period to match (5 Hz: the "
+        "load-time latency check then allows 100 ms, see docs/fleet.md)",
+    )
     ap.add_argument("--verbose", action="store_true", help="echo the workers' progress lines")
     ap.add_argument(
         "--health-check",
@@ -326,10 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         stack = FleetStack(tmp, health_check=args.health_check)
         stack.verbose = args.verbose
         try:
-            bundle, data, sha = _bundle(tmp)
+            bundle, data, sha = _bundle(tmp, args.rate)
             svc = stack.start_service()
             print(f"== {args.robots} lockstep robots (cameras off) + workers", flush=True)
-            stack.start_robots(args.robots, workers=False)
+            stack.start_robots(args.robots, rate_hz=args.rate)
             peer: dict[str, Any] = {}
             if not args.no_peer:
                 print("== peer: a bare loop per robot, no queue", flush=True)
@@ -385,10 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "settings": {
             "clock": "lockstep",
+            "rate_hz": args.rate,
             "cameras": 0,
             "claim_timeout_s": CLAIM_TIMEOUT_S,
             "health_check": args.health_check,
-            "bundle": "example:dactyl",
+            "bundle": f"example:dactyl at {args.rate:g} Hz",
         },
         "load_start": load_start,
         "load_end": load_end,

@@ -89,7 +89,7 @@ class FleetStack:
         self.svc = svc
         return svc
 
-    def start_robots(self, n: int, *, workers: bool) -> list[Robot]:
+    def start_robots(self, n: int, *, rate_hz: float) -> list[Robot]:
         assert self.svc is not None
         started: list[tuple[str, demo.RobotCredentials, Child]] = []
         for i in range(1, n + 1):
@@ -100,7 +100,16 @@ class FleetStack:
             key = state / "lease-key.pem"
             key.write_text(creds.lease_key_pem)
             cmd = [sys.executable, "-m", "raas.cli", "robot", "--sim", "--clock", "lockstep"]
-            cmd += ["--cameras", "0", "--no-rt", "--quiet", "--robot", name]
+            cmd += [
+                "--cameras",
+                "0",
+                "--no-rt",
+                "--quiet",
+                "--robot",
+                name,
+                "--rate",
+                f"{rate_hz:g}",
+            ]
             cmd += ["--robot-id", str(creds.robot_id), "--state-dir", str(state)]
             cmd += ["--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"]
             cmd += ["--lease-key", str(key), "--revocations", self.svc.base.rstrip("/")]
@@ -118,9 +127,6 @@ class FleetStack:
                 found.group(3) or "plain", daemon,
             )  # fmt: skip
             self.robots.append(robot)
-        if workers:
-            for robot in self.robots:
-                self.start_worker(robot)
         return self.robots
 
     def start_worker(self, robot: Robot) -> Child:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import configparser
 import re
 import shlex
-from pathlib import Path
 from typing import Any
 
 import pytest
