@@ -5,8 +5,9 @@ One reservation service (SQLite) and N robots, each a `raasd robot --sim --clock
 daemon (cameras off) with its `raasd worker` (bench/fleet_stack.py). Three phases, one after the
 other:
 
-1. **peer**: the same work with no queue: a bare loop per robot (a thread with a control lease of
-   a booking) runs its share of the jobs back to back, each episode through the worker's own
+1. **peer**: the same work with no service: a bare loop per robot (a thread with a control lease
+   of a booking) takes the next job from an in-memory list the moment it is free (a queue that
+   costs nothing) and runs it, each episode through the worker's own
    episode function (raas.fleet.episode.run_episode: session, scene reset, upload,
    `run(1, seed + i)`, follow, close, fetch the recording) but with no service between jobs.
    Its utilisation is the ceiling the queue is judged against.
@@ -31,6 +32,7 @@ times of both sides, the killed robot's job and the machine's load average befor
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -170,22 +172,27 @@ def _wait_jobs(
 def _peer(
     svc: demo.Service, robots: list[Robot], bundle: Path, jobs: int, episodes: int
 ) -> dict[str, Any]:
-    """Each robot runs its share of the jobs back to back with no queue, each episode exactly as
-    the worker runs it (raas.fleet.episode.run_episode), with no service in between."""
+    """Each robot takes the next job from an in-memory list the moment it is free and runs it
+    with no service in between (a queue that costs nothing: the ceiling), each episode exactly
+    as the worker runs it (raas.fleet.episode.run_episode)."""
     from raas.fleet.episode import EpisodeRun, run_episode
     from raas.fleet.reset import Resetter
 
     work = bundle.parent.parent / "peer"
 
     bookings = [demo.book_now(svc, r.robot_id, minutes=20) for r in robots]
-    shares = [list(range(i, jobs, len(robots))) for i in range(len(robots))]
+    todo = collections.deque(range(jobs))  # taken in order by whichever robot is free
     busy: list[tuple[str, float, float]] = []
     errors: list[str] = []
     lock = threading.Lock()
 
-    def run_share(robot: Robot, lease: str, share: list[int]) -> None:
+    def run_share(robot: Robot, lease: str) -> None:
         resetter = Resetter(None, ask_staff=False, log=lambda line: None)
-        for j in share:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                j = todo.popleft()
             job = EpisodeRun(
                 endpoint=robot.endpoint, server_key=robot.server_key, lease=lease,
                 bundle=bundle, seed=j * 1000, robot=robot.name, job_id=j, episodes=episodes,
@@ -204,8 +211,8 @@ def _peer(
 
     t0 = time.time()
     threads = [
-        threading.Thread(target=run_share, args=(r, b.lease, s), daemon=True)
-        for r, b, s in zip(robots, bookings, shares, strict=True)
+        threading.Thread(target=run_share, args=(r, b.lease), daemon=True)
+        for r, b in zip(robots, bookings, strict=True)
     ]
     for t in threads:
         t.start()
