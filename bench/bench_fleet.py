@@ -256,6 +256,7 @@ def _ours(api: Api, stack: FleetStack, sha: str, jobs: int, episodes: int) -> di
         "episodes": episodes,
         "succeeded": succeeded,
         "statuses": {j["id"]: j["status"] for j in final if j["status"] != "succeeded"},
+        "messages": {j["id"]: j["message"] for j in final if j["status"] != "succeeded"},
         "wall_s": round(wall, 2),
         "queued_window_s": round(last_claim - first_submit, 2),
         "utilisation": round(_utilisation(busy, len(stack.robots), first_submit, last_claim), 4),
@@ -306,6 +307,7 @@ def _kill(api: Api, stack: FleetStack, sha: str, episodes: int) -> dict[str, Any
         "succeeded": sum(1 for j in final if j["status"] == "succeeded"),
         "jobs": len(ids),
         "statuses": {j["id"]: j["status"] for j in final},
+        "messages": {j["id"]: j["message"] for j in final if j["status"] != "succeeded"},
     }
 
 
@@ -371,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ours['job_s']['p50']:.1f} s",
                 flush=True,
             )
+            for jid, message in ours["messages"].items():
+                print(f"   job {jid} {ours['statuses'][jid]}: {message}", flush=True)
             kill: dict[str, Any] = {}
             if not args.no_kill:
                 print("== a robot dies mid-job (SIGKILL daemon + worker)", flush=True)
