@@ -151,6 +151,7 @@ def _follow(
                 out.timing["load_s"] = float(ev.get("load_s", 0.0))
             elif kind == "run_failed":
                 out.ended, out.message = "refused", str(ev.get("message"))
+                _latched(robot, out)  # an e-stop while the bundle loaded is not the bundle's fault
                 return
             elif kind == "session_closed":
                 out.ended, out.message = "closed", f"session closed: {ev.get('reason')}"
@@ -176,19 +177,29 @@ def _follow(
             next_status = now + STATUS_EVERY_S
 
 
+def _latched(robot: RemoteRobot, out: EpisodeOutcome) -> bool:
+    """Is a fault latched on the robot (an e-stop, a lost device)? Then that is how the episode
+    ended: not the policy's or the bundle's doing, so it runs again after a requeue."""
+    safety = robot.status().get("safety") or {}
+    if safety.get("state") != "fault":
+        return False
+    est = safety.get("reason") == "estop"
+    out.ended = "estop" if est else "fault"
+    out.message = f"{'e-stop' if est else 'fault'} ({safety.get('reason')}): {out.message}"
+    out.record = None
+    return True
+
+
 def _ended(
     robot: RemoteRobot, out: EpisodeOutcome, summary: dict[str, Any], stop_reason: str | None
 ) -> None:
     out.summary = summary
     records = summary.get("episodes") or []
     out.record = dict(records[0]) if records else None
-    safety = robot.status().get("safety") or {}
-    if safety.get("state") == "fault":
-        est = safety.get("reason") == "estop"
-        out.ended = "estop" if est else "fault"
-        out.message = f"{'e-stop' if est else 'fault'}: {summary.get('reason')}"
-        out.record = None  # not the policy's doing: the episode runs again elsewhere
-    elif stop_reason is not None:
+    out.message = f"the run ended: {summary.get('reason')}"
+    if _latched(robot, out):
+        return
+    if stop_reason is not None:
         out.ended = out.ended if out.ended == "timeout" else "stopped"
         out.message = stop_reason
         out.record = None

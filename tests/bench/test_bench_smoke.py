@@ -118,6 +118,11 @@ SMOKE: dict[str, Smoke] = {
         peer=(("cases", "nort-idle", "command_gap_us"),),
         expect={("cases", "nort-stress", "stress"): "stress-ng --cpu 1"},
     ),
+    "jobs_claim": Smoke(
+        ("--claims", "5", "--wakes", "2"),
+        ours=(("results", "claim"), ("results", "wake")),
+        peer=(("results", "booking"),),
+    ),
     "loop": Smoke(
         ("--duration", "1", "--cases", "12.5Hz-3cam", "--skip-unprivileged"),
         ours=(
@@ -189,6 +194,12 @@ SMOKE: dict[str, Smoke] = {
         ("--duration", "0.2"),
         ours=(("cases", "supervisor"), ("cases", "conditioner")),
         peer=(("cases", "clip"),),
+    ),
+    "scene_reset": Smoke(  # the reset command vs a fresh rig, between two episodes
+        ("--resets", "5", "--rigs", "2"),
+        ours=(("ours_reset_command_us",),),
+        peer=(("peer_fresh_rig_us",),),
+        expect={("args", "resets"): 5, ("args", "rigs"): 2},
     ),
     "serial_codec": Smoke(
         ("--frames", "500", "--duration", "1"),

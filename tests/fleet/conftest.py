@@ -25,7 +25,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, issuer: LeaseIssuer) -> Ite
     tmp = Path(tmp_path_factory.mktemp("robot"))
     # the example bundles are trained for the cell's 12.5 Hz; the recorder is on
     (tmp / "cell.toml").write_text(f'[recording]\nenabled = true\ndirectory = "{tmp}/rec"\n')
-    d = start_daemon(tmp, issuer, rate=12.5, extra=("--config", str(tmp / "cell.toml")))
+    extra = ("--config", str(tmp / "cell.toml"), "--liveness", "2")  # see service_harness
+    d = start_daemon(tmp, issuer, rate=12.5, extra=extra)
     yield d
     d.stop()
 

@@ -5,8 +5,10 @@ daemon linked to it (directory entry, revocations), and `raasd worker` processes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -126,6 +128,10 @@ def linked_daemon(service: Service, tmp: Path) -> RobotDaemon:
             service.url,
             "--robot-id",
             str(service.robot_id),
+            # the worker heartbeats its session every 0.2 s; on a loaded 2-core machine a
+            # process can stall longer than the harness's 0.5 s (the daemon's default is 1 s)
+            "--liveness",
+            "2",
         ),
         env={"RAAS_ROBOT_TOKEN": service.robot_token},
     )
@@ -188,6 +194,36 @@ def start_worker(service: Service, state_dir: Path, *args: str) -> WorkerProcess
 
     threading.Thread(target=drain, daemon=True).start()
     return worker
+
+
+def descendants(pid: int) -> list[int]:
+    """The process's children, their children, ... (from /proc), e.g. before it is SIGKILLed:
+    a child that does not die with its parent is then still known."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_left(pids: list[int]) -> None:
+    """SIGKILL those of `pids` still running raas code (a pid reused meanwhile is left alone)."""
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"raas" in cmd:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def wait_until(predicate: Any, timeout: float, what: str, explain: Any = None) -> None:

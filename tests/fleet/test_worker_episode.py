@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from raas_client.session import RemoteRobot
 
-from raas.fleet.episode import EpisodeRun, run_episode
+from raas.fleet.episode import EpisodeOutcome, EpisodeRun, _follow, run_episode
 from raas.fleet.reset import Resetter
 from tests.transport.harness import LeaseIssuer, RobotDaemon
 
@@ -61,3 +62,24 @@ def test_a_stop_request_ends_the_episode_without_a_result(
     out = run_episode(job, 0, lambda: "the hold ends")
     assert out.ended == "stopped" and out.message == "the hold ends"
     assert not out.is_result and out.recording is None
+
+
+def test_an_estop_while_the_bundle_loads_is_an_estop_not_a_refused_bundle(
+    daemon: RobotDaemon, issuer: LeaseIssuer, small_bundle: Path
+) -> None:
+    """The daemon answers a run it cannot start because of a latched e-stop with `run_failed`,
+    as it does a bundle that does not load: the worker must tell them apart (a refused bundle
+    fails the job; an e-stop only interrupts it)."""
+    robot = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue(sub="job"))
+    try:
+        robot.open("control")
+        robot.upload(small_bundle)
+        robot.run(1, 0)
+        robot.estop()  # served during the load pause
+        out = EpisodeOutcome(0, "lost")
+        _follow(robot, out, 60.0, lambda: None)
+        assert out.ended == "estop" and "e-stop" in out.message, out
+        assert not out.is_result
+    finally:
+        robot.clear_estop()
+        robot.close()

@@ -36,7 +36,7 @@ def test_a_job_runs_on_the_robot_and_its_results_land_in_the_service(
     assert "(reset scene " in out
     assert f"job {jid} succeeded" in out
     got = service.job(jid)
-    assert got["status"] == "succeeded" and got["episodes_done"] == 2, got
+    assert got["status"] == "succeeded" and got["episodes_done"] == 2, (got, out)
     results = sorted(got["results"], key=lambda r: r["index"])
     assert [r["index"] for r in results] == [0, 1]
     for r in results:
@@ -73,7 +73,7 @@ def test_a_killed_worker_s_job_is_finished_by_another_with_its_episodes_kept(
     finally:
         second.stop()
     got = service.job(jid)
-    assert got["status"] == "succeeded" and got["attempt"] >= 2, got
+    assert got["status"] == "succeeded" and got["attempt"] >= 2, (got, second.output())
     results = {r["index"]: r for r in got["results"]}
     assert sorted(results) == [0, 1, 2]  # each episode once
     for index, r in kept.items():  # the first worker's episodes were kept, not run again

@@ -1,8 +1,8 @@
 """How a job on the robot ends early, with the real service, a linked simulated robot and
 `raasd worker` processes: a bundle the robot cannot load fails the job; a cancel stops it (the
 worker posts nothing more and goes on); a booking made meanwhile shrinks the hold and the job
-is stopped safely before it and requeued with its finished episodes kept; an e-stop and a
-dead daemon interrupt it (requeued, episodes kept). The dead daemon comes last: it kills the
+is stopped safely before it and requeued with its finished episodes kept; an e-stop, SIGTERM
+and a dead daemon interrupt it (requeued, episodes kept). The dead daemon comes last: it kills the
 module's robot."""
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 from raas_client.session import RemoteRobot
 
-from tests.fleet.service_harness import Service, start_worker, wait_until
+from tests.fleet.service_harness import (
+    Service,
+    descendants,
+    kill_left,
+    start_worker,
+    wait_until,
+)
 from tests.transport.harness import RobotDaemon, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -133,14 +139,36 @@ def test_an_estop_interrupts_the_job_and_keeps_its_episodes(
         service.call("POST", f"/jobs/{jid}/cancel")
 
 
+def test_sigterm_stops_the_running_episode_safely_and_requeues_the_job(
+    service: Service, linked_robot: RobotDaemon, small_bundle: Path, tmp_path: Path
+) -> None:
+    jid = service.submit(service.upload(small_bundle.read_bytes()), episodes=4)["id"]
+    worker = start_worker(service, tmp_path / "w")
+    try:
+        wait_until(lambda: service.job(jid)["episodes_done"] >= 1, 180, "a first episode")
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, worker.output()
+        out = worker.output()
+        assert "SIGTERM: stopping" in out
+        assert f"job {jid} interrupted: the worker is stopping" in out, out
+        got = service.job(jid)
+        assert got["status"] == "queued" and 1 <= got["episodes_done"] < 4, got
+        assert wait_for(lambda: not _controlled(linked_robot), 10, 0.2)  # the hand is free
+    finally:
+        worker.stop()
+        service.call("POST", f"/jobs/{jid}/cancel")
+
+
 def test_a_dead_daemon_interrupts_the_job(
     service: Service, linked_robot: RobotDaemon, small_bundle: Path, tmp_path: Path
 ) -> None:
     """Last: the robot's daemon is killed."""
     jid = service.submit(service.upload(small_bundle.read_bytes()), episodes=4)["id"]
     worker = start_worker(service, tmp_path / "w", "--once")
+    children: list[int] = []
     try:
         wait_until(lambda: service.job(jid)["episodes_done"] >= 1, 180, "a first episode")
+        children = descendants(linked_robot.proc.pid)  # its rig and recorder processes
         linked_robot.proc.send_signal(signal.SIGKILL)
         linked_robot.proc.wait(30)
         assert worker.wait(120) == 0, worker.output()
@@ -152,3 +180,4 @@ def test_a_dead_daemon_interrupts_the_job(
     finally:
         worker.stop()
         service.call("POST", f"/jobs/{jid}/cancel")
+        kill_left(children)  # the recorder process does not die with a SIGKILLed daemon

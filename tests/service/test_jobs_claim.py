@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import jwt
+import pytest
 
+from raas.leases import LeaseError, verify_lease
+from raas.service.models import Job
 from tests.service.jobs_harness import (
     HANDS,
     attempt_url,
@@ -36,9 +38,23 @@ def test_a_claim_holds_the_robot_and_mints_a_lease(database_url: str, tmp_path: 
         # hold = 3 episodes x 60 s + 30 s margin (the defaults)
         hold = env.clock.now + timedelta(seconds=3 * 60 + 30)
         assert got["hold_until"].replace("Z", "+00:00") == hold.isoformat()
-        claims = jwt.decode(got["lease"]["token"], options={"verify_signature": False})
-        assert claims["robot"] == "arm-1" and claims["scope"] == "control"
-        assert claims["sub"] == "alice@lab" and claims["exp"] == int(hold.timestamp())
+        # the lease is one the robot's daemon accepts: signed by the service's key, for arm-1
+        claims = verify_lease(
+            got["lease"]["token"],
+            env.state.signing_key.public_key(),
+            robot="arm-1",
+            now=env.clock.now.timestamp(),
+            scope="control",
+        )
+        assert claims.sub == "alice@lab" and claims.exp == int(hold.timestamp())
+        assert claims.rid == 0 and claims.jti == got["lease"]["jti"]
+        with pytest.raises(LeaseError):
+            verify_lease(
+                got["lease"]["token"],
+                env.state.signing_key.public_key(),
+                robot="arm-2",
+                now=env.clock.now.timestamp(),
+            )
         # the hold is on the calendar
         busy = client.get(
             f"/robots/{env.seeded.robots['arm-1']}/availability",
@@ -69,7 +85,6 @@ def test_a_claim_holds_the_robot_and_mints_a_lease(database_url: str, tmp_path: 
             for e in client.get(f"/jobs/{job['id']}/logs", headers=env.h("alice@lab")).json()
         ]
         assert kinds == ["submitted", "claimed", "episode", "episode", "episode", "finished"]
-        assert HANDS
 
 
 def test_no_claim_while_offline_in_maintenance_estopped_blocked_or_booked(
@@ -150,8 +165,15 @@ def test_who_may_claim_and_which_jobs_qualify(database_url: str, tmp_path: Path)
     env, client = jobs_env(database_url, tmp_path)
     with client:
         report_in(env, "arm-1")
-        report_in(env, "arm-2")
         for_2 = submit(env, robot="arm-2")
+        # online but not registered in the directory (an older daemon): no claim
+        rid2 = env.seeded.robots["arm-2"]
+        plain = client.post(
+            f"/robots/{rid2}/heartbeat", json={}, headers=robot_headers(env, "arm-2")
+        )
+        assert plain.status_code == 200
+        assert claim(env, "arm-2").status_code == 204
+        report_in(env, "arm-2")
         for_hand_2 = submit(env, hand_model=HANDS["arm-2"])
         # robots cannot claim for another robot; people cannot claim at all
         other = client.post(
@@ -175,3 +197,27 @@ def test_who_may_claim_and_which_jobs_qualify(database_url: str, tmp_path: Path)
         )
         assert r.json()["status"] == "failed" and r.json()["message"] == "bundle broken"
         assert claim(env, "arm-2").json()["job"]["id"] == for_hand_2["id"]
+
+
+def test_deactivating_an_account_cancels_its_jobs(database_url: str, tmp_path: Path) -> None:
+    env, client = jobs_env(database_url, tmp_path)
+    h1 = robot_headers(env, "arm-1")
+    with client:
+        report_in(env, "arm-1")
+        running = submit(env, "bob@lab")
+        got = claim(env, "arm-1").json()
+        queued = submit(env, "bob@lab")
+        bob = env.seeded.users["bob@lab"][0]
+        r = client.patch(f"/users/{bob}", json={"active": False}, headers=env.h("admin@lab"))
+        assert r.status_code == 200, r.text
+        for job in (running, queued):
+            read = client.get(f"/jobs/{job['id']}", headers=env.h("staff@lab")).json()
+            assert read["status"] == "cancelled"
+        feed = client.get(
+            f"/robots/{env.seeded.robots['arm-1']}/revocations", params={"since": 0}, headers=h1
+        ).json()["revocations"]
+        assert [e["jti"] for e in feed] == [got["lease"]["jti"]]
+        # a job of an inactive account is never claimed (nor its lease minted)
+        with env.state.db.write() as db:
+            db.get_one(Job, queued["id"]).status = "queued"
+        assert claim(env, "arm-1").status_code == 204

@@ -4,14 +4,26 @@ refused while the hand is under a client's control or a run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pytest
 from raas_client.errors import RemoteError
 from raas_client.session import RemoteRobot
 
-from tests.transport.harness import LeaseIssuer, RobotDaemon
+from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, issuer: LeaseIssuer) -> Iterator[RobotDaemon]:
+    """The lockstep robot, with a liveness timeout a loaded machine cannot miss by accident (the
+    test sends a step per cycle, but a shared CPU can pause it longer than the usual 0.5 s)."""
+    d = start_daemon(Path(tmp_path_factory.mktemp("robot")), issuer, extra=("--liveness", "5"))
+    yield d
+    d.stop()
 
 
 BLOCK = slice(5, 13)  # block:m0..m7 (raas_drivers.sim.world.MARKER_NAMES)

@@ -4,8 +4,9 @@ Before it, the requeue sweep (`job_attempts.sweep`, its own transaction) puts ti
 back in the queue. Then everything happens in one write transaction:
 1. the robot's row lock (PostgreSQL `FOR UPDATE`; on SQLite the transaction already holds the
    database write lock, BEGIN IMMEDIATE): booking, maintenance and claims of one robot queue;
-2. the robot's qualification now: online, not in maintenance, no maintenance block running, no
-   e-stop or health block, no job of its own running (one job per robot at a time);
+2. the robot's qualification now: online and registered (a control endpoint), not in
+   maintenance, no maintenance block running, no e-stop or health block, no job of its own
+   running (one job per robot at a time);
 3. the candidates: queued jobs naming this robot, its hand model, or neither, ordered by
    priority, then fair share (the submitter with the least robot time used by jobs in the
    last 7 days, then the fewest running jobs), then age;
@@ -71,6 +72,8 @@ def blocker(db: Session, robot: Robot, now: datetime, settings: Settings) -> str
     """Why the robot may not take a job now, or None."""
     if not online(robot, now, settings):
         return "offline (no heartbeat within the heartbeat timeout)"
+    if not robot.control_endpoint:
+        return "not registered in the directory (its worker would not know where to connect)"
     if robot.status == RobotStatus.maintenance.value:
         return "in maintenance"
     if robot.health_blocked:
@@ -114,7 +117,7 @@ def next_busy(db: Session, robot: Robot, now: datetime, settings: Settings) -> d
     return min(times) if times else None
 
 
-def episode_time(job: Job, settings: Settings) -> timedelta:
+def episode_time(job: Job | Candidate, settings: Settings) -> timedelta:
     return timedelta(seconds=job.episode_timeout_s or settings.job_episode_s)
 
 
@@ -141,7 +144,8 @@ def _usage(db: Session, user_ids: set[int], now: datetime) -> dict[int, tuple[fl
 
 
 def _qualifies(robot: Robot, now: datetime) -> ColumnElement[bool]:
-    """Queued jobs naming this robot, its hand model, or neither, not past their deadline."""
+    """Queued jobs naming this robot, its hand model, or neither, not past their deadline,
+    of an active account."""
     hand: ColumnElement[bool] = Job.hand_model.is_(None)
     if robot.hand_model:
         hand = hand | (Job.hand_model == robot.hand_model)
@@ -150,33 +154,45 @@ def _qualifies(robot: Robot, now: datetime) -> ColumnElement[bool]:
         Job.robot_id.is_(None) | (Job.robot_id == robot.id),
         hand,
         Job.deadline.is_(None) | (Job.deadline > now),
+        # a deactivated account's jobs wait (no lease is minted for it)
+        Job.user_id.in_(select(User.id).where(User.active.is_(True))),
     )
 
 
-def candidates(db: Session, robot: Robot, now: datetime) -> list[Job]:
+@dataclass(frozen=True)
+class Candidate:
+    """What the claim order needs of a queued job (read as columns, not as objects)."""
+
+    id: int
+    user_id: int
+    priority: int
+    created_at: datetime
+    episode_timeout_s: float | None
+
+
+def candidates(db: Session, robot: Robot, now: datetime) -> list[Candidate]:
     """Queued jobs this robot qualifies for, in claim order (priority, fair share, age)."""
-    jobs = list(
-        db.scalars(
-            select(Job)
-            .where(_qualifies(robot, now))
-            .order_by(Job.priority.desc(), Job.created_at, Job.id)
-            .limit(MAX_CANDIDATES)
-        )
+    rows = db.execute(
+        select(Job.id, Job.user_id, Job.priority, Job.created_at, Job.episode_timeout_s)
+        .where(_qualifies(robot, now))
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(MAX_CANDIDATES)
     )
+    jobs = [Candidate(*row) for row in rows]
     usage = _usage(db, {j.user_id for j in jobs}, now)
 
-    def key(job: Job) -> tuple[int, float, int, datetime, int]:
+    def key(job: Candidate) -> tuple[int, float, int, datetime, int]:
         used, running = usage.get(job.user_id, (0.0, 0))
         return (-job.priority, used, running, job.created_at, job.id)
 
     return sorted(jobs, key=key)
 
 
-def has_candidates(db: Session, robot_id: int, now: datetime) -> bool:
-    """A cheap read: might a claim by this robot find a job? (The long-poll asks before it
-    takes the write lock.)"""
+def has_candidates(db: Session, robot_id: int, now: datetime, settings: Settings) -> bool:
+    """A cheap read: might a claim by this robot find a job now? (The long-poll asks before
+    it takes the write lock: a blocked robot or an empty queue costs no write.)"""
     robot = db.get(Robot, robot_id)
-    if robot is None:
+    if robot is None or blocker(db, robot, now, settings) is not None:
         return False
     return db.scalars(select(Job.id).where(_qualifies(robot, now)).limit(1)).first() is not None
 

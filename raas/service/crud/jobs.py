@@ -185,6 +185,25 @@ def cancel(db: Session, job: Job, by: User, now: datetime) -> list[Revocation]:
     return revoked
 
 
+def cancel_all_of(
+    db: Session, user: User, by: User, now: datetime
+) -> tuple[list[Job], list[Revocation]]:
+    """Cancel every queued or running job of `user` (an account deactivated)."""
+    jobs = db.scalars(
+        select(Job)
+        .where(
+            Job.user_id == user.id,
+            Job.status.in_([JobStatus.queued.value, JobStatus.running.value]),
+        )
+        .order_by(Job.id)
+        .with_for_update()
+    ).all()
+    revoked: list[Revocation] = []
+    for job in jobs:
+        revoked += cancel(db, job, by, now)
+    return list(jobs), revoked
+
+
 def events(db: Session, job_id: int, *, since: int, limit: int) -> list[JobEventPublic]:
     rows = db.scalars(
         select(JobEvent)

@@ -192,7 +192,7 @@ def _claim_once(state: ServiceState, robot_id: int) -> JobClaimed | None:
     sweep_once(state)
     now = state.clock()
     with state.db.read() as db:
-        if not job_claim.has_candidates(db, robot_id, now):
+        if not job_claim.has_candidates(db, robot_id, now, state.settings):
             return None
     with state.db.write() as db:
         claimed = job_claim.claim(

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from raas.service.crud import audit
+from raas.service.crud import jobs as job_crud
 from raas.service.crud import reservations as reservation_crud
 from raas.service.crud import tokens as token_crud
 from raas.service.crud import users as user_crud
@@ -65,7 +66,7 @@ def update_user(
 
     A new password ends the user's other login sessions (the session making the change, if it
     is theirs, stays). Deactivating an account cancels its bookings that have not ended and
-    revokes their leases (each audited)."""
+    revokes their leases (each audited), and cancels its queued and running evaluation jobs."""
     _visible(principal, user_id)
     if not principal.is_admin and (
         principal.user.id != user_id or body.role is not None or body.active is not None
@@ -96,6 +97,8 @@ def update_user(
                 now,
                 reason="account deactivated",
             )
+        jobs, job_revoked = job_crud.cancel_all_of(db, user, principal.user, now)
+        revoked += job_revoked
         audit.record(
             db,
             principal.user,
@@ -103,6 +106,7 @@ def update_user(
             f"user:{user.id}",
             now,
             cancelled=[r.id for r in cancelled],
+            jobs_cancelled=[j.id for j in jobs],
             leases_revoked=len(revoked),
         )
     db.commit()
