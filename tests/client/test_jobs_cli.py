@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import httpx
 import pytest
 
 from raas.service.models import Role
+from raas.service.settings import Settings
 from tests.service.harness import REPO, Seeded, seed, settings_for
 from tests.service.robot_side import Claim, RobotSide, ThreadedService
 
@@ -39,6 +42,7 @@ class Lab:
     service: ThreadedService
     seeded: Seeded
     tmp: Path
+    settings: Settings
 
     @property
     def url(self) -> str:
@@ -70,14 +74,13 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     base = settings_for(f"sqlite:///{tmp_path / 'raas.db'}", tmp_path)
     settings = base.model_copy(update={"max_bundle_bytes": MAX_BUNDLE})
     seeded = seed(settings, users=USERS, robots=ROBOTS, unlimited=True)
-    service = ThreadedService(settings).start()
+    lab = Lab(ThreadedService(settings).start(), seeded, tmp_path, settings)
     try:
-        lab = Lab(service, seeded, tmp_path)
         for name in ROBOTS:  # both register a shadow-dexterous hand (a daemon's heartbeat)
             lab.robot(name).close()
         yield lab
     finally:
-        service.stop()
+        lab.service.stop()  # the one running now (a test may have restarted it)
 
 
 def raas(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -419,3 +422,83 @@ def test_the_python_client_names_each_refusal(lab: Lab) -> None:
         assert jobs.cancel(job.id).status == "cancelled"
         with pytest.raises(JobNotFoundError):
             jobs.get(job.id + 1000)
+
+
+def test_following_outlives_a_service_restart_and_ctrl_c_leaves_the_job(lab: Lab) -> None:
+    bundle = make_bundle(lab.tmp)
+    r = raas("submit", str(bundle), "--episodes", "1", "--robot", "shadow-1", env=lab.env())
+    job_id = job_id_of(r.stdout.split("\n", 1)[1])
+
+    # Ctrl-C stops following only
+    follower = spawn("logs", str(job_id), "--follow", env=lab.env())
+    assert wait_for_line(follower, "queued")
+    follower.send_signal(signal.SIGINT)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 130, out + err
+    assert f"stopped following job {job_id}; it goes on (raas jobs cancel {job_id} stops it)" in err
+    assert lab.job(job_id)["status"] == "queued"
+
+    # the service goes away for a few seconds and comes back on the same address
+    follower = spawn("logs", str(job_id), "--follow", env=lab.env())
+    assert wait_for_line(follower, "queued")
+    lab.service.stop()
+    time.sleep(4)
+    lab.service = ThreadedService(lab.settings, port=lab.service.port).start()
+    robot = lab.robot("shadow-1")
+    try:
+        drive(robot, [2])
+    finally:
+        robot.close()
+    out, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0, out + err
+    assert "is unreachable" in err and "asking again" in err
+    assert "the service answers again" in err
+    assert "episode 1/1: 2 successes" in out and f"job {job_id} succeeded" in out
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60) -> bool:
+    """Read the process's stdout until a line holds `text` (the rest stays in the pipe)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            return False
+        if text in line:
+            return True
+    return False
+
+
+def test_wait_shows_a_requeue_and_the_robot_that_finishes(lab: Lab) -> None:
+    """A robot stops mid-job (a booking ahead, an e-stop): the job goes back to the queue with
+    its finished episode kept and another robot finishes it; --wait says so and exits 0."""
+    bundle = make_bundle(lab.tmp)
+    first, second = lab.robot("shadow-1"), lab.robot("shadow-2")
+    proc = spawn("submit", str(bundle), "--episodes", "2", "--wait", env=lab.env())
+    try:
+        claim = first.claim()
+        first.episode(claim, 0, 4)
+        first.finish(claim, "interrupted", "a booking starts")
+        again = second.claim()
+        assert (again.job_id, again.attempt) == (claim.job_id, 2)
+        second.episode(again, 1, 6)
+        second.finish(again, "succeeded")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        first.close()
+        second.close()
+    assert proc.returncode == 0, out + err
+    order = [
+        "claimed by shadow-1 (attempt 1)",
+        "episode 1/2: 4 successes",
+        "interrupted: a booking starts",
+        "requeued: back in the queue with 1 of 2 episodes done",
+        "claimed by shadow-2 (attempt 2)",
+        "episode 2/2: 6 successes",
+        f"job {claim.job_id} succeeded (2/2 episodes); successes per episode [4, 6]",
+    ]
+    at = [out.find(line) for line in order]
+    assert -1 not in at and at == sorted(at), out
+    r = raas("list", env=lab.env())
+    assert r.stdout.splitlines()[1].split()[3] == "shadow-1,shadow-2"  # who ran it

@@ -30,8 +30,8 @@ from tests.service.harness import free_port
 class ThreadedService:
     """`create_app(settings)` under uvicorn in a thread; `start()` returns once it listens."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.port = free_port()
+    def __init__(self, settings: Settings, port: int = 0) -> None:
+        self.port = port or free_port()
         config = uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
         )

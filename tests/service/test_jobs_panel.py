@@ -173,7 +173,9 @@ def test_jobs_panel_in_a_real_browser(server: tuple[ServerProcess, Seeded], tmp_
             spanel = staff.locator("#jobs-panel")
             expect(spanel.locator("h2")).to_have_text("Jobs (everyone's)")
             expect(spanel.locator("tbody tr")).to_have_count(4)
-            expect(spanel.locator(f"tr[data-job-id='{bobs}'] .job-user")).to_contain_text("bob")
+            bob_cell = spanel.locator(f"tr[data-job-id='{bobs}'] .job-user")
+            expect(bob_cell).to_have_text("bob")  # the name; the email is its tooltip
+            expect(bob_cell).to_have_attribute("title", "bob@lab")
             expect(spanel.locator(f"tr[data-job-id='{running}'] .job-user")).to_contain_text(
                 "alice"
             )

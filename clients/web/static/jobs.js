@@ -4,6 +4,7 @@
 // else the robots that ran its episodes, else what the job asked for. Same JSON API as `raas jobs`, with the cookie:
 //   GET  /jobs                 (the service answers a researcher's own, staff all)
 //   POST /jobs/{id}/cancel
+//   GET  /users                (staff) names for everyone's jobs
 "use strict";
 
 (() => {
@@ -18,6 +19,7 @@
   const T = window.raasTime;
   const ACTIVE = new Set(["queued", "running"]);
   const SHOWN = 100; // newest first; `raas jobs list` has them all
+  const names = new Map(); // user id -> name (staff: GET /users), the email as the tooltip
 
   function say(text, kind = "error") {
     message.textContent = text;
@@ -67,7 +69,11 @@
     tr.dataset.jobId = String(job.id);
     tr.dataset.status = job.status;
     tr.append(cell(`#${job.id}`));
-    if (staff) tr.append(cell(job.user || `user ${job.user_id}`, "job-user"));
+    if (staff) {
+      const who = cell(names.get(job.user_id) || job.user || `user ${job.user_id}`, "job-user");
+      who.title = job.user || "";
+      tr.append(who);
+    }
     const status = cell("", "job-status");
     const badge = document.createElement("span");
     badge.className = `badge job-${job.status}`;
@@ -125,7 +131,16 @@
     await load();
   }
 
+  async function loadNames() {
+    if (!staff) return;
+    try {
+      for (const u of await api("GET", "/users?limit=1000")) names.set(u.id, u.name);
+    } catch (err) {
+      // names are a convenience: without them staff see the submitter's email
+    }
+  }
+
   filter.addEventListener("change", load);
-  load();
+  loadNames().then(load);
   setInterval(() => { if (!document.hidden) load(); }, pollMs);
 })();

@@ -12,8 +12,9 @@ The service and your token come from --service/--token, RAAS_SERVICE_URL/RAAS_TO
 ~/.config/raas/client.toml, as for `raas run ROBOT-NAME`.
 
 Exit codes: 0 done (with --wait: the job succeeded); 1 the job ended otherwise (failed,
-cancelled, expired), or the service is unreachable; 2 bad input here (no such bundle, a deadline
-that is not a time); 5 the service refused (the reason is printed: the field or name at fault).
+cancelled, expired), or the service is unreachable (--wait/--follow: for 5 minutes); 2 bad input
+here (no such bundle, a deadline that is not a time); 5 the service refused (the reason is
+printed: the field or name at fault); 130 Ctrl-C (only the following stops: the job goes on).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from raas_client.errors import (
     ConfigurationError,
     RaasClientError,
     ServiceRefusedError,
+    ServiceUnreachableError,
 )
 from raas_client.jobs import STATUSES, TASKS, Job, JobEvent, JobRequest, JobsClient
 
@@ -44,6 +46,9 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 5
 #: How often --wait and --follow ask the service for news (seconds).
 POLL_S = 1.0
+#: How long --wait and --follow keep asking a service that does not answer (seconds).
+UNREACHABLE_GIVE_UP_S = 300.0
+EXIT_INTERRUPTED = 130
 #: Bundles from this size get a progress bar on a terminal.
 BIG_BUNDLE = 4 << 20
 
@@ -138,7 +143,7 @@ def _command(name: str) -> Callable[[Command], Command]:
                 return EXIT_FAILED
             except KeyboardInterrupt:
                 _err(f"raas jobs {name}: interrupted")
-                return 130
+                return EXIT_INTERRUPTED
 
         return run
 
@@ -300,17 +305,38 @@ def _stamp(at: str) -> str:
 
 
 def _follow(client: JobsClient, job_id: int, *, seen: int) -> int:
-    """Print the job's events after `seen` until the job ends; 0 only if it succeeded."""
-    while True:
-        job = client.get(job_id)
-        # read after the status: a job that ended has all its events in this read
-        for ev in client.logs(job_id, since=seen):
-            _say(f"{_stamp(ev.at)}  {describe_event(ev, job.episodes)}")
-            seen = ev.seq
-        if job.final:
-            _say(_ending(job))
-            return EXIT_OK if job.status == "succeeded" else EXIT_FAILED
-        time.sleep(POLL_S)
+    """Print the job's events after `seen` until the job ends; 0 only if it succeeded. The job
+    runs on without us: Ctrl-C only stops following, and a service that does not answer for a
+    while (a restart) is asked again."""
+    lost_since: float | None = None
+    try:
+        while True:
+            try:
+                job = client.get(job_id)
+                # read after the status: a job that ended has all its events in this read
+                events = client.logs(job_id, since=seen)
+            except ServiceUnreachableError as exc:
+                now = time.monotonic()
+                if lost_since is None:
+                    lost_since = now
+                    _err(f"raas jobs: {exc}; asking again (the job goes on without us)")
+                if now - lost_since > UNREACHABLE_GIVE_UP_S:
+                    raise
+                time.sleep(POLL_S * 2)
+                continue
+            if lost_since is not None:
+                _err("raas jobs: the service answers again")
+                lost_since = None
+            for ev in events:
+                _say(f"{_stamp(ev.at)}  {describe_event(ev, job.episodes)}")
+                seen = ev.seq
+            if job.final:
+                _say(_ending(job))
+                return EXIT_OK if job.status == "succeeded" else EXIT_FAILED
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        _err(f"stopped following job {job_id}; it goes on (raas jobs cancel {job_id} stops it)")
+        return EXIT_INTERRUPTED
 
 
 def _ending(job: Job) -> str:
