@@ -108,6 +108,7 @@ RUNS: dict[str, Run] = {
     "dynamixel": Run("dynamixel", ("--duration", "3"), ("--duration", "10")),
     "clock": Run("clock", ()),
     "chunks": Run("chunks", ("--duration", "60"), ("--duration", "600"), timeout_s=2400),
+    "fleet": Run("fleet", ("--robots", "3", "--jobs", "12", "--episodes", "2"), timeout_s=3600),
 }
 
 _RT = ("round_trip_us",)
@@ -155,6 +156,25 @@ TARGETS: tuple[Target, ...] = (
         "chunks_age_p99", "chunks: applied action's computation age p99 vs policy latency p99 + T",
         18, "chunks", Figure(("age_ms_p99",)), Figure(("age_target_ms",)), 1.0, "<=", "ratio",
         unit="ms",
+    ),
+    # issue 17: evaluation jobs on a fleet (3 lockstep sim robots, 12 jobs x 2 episodes)
+    Target(
+        "fleet_jobs_succeeded", "fleet: jobs that succeeded, of those submitted (a robot killed "
+        "mid-job included)", 17, "fleet", Figure(("jobs_succeeded",), over=("jobs_submitted",)),
+        None, 1.0, ">=", "measured", unit="x",
+    ),
+    Target(
+        "fleet_jobs_lost", "fleet: jobs lost when a robot (daemon + worker) is SIGKILLed mid-job",
+        17, "fleet", Figure(("jobs_lost",)), None, 0, "<=", "measured", unit="jobs",
+    ),
+    Target(
+        "fleet_utilisation", "fleet: robot time held by jobs / robot time while jobs wait; peer: "
+        "a bare loop per robot, no queue", 17, "fleet", Figure(("utilisation",)),
+        Figure(("peer", "utilisation")), 0.9, ">=", "measured", unit="x",
+    ),
+    Target(
+        "fleet_claim_p99", "fleet: claim latency p99 (a free robot and a waiting job apart)",
+        17, "fleet", Figure(("claim_latency_ms", "p99")), None, 1000, "<=", "measured", unit="ms",
     ),
     Target(
         "chunks_lateness_p999",

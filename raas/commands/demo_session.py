@@ -89,10 +89,15 @@ class RobotCredentials:
 
 
 def robot_credentials(svc: Service, name: str, dashboard_url: str = "") -> RobotCredentials:
-    """As demo staff: a daemon token for the robot (and, when given, the address of its live
-    dashboard, which the booking page links); as the robot: its lease key."""
+    """As demo staff: the robot (created when the demo data lacks it), a daemon token for it
+    (and, when given, the address of its live dashboard, which the booking page links); as the
+    robot: its lease key."""
     staff = svc.login(DEMO_STAFF)
-    robot_id = int(svc.robot(name, staff)["id"])
+    try:
+        robot_id = int(svc.robot(name, staff)["id"])
+    except ServiceRequestError:  # `raasd up --robots N`: the demo data has shadow-1 and -2
+        body = {"name": name, "kind": "shadow-hand (simulated)", "status": "available"}
+        robot_id = int(svc.request("POST", "robots", body, token=staff)["id"])
     if dashboard_url:
         svc.request("PATCH", f"robots/{robot_id}", {"dashboard_url": dashboard_url}, token=staff)
     token = svc.request("POST", f"robots/{robot_id}/tokens", {"name": "raasd up"}, token=staff)
@@ -153,6 +158,45 @@ def cancel(svc: Service, booking: Booking) -> None:
     svc.request(
         "POST", f"reservations/{booking.reservation_id}/cancel", {}, booking.researcher_token
     )
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    job_id: int
+    episodes: int
+    status: str
+
+
+def submit_job(svc: Service, token: str, bundle: Path, episodes: int) -> DemoJob:
+    """As the demo researcher: the bundle into the service's store (once, by its sha256), then
+    an evaluation job of `episodes` episodes on any robot (docs/fleet.md, Evaluation jobs)."""
+    from raas_client.bundles import pack, sha256
+
+    data = pack(bundle)
+    digest = sha256(data)
+    req = urllib.request.Request(svc.base + f"bundles/{digest}", data=data, method="PUT")
+    req.add_header("Content-Type", "application/octet-stream")
+    req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        raise ServiceRequestError(f"PUT /bundles/{digest[:12]}...: {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServiceRequestError(f"PUT /bundles: no answer ({exc})") from None
+    body = {"bundle_sha256": digest, "task": "reorientation", "episodes": episodes}
+    job = svc.request("POST", "jobs", body, token=token)
+    return DemoJob(int(job["id"]), episodes, str(job["status"]))
+
+
+def cancel_job(svc: Service, token: str, job: DemoJob) -> None:
+    """Cancel the demo job unless it has ended (the next `raasd up` starts with a clean queue)."""
+    try:
+        got = svc.request("GET", f"jobs/{job.job_id}", token=token)
+        if got["status"] in ("queued", "running"):
+            svc.request("POST", f"jobs/{job.job_id}/cancel", {}, token=token)
+    except ServiceRequestError as exc:
+        print(f"raasd up: the demo job {job.job_id} stays: {exc}", file=sys.stderr)
 
 
 _RECORDING = re.compile(r"^recording: (\S+\.mcap)")

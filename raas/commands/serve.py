@@ -28,6 +28,12 @@ def register(sub: Any) -> None:
     p.add_argument("--robot", help="robot name leases must carry (shadow-1)")
     p.add_argument("--control", metavar="ENDPOINT", help="control socket (tcp://127.0.0.1:5555)")
     p.add_argument("--stream", metavar="ENDPOINT", help="observation stream (tcp://127.0.0.1:5556)")
+    p.add_argument(
+        "--advertise",
+        metavar="HOST|tcp://HOST:PORT",
+        help="the address clients reach this robot at, registered in the service's robot "
+        "directory (a host keeps the bound ports; needed when binding 0.0.0.0)",
+    )
     p.add_argument("--plain", action="store_true", help="tcp without CurveZMQ encryption")
     p.add_argument("--key-dir", type=Path, help="server Curve keypair directory (var/transport)")
     p.add_argument("--lease-key", type=Path, help="public key (PEM) leases verify with")
@@ -51,6 +57,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for flag, key in (
         ("robot", "robot"),
         ("control", "control_endpoint"),
+        ("advertise", "advertise"),
         ("stream", "stream_endpoint"),
         ("key_dir", "key_dir"),
         ("lease_key", "lease_public_key"),

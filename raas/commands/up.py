@@ -5,10 +5,16 @@ A small supervisor, never in the control path. It starts
 2. the robot daemon for the demo robot shadow-1 (`raasd robot --sim --clock realtime`), which
    trusts the service's lease key, follows its revocations, records every session and serves
    the live dashboard; its service link keeps its status live in the service (a heartbeat
-   every 2 s with its safety state, wear and the post-session health check);
-3. then, as the demo researcher: books shadow-1 now, takes a control lease, runs the example
+   every 2 s with its safety state, wear and the post-session health check); with
+   `--robots N`, shadow-2..N beside it, each with its own ports, keys, robot token and
+   directory entry (raas/commands/up_fleet.py);
+3. one job worker per robot (`raasd worker`), which claims the evaluation jobs the robot
+   qualifies for and runs them through its daemon;
+4. then, as the demo researcher: books shadow-1 now, takes a control lease, runs the example
    Dactyl-shaped policy bundle with `raas run` (progress live), fetches the session's recording
-   and renders it with `raas report`;
+   and renders it with `raas report`; and submits a small evaluation job (2 episodes of the
+   same bundle, any robot), which a free robot's worker runs (with one robot: once the demo
+   booking of shadow-1 ends);
 and prints where everything is. The robot keeps serving until Ctrl-C (or SIGTERM), which stops
 everything in order and exits 0. A child that fails stops the rest and exits 4.
 """
@@ -31,11 +37,13 @@ from typing import Any
 from raas.commands import demo_session as demo
 from raas.commands.errors import ChildFailedError, ServiceRequestError
 from raas.commands.up_children import Child, Children
-from raas.commands.up_summary import Summary, save_client_config, save_lease
+from raas.commands.up_fleet import RobotPlan, plan_robots
+from raas.commands.up_summary import RobotRow, Summary, save_client_config, save_lease
 
 EXIT_FAILED = 4
 DEMO_ROBOT = "shadow-1"
 DEMO_MINUTES = 30  # the demo booking (cancelled when raasd up stops)
+DEMO_JOB_EPISODES = 2  # the demo's evaluation job
 _ROBOT_BANNER = re.compile(r"control (\S+) stream (\S+) (?:server key (\S+)|PLAIN)")
 _DASHBOARD = re.compile(r"live dashboard on (\S+)")
 _LOGIN = re.compile(r"demo login \((\w+)\): (\S+) / (\S+)")
@@ -73,9 +81,39 @@ def register(sub: Any) -> None:
         "vision; generated into VAR/bundles/ when missing) or none (no demo session)",
     )
     p.add_argument("--episodes", type=int, default=1, help="episodes of the demo run (1)")
+    p.add_argument(
+        "--robots",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="simulated robots shadow-1..N, each its own daemon, ports (control --robot-port "
+        "+ 2(i-1), metrics --metrics-port + i-1), keys, token and directory entry (1)",
+    )
+    p.add_argument(
+        "--extra-cameras",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=0,
+        metavar="N",
+        help="cameras each of shadow-2..N renders (0: none, so N daemons fit a small machine; "
+        "shadow-1 renders the cell's 3 unless `-- --cameras N`)",
+    )
+    p.add_argument(
+        "--advertise",
+        metavar="HOST",
+        help="the address the robots register in the service's directory (default: --host; "
+        "give it when --host is 0.0.0.0)",
+    )
     p.add_argument("--var", type=Path, default=Path("var"), help="state directory (var)")
     p.add_argument("robot_args", nargs=argparse.REMAINDER, help="-- then flags for raasd robot")
     p.set_defaults(func=main)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _bundle(spec: str, var: Path) -> Path | None:
@@ -139,28 +177,47 @@ def _start_service(kids: Children, args: argparse.Namespace) -> tuple[demo.Servi
 
 
 def _start_robot(
-    kids: Children, args: argparse.Namespace, svc: demo.Service, creds: demo.RobotCredentials
+    kids: Children,
+    args: argparse.Namespace,
+    svc: demo.Service,
+    plan: RobotPlan,
+    creds: demo.RobotCredentials,
 ) -> Child:
-    key = args.var / "transport" / f"{DEMO_ROBOT}-lease-key.pem"
+    key = args.var / "transport" / f"{plan.name}-lease-key.pem"
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_text(creds.lease_key_pem)
-    config = args.var / "robot.toml"
     lines = ["# written by raasd up", "[recording]", "enabled = true"]
-    lines.append(f"directory = {json.dumps(str(args.var / 'recordings'))}")
-    if args.metrics_port >= 0:
-        lines += ["[metrics]", "enabled = true", f"port = {args.metrics_port}"]
+    lines.append(f"directory = {json.dumps(str(plan.recordings))}")
+    if plan.metrics_port is not None:
+        lines += ["[metrics]", "enabled = true", f"port = {plan.metrics_port}"]
         lines.append(f"host = {json.dumps(args.host)}")
-        lines.append(f"robot = {json.dumps(DEMO_ROBOT)}")
-    config.write_text("\n".join(lines) + "\n")
-    ports = ("*", "*") if args.robot_port == 0 else (args.robot_port, args.robot_port + 1)
+        lines.append(f"robot = {json.dumps(plan.name)}")
+    plan.config.write_text("\n".join(lines) + "\n")
     cmd = [sys.executable, "-m", "raas.cli", "robot", "--sim", "--clock", "realtime"]
-    cmd += ["--config", str(config), "--robot", DEMO_ROBOT, "--state-dir", str(args.var)]
-    cmd += ["--control", f"tcp://{args.host}:{ports[0]}"]
-    cmd += ["--stream", f"tcp://{args.host}:{ports[1]}"]
+    cmd += ["--config", str(plan.config), "--robot", plan.name, "--state-dir", str(plan.state)]
+    cmd += ["--control", f"tcp://{args.host}:{plan.control_port}"]
+    cmd += ["--stream", f"tcp://{args.host}:{plan.stream_port}"]
     cmd += ["--lease-key", str(key), "--revocations", svc.base.rstrip("/")]
     cmd += ["--robot-id", str(creds.robot_id), "--quiet"]
+    if plan.advertise:
+        cmd += ["--advertise", plan.advertise]
+    if plan.cameras is not None:
+        cmd += ["--cameras", str(plan.cameras)]
     cmd += [a for a in args.robot_args if a != "--"]
-    return kids.start("robot", cmd, env={"RAAS_ROBOT_TOKEN": creds.daemon_token})
+    return kids.start(plan.child, cmd, env={"RAAS_ROBOT_TOKEN": creds.daemon_token})
+
+
+def _start_worker(
+    kids: Children, svc: demo.Service, plan: RobotPlan, creds: demo.RobotCredentials, row: RobotRow
+) -> Child:
+    """The robot's job worker: claims its jobs and runs them through its daemon (a client of
+    it, with the lease each claim brings), with the robot's own token."""
+    cmd = [sys.executable, "-m", "raas.cli", "worker", "--service", svc.base.rstrip("/")]
+    cmd += ["--robot-id", str(creds.robot_id), "--endpoint", row.endpoint]
+    cmd += [f"--server-key={row.server_key}", "--state-dir", str(plan.state / "worker")]
+    name = "worker" if plan.index == 1 else f"worker-{plan.index}"
+    env = {"RAAS_ROBOT_TOKEN": creds.daemon_token}
+    return kids.start(name, cmd, env=env, stop_signals=(signal.SIGINT, signal.SIGTERM))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -183,27 +240,34 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     svc: demo.Service | None = None
     booking: demo.Booking | None = None
+    job: demo.DemoJob | None = None
     code = 0
     try:
         _step("[1/4] the reservation service, with demo users and robots")
+        plans = plan_robots(args)
         with _working("starting the reservation service"):
             svc, service = _start_service(kids, args)
-            shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-            dashboard = f"http://{shown}:{args.metrics_port}/" if args.metrics_port > 0 else ""
-            creds = demo.robot_credentials(svc, DEMO_ROBOT, dashboard)
-        _step(f"[2/4] the robot daemon for {DEMO_ROBOT} (simulated cell, real time, recording)")
+            creds = [demo.robot_credentials(svc, p.name, p.dashboard) for p in plans]
+        _step(_robots_step(plans))
         with _working("starting the robot daemon: the simulated rig, its devices, the loop"):
-            robot = _start_robot(kids, args, svc, creds)
-            found = robot.wait_for(_ROBOT_BANNER, 120)
-        endpoint, server_key = found.group(1), found.group(3) or "plain"
-        dash = _DASHBOARD.search(robot.output())
+            robots = [
+                _start_robot(kids, args, svc, p, c) for p, c in zip(plans, creds, strict=True)
+            ]
+            rows = [_robot_row(p, r) for p, r in zip(plans, robots, strict=True)]
+            for p, c, row in zip(plans, creds, rows, strict=True):
+                _start_worker(kids, svc, p, c, row)
+        first = rows[0]
         info = Summary(
-            DEMO_ROBOT, svc.base, endpoint, found.group(2), server_key, dash and dash.group(1)
+            DEMO_ROBOT, svc.base, first.endpoint, first.stream, first.server_key, first.dashboard
         )
+        info.others = rows[1:]
         info.logins = _LOGIN.findall(service.output())
+        creds1 = creds[0]
         if bundle is not None:
-            booking = demo.book_now(svc, creds.robot_id, minutes=DEMO_MINUTES)
+            booking = demo.book_now(svc, creds1.robot_id, minutes=DEMO_MINUTES)
             info.recording, info.report = _demo_run(kids, args, bundle, booking, info)
+            job = demo.submit_job(svc, booking.researcher_token, bundle, DEMO_JOB_EPISODES)
+            info.job = job
         info.lease_file = save_lease(args.var, booking)
         info.client_config = save_client_config(args.var, svc, booking)
         info.print()
@@ -219,10 +283,29 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
             signal.signal(sig, signal.SIG_IGN)
-        code = _shut_down(kids, svc, booking, code)
+        code = _shut_down(kids, svc, booking, job, code)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return code
+
+
+def _robots_step(plans: list[RobotPlan]) -> str:
+    if len(plans) == 1:
+        return f"[2/4] the robot daemon for {DEMO_ROBOT} (simulated cell, real time, recording)"
+    return (
+        f"[2/4] the robot daemons for {plans[0].name}..{plans[-1].name} (simulated cells, real "
+        f"time, recording; {plans[1].name}..{plans[-1].name} render "
+        f"{plans[1].cameras} camera(s))"
+    )
+
+
+def _robot_row(plan: RobotPlan, robot: Child) -> RobotRow:
+    """The robot's addresses, once its banner says it serves (the daemons start together)."""
+    found = robot.wait_for(_ROBOT_BANNER, 120 + 60 * plan.index)
+    dash = _DASHBOARD.search(robot.output())
+    return RobotRow(
+        plan.name, found.group(1), found.group(2), found.group(3) or "plain", dash and dash.group(1)
+    )
 
 
 def _demo_run(
@@ -256,13 +339,21 @@ def _shut_down(
     kids: Children,
     svc: demo.Service | None,
     booking: demo.Booking | None,
+    job: demo.DemoJob | None,
     code: int,
 ) -> int:
-    """Robot first (hand to idle, rig down, files closed), then the booking, then the service."""
-    robot = [c for c in kids.children if c.name in ("raas", "robot")]
+    """The demo job cancelled (a running one stops at once, the hand holds), then the workers
+    and robots (hand to idle, rig down, files closed), then the booking, then the service."""
+    if svc is not None and booking is not None and job is not None:
+        demo.cancel_job(svc, booking.researcher_token, job)
+    robot = [
+        c
+        for c in kids.children
+        if c.name == "raas" or c.name.startswith(("robot", "worker"))  # workers stop first
+    ]
     for child in reversed(robot):
         rc = kids.stop(child, 30.0)
-        if child.name == "robot" and rc not in (0, -signal.SIGINT) and code == 0:
+        if child.name.startswith("robot") and rc not in (0, -signal.SIGINT) and code == 0:
             print(f"raasd up: the robot daemon exited with code {rc}", file=sys.stderr)
             code = EXIT_FAILED
     if svc is not None and booking is not None:

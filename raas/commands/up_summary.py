@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from raas.commands import demo_session as demo
@@ -32,6 +33,17 @@ def save_client_config(var: Path, svc: demo.Service, booking: demo.Booking | Non
     return path
 
 
+@dataclass(frozen=True)
+class RobotRow:
+    """One robot's addresses, from its daemon's banner."""
+
+    name: str
+    endpoint: str
+    stream: str
+    server_key: str
+    dashboard: str | None
+
+
 class Summary:
     """Where everything is, printed once the demo session is done."""
 
@@ -52,6 +64,8 @@ class Summary:
         self.report: Path | None = None
         self.lease_file: Path | None = None
         self.client_config: Path | None = None
+        self.others: list[RobotRow] = []  # `--robots N`: shadow-2..N
+        self.job: demo.DemoJob | None = None  # the demo's evaluation job
 
     def print(self) -> None:
         key = shlex.quote(self.server_key)  # Z85 keys hold shell characters
@@ -62,6 +76,13 @@ class Summary:
             (f"robot {self.robot}", f"control {self.endpoint}  stream {self.stream}"),
             ("  server key", self.server_key),
         ]
+        for other in self.others:
+            rows += [
+                (f"robot {other.name}", f"control {other.endpoint}  stream {other.stream}"),
+                ("  server key", other.server_key),
+            ]
+            if other.dashboard:
+                rows.append(("  live dashboard", other.dashboard))
         if self.recording is not None and self.report is not None:
             rows += [("recording", str(self.recording)), ("report", str(self.report))]
         if self.lease_file is not None:
@@ -95,4 +116,33 @@ class Summary:
             f"  run a bundle:        {env} .venv/bin/raas run BUNDLE --robot {self.robot}\n"
             f"  from Python:         RemoteRobot.connect({self.robot!r})  "
             "(with RAAS_CONFIG, or RAAS_SERVICE_URL and RAAS_TOKEN)\n"
+            + self._others_by_name(env)
+            + self._job(env)
+        )
+
+    def _job(self, env: str) -> str:
+        """The demo's evaluation job and where to follow it."""
+        if self.job is None:
+            return ""
+        wait = (
+            ""
+            if self.others
+            else f" (it waits for {self.robot}: the demo booking holds it until it ends)"
+        )
+        return (
+            f"\n  evaluation job {self.job.job_id}: {self.job.episodes} episodes of the bundle on "
+            f"any free robot, run by its worker{wait}\n"
+            f"  follow it:           {env} .venv/bin/raas jobs show {self.job.job_id}\n"
+            f"                       or the Jobs panel of the booking page {self.base}book\n"
+        )
+
+    def _others_by_name(self, env: str) -> str:
+        if not self.others:
+            return ""
+        names = ", ".join(o.name for o in self.others)
+        last = self.others[-1].name
+        return (
+            f"  the other robots:    {names}: the same commands with their names, e.g.\n"
+            f"                       {env} .venv/bin/raas status {last}\n"
+            f"                       (a session on one needs a booking of it: the booking page)\n"
         )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raas.task.config import TaskConfig
+from raas.transport.directory_entry import advertised
+from raas.transport.errors import EndpointError
 
 
 class RevocationFeed(BaseModel):
@@ -31,6 +33,13 @@ class TransportConfig(BaseModel):
     )
     stream_endpoint: str = Field(
         default="tcp://127.0.0.1:5556", description="PUB observation stream (bind address)"
+    )
+    advertise: str | None = Field(
+        default=None,
+        description="the address clients reach this robot at, registered in the service's "
+        "robot directory instead of the bind address: a host (the bound ports are kept) or "
+        "tcp://HOST:PORT (the control port, e.g. behind a port mapping; the stream keeps its "
+        "port); needed when binding 0.0.0.0",
     )
     plain: bool = Field(
         default=False,
@@ -73,6 +82,17 @@ class TransportConfig(BaseModel):
         default=1, ge=0, description="stream camera images every N cycles (0: never)"
     )
     revocations: RevocationFeed | None = None
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise_is_a_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:  # the same rules as at start-up, on a sample tcp bind
+            advertised("tcp://0.0.0.0:1", value, control=True)
+        except EndpointError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _frame_fits_a_chunk(self) -> TransportConfig:

@@ -40,7 +40,7 @@ from raas.safety.health import HealthCheck
 from raas.safety.wear import WearMeter
 from raas.transport.bundle_run import RunRequest
 from raas.transport.config import TransportConfig
-from raas.transport.directory_entry import directory_entry
+from raas.transport.directory_entry import advertised, directory_entry, unreachable
 from raas.transport.errors import RequestRefusedError
 from raas.transport.leases import LeaseGate
 from raas.transport.service_link import ServiceLink
@@ -210,6 +210,22 @@ def _load_holding(
     return built[0]
 
 
+def _advertised(sockets: RobotSockets, tcfg: TransportConfig, log: TextIO) -> tuple[str, str]:
+    """The control and stream endpoints the robot directory gives clients (`advertise`)."""
+    control = advertised(sockets.control_endpoint, tcfg.advertise, control=True)
+    stream = advertised(sockets.stream_endpoint, tcfg.advertise, control=False)
+    if tcfg.advertise is not None:
+        print(f"raasd: advertised as control {control} stream {stream}", file=log, flush=True)
+    elif tcfg.revocations is not None and unreachable(control):
+        print(
+            f"raasd: bound to {control} without --advertise: the robot directory gives clients "
+            "an address they cannot reach; pass --advertise HOST",
+            file=log,
+            flush=True,
+        )
+    return control, stream
+
+
 def serve_cell(
     cfg: CellConfig,
     tcfg: TransportConfig,
@@ -288,9 +304,10 @@ def serve_cell(
             file=log,
             flush=True,
         )
+        control_at, stream_at = _advertised(sockets, tcfg, log)
         reporter.directory = directory_entry(
-            control_endpoint=sockets.control_endpoint,
-            stream_endpoint=sockets.stream_endpoint,
+            control_endpoint=control_at,
+            stream_endpoint=stream_at,
             server_public_key=key,
             hand_model=cell.hand.model,
             drivers={k: d for k, (d, _) in cell.named.items()},

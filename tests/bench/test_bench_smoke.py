@@ -92,6 +92,17 @@ SMOKE: dict[str, Smoke] = {
         peer=(("cells", 0, "declared"),),
         expect={("total",): 1, ("cells", 0, "cell"): "clock_jump_back-step"},
     ),
+    "fleet": Smoke(  # 2 lockstep robots, 2 one-episode jobs, then one robot killed mid-job
+        ("--robots", "2", "--jobs", "2", "--episodes", "1"),
+        ours=(("utilisation",), ("claim_latency_ms",), ("jobs_succeeded",)),
+        peer=(("peer", "utilisation"), ("peer", "job_s")),
+        expect={
+            ("jobs_submitted",): 4,
+            ("jobs_lost",): 0,
+            ("killed_job_finished_elsewhere",): True,
+        },
+        timeout_s=1200,
+    ),
     "idle_load": Smoke(  # a case runs its loop for --duration - 5 s (cell start-up)
         (
             "--duration",

@@ -54,6 +54,13 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -206,8 +213,20 @@ def test_up_runs_a_session_holds_and_stops_cleanly(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert (robot["safety_state"], robot["safety_reason"]) == ("fault", "estop"), robot
 
+        # The demo's evaluation job: submitted as the researcher, where to follow it printed;
+        # with one robot it waits for the demo booking of shadow-1 to end (one calendar).
+        job = out.wait_for(r"^  evaluation job (\d+): 2 episodes", 1).group(1)
+        assert re.search(rf"^  follow it: +RAAS_CONFIG=\S+ \S+raas jobs show {job}$", text, re.M)
+        researcher = _get(
+            base + "auth/login",
+            body={"email": "researcher@demo.lab", "password": "demo-researcher"},
+        )["access_token"]
+        got_job = _get(base + f"jobs/{job}", token=researcher)
+        assert (got_job["episodes"], got_job["status"]) == (2, "queued"), got_job
+
         stack = _descendants(proc.pid)
-        assert len(stack) >= 4  # service, robot, and the robot's rig and outputs
+        assert len(stack) >= 5  # service, robot, its worker, and the robot's rig and outputs
+        assert len([p for p in stack if " worker " in _cmdline(p)]) == 1
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -245,5 +264,72 @@ def test_up_names_a_failing_child_and_stops_the_rest(tmp_path: Path) -> None:
 def test_up_help_lists_its_flags(run_raasd: Any) -> None:
     got = run_raasd("up", "--help")
     assert got.returncode == 0
-    for flag in ("--var", "--port", "--robot-port", "--metrics-port", "--bundle", "--episodes"):
+    for flag in (
+        "--var", "--port", "--robot-port", "--metrics-port", "--bundle", "--episodes", "--robots",
+        "--extra-cameras", "--advertise",
+    ):  # fmt: skip
         assert flag in got.stdout
+
+
+def test_up_brings_up_n_robots_each_with_its_own_entry(tmp_path: Path) -> None:
+    """`--robots 3`: shadow-1..3, each its own daemon, ports, Curve key and robot token,
+    registered in the service's directory and online; shadow-3 (not in the demo data) is
+    created. Ctrl-C stops all of them, exit 0."""
+    var, port = tmp_path / "var", _free_port()
+    cmd = [sys.executable, "-m", "raas.cli", "up", "--var", str(var), "--port", str(port)]
+    cmd += ["--robots", "3", "--bundle", "none", "--robot-port", "0", "--metrics-port", "-1"]
+    cmd += ["--", "--cameras", "0", "--no-rt"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    out = Output(proc)
+    try:
+        out.wait_for(r"Ctrl-C stops everything", 600)
+        text = out.text()
+        assert "raasd up: [2/4] the robot daemons for shadow-1..shadow-3" in text
+        rows = dict(re.findall(r"^  robot (shadow-\d) +control (\S+) ", text, re.M))
+        assert set(rows) == {"shadow-1", "shadow-2", "shadow-3"}, text
+        assert len(set(rows.values())) == 3  # each its own port
+        keys = re.findall(r"^    server key +(\S+)$", text, re.M)
+        assert len(keys) == 3 and len(set(keys)) == 3  # each its own Curve keypair
+        base = f"http://127.0.0.1:{port}/"
+        login = _get(
+            base + "auth/login", body={"email": "staff@demo.lab", "password": "demo-staff"}
+        )
+
+        def entries() -> dict[str, dict[str, Any]]:
+            got = _get(base + "robots", token=login["access_token"])
+            items = got["items"] if isinstance(got, dict) else got
+            return {r["name"]: r for r in items}
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            robots = entries()
+            if all(robots.get(n, {}).get("control_endpoint") for n in rows):
+                break
+            time.sleep(0.5)
+        for name, endpoint in rows.items():
+            assert robots[name]["online"] is True, robots[name]
+            assert robots[name]["control_endpoint"] == endpoint
+        assert {robots[n]["server_public_key"] for n in rows} == set(keys)
+        assert (var / "robots" / "shadow-3" / "transport").is_dir()
+        stack = _descendants(proc.pid)
+        workers = [_cmdline(p) for p in stack if " worker " in _cmdline(p)]
+        assert len(workers) == 3, workers  # one job worker per robot, each with its robot id
+        assert {w.split("--robot-id ")[1].split()[0] for w in workers} == {
+            str(robots[n]["id"]) for n in rows
+        }
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, out.text()[-3000:]
+    assert "left processes behind" not in out.text() and "killing it" not in out.text()
+    deadline = time.monotonic() + 10
+    while (left := [p for p in stack if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
