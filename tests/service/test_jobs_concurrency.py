@@ -1,11 +1,14 @@
 """No job claimed twice: 20 robots' workers claim at once against 10 queued jobs, through two
 service processes sharing one database over real sockets. Exactly 10 claims succeed, each a
-different job, each job has exactly one attempt; the other 10 answer 204. A worker waiting in
-`claim?wait=` gets a job submitted meanwhile. Runs on SQLite and on PostgreSQL."""
+different job, each job has exactly one attempt; the other 10 answer 204. The same with 200
+robots against 100 jobs on PostgreSQL (the issue's 200 concurrent clients on two workers). A
+worker waiting in `claim?wait=` gets a job submitted meanwhile. Runs on SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,19 +20,19 @@ from sqlalchemy import func, select
 from raas.service.db import Database
 from raas.service.models import JobAttempt, Role
 from tests.service.harness import Seeded, ServerProcess, seed, settings_for
+from tests.service.pg_server import PgServer
 
 ROBOTS = 20
 JOBS = 10
 BUNDLE = b"concurrency bundle"
 
 
-@pytest.fixture
-def servers(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _servers(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_robots: int
 ) -> Iterator[tuple[Seeded, list[ServerProcess]]]:
     monkeypatch.setenv("RAAS_BLOB_DIR", str(tmp_path / "blobs"))
     settings = settings_for(database_url, tmp_path)
-    robots = tuple(f"arm-{i}" for i in range(ROBOTS))
+    robots = tuple(f"arm-{i}" for i in range(n_robots))
     seeded = seed(settings, users={"alice@lab": Role.researcher}, robots=robots)
     procs = [ServerProcess(settings, tmp_path / f"server{i}.log") for i in range(2)]
     try:
@@ -41,6 +44,22 @@ def servers(
             p.stop()
 
 
+@pytest.fixture
+def servers(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Seeded, list[ServerProcess]]]:
+    yield from _servers(database_url, tmp_path, monkeypatch, ROBOTS)
+
+
+@pytest.fixture
+def servers_200(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Seeded, list[ServerProcess], str]]:
+    url = pg_server.create_database(f"raas_claims200_{os.getpid()}")
+    for seeded, procs in _servers(url, tmp_path, monkeypatch, 200):
+        yield seeded, procs, url
+
+
 def _robot(seeded: Seeded, name: str) -> tuple[int, dict[str, str]]:
     return seeded.robots[name], {"Authorization": f"Bearer {seeded.robot_tokens[name]}"}
 
@@ -50,6 +69,21 @@ def test_20_claimers_10_jobs_no_double_claim(
     servers: tuple[Seeded, list[ServerProcess]], database_url: str
 ) -> None:
     seeded, procs = servers
+    _claim_race(seeded, procs, database_url, ROBOTS, JOBS)
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_200_claimers_100_jobs_on_postgresql_no_double_claim(
+    servers_200: tuple[Seeded, list[ServerProcess], str],
+) -> None:
+    seeded, procs, url = servers_200
+    _claim_race(seeded, procs, url, 200, 100)
+
+
+def _claim_race(
+    seeded: Seeded, procs: list[ServerProcess], database_url: str, robots: int, jobs: int
+) -> None:
     base = procs[0].base_url
     alice = seeded.headers("alice@lab")
     sha = hashlib.sha256(BUNDLE).hexdigest()
@@ -62,12 +96,12 @@ def test_20_claimers_10_jobs_no_double_claim(
         r = httpx.post(f"{base}/robots/{rid}/heartbeat", json=beat, headers=h)
         assert r.status_code == 200, r.text
     job_ids = set()
-    for _ in range(JOBS):
+    for _ in range(jobs):
         r = httpx.post(f"{base}/jobs", json={"bundle_sha256": sha, "episodes": 1}, headers=alice)
         assert r.status_code == 201, r.text
         job_ids.add(r.json()["id"])
 
-    barrier = threading.Barrier(ROBOTS)
+    barrier = threading.Barrier(robots)
     answers: dict[str, tuple[int, int | None]] = {}
 
     def claimer(i: int, name: str) -> None:
@@ -83,9 +117,9 @@ def test_20_claimers_10_jobs_no_double_claim(
         t.start()
     for t in threads:
         t.join(timeout=180)
-    assert len(answers) == ROBOTS
+    assert len(answers) == robots
     codes = sorted(code for code, _ in answers.values())
-    assert codes == [200] * JOBS + [204] * (ROBOTS - JOBS), answers
+    assert codes == [200] * jobs + [204] * (robots - jobs), answers
     claimed = [job for _, job in answers.values() if job is not None]
     assert sorted(claimed) == sorted(job_ids)  # each job once, none twice
     db = Database(database_url)
