@@ -125,7 +125,8 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Defaults, then RAAS_DATABASE_URL / RAAS_SIGNING_KEY / RAAS_WEB_DIR / RAAS_LAB_TIMEZONE
-        / RAAS_TOKEN_CACHE_TTL_S / RAAS_NOTIFY_LISTEN / RAAS_BLOB_DIR, then overrides."""
+        / RAAS_TOKEN_CACHE_TTL_S / RAAS_NOTIFY_LISTEN / RAAS_BLOB_DIR / RAAS_JOB_CLAIM_TIMEOUT_S,
+        then overrides."""
         values: dict[str, object] = {}
         if url := os.environ.get("RAAS_DATABASE_URL"):
             values["database_url"] = url
@@ -143,5 +144,7 @@ class Settings(BaseModel):
             values["notify_listen"] = listen
         if blobs := os.environ.get("RAAS_BLOB_DIR"):
             values["blob_dir"] = Path(blobs)
+        if claim := os.environ.get("RAAS_JOB_CLAIM_TIMEOUT_S"):
+            values["job_claim_timeout_s"] = claim
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
