@@ -18,6 +18,16 @@ old to have a row left, a wrong shape or non-finite values. Each accepted chunk'
 observation's cycle, sent and arrival stamps, the server's stamps, the clock offset estimate,
 arrival cycle, rows used and discarded) becomes a `chunk` event when it leaves the buffer: on
 the stream and in the recording. docs/protocol.md, Policy servers.
+
+The other direction (`serve` with `dial: {endpoint, server_key}`): a policy server that binds
+(reachable, e.g. a GPU server) while the robot may only dial out (behind a lab's NAT). The
+researcher's control session sends `serve` with `dial`; the robot connects a DEALER to that
+endpoint (CurveZMQ: the policy server's key pinned, the robot's own keypair as the client key,
+so the server can check which robot dialled), sends it a `serve` message (session, horizon,
+blend, the robot's hello) and then each observation, and reads its chunks there: the same
+rules, counters, fallback, watchdog and recording. The connect never blocks the loop (ZeroMQ
+connects in its I/O thread; sends that would block are dropped). The session that sent `serve`
+owns the mode: when it closes, serving ends and the hand stops as for any closed session.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
-from raas_client.wire import ErrorCode
+import zmq
+from raas_client.errors import ProtocolError
+from raas_client.wire import ErrorCode, Msg, decode
 
 from raas.core.chunks import REFUSALS, Blend, ChunkBuffer, ChunkUse, Verdict
 from raas.core.observation import Observation
@@ -42,6 +54,31 @@ MAX_HORIZON = 1000
 WRONG_SESSION = "wrong_session"
 BAD_FIELDS = "bad_fields"
 UNSENT = "unsent"
+_POLLIN, _EVENTS = int(zmq.POLLIN), int(zmq.EVENTS)
+
+
+def parse_dial(value: object) -> tuple[str, bytes]:
+    """`serve`'s `dial` -> (endpoint, the policy server's Curve public key); RequestRefusedError
+    (`bad_dial`) naming the field at fault."""
+
+    def bad(message: str) -> NoReturn:
+        raise RequestRefusedError(ErrorCode.BAD_DIAL, message)
+
+    if not isinstance(value, dict):
+        bad("dial must be a map {endpoint, server_key}")
+    endpoint, key = value.get("endpoint"), value.get("server_key")
+    if not isinstance(endpoint, str) or not endpoint.startswith("tcp://"):
+        bad(f"dial.endpoint must be tcp://HOST:PORT, got {endpoint!r}")
+    host, _, port = endpoint[len("tcp://") :].rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535 or "*" in host:
+        bad(f"dial.endpoint must be tcp://HOST:PORT (a port 1..65535), got {endpoint!r}")
+    if not isinstance(key, str) or len(key) != 40:
+        bad("dial.server_key must be the policy server's Curve public key (40 Z85 characters)")
+    try:
+        zmq.utils.z85.decode(key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError, KeyError):
+        bad("dial.server_key is not Z85")
+    return endpoint, key.encode("ascii")
 
 
 class PolicyServe:
@@ -69,9 +106,14 @@ class PolicyServe:
         self.offset_ns: int | None = None
         self._best_delay = 1 << 62
         self.last_summary: dict[str, Any] | None = None
+        #: The DEALER to a policy server the robot dialled (None: the server dialled the robot)
+        self.dialled: zmq.Socket[bytes] | None = None
+        self.dial_endpoint = ""
+        self._poller: zmq.Poller | None = None
 
     # ---------------------------------------------------------------- starting
-    def start(self, h: dict[str, Any], session_id: str) -> dict[str, Any]:
+    def parse(self, h: dict[str, Any]) -> tuple[int, Blend, tuple[str, bytes] | None]:
+        """`serve`'s fields checked before anything changes: (horizon, blend, dial)."""
         horizon = h.get("horizon")
         if not isinstance(horizon, int) or isinstance(horizon, bool):
             raise RequestRefusedError(ErrorCode.BAD_REQUEST, "serve needs horizon (an integer)")
@@ -87,7 +129,20 @@ class PolicyServe:
             raise RequestRefusedError(
                 ErrorCode.BAD_REQUEST, f"blend must be one of {names}, got {blend_name!r}"
             ) from None
+        dial = parse_dial(h["dial"]) if h.get("dial") is not None else None
+        if dial is not None and self.host.sockets.keys is None:
+            raise RequestRefusedError(
+                ErrorCode.BAD_DIAL, "this robot runs without CurveZMQ (plain): it does not dial"
+            )
+        return horizon, blend, dial
+
+    def start(
+        self, parsed: tuple[int, Blend, tuple[str, bytes] | None], session_id: str
+    ) -> dict[str, Any]:
+        horizon, blend, dial = parsed
+        keys = self.host.sockets.keys
         self.end("restarted")
+        self.dial_endpoint = ""
         self.buffer = ChunkBuffer(self.n, horizon, blend=blend, on_retire=self._retired)
         self.session = session_id
         self.first_cycle = -1
@@ -102,7 +157,69 @@ class PolicyServe:
         self.gaps = self.chunks = self.waiting = 0
         self.ages = []
         self.offset_ns, self._best_delay = None, 1 << 62
-        return {"horizon": horizon, "blend": blend.value, "n_actuators": self.n}
+        started = {"horizon": horizon, "blend": blend.value, "n_actuators": self.n}
+        if dial is not None:
+            assert keys is not None
+            self._dial(dial[0], dial[1], keys.public, keys.secret, started)
+            started["dial"] = dial[0]
+        return started
+
+    def _dial(
+        self, endpoint: str, server_key: bytes, public: bytes, secret: bytes, intro: dict[str, Any]
+    ) -> None:
+        """Connect a DEALER to the policy server (ZeroMQ connects in its I/O thread: no wait
+        here) and queue the `serve` message it reads first."""
+        host = self.host
+        sock: zmq.Socket[bytes] = host.sockets.ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.sndhwm = sock.rcvhwm = 1000
+        sock.maxmsgsize = host.cfg.max_frame_bytes
+        sock.curve_publickey, sock.curve_secretkey = public, secret
+        sock.curve_serverkey = server_key
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            self.end("dial failed")
+            raise RequestRefusedError(
+                ErrorCode.BAD_DIAL, f"cannot dial {endpoint}: {exc}"
+            ) from None
+        self.dialled, self.dial_endpoint = sock, endpoint
+        self._poller = zmq.Poller()
+        self._poller.register(host.sockets.control, zmq.POLLIN)
+        self._poller.register(sock, zmq.POLLIN)
+        fields = {**intro, "session": self.session, "robot": host._hello()}
+        host.sockets.send_on(sock, Msg.SERVE, fields)
+
+    def _read_dialled(self, limit: int) -> None:
+        """The dialled policy server's messages: chunks only; each refusal answered there."""
+        sock, host = self.dialled, self.host
+        for _ in range(limit):
+            if sock is None or self.dialled is not sock or not int(sock.get(_EVENTS)) & _POLLIN:
+                return
+            frames = sock.recv_multipart(copy=False)
+            host.counters.messages += 1
+            req_id = None
+            try:
+                msg = decode(frames, host._limit)
+                req_id = msg.get("id")
+                if msg.type != Msg.CHUNK:
+                    raise RequestRefusedError(
+                        ErrorCode.BAD_REQUEST,
+                        f"a dialled policy server sends chunks, not {msg.type!r}",
+                    )
+                self.on_chunk(msg.header, msg.arrays.get("actions"))
+            except ProtocolError as exc:
+                host.counters.malformed += 1
+                self._error(req_id, ErrorCode.BAD_REQUEST, str(exc))
+            except RequestRefusedError as exc:
+                host.counters.refused += 1
+                self._error(req_id, exc.code, exc.message)
+
+    def _error(self, req_id: Any, code: str, message: str) -> None:
+        if self.dialled is not None:
+            fields = {"id": req_id, "code": code, "message": message[:500]}
+            self.host.sockets.send_on(self.dialled, Msg.ERROR, fields)
 
     # ---------------------------------------------------------------- ControlMode
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
@@ -112,7 +229,9 @@ class PolicyServe:
         if not host.realtime:
             self._lockstep_wait()
         k = obs.cycle
-        sent = host.stepping.observation(obs)  # obs k to the server; no wait for its answer
+        if self.dialled is not None:
+            self._read_dialled(host.cfg.max_messages_per_cycle)
+        sent = host.stepping.observation(obs, self.dialled)  # obs k out; no wait for an answer
         slot = k % self._sent_ns.shape[0]
         self._sent_ns[slot], self._sent_cycle[slot] = sent, k
         if self.first_cycle < 0:
@@ -133,7 +252,11 @@ class PolicyServe:
         host = self.host
         deadline = time.monotonic_ns() + host.period_ns
         while (left := deadline - time.monotonic_ns()) > 0:
-            if host.sockets.wait(max(1, left // _MS)):
+            if self._poller is not None:  # the control socket and the dialled one
+                if self._poller.poll(max(1, left // _MS)):
+                    host._service(host.cfg.max_messages_per_cycle)
+                    self._read_dialled(host.cfg.max_messages_per_cycle)
+            elif host.sockets.wait(max(1, left // _MS)):
                 host._service(host.cfg.max_messages_per_cycle)
             if host.mode != "serve":
                 return
@@ -144,6 +267,9 @@ class PolicyServe:
         self.end(f"{t.after.label}: {t.reason.value}")
 
     def end(self, reason: str) -> None:
+        if self.dialled is not None:
+            self.dialled.close(0)
+            self.dialled, self._poller = None, None
         if self.buffer is None:
             return
         buf, self.buffer = self.buffer, None
@@ -241,4 +367,5 @@ class PolicyServe:
             "age_cycles_p99": float(np.percentile(ages, 99)) if ages.size else None,
             "age_cycles_max": int(ages.max()) if ages.size else None,
             "clock_offset_ns": self.offset_ns,
+            "dialled": self.dial_endpoint or None,
         }

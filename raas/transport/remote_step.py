@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import zmq
 from raas_client.wire import ErrorCode, Msg
 
 from raas.core.fallback import FallbackKind
@@ -120,8 +121,9 @@ class RemoteStep:
         self.timing.cycle = -1
         self.new_episode()
 
-    def observation(self, obs: Observation) -> int:
-        """Send observation k to the controlling client (also while held: it sees why)."""
+    def observation(self, obs: Observation, dialled: zmq.Socket[bytes] | None = None) -> int:
+        """Send observation k to the controlling client (also while held: it sees why), or on
+        `dialled`, the socket to a policy server the robot dialled (policy_serve.py)."""
         host = self.host
         ctl = host.controller
         if ctl is None:
@@ -142,6 +144,11 @@ class RemoteStep:
             fields["report"] = self.report
             self.report = None
         sent = time.monotonic_ns()
+        if dialled is not None:
+            host.sockets.send_on(
+                dialled, Msg.OBS, fields, layout=self._obs_layout, block=self._obs_block
+            )
+            return sent
         host.sockets.send_to(
             ctl.identity, Msg.OBS, fields, layout=self._obs_layout, block=self._obs_block
         )

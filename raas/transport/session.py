@@ -402,11 +402,12 @@ class SessionController:
         if kind == Msg.SERVE:
             if self.mode == "policy":
                 raise RequestRefusedError(ErrorCode.BUSY, "a policy is running; stop it first")
+            parsed = self.serving.parse(h)  # a bad serve changes nothing
             if self.mode == "step":
                 self.mode = "hold"
             self._arm(Cause.CLIENT, Reason.CLIENT_LATE)
             self._start_recording(ctl, None)
-            started = self.serving.start(h, ctl.session_id)
+            started = self.serving.start(parsed, ctl.session_id)
             self.mode = "serve"
             self.stepping.arm()
             return {"mode": self.mode, "safety": self.supervisor.state.label, **started}

@@ -151,6 +151,21 @@ class RobotSockets:
         )
         self._send(self.control, [identity, *frames])
 
+    def send_on(
+        self,
+        sock: zmq.Socket[bytes],
+        kind: str,
+        fields: Mapping[str, Any] | None = None,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        *,
+        layout: Layout | None = None,
+        block: Any = None,
+    ) -> None:
+        """A message on another socket of the loop's thread (a dialled policy server's DEALER:
+        raas/transport/policy_serve.py), dropped rather than waited for."""
+        frames = encode(kind, fields, arrays, layout=layout, block=block, pack=self._pack)
+        self._send(sock, frames)
+
     def reply(
         self, identity: bytes, req_id: Any, fields: Mapping[str, Any] | None = None, **kw: Any
     ) -> None:

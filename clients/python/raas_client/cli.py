@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "raas_client.commands.run",
     "raas_client.commands.watch",
     "raas_client.commands.serve_policy",
+    "raas_client.commands.dial_policy",
     "raas_client.commands.jobs",
     "raas_client.report.command",
 )
@@ -35,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Options whose values may begin with "-": a Z85 server key does one time in 85, and argparse
 #: would take such a value for an option ("expected one argument").
-_VALUES_MAY_START_WITH_DASH: frozenset[str] = frozenset({"--server-key", "--lease", "--token"})
+_VALUES_MAY_START_WITH_DASH: frozenset[str] = frozenset(
+    {"--server-key", "--lease", "--token", "--robot-key", "--policy-key"}
+)
 
 
 def join_dash_values(argv: Sequence[str]) -> list[str]:

@@ -5,10 +5,12 @@
 
 `fn(observation) -> (H, n_actuators) array`: H actions, row i for the observation's cycle + i.
 The server dials the robot (a DEALER to its control socket, CurveZMQ, so it works from behind a
-lab's NAT), opens a `control` session with the lease and sends `serve`. Then, forever: take the
-newest observation, call `fn`, send the chunk with the cycle it was computed from and this
-machine's receive and send stamps. The robot never waits for it: it indexes into the newest chunk
-by how many cycles have passed (docs/protocol.md, Policy servers).
+lab's NAT), opens a `control` session with the lease and sends `serve`. Or the robot dials the
+server (`serve(fn, chunk=16, bind="tcp://*:7000", robot_key=ROBOT_KEY)`, for a robot that may
+only dial out): a researcher's control session sends `serve` with `dial` (`ask_to_dial`).
+Then, forever: take the newest observation, call `fn`, send the chunk with the cycle it was
+computed from and this machine's receive and send stamps. The robot never waits for it: it
+indexes into the newest chunk by how many cycles have passed (docs/protocol.md, Policy servers).
 
 `SimulatedLatency` makes any `fn` slow on purpose (a delay drawn per call, occasional stalls), for
 tests and demos of what a real model's latency does to the hand.
@@ -28,10 +30,11 @@ from typing import Any
 
 import numpy as np
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from raas_client.errors import RemoteError, RobotTimeoutError, SafetyStopError, SessionClosedError
 from raas_client.session import Observation, RemoteRobot
-from raas_client.wire import Msg
+from raas_client.wire import Msg, decode, layouts_from_spaces
 
 PolicyFn = Callable[[Observation], np.ndarray]
 
@@ -80,12 +83,13 @@ class ServeStats:
     last_cycle: int = -1
     reason: str = ""
     summary: dict[str, Any] | None = None
+    refused_peers: int = 0  # bound: handshakes of a robot other than the expected one, refused
 
 
 def serve(
     fn: PolicyFn,
     chunk: int,
-    robot: str,
+    robot: str | None = None,
     *,
     lease: str | None = None,
     server_key: str | None = None,
@@ -96,9 +100,21 @@ def serve(
     should_stop: Callable[[], bool] | None = None,
     workers: int = 1,
     on_connect: Callable[[dict[str, Any]], None] | None = None,
+    bind: str | None = None,
+    robot_key: str | None = None,
+    keypair: tuple[bytes, bytes] | None = None,
+    on_bound: Callable[[PolicyListener], None] | None = None,
 ) -> ServeStats:
     """Serve `fn` to `robot` until the session ends, the robot stops the hand, `max_chunks` were
     sent or `duration_s` passed. Returns what was sent and why it ended.
+
+    `bind` instead of `robot`: the robot dials this server (a researcher's control session sends
+    `serve` with `dial: {endpoint, server_key}`; docs/protocol.md, Policy servers). The server
+    binds there with `keypair` (public, secret; Z85; default a fresh pair, its public key on
+    `PolicyListener.public_key`, which `on_bound` is given once bound) and admits only the robot
+    whose Curve public key is `robot_key` (the robot's server key): any other is refused in the
+    handshake and counted (`ServeStats.refused_peers`). It serves one serving session: until the
+    robot stops sending observations (the session ended, the hand stopped) or the limits above.
 
     `workers` > 1 runs that many calls of `fn` at once (threads: for a model that releases the
     GIL, e.g. on a GPU, or a remote one): a free worker starts on the newest observation at once,
@@ -107,6 +123,8 @@ def serve(
 
     `on_connect(info)` is called with the robot's `hello` reply before serving (a bundle
     checks itself against the robot's hand there: raas_client.bundle_policy)."""
+    if (robot is None) == (bind is None):
+        raise ValueError("serve needs either robot (this server dials) or bind (the robot dials)")
     policy = latency.wrap(fn) if latency is not None else fn
     stats = ServeStats()
     end = None if duration_s is None else time.monotonic() + duration_s
@@ -121,111 +139,232 @@ def serve(
         with contextlib.suppress(OSError):
             os.write(wake_w, b"x")
 
+    loop = _Loop(policy, chunk, stats, max_chunks, end, should_stop, workers, wake_r, wake)
     try:
-        return _serve(policy, chunk, robot, stats, lease, server_key, blend, max_chunks, end,
-                      should_stop, workers, on_connect, wake_r, wake)  # fmt: skip
+        if bind is not None:
+            if not robot_key:
+                raise ValueError("a bound policy server needs robot_key (the robot's server key)")
+            with PolicyListener(bind, robot_key, keypair) as listener:
+                if on_bound is not None:
+                    on_bound(listener)
+                return listener.serve(loop, blend, on_connect)
+        assert robot is not None
+        with RemoteRobot(robot, server_key=server_key, lease=lease) as r:
+            if on_connect is not None:
+                on_connect(r.hello())
+            session = r.open("control")
+            r.request(Msg.SERVE, {"horizon": chunk, "blend": blend})
+            r._stopped = None  # armed now: a stop from before does not count
+            if loop.run(r, str(session["session"])):
+                with contextlib.suppress(RemoteError, RobotTimeoutError):
+                    stats.summary = r.request(Msg.STOP).get("summary")
+            # a refused chunk is answered with an error carrying its request id
+            stats.refused = sum(1 for m in r._replies.values() if m.type == Msg.ERROR)
+        return stats
     finally:
         os.close(wake_r)
         os.close(wake_w)
 
 
-def _serve(
-    policy: PolicyFn,
-    chunk: int,
-    robot: str,
-    stats: ServeStats,
-    lease: str | None,
-    server_key: str | None,
-    blend: str,
-    max_chunks: int | None,
-    end: float | None,
-    should_stop: Callable[[], bool] | None,
-    workers: int,
-    on_connect: Callable[[dict[str, Any]], None] | None,
-    wake_r: int,
-    wake: Callable[[Future[np.ndarray]], None],
-) -> ServeStats:
-    with (
-        RemoteRobot(robot, server_key=server_key, lease=lease) as r,
-        ThreadPoolExecutor(workers, thread_name_prefix="policy") as pool,
-    ):
+def ask_to_dial(
+    r: RemoteRobot, endpoint: str, server_key: str, chunk: int, blend: str = "newest"
+) -> dict[str, Any]:
+    """From a researcher's open control session: have the robot dial a bound policy server and
+    serve its chunks. The session owns the serving: keep it open (heartbeats) while the policy
+    serves; closing it ends the serving and stops the hand. RemoteError `bad_dial` when the
+    robot refuses `dial`."""
+    fields = {
+        "horizon": chunk,
+        "blend": blend,
+        "dial": {"endpoint": endpoint, "server_key": server_key},
+    }
+    return r.request(Msg.SERVE, fields)
+
+
+_ZAP_DOMAIN = "raas.policy"
+
+
+class _RobotKeyPin:
+    """ZAP's Curve callback: only the expected robot's public key gets in; the others counted."""
+
+    def __init__(self, robot_key: str) -> None:
+        self.key = robot_key.encode("ascii")
+        self.refused = 0
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        if key == self.key:
+            return True
+        self.refused += 1
+        return False
+
+
+class PolicyListener:
+    """A bound policy server's socket: a DEALER on `bind` (CurveZMQ server with this server's
+    keypair), a ZAP handler on its own context admitting only `robot_key`."""
+
+    def __init__(
+        self, bind: str, robot_key: str, keypair: tuple[bytes, bytes] | None = None
+    ) -> None:
+        if not bind.startswith("tcp://"):
+            raise ValueError(f"bind must be tcp://HOST:PORT (the robot dials tcp), got {bind!r}")
+        if len(robot_key) != 40:
+            raise ValueError("robot_key must be the robot's Curve public key (40 Z85 characters)")
+        self.public_key, secret = keypair if keypair is not None else zmq.curve_keypair()
+        self.pin = _RobotKeyPin(robot_key)
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.auth = ThreadAuthenticator(self.ctx)
+        self.auth.start()
+        self.auth.configure_curve_callback(_ZAP_DOMAIN, credentials_provider=self.pin)
+        self.sock: zmq.Socket[bytes] = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.zap_domain = _ZAP_DOMAIN.encode("ascii")
+        self.sock.curve_publickey, self.sock.curve_secretkey = self.public_key, secret
+        self.sock.curve_server = True
+        try:
+            self.sock.bind(bind)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise ValueError(f"cannot bind {bind}: {exc}") from None
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def serve(
+        self,
+        loop: _Loop,
+        blend: str,
+        on_connect: Callable[[dict[str, Any]], None] | None,
+    ) -> ServeStats:
+        """Wait for the robot's `serve` (session, horizon, its hello), then serve it."""
+        stats = loop.stats
+        r = RemoteRobot(self.endpoint, context=self.ctx, sock=self.sock)
+        intro = self._intro(loop)
+        stats.refused_peers = self.pin.refused
+        if intro is None:
+            return stats
+        horizon = intro.get("horizon")
+        if horizon != loop.chunk:
+            raise ValueError(
+                f"the robot asks for chunks of {horizon}, this server makes {loop.chunk}"
+            )
+        r.info = dict(intro.get("robot") or {})
+        r.layouts = layouts_from_spaces(r.info.get("spaces") or {})
         if on_connect is not None:
-            on_connect(r.hello())
-        session = r.open("control")
-        r.request(Msg.SERVE, {"horizon": chunk, "blend": blend})
-        r._stopped = None  # armed now: a stop from before does not count
+            on_connect(r.info)
+        loop.run(r, str(intro.get("session")))
+        stats.refused = sum(1 for m in r._replies.values() if m.type == Msg.ERROR)
+        stats.refused_peers = self.pin.refused
+        return stats
+
+    def _intro(self, loop: _Loop) -> dict[str, Any] | None:
+        while not loop.over():
+            if self.sock.poll(50, zmq.POLLIN):
+                msg = decode(self.sock.recv_multipart(copy=False))
+                if msg.type == Msg.SERVE:
+                    return msg.header
+        return None
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.auth.stop()
+        self.ctx.term()
+
+    def __enter__(self) -> PolicyListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class _Loop:
+    """Observations in, chunks out, until the session ends or a limit is reached."""
+
+    policy: PolicyFn
+    chunk: int
+    stats: ServeStats
+    max_chunks: int | None
+    end: float | None
+    should_stop: Callable[[], bool] | None
+    workers: int
+    wake_r: int
+    wake: Callable[[Future[np.ndarray]], None]
+
+    def over(self) -> bool:
+        """A limit reached (its name in stats.reason)."""
+        stats = self.stats
+        if self.should_stop is not None and self.should_stop():
+            stats.reason = "stopped"
+        elif self.max_chunks is not None and stats.chunks >= self.max_chunks:
+            stats.reason = "max_chunks"
+        elif self.end is not None and time.monotonic() >= self.end:
+            stats.reason = "duration"
+        else:
+            return False
+        return True
+
+    def run(self, r: RemoteRobot, session: str) -> bool:
+        """True when it ended on a limit (the session still open), False when the robot ended
+        it (the session closed, the hand stopped, no observation)."""
+        stats, chunk, workers = self.stats, self.chunk, self.workers
         n = len(r.info["spaces"]["action"]["idle"])
         inflight: list[tuple[Future[np.ndarray], int, int]] = []  # (result, cycle, recv_ns)
         last_obs = -1
         last_seen = time.monotonic()
         poller = zmq.Poller()
         poller.register(r.sock, zmq.POLLIN)
-        poller.register(wake_r, zmq.POLLIN)
-        while True:
-            if should_stop is not None and should_stop():
-                stats.reason = "stopped"
-                break
-            if max_chunks is not None and stats.chunks >= max_chunks:
-                stats.reason = "max_chunks"
-                break
-            if end is not None and time.monotonic() >= end:
-                stats.reason = "duration"
-                break
-            # Read everything the robot sent, as it comes, also while every worker is busy:
-            # each observation is stamped when it is read (its `recv_ns`), the newest wins.
-            while r._pump(0):
-                pass
-            if r.closed_reason is not None:
-                stats.reason = f"SessionClosedError: {SessionClosedError(r.closed_reason)}"
-                return stats
-            if r._stopped is not None:
-                ev = r._stopped
-                exc = SafetyStopError(
-                    str(ev.get("to")), str(ev.get("reason")), str(ev.get("detail", ""))
-                )
-                stats.reason = f"SafetyStopError: {exc}"
-                return stats
-            for item in [x for x in inflight if x[0].done()]:
-                inflight.remove(item)
-                fut, cycle, recv_ns = item
-                if cycle <= stats.last_cycle:  # a newer chunk went out first: useless now
-                    stats.dropped += 1
-                    continue
-                actions = np.asarray(fut.result(), dtype=np.float64)
-                if actions.shape != (chunk, n):
-                    raise ValueError(
-                        f"the policy returned shape {actions.shape}, not ({chunk}, {n}) "
-                        "(chunk x actuators)"
+        poller.register(self.wake_r, zmq.POLLIN)
+        with ThreadPoolExecutor(workers, thread_name_prefix="policy") as pool:
+            while not self.over():
+                # Read everything the robot sent, as it comes, also while every worker is busy:
+                # each observation is stamped when it is read (its `recv_ns`), the newest wins.
+                while r._pump(0):
+                    pass
+                if r.closed_reason is not None:
+                    stats.reason = f"SessionClosedError: {SessionClosedError(r.closed_reason)}"
+                    return False
+                if r._stopped is not None:
+                    ev = r._stopped
+                    exc = SafetyStopError(
+                        str(ev.get("to")), str(ev.get("reason")), str(ev.get("detail", ""))
                     )
-                fields = {
-                    "session": session["session"],
-                    "cycle": cycle,
-                    "recv_ns": recv_ns,
-                    "send_ns": time.monotonic_ns(),
-                }
-                r._send(Msg.CHUNK, fields, {"actions": np.ascontiguousarray(actions)})
-                stats.chunks += 1
-                stats.last_cycle = cycle
-            obs = r._obs
-            if obs is not None and obs.cycle > last_obs:
-                last_seen = time.monotonic()
-                if len(inflight) < workers:  # a free worker starts on the newest at once
-                    r._obs = None
-                    last_obs = obs.cycle
-                    fut = pool.submit(policy, obs)
-                    inflight.append((fut, obs.cycle, obs.received_ns or time.monotonic_ns()))
-                    fut.add_done_callback(wake)
-                    continue
-            if not inflight and time.monotonic() - last_seen > r.timeout_s:
-                stats.reason = "RobotTimeoutError: no observation"
-                return stats
-            if wake_r in dict(poller.poll(50)):
-                os.read(wake_r, 4096)
-        with contextlib.suppress(RemoteError, RobotTimeoutError):
-            stats.summary = r.request(Msg.STOP).get("summary")
-        # a refused chunk is answered with an error carrying its request id
-        stats.refused = sum(1 for m in r._replies.values() if m.type == Msg.ERROR)
-    return stats
+                    stats.reason = f"SafetyStopError: {exc}"
+                    return False
+                for item in [x for x in inflight if x[0].done()]:
+                    inflight.remove(item)
+                    fut, cycle, recv_ns = item
+                    if cycle <= stats.last_cycle:  # a newer chunk went out first: useless now
+                        stats.dropped += 1
+                        continue
+                    actions = np.asarray(fut.result(), dtype=np.float64)
+                    if actions.shape != (chunk, n):
+                        raise ValueError(
+                            f"the policy returned shape {actions.shape}, not ({chunk}, {n}) "
+                            "(chunk x actuators)"
+                        )
+                    fields = {
+                        "session": session,
+                        "cycle": cycle,
+                        "recv_ns": recv_ns,
+                        "send_ns": time.monotonic_ns(),
+                    }
+                    r._send(Msg.CHUNK, fields, {"actions": np.ascontiguousarray(actions)})
+                    stats.chunks += 1
+                    stats.last_cycle = cycle
+                obs = r._obs
+                if obs is not None and obs.cycle > last_obs:
+                    last_seen = time.monotonic()
+                    if len(inflight) < workers:  # a free worker starts on the newest at once
+                        r._obs = None
+                        last_obs = obs.cycle
+                        fut = pool.submit(self.policy, obs)
+                        inflight.append((fut, obs.cycle, obs.received_ns or time.monotonic_ns()))
+                        fut.add_done_callback(self.wake)
+                        continue
+                if not inflight and time.monotonic() - last_seen > r.timeout_s:
+                    stats.reason = "RobotTimeoutError: no observation"
+                    return False
+                if self.wake_r in dict(poller.poll(50)):
+                    os.read(self.wake_r, 4096)
+        return True
 
 
 def load_policy(spec: str) -> PolicyFn:

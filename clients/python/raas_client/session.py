@@ -152,7 +152,10 @@ class RemoteRobot:
         lease: str | None = None,
         timeout_s: float = 5.0,
         context: zmq.Context[Any] | None = None,
+        sock: zmq.Socket[bytes] | None = None,
     ) -> None:
+        """`sock`: a socket already set up (a bound policy server's, raas_client.policy_server)
+        instead of a DEALER dialling `endpoint`."""
         self.endpoint = endpoint
         self.server_key = (
             server_key if server_key is not None else os.environ.get("RAAS_SERVER_KEY")
@@ -160,7 +163,11 @@ class RemoteRobot:
         self.lease = lease if lease is not None else os.environ.get("RAAS_LEASE")
         self.timeout_s = timeout_s
         self.ctx: zmq.Context[Any] = context if context is not None else zmq.Context.instance()
-        self.sock = connect_socket(self.ctx, zmq.DEALER, endpoint, self.server_key)
+        self.sock = (
+            sock
+            if sock is not None
+            else connect_socket(self.ctx, zmq.DEALER, endpoint, self.server_key)
+        )
         self._rcvtimeo = -1  # the socket's ZMQ_RCVTIMEO (ms), set by _pump when it changes
         #: One msgpack packer for this socket's headers (a socket has one thread at a time).
         self._pack = msgpack.Packer().pack

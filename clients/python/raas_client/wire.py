@@ -107,6 +107,7 @@ class ErrorCode:
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     BAD_CHUNK = "bad_chunk"  # an action chunk refused: wrong session, bad cycle, size, values
+    BAD_DIAL = "bad_dial"  # serve's dial: not tcp, a bad key, or a robot without Curve keys
 
 
 @dataclass(slots=True)

@@ -23,9 +23,11 @@ from raas_client.errors import ConfigurationError, RobotOfflineError
 from raas_client.session import RemoteRobot
 
 
-def add_arguments(p: argparse.ArgumentParser, *, robot_flag: bool = False) -> None:
+def add_arguments(
+    p: argparse.ArgumentParser, *, robot_flag: bool = False, robot_required: bool = True
+) -> None:
     if robot_flag:
-        p.add_argument("--robot", required=True, help="robot name or control endpoint")
+        p.add_argument("--robot", required=robot_required, help="robot name or control endpoint")
     else:
         p.add_argument("robot", metavar="ROBOT", help="robot name or control endpoint")
     p.add_argument("--endpoint", help="control endpoint (RAAS_ENDPOINT)")

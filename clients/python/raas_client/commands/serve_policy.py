@@ -1,7 +1,11 @@
 """`raas serve-policy module:fn|BUNDLE --robot ROBOT --chunk H`: serve a policy function, or a
 policy bundle directory run with onnxruntime here (raas_client.bundle_policy), to a robot as action
 chunks (raas_client.policy_server), optionally slowed down on purpose (`--simulate-latency 150,50
---stall-prob 0.01`) to see what a large model's latency does."""
+--stall-prob 0.01`) to see what a large model's latency does.
+
+`--bind tcp://*:7000 --robot-key KEY` instead of `--robot`: the robot dials this server (for a
+robot that may only dial out); it prints its own public key, which the researcher passes to
+`raas dial-policy` (the `serve` request's `dial.server_key`)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,13 @@ from typing import Any
 from raas_client.bundle_policy import BundlePolicy
 from raas_client.commands.connection import add_arguments, resolve
 from raas_client.errors import RaasClientError
-from raas_client.policy_server import PolicyFn, SimulatedLatency, load_policy, serve
+from raas_client.policy_server import (
+    PolicyFn,
+    PolicyListener,
+    SimulatedLatency,
+    load_policy,
+    serve,
+)
 
 
 def register(sub: Any) -> None:
@@ -26,7 +36,16 @@ def register(sub: Any) -> None:
         metavar="MODULE:FN|BUNDLE",
         help="fn(observation) -> (H, actuators) array, or a policy bundle directory",
     )
-    add_arguments(p, robot_flag=True)
+    add_arguments(p, robot_flag=True, robot_required=False)
+    p.add_argument(
+        "--bind",
+        metavar="tcp://HOST:PORT",
+        help="let the robot dial this server here instead of dialling it (needs --robot-key)",
+    )
+    p.add_argument(
+        "--robot-key",
+        help="with --bind: the robot's Curve public key (its server key); other robots are refused",
+    )
     p.add_argument(
         "--chunk",
         type=int,
@@ -58,6 +77,15 @@ def parse_latency(text: str) -> tuple[float, float]:
         raise ValueError(f"--simulate-latency must be MEAN,SD in ms, got {text!r}") from None
 
 
+def bound(listener: PolicyListener) -> None:
+    print(
+        f"raas serve-policy: bound {listener.endpoint} server key "
+        f"{listener.public_key.decode('ascii')} (the robot dials it: raas dial-policy)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         on_connect = None
@@ -76,11 +104,18 @@ def main(args: argparse.Namespace) -> int:
         if args.simulate_latency or args.stall_prob:
             mean, sd = parse_latency(args.simulate_latency or "0,0")
             latency = SimulatedLatency(mean, sd, args.stall_prob, args.stall_ms, args.seed)
-        endpoint, server_key, lease = resolve(args, lease=True)
+        if (args.robot is None) == (args.bind is None):
+            raise ValueError("pass --robot (this server dials) or --bind (the robot dials)")
+        endpoint = server_key = lease = None
+        if args.robot is not None:
+            endpoint, server_key, lease = resolve(args, lease=True)
         stats = serve(
             fn,
             chunk,
             endpoint,
+            bind=args.bind,
+            robot_key=args.robot_key,
+            on_bound=bound,
             lease=lease,
             server_key=server_key,
             blend=args.blend,
@@ -98,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
             {
                 "chunks": stats.chunks,
                 "refused": stats.refused,
+                "refused_peers": stats.refused_peers,
                 "reason": stats.reason,
                 "summary": stats.summary,
             }

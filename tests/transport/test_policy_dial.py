@@ -1,0 +1,220 @@
+"""The robot dials the policy server (`serve` with `dial`), over real sockets on the lockstep
+rig: a bound policy server's chunks drive the hand; a server pinned to another robot's key
+refuses the handshake; a bad `dial` is refused with `bad_dial` and changes nothing; a bound
+server killed mid-run leaves the hand held within the watchdog bound."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import pytest
+import zmq
+from raas_client.errors import RemoteError
+from raas_client.policy_server import (
+    PolicyListener,
+    ServeStats,
+    SimulatedLatency,
+    ask_to_dial,
+    serve,
+)
+from raas_client.session import RemoteRobot
+from raas_client.wire import Msg
+
+from tests.transport.harness import ROOT, LeaseIssuer, RobotDaemon, wait_for
+from tests.transport.test_policy_serve import MAX_REPEATS, H, policy
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+
+class BoundServer:
+    """serve(bind=...) in a thread, until `stop` is set; its listener once bound."""
+
+    def __init__(self, robot_key: str, **kw: Any) -> None:
+        self.stop = threading.Event()
+        self.bound = threading.Event()
+        self.listener: PolicyListener | None = None
+        self.stats: ServeStats | None = None
+        self.error: BaseException | None = None
+
+        def on_bound(listener: PolicyListener) -> None:
+            self.listener = listener
+            self.bound.set()
+
+        def run() -> None:
+            try:
+                self.stats = serve(
+                    policy,
+                    H,
+                    bind="tcp://127.0.0.1:*",
+                    robot_key=robot_key,
+                    on_bound=on_bound,
+                    should_stop=self.stop.is_set,
+                    **kw,
+                )
+            except BaseException as exc:  # the test reports it
+                self.error = exc
+                self.bound.set()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert self.bound.wait(10) and self.listener is not None, self.error
+
+    @property
+    def endpoint(self) -> str:
+        assert self.listener is not None
+        return self.listener.endpoint
+
+    @property
+    def key(self) -> str:
+        assert self.listener is not None
+        return self.listener.public_key.decode("ascii")
+
+    def finish(self) -> ServeStats:
+        self.stop.set()
+        self.thread.join(15)
+        assert not self.thread.is_alive()
+        assert self.error is None, self.error
+        assert self.stats is not None
+        return self.stats
+
+
+def test_the_robot_dials_a_bound_policy_server(daemon: RobotDaemon, issuer: LeaseIssuer) -> None:
+    server = BoundServer(daemon.key, latency=SimulatedLatency(30, 10, seed=1))  # ~1.5 periods
+    r = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
+    try:
+        r.open("control")
+        got = ask_to_dial(r, server.endpoint, server.key, H)
+        assert got["mode"] == "serve" and got["dial"] == server.endpoint and got["horizon"] == H
+        # the researcher's session owns the serving: its status requests are its heartbeats
+        assert wait_for(lambda: (r.status().get("serve") or {}).get("chunks", 0) >= 20, 30)
+        summary = r.request(Msg.STOP)["summary"]
+    finally:
+        r.close()
+    stats = server.finish()
+    assert stats.refused == 0 and stats.refused_peers == 0 and stats.chunks >= 20, stats
+    assert summary["dialled"] == server.endpoint
+    assert summary["chunks"] >= 20 and summary["cycles_covered"] > 10
+    assert summary["fallbacks"] == 0  # no cycle uncovered once the first chunk came
+    assert all(n == 0 for n in summary["refused"].values()), summary["refused"]
+    assert summary["age_cycles_max"] is not None and 0 <= summary["age_cycles_max"] < H
+
+
+def test_a_bound_server_refuses_another_robot(daemon: RobotDaemon, issuer: LeaseIssuer) -> None:
+    other_robot = zmq.curve_keypair()[0].decode("ascii")
+    server = BoundServer(other_robot)
+    r = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
+    try:
+        r.open("control")
+        ask_to_dial(r, server.endpoint, server.key, H)
+        assert server.listener is not None
+        listener = server.listener
+        assert wait_for(lambda: listener.pin.refused >= 1, 20)
+        # the robot keeps trying; the hand holds, waiting for a first chunk (not a fallback)
+        assert wait_for(lambda: r.status()["serve"]["cycles_before_first_chunk"] > 10, 20)
+        st = r.status()["serve"]
+        assert st["chunks"] == 0 and st["fallbacks"] == 0
+        r.request(Msg.STOP)
+    finally:
+        r.close()
+    stats = server.finish()
+    assert stats.chunks == 0 and stats.refused_peers >= 1
+    assert stats.reason == "stopped"  # it never heard from a robot it admits
+
+
+@pytest.mark.parametrize(
+    ("dial", "names"),
+    [
+        ("tcp://127.0.0.1:43001", "dial must be a map"),
+        ({"endpoint": "ipc:///tmp/x", "server_key": "k" * 40}, "dial.endpoint"),
+        ({"endpoint": "tcp://127.0.0.1", "server_key": "k" * 40}, "dial.endpoint"),
+        ({"endpoint": "tcp://*:43001", "server_key": "k" * 40}, "dial.endpoint"),
+        ({"endpoint": "tcp://127.0.0.1:0", "server_key": "k" * 40}, "dial.endpoint"),
+        ({"endpoint": "tcp://127.0.0.1:43001", "server_key": "short"}, "dial.server_key"),
+        ({"endpoint": "tcp://127.0.0.1:43001", "server_key": "~" * 40}, "dial.server_key"),
+        ({"endpoint": "tcp://127.0.0.1:43001"}, "dial.server_key"),
+    ],
+)
+def test_a_bad_dial_is_refused_and_changes_nothing(
+    daemon: RobotDaemon, issuer: LeaseIssuer, dial: object, names: str
+) -> None:
+    r = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
+    try:
+        r.open("control")
+        with pytest.raises(RemoteError) as exc:
+            r.request(Msg.SERVE, {"horizon": H, "dial": dial})
+        assert exc.value.code == "bad_dial"
+        assert names in exc.value.message
+        st = r.status()
+        assert st["mode"] == "hold" and st["safety"]["state"] != "running"
+    finally:
+        r.close()
+
+
+_BOUND = re.compile(r"bound (\S+) server key (\S+)")
+
+
+def test_a_bound_server_killed_mid_run_leaves_the_hand_held(
+    daemon: RobotDaemon, issuer: LeaseIssuer
+) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "raas_client.cli",
+        "serve-policy",
+        "tests.transport.test_policy_serve:policy",
+        "--bind",
+        "tcp://127.0.0.1:*",
+        "--robot-key",
+        daemon.key,
+        "--chunk",
+        str(H),
+        "--simulate-latency",
+        "40,10",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=dict(os.environ), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    r = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        found = _BOUND.search(line)
+        assert found, line
+        r.open("control")
+        ask_to_dial(r, found[1], found[2], H)
+        assert wait_for(lambda: (r.status().get("serve") or {}).get("chunks", 0) >= 5, 30)
+        proc.send_signal(signal.SIGKILL)  # mid-chunk: its sleep is most of its time
+        proc.wait(10)
+        # the researcher's session stays (its status requests are heartbeats): the watchdog holds
+        # the hand once the last chunk's rows ran out and N+1 cycles went without a row
+        assert wait_for(lambda: r.status()["safety"]["state"] == "hold", 10)
+        st = r.status()
+        assert st["safety"]["reason"] == "client_late"
+        assert st["mode"] == "hold"
+        assert 1 <= st["serve"]["fallbacks"] <= MAX_REPEATS + 1
+        assert st["serve"]["reason"].startswith("hold")
+        assert st["controlled"]  # the session that owned the serving is still open
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        r.close()
+
+
+def test_serve_needs_robot_or_bind_and_a_robot_key() -> None:
+    with pytest.raises(ValueError, match="bind"):
+        serve(policy, H)  # neither robot nor bind
+    with pytest.raises(ValueError, match="bind"):
+        serve(policy, H, "tcp://127.0.0.1:1", bind="tcp://127.0.0.1:*")
+    with pytest.raises(ValueError, match="robot_key"):
+        serve(policy, H, bind="tcp://127.0.0.1:*")
+    with pytest.raises(ValueError, match="tcp"):
+        serve(policy, H, bind="ipc:///tmp/x", robot_key="k" * 40)
