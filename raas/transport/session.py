@@ -239,7 +239,10 @@ class SessionController:
         if not self.supervisor.active:  # nothing this controller says reaches the hand
             out[:] = self.hold
             if mode is self.stepping or mode is self.serving:
-                self.stepping.observation(obs)  # the client sees why it is held
+                # the client (or the policy server the robot dialled) sees why it is held
+                self.stepping.observation(
+                    obs, self.serving.dialled if mode is self.serving else None
+                )
             self._pace()
             return True
         if mode is not None:

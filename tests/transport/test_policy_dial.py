@@ -5,6 +5,7 @@ server killed mid-run leaves the hand held within the watchdog bound."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -146,12 +147,14 @@ def test_a_bad_dial_is_refused_and_changes_nothing(
     r = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
     try:
         r.open("control")
+        armed = r.status()["safety"]["transitions"].get("armed", 0)
         with pytest.raises(RemoteError) as exc:
             r.request(Msg.SERVE, {"horizon": H, "dial": dial})
         assert exc.value.code == "bad_dial"
         assert names in exc.value.message
         st = r.status()
-        assert st["mode"] == "hold" and st["safety"]["state"] != "running"
+        assert st["mode"] == "hold"  # not serving, and the supervisor was not armed
+        assert st["safety"]["transitions"].get("armed", 0) == armed
     finally:
         r.close()
 
@@ -218,3 +221,41 @@ def test_serve_needs_robot_or_bind_and_a_robot_key() -> None:
         serve(policy, H, bind="tcp://127.0.0.1:*")
     with pytest.raises(ValueError, match="tcp"):
         serve(policy, H, bind="ipc:///tmp/x", robot_key="k" * 40)
+
+
+def test_dial_policy_and_serve_policy_bind_from_a_shell(
+    daemon: RobotDaemon, issuer: LeaseIssuer
+) -> None:
+    """`raas serve-policy --bind` on the GPU machine, `raas dial-policy` from the researcher's:
+    the hand is served for --duration, then the researcher's `stop` reply is printed."""
+    cli = [sys.executable, "-m", "raas_client.cli"]
+    server = subprocess.Popen(
+        [*cli, "serve-policy", "tests.transport.test_policy_serve:policy", "--bind",
+         "tcp://127.0.0.1:*", "--robot-key", daemon.key, "--chunk", str(H)],
+        cwd=ROOT, env=dict(os.environ), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        found = _BOUND.search(server.stderr.readline().decode())
+        assert found
+        dial = subprocess.run(
+            [*cli, "dial-policy", daemon.control, "--server-key", daemon.key, "--lease",
+             issuer.issue(), "--policy", found[1], "--policy-key", found[2], "--chunk", str(H),
+             "--duration", "2"],
+            cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert dial.returncode == 0, dial.stderr
+        summary = json.loads(dial.stdout.strip().splitlines()[-1])
+        assert summary["dialled"] == found[1] and summary["reason"] == "stopped by client"
+        assert summary["chunks"] > 10 and summary["fallbacks"] == 0
+        # the robot stopped sending: the server ends on its own after its timeout and says why
+        out, _ = server.communicate(timeout=30)
+        stats = json.loads(out.decode().strip().splitlines()[-1])
+        assert stats["chunks"] >= summary["chunks"] and stats["refused_peers"] == 0
+        assert stats["reason"] == "RobotTimeoutError: no observation"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stderr is not None:
+            server.stderr.close()

@@ -1,8 +1,9 @@
 """`raas dial-policy ROBOT --policy tcp://GPU:7000 --policy-key KEY --chunk H`: have the robot
 dial a bound policy server (`raas serve-policy ... --bind`) and drive the hand with its chunks,
 for a robot that may only dial out. This command's control session owns the serving: it stays
-open (heartbeats, a status line a second) until --duration, Ctrl-C or the serving ends; closing
-it ends the serving and stops the hand. Prints the serve summary as JSON."""
+open (a `status` a second, or every third of its liveness timeout if shorter; each printed)
+until --duration, Ctrl-C or the serving ends; closing it ends the serving and stops the hand.
+Prints the serve summary as JSON."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def register(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         with connect(args, lease=True) as r:
-            r.open("control")
+            session = r.open("control")
+            # a status a second, or more often: the session must not fall silent for its liveness
+            every = min(1.0, float(session.get("liveness_timeout_s") or 3.0) / 3)
             got = ask_to_dial(r, args.policy, args.policy_key, args.chunk, args.blend)
             print(f"raas dial-policy: the robot dials {got.get('dial')}", file=sys.stderr)
             end = None if args.duration is None else time.monotonic() + args.duration
@@ -49,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
                     )
                     if st.get("mode") != "serve":
                         break
-                    time.sleep(1.0)
+                    time.sleep(every)
             except KeyboardInterrupt:
                 pass
             summary = r.request(Msg.STOP).get("summary") or r.status().get("serve")
