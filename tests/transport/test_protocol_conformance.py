@@ -591,6 +591,8 @@ def test_the_error_codes_a_client_can_provoke(
         b.ok("serve", {"horizon": 4})
         chunk = {"session": "not-this-one", "cycle": 0, "recv_ns": 0, "send_ns": 0}
         assert err(b, "chunk", chunk, actions=np.zeros((4, 20))) == "bad_chunk"
+        dial = {"endpoint": "ipc:///tmp/policy", "server_key": "k" * 40}
+        assert err(b, "serve", {"horizon": 4, "dial": dial}) == "bad_dial"
         b.ok("close")
         a.ok("close")
     finally:
