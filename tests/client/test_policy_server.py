@@ -4,10 +4,13 @@ tests/transport/test_policy_serve.py.)"""
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
 import numpy as np
 import pytest
 from raas_client.cli import main
-from raas_client.policy_server import SimulatedLatency, load_policy
+from raas_client.policy_server import SimulatedLatency, load_or_create_keypair, load_policy
 
 
 def test_latency_is_drawn_from_the_distribution_and_seeded() -> None:
@@ -52,3 +55,17 @@ def test_serve_policy_cli_refuses_a_bad_policy_and_bad_latency(
     assert "module:function" in capsys.readouterr().err
     assert main([*base, "numpy:zeros", "--simulate-latency", "fast"]) == 1
     assert "--simulate-latency" in capsys.readouterr().err
+
+
+def test_a_bound_servers_keypair_survives_restarts(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    public, secret = load_or_create_keypair(keys)
+    assert len(public) == 40 and len(secret) == 40
+    assert load_or_create_keypair(keys) == (public, secret)  # the same key after a restart
+    assert stat.S_IMODE((keys / "server.secret").stat().st_mode) == 0o600
+    (keys / "server.public").write_bytes(b"0" * 40)
+    with pytest.raises(ValueError, match="does not belong"):
+        load_or_create_keypair(keys)
+    (keys / "server.secret").write_bytes(b"~" * 40)
+    with pytest.raises(ValueError, match="not a Curve secret key"):
+        load_or_create_keypair(keys)

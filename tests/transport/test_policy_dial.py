@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,20 +225,21 @@ def test_serve_needs_robot_or_bind_and_a_robot_key() -> None:
 
 
 def test_dial_policy_and_serve_policy_bind_from_a_shell(
-    daemon: RobotDaemon, issuer: LeaseIssuer
+    daemon: RobotDaemon, issuer: LeaseIssuer, tmp_path: Path
 ) -> None:
     """`raas serve-policy --bind` on the GPU machine, `raas dial-policy` from the researcher's:
     the hand is served for --duration, then the researcher's `stop` reply is printed."""
     cli = [sys.executable, "-m", "raas_client.cli"]
     server = subprocess.Popen(
         [*cli, "serve-policy", "tests.transport.test_policy_serve:policy", "--bind",
-         "tcp://127.0.0.1:*", "--robot-key", daemon.key, "--chunk", str(H)],
+         "tcp://127.0.0.1:*", "--robot-key", daemon.key, "--chunk", str(H), "--key-dir",
+         str(tmp_path)],
         cwd=ROOT, env=dict(os.environ), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
     )  # fmt: skip
     try:
         assert server.stderr is not None
         found = _BOUND.search(server.stderr.readline().decode())
-        assert found
+        assert found and found[2] == (tmp_path / "server.public").read_text().strip()
         dial = subprocess.run(
             [*cli, "dial-policy", daemon.control, "--server-key", daemon.key, "--lease",
              issuer.issue(), "--policy", found[1], "--policy-key", found[2], "--chunk", str(H),

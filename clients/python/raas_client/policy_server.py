@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -164,6 +165,28 @@ def serve(
     finally:
         os.close(wake_r)
         os.close(wake_w)
+
+
+def load_or_create_keypair(key_dir: Path) -> tuple[bytes, bytes]:
+    """A bound policy server's Curve keypair (public, secret; Z85) in `key_dir` (server.public,
+    server.secret made mode 0600 on first use), so its public key stays the one researchers pass
+    as `dial.server_key` across restarts. ValueError when the files are not a Z85 keypair."""
+    pub, sec = key_dir / "server.public", key_dir / "server.secret"
+    if not sec.exists():
+        key_dir.mkdir(parents=True, exist_ok=True)
+        public, secret = zmq.curve_keypair()
+        fd = os.open(sec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secret + b"\n")
+        pub.write_bytes(public + b"\n")
+    secret = sec.read_bytes().strip()
+    try:
+        public = zmq.curve_public(secret)
+    except (ValueError, zmq.ZMQError):
+        raise ValueError(f"{sec}: not a Curve secret key (40 Z85 characters)") from None
+    if pub.exists() and pub.read_bytes().strip() != public:
+        raise ValueError(f"{pub} does not belong to {sec}")
+    return public, secret
 
 
 def ask_to_dial(

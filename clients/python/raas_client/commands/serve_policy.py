@@ -22,6 +22,7 @@ from raas_client.policy_server import (
     PolicyFn,
     PolicyListener,
     SimulatedLatency,
+    load_or_create_keypair,
     load_policy,
     serve,
 )
@@ -45,6 +46,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--robot-key",
         help="with --bind: the robot's Curve public key (its server key); other robots are refused",
+    )
+    p.add_argument(
+        "--key-dir",
+        type=Path,
+        help="with --bind: keep this server's keypair here (server.public, server.secret), so its "
+        "public key survives restarts (default: a fresh keypair per start)",
     )
     p.add_argument(
         "--chunk",
@@ -115,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
             endpoint,
             bind=args.bind,
             robot_key=args.robot_key,
+            keypair=load_or_create_keypair(args.key_dir) if args.key_dir else None,
             on_bound=bound,
             lease=lease,
             server_key=server_key,
