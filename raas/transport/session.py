@@ -795,6 +795,7 @@ class SessionController:
     def close_all(self, reason: str) -> None:
         for peer in list(self.peers.values()):
             self._close(peer, reason)
+        self.serving.end(reason)  # a dialled policy server's socket too (before ctx.term)
 
 
 def plain(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,26 @@ def test_a_bound_server_refuses_another_robot(daemon: RobotDaemon, issuer: Lease
     stats = server.finish()
     assert stats.chunks == 0 and stats.refused_peers >= 1
     assert stats.reason == "stopped"  # it never heard from a robot it admits
+
+
+def test_a_bound_server_outlives_the_robot_hanging_up(
+    daemon: RobotDaemon, issuer: LeaseIssuer
+) -> None:
+    """The serving ends while a chunk is being computed: the robot closes its socket, and the
+    finished chunk has nowhere to go. It is counted as unsent, not waited on forever (a bound
+    DEALER without a peer blocks a send)."""
+    server = BoundServer(daemon.key, latency=SimulatedLatency(100, 0))
+    r = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
+    try:
+        r.open("control")
+        ask_to_dial(r, server.endpoint, server.key, H)
+        assert wait_for(lambda: (r.status().get("serve") or {}).get("chunks", 0) >= 1, 30)
+        r.request(Msg.STOP)  # a chunk is being computed (100 ms, 5 cycles)
+    finally:
+        r.close()
+    time.sleep(1.0)  # it finished after the robot hung up
+    stats = server.finish()
+    assert stats.unsent >= 1 and stats.chunks >= 1, stats
 
 
 @pytest.mark.parametrize(

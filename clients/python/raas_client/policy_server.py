@@ -84,6 +84,7 @@ class ServeStats:
     last_cycle: int = -1
     reason: str = ""
     summary: dict[str, Any] | None = None
+    unsent: int = 0  # bound: chunks not sent because no robot was connected
     refused_peers: int = 0  # bound: handshakes of a robot other than the expected one, refused
 
 
@@ -240,6 +241,7 @@ class PolicyListener:
         self.auth.configure_curve_callback(_ZAP_DOMAIN, credentials_provider=self.pin)
         self.sock: zmq.Socket[bytes] = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
+        self.sock.sndtimeo = 0  # no robot connected: a chunk is not sent (ServeStats.unsent)
         self.sock.zap_domain = _ZAP_DOMAIN.encode("ascii")
         self.sock.curve_publickey, self.sock.curve_secretkey = self.public_key, secret
         self.sock.curve_server = True
@@ -369,7 +371,11 @@ class _Loop:
                         "recv_ns": recv_ns,
                         "send_ns": time.monotonic_ns(),
                     }
-                    r._send(Msg.CHUNK, fields, {"actions": np.ascontiguousarray(actions)})
+                    try:
+                        r._send(Msg.CHUNK, fields, {"actions": np.ascontiguousarray(actions)})
+                    except zmq.Again:  # bound, and the robot is not connected (any more)
+                        stats.unsent += 1
+                        continue
                     stats.chunks += 1
                     stats.last_cycle = cycle
                 obs = r._obs

@@ -142,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
                 "chunks": stats.chunks,
                 "refused": stats.refused,
                 "refused_peers": stats.refused_peers,
+                "unsent": stats.unsent,
                 "reason": stats.reason,
                 "summary": stats.summary,
             }
