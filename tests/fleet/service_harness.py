@@ -35,6 +35,10 @@ class Service:
         self.settings = base.model_copy(update={"blob_dir": tmp / "blobs", **settings})
         self.seeded: Seeded = seed(self.settings, users=USERS, robots=(ROBOT,), unlimited=True)
         self.port = free_port()
+        self.start()
+
+    def start(self) -> None:
+        """Serve (again) on the same port and database: a restart after `stop`."""
         config = uvicorn.Config(
             create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
         )
