@@ -153,8 +153,9 @@ class ServerProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        self.port = free_port()
+    def start(self, timeout: float = 60.0, port: int | None = None) -> ServerProcess:
+        """`port`: serve there (a restart on the port clients know); else a free one."""
+        self.port = port or free_port()
         argv = [
             sys.executable,
             "-m",
