@@ -45,11 +45,14 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The real service (jobs API) with a short claim timeout, one robot shadow-1."""
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """The real service (jobs API) with a short claim timeout (a test module may set its own
+    `CLAIM_TIMEOUT_S`), one robot shadow-1."""
     s = Service(
         Path(tmp_path_factory.mktemp("service")),
-        job_claim_timeout_s=CLAIM_TIMEOUT_S,
+        job_claim_timeout_s=getattr(request.module, "CLAIM_TIMEOUT_S", CLAIM_TIMEOUT_S),
         job_sweep_interval_s=0.5,
     )
     yield s

@@ -7,7 +7,6 @@ process SIGKILLed mid-job), real daemon, real worker."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,8 @@ from tests.transport.harness import RobotDaemon
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
-#: Longer than the outage, so the attempt survives it (a longer outage requeues the job: see
-#: test_worker_jobs.py for the requeue and the stale attempt).
+#: Longer than the outage, so the attempt survives it; read by conftest's `service` fixture (a
+#: longer outage requeues the job: see test_worker_jobs.py for the requeue and stale attempt).
 CLAIM_TIMEOUT_S = 30.0
 OUTAGE_S = 6.0
 
@@ -43,26 +42,6 @@ class ProcessService(Service):
 
     def kill(self) -> None:
         self.server_process.kill()
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    s = Service(
-        Path(tmp_path_factory.mktemp("service")),
-        job_claim_timeout_s=CLAIM_TIMEOUT_S,
-        job_sweep_interval_s=0.5,
-    )
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def linked_robot(
-    service: Service, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RobotDaemon]:
-    d = linked_daemon(service, Path(tmp_path_factory.mktemp("cell")))
-    yield d
-    d.stop()
 
 
 def test_a_service_outage_mid_job_loses_no_episode(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -125,21 +126,24 @@ def issue_for_job(
     return lease, sign_lease(key, claims)
 
 
-def revoke_for_job_attempt(
-    db: Session, attempt: JobAttempt, *, reason: str, now: datetime
+def _revoke(
+    db: Session,
+    leases: Sequence[Lease],
+    *,
+    reason: str,
+    now: datetime,
+    reservation_id: int | None = None,
+    job_id: int | None = None,
 ) -> list[Revocation]:
-    """Revoke the attempt's live lease; the entry in the robot's feed stops its daemon."""
-    leases = db.scalars(
-        select(Lease).where(Lease.job_attempt_id == attempt.id, Lease.revoked_at.is_(None))
-    ).all()
+    """Mark each lease revoked and add its entry to the robot's revocation feed."""
     out = []
     for lease in leases:
         lease.revoked_at = now
         entry = Revocation(
             robot_id=lease.robot_id,
             jti=lease.jti,
-            reservation_id=None,
-            job_id=attempt.job_id,
+            reservation_id=reservation_id,
+            job_id=job_id,
             expires_at=lease.expires_at,
             reason=reason,
             revoked_at=now,
@@ -148,6 +152,16 @@ def revoke_for_job_attempt(
         out.append(entry)
     db.flush()
     return out
+
+
+def revoke_for_job_attempt(
+    db: Session, attempt: JobAttempt, *, reason: str, now: datetime
+) -> list[Revocation]:
+    """Revoke the attempt's live lease; the entry in the robot's feed stops its daemon."""
+    leases = db.scalars(
+        select(Lease).where(Lease.job_attempt_id == attempt.id, Lease.revoked_at.is_(None))
+    ).all()
+    return _revoke(db, leases, reason=reason, now=now, job_id=attempt.job_id)
 
 
 def revoke_for_reservation(
@@ -157,21 +171,7 @@ def revoke_for_reservation(
     leases = db.scalars(
         select(Lease).where(Lease.reservation_id == reservation.id, Lease.revoked_at.is_(None))
     ).all()
-    out = []
-    for lease in leases:
-        lease.revoked_at = now
-        entry = Revocation(
-            robot_id=lease.robot_id,
-            jti=lease.jti,
-            reservation_id=reservation.id,
-            expires_at=lease.expires_at,
-            reason=reason,
-            revoked_at=now,
-        )
-        db.add(entry)
-        out.append(entry)
-    db.flush()
-    return out
+    return _revoke(db, leases, reason=reason, now=now, reservation_id=reservation.id)
 
 
 def revocations_since(db: Session, robot_id: int, since: int, limit: int) -> list[Revocation]:
