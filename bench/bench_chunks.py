@@ -44,6 +44,7 @@ from bench.common import dist_us, fmt_dist, ratio, write_report
 from raas.leases import LeaseClaims, generate_private_key, save_private_key, sign_lease
 
 ROOT = Path(__file__).resolve().parents[1]
+Taken = tuple[list[tuple[int, int, int, np.ndarray]], list[int], list[int]]
 _BANNER = re.compile(r"control (\S+) stream (\S+) (?:server key (\S+)|PLAIN)")
 
 
@@ -90,6 +91,7 @@ class Recorder:
         self.stream = robot.stream((Topic.STEP,))
         self.rows: list[tuple[int, int, int, np.ndarray]] = []
         self.lateness: list[int] = []
+        self.decide: list[int] = []
         self.on = False
         self.stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -109,11 +111,13 @@ class Recorder:
                 (int(h["cycle"]), int(h["fallback"]), int(h["safety"]), arrays["applied"].copy())
             )
             self.lateness.append(int(h["lateness_ns"]))
+            self.decide.append(int(h["decide_ns"]))
 
-    def take(self) -> tuple[list[tuple[int, int, int, np.ndarray]], list[int]]:
+    def take(self) -> Taken:
         rows, self.rows = self.rows, []
         late, self.lateness = self.lateness, []
-        return rows, late
+        decide, self.decide = self.decide, []
+        return rows, late, decide
 
     def close(self) -> None:
         self.stop = True
@@ -121,11 +125,12 @@ class Recorder:
         self.stream.close()
 
 
-def figures(
-    taken: tuple[list[tuple[int, int, int, np.ndarray]], list[int]], seconds: float
-) -> dict[str, Any]:
-    rows, lateness = taken
+def figures(taken: Taken, seconds: float, budget_ns: int) -> dict[str, Any]:
+    rows, lateness, decide = taken
     fallbacks = sum(1 for _, f, _, _ in rows if f)
+    # Why each fallback: the controller gave no action, or its decide overran the budget (the
+    # loop then repeats the last action whatever was decided: docs/architecture.md, the cycle).
+    over = [i for i, (_, f, _, _) in enumerate(rows) if f and decide[i] > budget_ns]
     held = sum(1 for _, _, s, _ in rows if s in (3, 4, 5))
     applied = np.array([a for _, _, s, a in rows if s not in (3, 4, 5)])
     jerk = float((np.diff(applied, n=2, axis=0) ** 2).sum()) if len(applied) > 2 else 0.0
@@ -134,10 +139,14 @@ def figures(
         "seconds": seconds,
         "fallbacks": fallbacks,
         "fallbacks_per_min": fallbacks * 60.0 / seconds,
+        "fallbacks_over_budget": len(over),
+        "fallback_cycles": [rows[i][0] for i, (_, f, _, _) in enumerate(rows) if f][:20],
+        "over_budget_decide_ms": [decide[i] / 1e6 for i in over][:20],
         "held_cycles": held,
         "jerk": jerk,
         "jerk_per_cycle": jerk / max(1, len(applied) - 2),
         "lateness_us": dist_us(lateness),
+        "decide_us": dist_us(decide),
     }
 
 
@@ -185,6 +194,7 @@ def main(argv: list[str]) -> int:
     mean, _, sd = args.latency.partition(",")
     lat_mean, lat_sd = float(mean), float(sd or 0)
     period_ms = 1000.0 / args.rate
+    budget_ns = round(1e9 / args.rate / 2)  # the daemon's default decide budget, T/2
     with tempfile.TemporaryDirectory() as tmp:
         proc, endpoint, key, lease = _daemon(Path(tmp), args.rate)
         try:
@@ -196,7 +206,7 @@ def main(argv: list[str]) -> int:
             rec.on = True
             t0 = time.monotonic()
             time.sleep(args.duration / 2)  # the same loop, no policy server: the reference
-            idle_rows, idle_late = rec.take()
+            idle_taken = rec.take()
             idle_s = time.monotonic() - t0
             t0 = time.monotonic()
             stats = serve(
@@ -204,7 +214,7 @@ def main(argv: list[str]) -> int:
                 duration_s=args.duration, latency=SimulatedLatency(lat_mean, lat_sd, seed=1),
                 workers=args.workers,
             )  # fmt: skip
-            ours = figures(rec.take(), time.monotonic() - t0)
+            ours = figures(rec.take(), time.monotonic() - t0, budget_ns)
             s = stats.summary or {}
             ours.update(
                 chunks=stats.chunks,
@@ -220,14 +230,15 @@ def main(argv: list[str]) -> int:
             rec.take()
             t0 = time.monotonic()
             time.sleep(args.duration / 2)  # the reference's second half
-            rows, late = rec.take()
-            idle = figures((idle_rows + rows, idle_late + late), idle_s + time.monotonic() - t0)
+            rest = rec.take()
+            both = (idle_taken[0] + rest[0], idle_taken[1] + rest[1], idle_taken[2] + rest[2])
+            idle = figures(both, idle_s + time.monotonic() - t0, budget_ns)
             t0 = time.monotonic()
             rearms = run_remote_step(
                 endpoint, key, lease, fn, SimulatedLatency(lat_mean, lat_sd, seed=1),
                 args.duration,
             )  # fmt: skip
-            peer = figures(rec.take(), time.monotonic() - t0)
+            peer = figures(rec.take(), time.monotonic() - t0, budget_ns)
             peer["rearms"] = rearms
             rec.close()
             watcher.close()
@@ -263,6 +274,13 @@ def main(argv: list[str]) -> int:
             f"{name:<14}{f['cycles']:>8}{f['fallbacks']:>11}{f['fallbacks_per_min']:>9.1f}"
             f"{f['held_cycles']:>7}{f['jerk_per_cycle']:>13.2e}"
         )
+    if ours["fallbacks"]:
+        print(
+            f"chunks side: {ours['fallbacks_over_budget']} of {ours['fallbacks']} fallback(s) "
+            f"had an action but decide overran the {budget_ns / 1e6:g} ms budget "
+            f"(decide ms: {ours['over_budget_decide_ms']}); cycles {ours['fallback_cycles']}"
+        )
+    print(fmt_dist("decide time, chunks side", ours["decide_us"]))
     if p99 is not None:
         print(
             f"applied action's computation age: p50 {ours['age_cycles_p50']:g}, p99 {p99:g} "

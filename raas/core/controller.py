@@ -27,5 +27,11 @@ class Controller(Protocol):
 
         A controller may also have `prepare() -> None`: the realtime loop calls it
         LoopConfig.prepare_lead_ms before each trigger (PolicyController warms its inference
-        up there); it must not change what decide() will return."""
+        up there); it must not change what decide() will return.
+
+        And it may have a bool attribute `planned`, read after each decide: True when this
+        cycle's action was planned for this very cycle before it began (a policy server's chunk
+        row, indexed by cycle: raas.transport.policy_serve). The decide budget does not apply to
+        such an action: a slow decide (a stalled process) does not make it stale, and the
+        fallback (the last action repeated) would be the worse target for the same moment."""
         ...

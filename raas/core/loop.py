@@ -278,7 +278,7 @@ class ControlLoop:
                 s3 = sw()
                 step.decide_ns = s3 - s2
                 # Non-finite values are the conditioning pipeline's to reject (and count).
-                if ok and step.decide_ns <= budget:
+                if ok and (step.decide_ns <= budget or getattr(controller, "planned", False)):
                     kind = FallbackKind.NONE
                 else:
                     kind = fallback.choose(desired)

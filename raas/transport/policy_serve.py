@@ -7,8 +7,10 @@ H). From then on, each cycle k the daemon sends observation k (`obs`, the remote
 and decides at once: until the first chunk arrives the hand holds where it is (counted as
 `cycles_before_first_chunk`, not a fallback); then cycle k's action is row `k - c` of the newest
 accepted chunk computed from a cycle `c` covering k (raas/core/chunks.py has the rule and its
-blending); none -> the loop's fallback, counted, and after N in a row the supervisor holds the
-hand (`client_late`), as for a late remote step. Every applied action goes through the
+blending; the row is planned for k, so the loop's decide budget does not apply to it: a stalled
+cycle applies it late rather than repeating the last action); none -> the loop's fallback,
+counted, and after N in a row the supervisor holds the hand (`client_late`), as for a late remote
+step. Every applied action goes through the
 supervisor and conditioning like any other.
 
 A `chunk` request carries the session id, the cycle it was computed from and the server's
@@ -242,6 +244,7 @@ class PolicyServe:
             return True
         if buf.action_for(k, out):
             self.ages.append(buf.last_age)
+            host.planned = True  # row k of a chunk: not stale however long this cycle took
             return True
         self.gaps += 1
         return False  # the loop's fallback, counted; N+1 in a row: the supervisor holds

@@ -169,6 +169,9 @@ class SessionController:
         self.hold = packer.idle.copy()
         self.episode = 0
         self.cycle = -1
+        #: This cycle's action is a policy server's chunk row for this cycle (raas.core.controller:
+        #: the loop's decide budget does not apply to it).
+        self.planned = False
         self.counters = Counters()
         self.recording: str | None = None  # the controller session being recorded
         self.recording_paths: dict[str, tuple[str, Path]] = {}  # session -> (owner sub, file)
@@ -227,6 +230,7 @@ class SessionController:
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         now = time.monotonic_ns()
         self.cycle = obs.cycle
+        self.planned = False
         self._service(self.cfg.max_messages_per_cycle)
         self._check_sessions(now)
         self.sockets.serve_stream_auth()  # after the closes: an ended session's key goes now

@@ -65,3 +65,20 @@ def test_slow_decide_and_nan_take_the_fallback_and_never_reach_the_hand(make_loo
     assert applied[7][3] == applied[6][3]  # the NaN actuator kept its target
     for _, _, targets in dev["hand"].applied:
         assert np.isfinite(targets).all()
+
+
+def test_a_planned_action_is_applied_however_long_decide_took(make_loop) -> None:
+    """A policy server's chunk row is planned for its cycle: a decide stalled past the budget
+    applies it (late), not the last action repeated (docs/architecture.md, the cycle)."""
+
+    def slow(cycle: int, clock: FakeClock) -> object:
+        if cycle == 3:
+            clock.advance(6 * MS)  # budget is T/2 = 5 ms
+        return None
+
+    loop, dev = make_loop(duration_s=0.2, behaviour=slow)
+    dev["ctrl"].planned = True  # type: ignore[attr-defined]
+    res = loop.run()
+    assert res.fallbacks_repeat == 0 and res.fallbacks_idle == 0
+    applied = {k: a for k, _, a in dev["hand"].applied}
+    assert applied[3][0] != applied[2][0]  # cycle 3's own target, not cycle 2's repeated
