@@ -63,6 +63,7 @@ class EvaluationController:
         self.episode_over = False  # the last decide() ended an episode (cleared on the next)
         self._in_episode = False
         self.supervisor: Supervisor | None = None
+        self._last_obs: Observation | None = None  # what prepare() warms the referee on
 
     def attach(self, supervisor: Supervisor, *, first: bool = False) -> None:
         """Follow this supervisor (the cell's): its stops end the episode; episodes re-arm it.
@@ -103,8 +104,21 @@ class EvaluationController:
         self._in_episode = False
         self.runner.reset()
 
+    def prepare(self) -> None:
+        """Before the trigger (the realtime loop's `[loop] prepare`): the policy's warm-ups
+        (PolicyRunner.prepare) and the referee's pose fit on the last observation, so that this
+        cycle's judging and inference run warm. Changes nothing decide() will return."""
+        if self.done or not self._in_episode:
+            return
+        self.runner.prepare()
+        obs = self._last_obs
+        if obs is not None and obs.mocap is not None:
+            m = obs.mocap
+            self.referee.update(m.positions[self.block_rows], m.visible[self.block_rows])
+
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         self.episode_over = False
+        self._last_obs = obs
         if self.done:
             out[:] = self.idle
             obs.episode = self.task.episode

@@ -49,6 +49,12 @@ class BundleRun:
         self.summary: Callable[[], Mapping[str, Any]] | None = None
 
     # ---------------------------------------------------------------- ControlMode
+    def prepare(self) -> None:
+        """The policy's warm-up inferences (PolicyController.prepare), before the trigger."""
+        warm = getattr(self.policy, "prepare", None)
+        if warm is not None:
+            warm()
+
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         assert self.policy is not None
         ok = self.policy.decide(obs, out)

@@ -224,6 +224,10 @@ class PolicyServe:
             self.host.sockets.send_on(self.dialled, Msg.ERROR, fields)
 
     # ---------------------------------------------------------------- ControlMode
+    def prepare(self) -> None:
+        """Before the trigger: warm the observation's task judgement (RemoteStep.prepare)."""
+        self.host.stepping.prepare()
+
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         host = self.host
         buf = self.buffer

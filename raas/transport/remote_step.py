@@ -58,6 +58,7 @@ class RemoteStep:
         #: The cell's task for a remote stepper (raas.task.stepping); built here, at start-up,
         #: so that no import happens inside a cycle when a client arms.
         self.task = SteppingTask.for_cell(packer.markers, 1.0 / host.rate_hz, host.cfg.task)
+        self._last_obs: Observation | None = None  # what prepare() warms the referee on
 
     # ---------------------------------------------------------------- ControlMode
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
@@ -121,6 +122,12 @@ class RemoteStep:
         self.timing.cycle = -1
         self.new_episode()
 
+    def prepare(self) -> None:
+        """Before the trigger: the task referee's pose fit on the last observation, so that
+        judging this cycle's (before the observation goes out) runs warm."""
+        if self.task is not None and self._last_obs is not None:
+            self.task.warm(self._last_obs)
+
     def observation(self, obs: Observation, dialled: zmq.Socket[bytes] | None = None) -> int:
         """Send observation k to the controlling client (also while held: it sees why), or on
         `dialled`, the socket to a policy server the robot dialled (policy_serve.py)."""
@@ -128,6 +135,7 @@ class RemoteStep:
         ctl = host.controller
         if ctl is None:
             return 0
+        self._last_obs = obs
         judged = self.task.judge(obs) if self.task is not None else None  # writes obs.goal
         host.packer.fill(obs)  # in place: the arrays are views on the packer's block
         sup = host.supervisor

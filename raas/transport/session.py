@@ -227,6 +227,15 @@ class SessionController:
         if self.runs.policy is not None:
             self.runs.policy.reset()
 
+    def prepare(self) -> None:
+        """The realtime loop calls this shortly before each trigger (`[loop] prepare`): the
+        active mode warms what its decide will run (a bundle's inferences; the task referee's
+        pose fit for remote step and policy servers), changing nothing decide will return."""
+        mode = self._active()
+        warm = getattr(mode, "prepare", None)
+        if warm is not None and self.supervisor.active:
+            warm()
+
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         now = time.monotonic_ns()
         self.cycle = obs.cycle

@@ -53,3 +53,31 @@ def test_warmup_leaves_state_and_actions_unchanged(lstm_bundle: Path) -> None:
     runner.obs_input[:] = 0.5
     runner.policy.run()
     assert not np.array_equal(runner.policy.state("h"), np.zeros_like(runner.policy.state("h")))
+
+
+def test_warmup_of_the_whole_act_leaves_its_actions_unchanged(dense_bundle: Path) -> None:
+    """prepare() also refits the block's pose on the last observation (to warm the SVD):
+    act() on the next observation must give the same targets as without it."""
+    from tests.policy.test_budget import observation
+
+    def cycle_obs(k: int):  # type: ignore[no-untyped-def]
+        obs = observation()
+        frame = obs.mocap
+        assert frame is not None
+        frame.positions[5:] += [0.01 * k, -0.005 * k, 0.002 * k]  # the block moves
+        return obs
+
+    def run(warm: bool) -> list[np.ndarray]:
+        runner = load_bundle(dense_bundle, period_s=0.08)
+        outs = []
+        for k in range(5):
+            if warm:
+                runner.prepare()
+            out = np.zeros(20)
+            assert runner.act(cycle_obs(k), out) is True
+            outs += [out, runner.pose.position.copy(), runner.pose.orientation.copy()]
+        assert runner.prepared == (5 if warm else 0)
+        return outs
+
+    for a, b in zip(run(False), run(True), strict=True):
+        np.testing.assert_array_equal(a, b)
