@@ -58,6 +58,8 @@ class RemoteStep:
         #: The cell's task for a remote stepper (raas.task.stepping); built here, at start-up,
         #: so that no import happens inside a cycle when a client arms.
         self.task = SteppingTask.for_cell(packer.markers, 1.0 / host.rate_hz, host.cfg.task)
+        #: The task's judgement of the last observation sent (None: not judged).
+        self.judged: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- ControlMode
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
@@ -129,6 +131,7 @@ class RemoteStep:
         if ctl is None:
             return 0
         judged = self.task.judge(obs) if self.task is not None else None  # writes obs.goal
+        self.judged = judged
         host.packer.fill(obs)  # in place: the arrays are views on the packer's block
         sup = host.supervisor
         fields: dict[str, Any] = {
