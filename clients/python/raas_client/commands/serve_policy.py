@@ -5,7 +5,10 @@ chunks (raas_client.policy_server), optionally slowed down on purpose (`--simula
 
 `--bind tcp://*:7000 --robot-key KEY` instead of `--robot`: the robot dials this server (for a
 robot that may only dial out); it prints its own public key, which the researcher passes to
-`raas dial-policy` (the `serve` request's `dial.server_key`)."""
+`raas dial-policy` (the `serve` request's `dial.server_key`) or to `raas jobs submit
+--policy-server ... --policy-key KEY`. `--robot-key` again for each robot that may dial (an
+evaluation job may run on any robot that qualifies); `--keep-serving` to serve one serving
+session (one job episode) after another until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -45,7 +48,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--robot-key",
-        help="with --bind: the robot's Curve public key (its server key); other robots are refused",
+        action="append",
+        metavar="KEY",
+        help="with --bind: a robot's Curve public key (its server key, `raas robots`); again for "
+        "each robot that may dial; other robots are refused",
+    )
+    p.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="with --bind: serve one serving session after another (each episode of an "
+        "evaluation job is one) until Ctrl-C, --duration or --max-chunks",
     )
     p.add_argument(
         "--key-dir",
@@ -132,10 +144,14 @@ def main(args: argparse.Namespace) -> int:
             latency=latency,
             workers=args.workers,
             on_connect=on_connect,
+            keep_serving=args.keep_serving,
         )
     except (RaasClientError, ValueError, ImportError) as exc:
         print(f"raas serve-policy: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("raas serve-policy: interrupted", file=sys.stderr)
+        return 130
     print(
         json.dumps(
             {
@@ -143,6 +159,7 @@ def main(args: argparse.Namespace) -> int:
                 "refused": stats.refused,
                 "refused_peers": stats.refused_peers,
                 "unsent": stats.unsent,
+                "sessions": stats.sessions,
                 "reason": stats.reason,
                 "summary": stats.summary,
             }
