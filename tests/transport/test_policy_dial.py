@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 class BoundServer:
     """serve(bind=...) in a thread, until `stop` is set; its listener once bound."""
 
-    def __init__(self, robot_key: str, **kw: Any) -> None:
+    def __init__(self, robot_key: str | list[str], **kw: Any) -> None:
         self.stop = threading.Event()
         self.bound = threading.Event()
         self.listener: PolicyListener | None = None
