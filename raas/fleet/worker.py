@@ -399,9 +399,10 @@ def _describe(out: EpisodeOutcome) -> str:
             if reason == "held"
             else _END_REASONS.get(reason, reason)
         )
+        load = f"load {t['load_s']:.2f} s, " if "load_s" in t else ""  # a served one loads none
         return (
             f"{rec.get('successes')} successes, ended by {why} after "
             f"{float(rec.get('seconds', 0)):.1f} s (reset {out.reset} {t.get('reset_s', 0):.2f} s, "
-            f"load {t.get('load_s', 0):.2f} s, run {t.get('run_s', 0):.1f} s)"
+            f"{load}run {t.get('run_s', 0):.1f} s)"
         )
     return f"no result: {out.ended}: {out.message}"

@@ -6,6 +6,7 @@ its downgrade drops only the jobs that have no bundle."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def _job_row(user: int, **cols: object) -> dict[str, object]:
         "seed": 0,
         "status": "queued",
         "attempt": 0,
-        "created_at": "2030-01-01 00:00:00",
+        "created_at": datetime(2030, 1, 1, tzinfo=UTC),
         "message": "",
         **cols,
     }
