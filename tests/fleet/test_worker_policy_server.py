@@ -7,7 +7,10 @@ server is down fails with a message that says so (the researcher's server, not t
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 import zmq
 
 from tests.fleet.service_harness import Service, linked_daemon, start_worker
-from tests.transport.harness import RobotDaemon
+from tests.transport.harness import ROOT, RobotDaemon
 from tests.transport.test_policy_dial import BoundServer
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -45,11 +48,31 @@ def _submit(service: Service, endpoint: str, key: str, episodes: int) -> dict[st
     return out
 
 
+def _robot_keys(service: Service) -> dict[str, str]:
+    """`raas robots` as a researcher runs it: robot name -> its key (serve-policy --robot-key)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAAS_")}
+    env.update(
+        RAAS_SERVICE_URL=service.url,
+        RAAS_TOKEN=service.seeded.token("alice@lab"),
+        RAAS_CONFIG=os.devnull,
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "raas_client.cli", "robots"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    header, *rows = r.stdout.splitlines()
+    assert "serve-policy --robot-key" in header
+    return {row.split()[0]: row.split()[-1] for row in rows}
+
+
 def test_a_job_naming_a_policy_server_runs_its_episodes_there(
     service: Service, robot: RobotDaemon, tmp_path: Path
 ) -> None:
+    key = _robot_keys(service)["shadow-1"]  # from the directory: what the daemon registered
+    assert key == robot.key
     other = zmq.curve_keypair()[0].decode("ascii")  # another robot's key: both may dial
-    server = BoundServer([other, robot.key], keep_serving=True)
+    server = BoundServer([other, key], keep_serving=True)
     job = _submit(service, server.endpoint, server.key, episodes=2)
     assert job["bundle_sha256"] is None
     assert job["policy_server"] == {
