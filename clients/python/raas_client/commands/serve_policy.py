@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from raas_client.bundle_policy import BundlePolicy
@@ -57,7 +60,7 @@ def register(sub: Any) -> None:
         "--keep-serving",
         action="store_true",
         help="with --bind: serve one serving session after another (each episode of an "
-        "evaluation job is one) until Ctrl-C, --duration or --max-chunks",
+        "evaluation job is one) until Ctrl-C or SIGTERM, --duration or --max-chunks",
     )
     p.add_argument(
         "--key-dir",
@@ -105,6 +108,19 @@ def bound(listener: PolicyListener) -> None:
     )
 
 
+def _stop_on_signals() -> threading.Event:
+    """SIGINT (Ctrl-C) and SIGTERM end the serving gracefully: the loop sees the event within
+    50 ms, the robot's session is left as it is, and the JSON line is printed."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stopping
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         on_connect = None
@@ -128,6 +144,7 @@ def main(args: argparse.Namespace) -> int:
         endpoint = server_key = lease = None
         if args.robot is not None:
             endpoint, server_key, lease = resolve(args, lease=True)
+        stopping = _stop_on_signals()
         stats = serve(
             fn,
             chunk,
@@ -145,6 +162,7 @@ def main(args: argparse.Namespace) -> int:
             workers=args.workers,
             on_connect=on_connect,
             keep_serving=args.keep_serving,
+            should_stop=stopping.is_set,
         )
     except (RaasClientError, ValueError, ImportError) as exc:
         print(f"raas serve-policy: {exc}", file=sys.stderr)
