@@ -74,6 +74,14 @@ def register(sub: Any) -> None:
         metavar="S",
         help="an episode that runs longer is stopped (900; a job's episode_timeout_s wins)",
     )
+    p.add_argument(
+        "--first-chunk-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="a job's policy server that sent no chunk this long after the robot dialled it "
+        "fails the job (60)",
+    )
     p.set_defaults(func=main)
 
 
@@ -127,6 +135,7 @@ def main(args: argparse.Namespace) -> int:
         claim_wait_s=args.claim_wait,
         hold_margin_s=args.hold_margin,
         episode_timeout_s=args.episode_timeout,
+        first_chunk_s=args.first_chunk_timeout,
         once=args.once,
         idle_exit_s=args.idle_exit,
     )

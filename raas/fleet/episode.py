@@ -2,6 +2,14 @@
 with the job's lease, the cell reset for the episode, the bundle uploaded, `run(1, seed + index)`,
 the run's events followed until it ends, the session closed and its recording fetched.
 
+A job that names a policy server instead of a bundle: after the reset the session sends
+`serve` with `dial` (the job's policy server), `episode: true` and `seed: seed + index`; the
+daemon ends serving by itself when the cell's task ends the episode, and its `serve_done`
+summary carries the episode's record as a bundle run's `run_done` does. A policy server that
+sends no chunk within `first_chunk_s` (down, unreachable, or not admitting this robot's key)
+ends the episode `no_server` (no result: the job fails; it is the researcher's server, not the
+cell); a `bad_dial` refusal ends it `refused`.
+
 Each episode is its own session, so its recording is its own file. How the episode ended
 (`EpisodeOutcome.ended`):
 
@@ -10,7 +18,9 @@ Each episode is its own session, so its recording is its own file. How the episo
              recorded as held with the reason, as `raasd eval` does
     estop    an e-stop (or another latched fault: `fault`) stopped it: no result, the job is
              interrupted and requeued (the fault is the cell's, not the policy's)
-    refused  the robot could not load the bundle: the job fails (it would fail anywhere)
+    refused  the robot could not load the bundle, or refused the policy server (`bad_dial`):
+             the job fails (it would fail anywhere)
+    no_server  the policy server sent no chunk within first_chunk_s: no result, the job fails
     stopped  the worker stopped it (cancel, the hold ends, the attempt went stale): no result
     closed   the session was closed by the robot (lease revoked or expired): no result
     timeout  no end within the episode timeout: stopped, no result
@@ -28,6 +38,7 @@ from typing import Any
 
 from raas_client.errors import RaasClientError, RemoteError, RobotTimeoutError
 from raas_client.session import RemoteRobot
+from raas_client.wire import Msg
 
 from raas.fleet.reset import EpisodeStart, Resetter, retry_busy
 
@@ -81,7 +92,7 @@ class EpisodeRun:
     endpoint: str
     server_key: str | None
     lease: str
-    bundle: Path
+    bundle: Path | None  # None: the job names a policy server
     seed: int
     robot: str
     job_id: int
@@ -89,6 +100,21 @@ class EpisodeRun:
     resetter: Resetter
     work_dir: Path
     timeout_s: float = 900.0
+    #: The job's policy server ({endpoint, server_key, horizon, blend}) instead of a bundle.
+    policy_server: dict[str, Any] | None = None
+    #: A policy server that sent no chunk this long after `serve`: the episode ends no_server.
+    first_chunk_s: float = 60.0
+
+    def serve_fields(self, index: int) -> dict[str, Any]:
+        """`serve` for episode `index`: dial the job's policy server, one episode."""
+        ps = self.policy_server or {}
+        return {
+            "horizon": int(ps.get("horizon") or 16),
+            "blend": str(ps.get("blend") or "newest"),
+            "dial": {"endpoint": ps.get("endpoint"), "server_key": ps.get("server_key")},
+            "episode": True,
+            "seed": self.seed + index,
+        }
 
 
 def run_episode(
@@ -104,12 +130,24 @@ def run_episode(
         t = time.monotonic()
         out.reset = job.resetter(robot, start, required=job.episodes > 1)
         out.timing["reset_s"] = time.monotonic() - t
-        t = time.monotonic()
-        robot.upload(job.bundle)
-        out.timing["upload_s"] = time.monotonic() - t
-        retry_busy(robot, lambda: robot.run(1, job.seed + index))
-        _follow(robot, out, job.timeout_s, should_stop)
-        if out.ended in ("done", "held", "estop", "fault", "stopped", "timeout"):
+        if job.bundle is not None:
+            t = time.monotonic()
+            robot.upload(job.bundle)
+            out.timing["upload_s"] = time.monotonic() - t
+            retry_busy(robot, lambda: robot.run(1, job.seed + index))
+            _follow(robot, out, job.timeout_s, should_stop)
+        else:
+            fields = job.serve_fields(index)
+            try:
+                retry_busy(robot, lambda: robot.request(Msg.SERVE, fields))
+            except RemoteError as exc:
+                if exc.code != "bad_dial":
+                    raise
+                out.ended, out.message = "refused", str(exc)
+            else:
+                _follow(robot, out, job.timeout_s, should_stop, first_chunk_s=job.first_chunk_s)
+        ends = ("done", "held", "estop", "fault", "stopped", "timeout", "no_server", "refused")
+        if out.ended in ends:
             robot.request("close", timeout_s=STATUS_TIMEOUT_S)
             robot.session = None
             if out.is_result:
@@ -136,16 +174,24 @@ def _follow(
     out: EpisodeOutcome,
     timeout_s: float,
     should_stop: Callable[[], str | None],
+    first_chunk_s: float | None = None,
 ) -> None:
-    """Follow the run's events until it ends; classify how (see the module docstring)."""
+    """Follow the run's events until it ends (a served episode: until `serve_done`, with
+    `first_chunk_s`); classify how (see the module docstring)."""
     deadline = time.monotonic() + timeout_s
     next_status = time.monotonic() + STATUS_EVERY_S
     started = time.monotonic()
+    served = first_chunk_s is not None
+    no_chunk_by = started + (first_chunk_s or 0.0)
     stop_reason: str | None = None
     while True:
         robot.heartbeat()
         for ev in robot.events(timeout_s=0.2):
             kind = ev.get("kind")
+            if served and kind == "serve_done":
+                out.timing["run_s"] = time.monotonic() - started
+                _ended(robot, out, dict(ev), stop_reason)
+                return
             if kind == "run_started":
                 started = time.monotonic()
                 out.timing["load_s"] = float(ev.get("load_s", 0.0))
@@ -171,10 +217,19 @@ def _follow(
                 robot.request("stop", timeout_s=STATUS_TIMEOUT_S)  # the hand holds; run_done
                 deadline = now + 30.0
         elif now >= deadline:
-            raise RobotTimeoutError("no run_done after stop")
+            raise RobotTimeoutError("no run_done (serve_done) after stop")
         if now >= next_status:
-            robot.request("status", timeout_s=STATUS_TIMEOUT_S)  # a dead daemon times out
+            st = robot.request("status", timeout_s=STATUS_TIMEOUT_S)  # a dead daemon times out
             next_status = now + STATUS_EVERY_S
+            chunks = int((st.get("serve") or {}).get("chunks") or 0)
+            if served and stop_reason is None and chunks == 0 and now >= no_chunk_by:
+                stop_reason = (
+                    f"the policy server sent no chunk within {first_chunk_s:g} s (is it up at "
+                    "that address, and does it admit this robot's key?)"
+                )
+                out.ended = "no_server"
+                robot.request("stop", timeout_s=STATUS_TIMEOUT_S)  # the hand holds; serve_done
+                deadline = now + 30.0
 
 
 def _latched(robot: RemoteRobot, out: EpisodeOutcome) -> bool:
@@ -200,7 +255,7 @@ def _ended(
     if _latched(robot, out):
         return
     if stop_reason is not None:
-        out.ended = out.ended if out.ended == "timeout" else "stopped"
+        out.ended = out.ended if out.ended in ("timeout", "no_server") else "stopped"
         out.message = stop_reason
         out.record = None
     elif out.record is None:

@@ -10,6 +10,14 @@ the worker is told to stop (SIGTERM, Ctrl-C). A cancelled job or a stale attempt
 the claim timeout) is left as the service has it: the worker stops and posts nothing more.
 A bundle the robot cannot load fails the job (it would fail on any robot); so does a job of more
 than one episode on a cell that cannot be reset between episodes (raas/fleet/reset.py).
+
+A job that names a policy server (AutoEval: the researcher keeps a server up next to a big model,
+the cell queries it) runs each episode as `serve` with `dial` and `episode: true`
+(raas/fleet/episode.py). A policy server the robot refuses (`bad_dial`) fails the job; one that
+sends no chunk within `first_chunk_s` fails it too (it is the researcher's server that is down,
+not the cell: requeueing would only hold robots for nothing). One that stops answering mid-episode
+leaves the hand held by the watchdog (`client_late`): that episode is a result, `held`, as a
+bundle's overrun would be.
 """
 
 from __future__ import annotations
@@ -62,6 +70,8 @@ class WorkerOptions:
     heartbeat_s: float = HEARTBEAT_S
     hold_margin_s: float = 5.0
     episode_timeout_s: float = 900.0
+    #: A job's policy server that sent no chunk this long after `serve` fails the job.
+    first_chunk_s: float = 60.0
     once: bool = False
     idle_exit_s: float | None = None
 
@@ -242,11 +252,17 @@ class Worker:
         jid, n = claim.job_id, int(job["episodes"])
         done = {int(r["index"]) for r in (job.get("results") or []) if "index" in r}
         remaining = [i for i in range(n) if i not in done]
-        sha = str(job["bundle_sha256"])
+        server = job.get("policy_server")
+        sha = str(job.get("bundle_sha256") or "")
+        policy = (
+            f"policy server {server.get('endpoint')}"
+            if isinstance(server, dict)
+            else f"bundle {sha[:12]}"
+        )
         self.robot_name = str(job.get("claimed_by") or self.robot_name or "robot")
         self.log(
             f"job {jid} claimed (attempt {claim.attempt}): {len(remaining)} of {n} episode(s) "
-            f"to run, bundle {sha[:12]}, seed {job.get('seed', 0)}, held until "
+            f"to run, {policy}, seed {job.get('seed', 0)}, held until "
             f"{_clock(claim.hold_until)}"
         )
         st = AttemptState(claim.hold_until)
@@ -274,7 +290,9 @@ class Worker:
     ) -> str:
         job = claim.job
         jid, n = claim.job_id, int(job["episodes"])
-        bundle = self.service.bundle(sha, self.opts.cache_dir)
+        server = job.get("policy_server")
+        served = isinstance(server, dict)
+        bundle = None if served else self.service.bundle(sha, self.opts.cache_dir)
         endpoint, key = self._target(claim)
         timeout = float(job.get("episode_timeout_s") or self.opts.episode_timeout_s)
         run = EpisodeRun(
@@ -289,6 +307,8 @@ class Worker:
             resetter=self.resetter,
             work_dir=self.opts.work_dir / f"job-{jid}",
             timeout_s=timeout,
+            policy_server=dict(server) if isinstance(server, dict) else None,
+            first_chunk_s=self.opts.first_chunk_s,
         )
         longest = 0.0
         for index in remaining:
@@ -302,9 +322,12 @@ class Worker:
                 longest = max(longest, out.timing.get("total_s", 0.0))
                 continue
             if out.ended == "refused":
+                what = "policy server" if served else "bundle"
                 return self._finish(
-                    claim, st, "failed", f"the robot refused the bundle: {out.message}"
+                    claim, st, "failed", f"the robot refused the {what}: {out.message}"
                 )
+            if out.ended == "no_server":
+                return self._finish(claim, st, "failed", f"episode {index + 1}: {out.message}")
             if out.ended == "timeout":
                 return self._finish(claim, st, "failed", f"episode {index + 1}: {out.message}")
             if out.ended == "stopped":
@@ -376,9 +399,10 @@ def _describe(out: EpisodeOutcome) -> str:
             if reason == "held"
             else _END_REASONS.get(reason, reason)
         )
+        load = f"load {t['load_s']:.2f} s, " if "load_s" in t else ""  # a served one loads none
         return (
             f"{rec.get('successes')} successes, ended by {why} after "
             f"{float(rec.get('seconds', 0)):.1f} s (reset {out.reset} {t.get('reset_s', 0):.2f} s, "
-            f"load {t.get('load_s', 0):.2f} s, run {t.get('run_s', 0):.1f} s)"
+            f"{load}run {t.get('run_s', 0):.1f} s)"
         )
     return f"no result: {out.ended}: {out.message}"

@@ -59,3 +59,4 @@ class Reason(StrEnum):
     CLEARED = "cleared"  # a fault was cleared
     DAEMON_STOPPING = "daemon_stopping"
     HEALTH_CHECK_DONE = "health_check_done"  # the post-session health check finished
+    EPISODE_OVER = "episode_over"  # the cell's task ended a served episode (`serve` episode)

@@ -362,7 +362,9 @@ class AttemptStatus(StrEnum):
 
 
 class Job(Base):
-    """An evaluation job: a bundle run for a number of episodes on a robot that qualifies."""
+    """An evaluation job: episodes of a policy on a robot that qualifies. The policy is an
+    uploaded bundle (`bundle_sha256`) or a policy server the robot dials (`policy_endpoint`,
+    `policy_server_key`, `policy_horizon`, `policy_blend`): exactly one of the two."""
 
     __tablename__ = "jobs"
     __table_args__ = (
@@ -371,12 +373,19 @@ class Job(Base):
             name="status",
         ),
         CheckConstraint("episodes >= 1", name="episodes"),
+        CheckConstraint("(bundle_sha256 IS NULL) <> (policy_endpoint IS NULL)", name="one_policy"),
         Index("ix_jobs_status_priority", "status", "priority", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    bundle_sha256: Mapped[str | None] = mapped_column(String(64))
+    #: A policy server the robot dials (`serve` with `dial`): tcp://HOST:PORT
+    policy_endpoint: Mapped[str | None] = mapped_column(String(300))
+    #: Its CurveZMQ public key (Z85; public, not a secret)
+    policy_server_key: Mapped[str | None] = mapped_column(String(40))
+    policy_horizon: Mapped[int | None]
+    policy_blend: Mapped[str | None] = mapped_column(String(20))
     task: Mapped[str] = mapped_column(String(50))
     episodes: Mapped[int]
     #: The one robot that may run it (NULL: any robot of `hand_model`, or any robot).

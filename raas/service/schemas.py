@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import struct
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
+import zmq.utils.z85
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -644,6 +646,22 @@ class AuditPublic(_Public):
 # -- evaluation jobs (docs/fleet.md, "Evaluation jobs") ----------------------------------------
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _port_in_range(value: str) -> str:
+    if not 1 <= int(value.rpartition(":")[2]) <= 65535:
+        raise ValueError("the port must be 1..65535")
+    return value
+
+
+def _z85(value: str) -> str:
+    try:
+        zmq.utils.z85.decode(value.encode("ascii"))
+    except (ValueError, KeyError, UnicodeEncodeError, OverflowError, struct.error):
+        raise ValueError("not a Z85 key (40 characters of the Z85 alphabet)") from None
+    return value
+
+
 JobStatusIn = Annotated[JobStatus, Strict(False)]
 Seconds = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 
@@ -657,8 +675,36 @@ class BlobStored(BaseModel):
     created: bool
 
 
+#: A policy server's address as the robot dials it: tcp://HOST:PORT (a host, not `*`).
+PolicyEndpoint = Annotated[
+    str,
+    StringConstraints(max_length=300, pattern=r"^tcp://[^\s*/]+:([1-9][0-9]{0,4})$"),
+    AfterValidator(_port_in_range),
+]
+#: A CurveZMQ public key: 40 characters of Z85.
+CurveKey = Annotated[
+    str,
+    StringConstraints(
+        min_length=40, max_length=40, pattern=r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$"
+    ),
+    AfterValidator(_z85),
+]
+
+
+class PolicyServerSpec(_Request):
+    """A policy server the robot dials for each episode (`serve` with `dial`; docs/protocol.md,
+    Policy servers): where, its public key (not a secret), the chunk size and the blend."""
+
+    endpoint: PolicyEndpoint
+    server_key: CurveKey
+    horizon: Annotated[int, Field(ge=1, le=1000)] = 16
+    blend: Literal["newest", "exponential"] = "newest"
+
+
 class JobCreate(_Request):
-    bundle_sha256: Sha256
+    #: The policy: a stored bundle, or a policy server (exactly one of the two).
+    bundle_sha256: Sha256 | None = None
+    policy_server: PolicyServerSpec | None = None
     task: Literal["reorientation"] = "reorientation"
     episodes: Annotated[int, Field(ge=1, le=1000)]
     #: Run on this robot only (its name); or `hand_model`: any robot with that hand; neither:
@@ -677,6 +723,12 @@ class JobCreate(_Request):
     def _one_target(self) -> JobCreate:
         if self.robot is not None and self.hand_model is not None:
             raise ValueError("name a robot or a hand_model, not both")
+        if (self.bundle_sha256 is None) == (self.policy_server is None):
+            raise ValueError(
+                "name the policy: bundle_sha256 (an uploaded bundle) or policy_server "
+                "({endpoint, server_key}), exactly one of the two"
+                + (", not both" if self.policy_server is not None else "")
+            )
         return self
 
 
@@ -698,12 +750,23 @@ class EpisodePublic(BaseModel):
     detail: dict[str, object]
 
 
+class PolicyServerPublic(BaseModel):
+    endpoint: str
+    #: The policy server's CurveZMQ public key (Z85).
+    server_key: str
+    horizon: int
+    blend: str
+
+
 class JobPublic(BaseModel):
     id: int
     user_id: int
     #: The submitter's email.
     user: str
-    bundle_sha256: str
+    #: The bundle it runs, or null when it names a policy server.
+    bundle_sha256: str | None
+    #: The policy server the robot dials for each episode, or null when it runs a bundle.
+    policy_server: PolicyServerPublic | None = None
     task: str
     episodes: int
     episodes_done: int

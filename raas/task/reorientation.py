@@ -68,10 +68,13 @@ class ReorientationTask:
         self._rng = np.random.default_rng(seed)
         self.last_error = math.pi
 
-    def start(self, episode: int, object_position: np.ndarray | None) -> None:
-        """Begin `episode`: its goals come from (seed, episode), whatever ran before."""
+    def start(
+        self, episode: int, object_position: np.ndarray | None, seed: int | None = None
+    ) -> None:
+        """Begin `episode`: its goals come from (seed, episode), whatever ran before (`seed`
+        given: that seed for this episode instead of the task's)."""
         self.episode = episode
-        self._rng = np.random.default_rng([self.seed, episode])
+        self._rng = np.random.default_rng([self.seed if seed is None else seed, episode])
         self.successes = 0
         self.cycles = 0
         self.goal_cycles = []

@@ -56,12 +56,15 @@ class SteppingTask:
         self.config = config
         self.task = ReorientationTask(config, period_s, seed)
         self._episode: int | None = None  # the episode to start on the next judged cycle
+        self._seed: int | None = None  # its goals' seed (None: the task's)
         self._over: str | None = None  # the outcome that ended the episode
         self._prev_error: float | None = None
 
-    def new_episode(self, episode: int) -> None:
-        """Start `episode` on the next judged cycle (its goals come from (seed, episode))."""
-        self._episode = episode
+    def new_episode(self, episode: int, seed: int | None = None) -> None:
+        """Start `episode` on the next judged cycle (its goals come from (seed, episode); `seed`
+        None: the task's seed). A served episode (`serve` with `episode`) passes the job's
+        seed, so its goals are those of a bundle run with that seed."""
+        self._episode, self._seed = episode, seed
 
     def warm(self, obs: Observation) -> None:
         """Run the referee's pose fit (an SVD: ~10 us warm, ~150 us after 80 ms idle) on `obs`,
@@ -79,7 +82,7 @@ class SteppingTask:
         pos, ori = self.referee.position, self.referee.orientation
         task = self.task
         if self._episode is not None:  # the episode's first observation: the goal, no judgement
-            task.start(self._episode, pos)
+            task.start(self._episode, pos, self._seed)
             self._episode, self._over = None, None
             self._prev_error = orientation_error(ori, task.goal[3:])
             task.last_error = self._prev_error

@@ -30,11 +30,22 @@ blend, the robot's hello) and then each observation, and reads its chunks there:
 rules, counters, fallback, watchdog and recording. The connect never blocks the loop (ZeroMQ
 connects in its I/O thread; sends that would block are dropped). The session that sent `serve`
 owns the mode: when it closes, serving ends and the hand stops as for any closed session.
+
+`serve` with `episode: true` (and an optional `seed`): serve one episode of the cell's task (the
+remote stepper's referee, raas/task/stepping.py) and end by itself. The episode starts with the
+first chunk (until then each observation is the episode's first: the goal, no judgement, so a
+server's connect and warm-up do not eat into the first goal's timeout); its goals come from
+(seed, 0), those of a bundle run `run(1, seed)`. When the task ends it (a drop, a goal timeout,
+the last success) the daemon ends serving as `stop` would (the hand holds where it is:
+`episode_over`) and the `serve_done` summary carries `episodes: [record]`, shaped like a bundle
+run's episode record; a safety stop while serving ends it as `held` with the stop's reason.
 """
 
 from __future__ import annotations
 
+import struct
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
@@ -44,7 +55,7 @@ from raas_client.wire import ErrorCode, Msg, decode
 
 from raas.core.chunks import REFUSALS, Blend, ChunkBuffer, ChunkUse, Verdict
 from raas.core.observation import Observation
-from raas.safety import Transition
+from raas.safety import Cause, Reason, Transition
 from raas.transport.errors import RequestRefusedError
 
 if TYPE_CHECKING:
@@ -57,6 +68,19 @@ WRONG_SESSION = "wrong_session"
 BAD_FIELDS = "bad_fields"
 UNSENT = "unsent"
 _POLLIN, _EVENTS = int(zmq.POLLIN), int(zmq.EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeRequest:
+    """`serve`'s fields, checked (PolicyServe.parse)."""
+
+    horizon: int
+    blend: Blend
+    dial: tuple[str, bytes] | None = None
+    #: serve one episode of the cell's task, then end by itself
+    episode: bool = False
+    #: the episode's goals come from (seed, 0) (None: the task's own seed)
+    seed: int | None = None
 
 
 def parse_dial(value: object) -> tuple[str, bytes]:
@@ -78,7 +102,7 @@ def parse_dial(value: object) -> tuple[str, bytes]:
         bad("dial.server_key must be the policy server's Curve public key (40 Z85 characters)")
     try:
         zmq.utils.z85.decode(key.encode("ascii"))
-    except (ValueError, UnicodeEncodeError, KeyError):
+    except (ValueError, UnicodeEncodeError, KeyError, struct.error):  # struct: > 2**32 per 5
         bad("dial.server_key is not Z85")
     return endpoint, key.encode("ascii")
 
@@ -112,10 +136,15 @@ class PolicyServe:
         self.dialled: zmq.Socket[bytes] | None = None
         self.dial_endpoint = ""
         self._poller: zmq.Poller | None = None
+        #: `serve` with `episode`: one episode of the cell's task, its goals from (seed, 0);
+        #: its record once the task (or a safety stop) ended it
+        self.episode = False
+        self.seed: int | None = None
+        self.record: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- starting
-    def parse(self, h: dict[str, Any]) -> tuple[int, Blend, tuple[str, bytes] | None]:
-        """`serve`'s fields checked before anything changes: (horizon, blend, dial)."""
+    def parse(self, h: dict[str, Any]) -> ServeRequest:
+        """`serve`'s fields checked before anything changes."""
         horizon = h.get("horizon")
         if not isinstance(horizon, int) or isinstance(horizon, bool):
             raise RequestRefusedError(ErrorCode.BAD_REQUEST, "serve needs horizon (an integer)")
@@ -136,12 +165,23 @@ class PolicyServe:
             raise RequestRefusedError(
                 ErrorCode.BAD_DIAL, "this robot runs without CurveZMQ (plain): it does not dial"
             )
-        return horizon, blend, dial
+        episode, seed = h.get("episode", False), h.get("seed")
+        if not isinstance(episode, bool):
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "episode must be true or false")
+        if seed is not None and (
+            not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63
+        ):
+            raise RequestRefusedError(ErrorCode.BAD_REQUEST, "seed must be an integer >= 0")
+        if episode and self.host.stepping.task is None:
+            raise RequestRefusedError(
+                ErrorCode.UNAVAILABLE,
+                "episode: this cell cannot judge its task (its motion capture does not track "
+                "the block's markers)",
+            )
+        return ServeRequest(horizon, blend, dial, episode, seed if episode else None)
 
-    def start(
-        self, parsed: tuple[int, Blend, tuple[str, bytes] | None], session_id: str
-    ) -> dict[str, Any]:
-        horizon, blend, dial = parsed
+    def start(self, parsed: ServeRequest, session_id: str) -> dict[str, Any]:
+        horizon, blend, dial = parsed.horizon, parsed.blend, parsed.dial
         keys = self.host.sockets.keys
         self.end("restarted")
         self.dial_endpoint = ""
@@ -159,7 +199,10 @@ class PolicyServe:
         self.gaps = self.chunks = self.waiting = 0
         self.ages = []
         self.offset_ns, self._best_delay = None, 1 << 62
-        started = {"horizon": horizon, "blend": blend.value, "n_actuators": self.n}
+        self.episode, self.seed, self.record = parsed.episode, parsed.seed, None
+        started: dict[str, Any] = {"horizon": horizon, "blend": blend.value, "n_actuators": self.n}
+        if parsed.episode:
+            started["episode"] = True
         if dial is not None:
             assert keys is not None
             self._dial(dial[0], dial[1], keys.public, keys.secret, started)
@@ -237,11 +280,19 @@ class PolicyServe:
         k = obs.cycle
         if self.dialled is not None:
             self._read_dialled(host.cfg.max_messages_per_cycle)
+        task = host.stepping.task
+        if self.episode and buf.accepted == 0 and task is not None:
+            task.new_episode(0, self.seed)  # the episode starts with the first chunk
         sent = host.stepping.observation(obs, self.dialled)  # obs k out; no wait for an answer
         slot = k % self._sent_ns.shape[0]
         self._sent_ns[slot], self._sent_cycle[slot] = sent, k
         if self.first_cycle < 0:
             self.first_cycle = k
+        judged = host.stepping.judged
+        if self.episode and judged is not None and judged.get("over"):
+            self._episode_over(str(judged.get("outcome")))
+            out[:] = host.hold
+            return True
         if buf.accepted == 0:  # no chunk yet: the hand holds where it is, not a fallback
             self.waiting += 1
             out[:] = host.hold
@@ -269,9 +320,30 @@ class PolicyServe:
                 return
 
     def stopped(self, t: Transition) -> None:
-        """A stop while serving leaves serve mode (the server sends `serve` again to re-arm)."""
+        """A stop while serving leaves serve mode (the server sends `serve` again to re-arm); a
+        served episode ends `held` with the stop's reason, as a bundle run's does."""
         self.host.mode = "hold"
+        if self.episode and self.buffer is not None and self.record is None:
+            self.record = self._record("held", t.reason.value, t.detail)
         self.end(f"{t.after.label}: {t.reason.value}")
+
+    def _record(
+        self, reason: str, safety_reason: str = "", safety_detail: str = ""
+    ) -> dict[str, Any]:
+        """The served episode's record, shaped like a bundle run's (raas/task/evaluation.py)."""
+        task = self.host.stepping.task
+        assert task is not None  # parse() refused an episode without one
+        rec = task.task.record(reason, safety_reason, safety_detail)
+        return dict(rec.as_dict(1.0 / self.host.rate_hz))
+
+    def _episode_over(self, outcome: str) -> None:
+        """The cell's task ended the served episode: serving ends as `stop` ends it (the hand
+        holds where it is), the record in serve_done."""
+        host = self.host
+        self.record = self._record(outcome)
+        host.mode = "hold"
+        self.end("done")
+        host.supervisor.disarm(Cause.POLICY, Reason.EPISODE_OVER, outcome)
 
     def end(self, reason: str) -> None:
         if self.dialled is not None:
@@ -282,7 +354,10 @@ class PolicyServe:
         buf, self.buffer = self.buffer, None
         buf.close()  # each chunk still held reports its use
         self.last_summary = {"reason": reason, **self.summary(buf)}
-        self.host._event("serve_done", self.last_summary)
+        if self.episode:  # as a bundle run's summary: its episodes' records (none: cut short)
+            self.last_summary["episodes"] = [self.record] if self.record is not None else []
+        # to the stream, the recording and the controlling session (a job's worker waits on it)
+        self.host.run_event("serve_done", self.last_summary)
 
     # ---------------------------------------------------------------- chunks
     def on_chunk(self, h: dict[str, Any], actions: np.ndarray | None) -> None:

@@ -59,6 +59,8 @@ class RemoteStep:
         #: so that no import happens inside a cycle when a client arms.
         self.task = SteppingTask.for_cell(packer.markers, 1.0 / host.rate_hz, host.cfg.task)
         self._last_obs: Observation | None = None  # what prepare() warms the referee on
+        #: The task's judgement of the last observation sent (None: not judged).
+        self.judged: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- ControlMode
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
@@ -137,6 +139,7 @@ class RemoteStep:
             return 0
         self._last_obs = obs
         judged = self.task.judge(obs) if self.task is not None else None  # writes obs.goal
+        self.judged = judged
         host.packer.fill(obs)  # in place: the arrays are views on the packer's block
         sup = host.supervisor
         fields: dict[str, Any] = {

@@ -411,7 +411,7 @@ class SessionController:
     def _control(
         self, ctl: Peer, kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> dict[str, Any] | None:
-        if kind in (Msg.ARM, Msg.RUN) and self.mode == "health":
+        if kind in (Msg.ARM, Msg.RUN, Msg.SERVE) and self.mode == "health":
             raise RequestRefusedError(
                 ErrorCode.BUSY, "the post-session health check is running (about 20 s); retry"
             )

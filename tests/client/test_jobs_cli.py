@@ -502,3 +502,55 @@ def test_wait_shows_a_requeue_and_the_robot_that_finishes(lab: Lab) -> None:
     assert -1 not in at and at == sorted(at), out
     r = raas("list", env=lab.env())
     assert r.stdout.splitlines()[1].split()[3] == "shadow-1,shadow-2"  # who ran it
+
+
+def test_submit_names_a_policy_server(lab: Lab) -> None:
+    """`--policy-server ... --policy-key ...` instead of a bundle: nothing is uploaded, the job
+    names the server, `show` prints it; both or neither (or a key without a server) are refused
+    here with one line and exit 2; a key the service refuses names the field (exit 5)."""
+    import zmq
+    from raas_client.directory import Service
+    from raas_client.errors import ServiceRefusedError
+    from raas_client.jobs import JobRequest, JobsClient, PolicyServer
+
+    key = zmq.curve_keypair()[0].decode("ascii")
+    server = ["--policy-server", "tcp://gpu.lab.example:7000", "--policy-key", key]
+    r = raas("submit", *server, "--horizon", "8", "--episodes", "2", env=lab.env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    jid = job_id_of(r.stdout)
+    assert "bundle" not in r.stdout  # nothing to upload
+    got = lab.job(jid)
+    assert got["bundle_sha256"] is None
+    assert got["policy_server"] == {
+        "endpoint": "tcp://gpu.lab.example:7000",
+        "server_key": key,
+        "horizon": 8,
+        "blend": "newest",
+    }
+    shown = raas("show", str(jid), env=lab.env())
+    assert shown.returncode == 0, shown.stderr
+    assert f"policy server tcp://gpu.lab.example:7000 (key {key}, chunks of 8, newest)" in (
+        shown.stdout
+    )
+    bundle = make_bundle(lab.tmp)
+    for args, says in [
+        ((str(bundle), *server), "not both"),
+        ((), "give BUNDLE"),
+        (("--policy-server", "tcp://gpu.lab.example:7000"), "needs --policy-key"),
+        ((str(bundle), "--policy-key", key), "goes with --policy-server"),
+    ]:
+        r = raas("submit", *args, "--episodes", "1", env=lab.env())
+        assert r.returncode == 2 and says in r.stderr, (args, r.stderr)
+    r = raas(
+        "submit", server[0], server[1], "--policy-key", "x" * 39, "--episodes", "1", env=lab.env()
+    )
+    assert r.returncode == 5 and "policy_server.server_key" in r.stderr, r.stderr
+    # the Python client: the same request, and the job's policy server read back
+    with JobsClient(Service(lab.url, lab.seeded.token("alice@lab"))) as jobs:
+        job = jobs.submit(
+            JobRequest(episodes=1, policy_server=PolicyServer("tcp://10.0.0.7:7000", key))
+        )
+        assert job.policy_server == PolicyServer("tcp://10.0.0.7:7000", key, 16, "newest")
+        assert job.bundle_sha256 == ""
+        with pytest.raises(ServiceRefusedError, match="exactly one"):
+            jobs.submit(JobRequest(episodes=1))

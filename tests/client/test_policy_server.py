@@ -69,3 +69,42 @@ def test_a_bound_servers_keypair_survives_restarts(tmp_path: Path) -> None:
     (keys / "server.secret").write_bytes(b"~" * 40)
     with pytest.raises(ValueError, match="not a Curve secret key"):
         load_or_create_keypair(keys)
+
+
+def test_a_bound_server_admits_each_robot_key_it_was_given() -> None:
+    """`--robot-key` more than once: any of those robots may dial (a job may run on any robot
+    that qualifies); another robot is refused in the handshake and counted. Real sockets."""
+    import zmq
+    from raas_client.cli import build_parser
+    from raas_client.policy_server import PolicyListener
+
+    robots = [zmq.curve_keypair() for _ in range(3)]
+    admitted = [pub.decode("ascii") for pub, _ in robots[:2]]
+    args = build_parser().parse_args(
+        ["serve-policy", "m:f", "--bind", "tcp://127.0.0.1:*"]
+        + [x for k in admitted for x in ("--robot-key", k)]
+    )
+    assert args.robot_key == admitted
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    dealers = []
+    with PolicyListener("tcp://127.0.0.1:*", admitted) as listener:
+        try:
+            for i, (pub, sec) in enumerate(robots):
+                d = ctx.socket(zmq.DEALER)
+                d.linger = 0
+                d.curve_publickey, d.curve_secretkey = pub, sec
+                d.curve_serverkey = listener.public_key
+                d.connect(listener.endpoint)
+                d.send(b"robot %d" % i)
+                dealers.append(d)
+            got = set()
+            while listener.sock.poll(3000):
+                got.add(listener.sock.recv())
+            assert got == {b"robot 0", b"robot 1"}  # the third never got in
+            assert listener.pin.refused >= 1
+        finally:
+            for d in dealers:
+                d.close(0)
+            ctx.term()
+    with pytest.raises(ValueError, match="robot_key"):
+        PolicyListener("tcp://127.0.0.1:*", [admitted[0], "short"])

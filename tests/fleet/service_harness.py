@@ -109,9 +109,10 @@ class Service:
         return out
 
 
-def linked_daemon(service: Service, tmp: Path) -> RobotDaemon:
+def linked_daemon(service: Service, tmp: Path, cell_toml: str = "") -> RobotDaemon:
     """`raasd robot --sim` (12.5 Hz lockstep, recorder on) following the service: it verifies
-    the service's leases and registers its directory entry."""
+    the service's leases and registers its directory entry. `cell_toml`: more of its cell file
+    (e.g. a `[transport.task]` that ends episodes quickly)."""
     tmp.mkdir(parents=True, exist_ok=True)
     pem = httpx.get(
         f"{service.url}/robots/{service.robot_id}/lease-key",
@@ -120,7 +121,9 @@ def linked_daemon(service: Service, tmp: Path) -> RobotDaemon:
     ).text
     (tmp / "lease.pem.pub").write_text(pem)
     issuer = LeaseIssuer(key=None, pub_path=tmp / "lease.pem.pub")  # type: ignore[arg-type]
-    (tmp / "cell.toml").write_text(f'[recording]\nenabled = true\ndirectory = "{tmp}/rec"\n')
+    (tmp / "cell.toml").write_text(
+        f'[recording]\nenabled = true\ndirectory = "{tmp}/rec"\n' + cell_toml
+    )
     daemon = start_daemon(
         tmp / "robot",
         issuer,

@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 class BoundServer:
     """serve(bind=...) in a thread, until `stop` is set; its listener once bound."""
 
-    def __init__(self, robot_key: str, **kw: Any) -> None:
+    def __init__(self, robot_key: str | list[str], **kw: Any) -> None:
         self.stop = threading.Event()
         self.bound = threading.Event()
         self.listener: PolicyListener | None = None
@@ -276,6 +276,48 @@ def test_dial_policy_and_serve_policy_bind_from_a_shell(
         stats = json.loads(out.decode().strip().splitlines()[-1])
         assert stats["chunks"] >= summary["chunks"] and stats["refused_peers"] == 0
         assert stats["reason"] == "RobotTimeoutError: no observation"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stderr is not None:
+            server.stderr.close()
+
+
+def test_serve_policy_keep_serving_serves_one_session_after_another(
+    daemon: RobotDaemon, issuer: LeaseIssuer
+) -> None:
+    """`--keep-serving` with two `--robot-key`s: two `raas dial-policy` runs one after the other
+    are both served by the one server; SIGTERM ends it gracefully with its JSON line."""
+    cli = [sys.executable, "-m", "raas_client.cli"]
+    other = zmq.curve_keypair()[0].decode("ascii")
+    server = subprocess.Popen(
+        [*cli, "serve-policy", "tests.transport.test_policy_serve:policy", "--bind",
+         "tcp://127.0.0.1:*", "--robot-key", other, "--robot-key", daemon.key, "--chunk", str(H),
+         "--keep-serving"],
+        cwd=ROOT, env=dict(os.environ), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        found = _BOUND.search(server.stderr.readline().decode())
+        assert found
+        for _ in range(2):
+            dial = subprocess.run(
+                [*cli, "dial-policy", daemon.control, "--server-key", daemon.key, "--lease",
+                 issuer.issue(), "--policy", found[1], "--policy-key", found[2], "--chunk",
+                 str(H), "--duration", "1"],
+                cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60,
+                check=False,
+            )  # fmt: skip
+            assert dial.returncode == 0, dial.stderr
+            summary = json.loads(dial.stdout.strip().splitlines()[-1])
+            assert summary["chunks"] > 5 and summary["fallbacks"] == 0, summary
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
+        assert server.returncode == 0
+        stats = json.loads(out.decode().strip().splitlines()[-1])
+        assert stats["sessions"] == 2 and stats["reason"] == "stopped", stats
+        assert stats["refused_peers"] == 0
     finally:
         if server.poll() is None:
             server.kill()

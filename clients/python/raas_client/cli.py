@@ -19,6 +19,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "raas_client.commands.serve_policy",
     "raas_client.commands.dial_policy",
     "raas_client.commands.jobs",
+    "raas_client.commands.robots",
     "raas_client.report.command",
 )
 

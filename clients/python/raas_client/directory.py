@@ -104,6 +104,30 @@ def lookup(name: str, service: Service, *, timeout_s: float = 10.0) -> RobotEntr
     return _entry(_call(service, "GET", f"/robots/by-name/{quote(name, safe='')}", timeout_s))
 
 
+def list_robots(service: Service, *, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Every robot the service knows (`GET /robots`): name, `online`, `hand_model`,
+    `server_public_key` (what a bound policy server admits: `raas serve-policy --robot-key`),
+    endpoints, status; a robot that never registered has empty endpoints and key."""
+    headers = {"Authorization": f"Bearer {service.token}"}
+    try:
+        r = httpx.get(service.url + "/robots", headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise ServiceUnreachableError(
+            f"the reservation service at {service.url} is unreachable: {exc}"
+        ) from exc
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if r.status_code >= 400:
+        code = str(body.get("error", "")) if isinstance(body, dict) else ""
+        detail = str(body.get("detail", r.text)) if isinstance(body, dict) else r.text
+        raise ServiceRefusedError(code or f"http_{r.status_code}", f"{service.url}: {detail}")
+    if not isinstance(body, list):
+        raise ServiceRefusedError("bad_answer", f"{service.url}/robots: not a JSON list")
+    return [x for x in body if isinstance(x, dict)]
+
+
 def reserve_connection(name: str, service: Service, *, timeout_s: float = 10.0) -> Connection:
     """The robot's entry and a fresh control lease for the caller's booking running now.
     UnknownRobotError, RobotOfflineError, NoCurrentBookingError say what is wrong."""

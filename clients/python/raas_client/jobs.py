@@ -4,6 +4,8 @@
     jobs = JobsClient(service)
     sha = jobs.upload_bundle(Path("my-bundle"))  # HEAD, then PUT only if the service lacks it
     job = jobs.submit(JobRequest(bundle_sha256=sha, episodes=10, hand_model="shadow"))
+    # or a policy server the robot dials for each episode (raas serve-policy --bind ...):
+    job = jobs.submit(JobRequest(episodes=10, policy_server=PolicyServer(ENDPOINT, KEY)))
     jobs.get(job.id).status                     # queued | running | succeeded | failed | ...
     for event in jobs.logs(job.id): ...
     jobs.fetch_recording(job.id, 0, Path("out"))
@@ -56,11 +58,32 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
-class JobRequest:
-    """The body of `POST /jobs`. `robot` and `hand_model` None: any robot qualifies."""
+class PolicyServer:
+    """A policy server the robot dials for each episode of a job (`raas serve-policy --bind`):
+    its tcp://HOST:PORT, its CurveZMQ public key (Z85, 40 characters), the chunk size H."""
 
-    bundle_sha256: str
-    episodes: int
+    endpoint: str
+    server_key: str
+    horizon: int = 16
+    blend: str = "newest"
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "server_key": self.server_key,
+            "horizon": self.horizon,
+            "blend": self.blend,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """The body of `POST /jobs`. The policy: `bundle_sha256` (an uploaded bundle) or
+    `policy_server`, exactly one (the service refuses both or neither). `robot` and
+    `hand_model` None: any robot qualifies."""
+
+    bundle_sha256: str | None = None
+    episodes: int = 1
     task: str = "reorientation"
     robot: str | None = None
     hand_model: str | None = None
@@ -68,10 +91,10 @@ class JobRequest:
     deadline: datetime | None = None
     seed: int = 0
     episode_timeout_s: float | None = None
+    policy_server: PolicyServer | None = None
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "bundle_sha256": self.bundle_sha256,
             "task": self.task,
             "episodes": self.episodes,
             "robot": self.robot,
@@ -82,6 +105,10 @@ class JobRequest:
         }
         if self.episode_timeout_s is not None:
             out["episode_timeout_s"] = self.episode_timeout_s
+        if self.bundle_sha256 is not None:
+            out["bundle_sha256"] = self.bundle_sha256
+        if self.policy_server is not None:
+            out["policy_server"] = self.policy_server.body()
         return out
 
 
@@ -114,6 +141,19 @@ class Job:
     def final(self) -> bool:
         return self.status in FINAL
 
+    @property
+    def policy_server(self) -> PolicyServer | None:
+        """The policy server the job names (None: it runs `bundle_sha256`)."""
+        ps = self.raw.get("policy_server")
+        if not isinstance(ps, dict):
+            return None
+        return PolicyServer(
+            str(ps.get("endpoint", "")),
+            str(ps.get("server_key", "")),
+            int(ps.get("horizon") or 16),
+            str(ps.get("blend") or "newest"),
+        )
+
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Job:
         def opt(key: str) -> str | None:
@@ -134,7 +174,7 @@ class Job:
             seed=int(body.get("seed", 0)),
             attempt=int(body.get("attempt") or 0),
             claimed_by=opt("claimed_by"),
-            bundle_sha256=str(body.get("bundle_sha256", "")),
+            bundle_sha256=str(body.get("bundle_sha256") or ""),
             created_at=str(body.get("created_at", "")),
             started_at=opt("started_at"),
             finished_at=opt("finished_at"),

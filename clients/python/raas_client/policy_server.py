@@ -23,7 +23,7 @@ import importlib
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +86,7 @@ class ServeStats:
     summary: dict[str, Any] | None = None
     unsent: int = 0  # bound: chunks not sent because no robot was connected
     refused_peers: int = 0  # bound: handshakes of a robot other than the expected one, refused
+    sessions: int = 0  # bound: serving sessions served (more than one with keep_serving)
 
 
 def serve(
@@ -103,9 +104,10 @@ def serve(
     workers: int = 1,
     on_connect: Callable[[dict[str, Any]], None] | None = None,
     bind: str | None = None,
-    robot_key: str | None = None,
+    robot_key: str | Sequence[str] | None = None,
     keypair: tuple[bytes, bytes] | None = None,
     on_bound: Callable[[PolicyListener], None] | None = None,
+    keep_serving: bool = False,
 ) -> ServeStats:
     """Serve `fn` to `robot` until the session ends, the robot stops the hand, `max_chunks` were
     sent or `duration_s` passed. Returns what was sent and why it ended.
@@ -114,9 +116,13 @@ def serve(
     `serve` with `dial: {endpoint, server_key}`; docs/protocol.md, Policy servers). The server
     binds there with `keypair` (public, secret; Z85; default a fresh pair, its public key on
     `PolicyListener.public_key`, which `on_bound` is given once bound) and admits only the robot
-    whose Curve public key is `robot_key` (the robot's server key): any other is refused in the
-    handshake and counted (`ServeStats.refused_peers`). It serves one serving session: until the
-    robot stops sending observations (the session ended, the hand stopped) or the limits above.
+    whose Curve public key is `robot_key` (the robot's server key; a list: any of those robots):
+    any other is refused in the handshake and counted (`ServeStats.refused_peers`). It serves one
+    serving session: until the robot stops sending observations (the session ended, the hand
+    stopped) or the limits above. `keep_serving`: one serving session after another (each
+    episode of an evaluation job is one: docs/fleet.md, "Jobs with a policy server") until the
+    limits above; a robot's new `serve` ends the session before it at once. One robot at a
+    time: the bound socket answers whoever sent the newest `serve`.
 
     `workers` > 1 runs that many calls of `fn` at once (threads: for a model that releases the
     GIL, e.g. on a GPU, or a remote one): a free worker starts on the newest observation at once,
@@ -149,7 +155,7 @@ def serve(
             with PolicyListener(bind, robot_key, keypair) as listener:
                 if on_bound is not None:
                     on_bound(listener)
-                return listener.serve(loop, blend, on_connect)
+                return listener.serve(loop, blend, on_connect, keep_serving=keep_serving)
         assert robot is not None
         with RemoteRobot(robot, server_key=server_key, lease=lease) as r:
             if on_connect is not None:
@@ -209,14 +215,14 @@ _ZAP_DOMAIN = "raas.policy"
 
 
 class _RobotKeyPin:
-    """ZAP's Curve callback: only the expected robot's public key gets in; the others counted."""
+    """ZAP's Curve callback: only the expected robots' public keys get in; the others counted."""
 
-    def __init__(self, robot_key: str) -> None:
-        self.key = robot_key.encode("ascii")
+    def __init__(self, robot_keys: Sequence[str]) -> None:
+        self.keys = frozenset(k.encode("ascii") for k in robot_keys)
         self.refused = 0
 
     def callback(self, domain: str, key: bytes) -> bool:
-        if key == self.key:
+        if key in self.keys:
             return True
         self.refused += 1
         return False
@@ -224,17 +230,27 @@ class _RobotKeyPin:
 
 class PolicyListener:
     """A bound policy server's socket: a DEALER on `bind` (CurveZMQ server with this server's
-    keypair), a ZAP handler on its own context admitting only `robot_key`."""
+    keypair), a ZAP handler on its own context admitting only `robot_key` (one key, or a list:
+    any of those robots)."""
 
     def __init__(
-        self, bind: str, robot_key: str, keypair: tuple[bytes, bytes] | None = None
+        self,
+        bind: str,
+        robot_key: str | Sequence[str],
+        keypair: tuple[bytes, bytes] | None = None,
     ) -> None:
         if not bind.startswith("tcp://"):
             raise ValueError(f"bind must be tcp://HOST:PORT (the robot dials tcp), got {bind!r}")
-        if len(robot_key) != 40:
-            raise ValueError("robot_key must be the robot's Curve public key (40 Z85 characters)")
+        keys = [robot_key] if isinstance(robot_key, str) else list(robot_key)
+        if not keys:
+            raise ValueError("a bound policy server needs robot_key (the robot's server key)")
+        for key in keys:
+            if len(key) != 40:
+                raise ValueError(
+                    f"robot_key must be a robot's Curve public key (40 Z85 characters), got {key!r}"
+                )
         self.public_key, secret = keypair if keypair is not None else zmq.curve_keypair()
-        self.pin = _RobotKeyPin(robot_key)
+        self.pin = _RobotKeyPin(keys)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.auth = ThreadAuthenticator(self.ctx)
         self.auth.start()
@@ -257,27 +273,37 @@ class PolicyListener:
         loop: _Loop,
         blend: str,
         on_connect: Callable[[dict[str, Any]], None] | None,
+        *,
+        keep_serving: bool = False,
     ) -> ServeStats:
-        """Wait for the robot's `serve` (session, horizon, its hello), then serve it."""
+        """Wait for the robot's `serve` (session, horizon, its hello), then serve it; with
+        keep_serving, the next one after it, until the loop's limits."""
         stats = loop.stats
-        r = RemoteRobot(self.endpoint, context=self.ctx, sock=self.sock)
-        intro = self._intro(loop)
-        stats.refused_peers = self.pin.refused
-        if intro is None:
-            return stats
-        horizon = intro.get("horizon")
-        if horizon != loop.chunk:
-            raise ValueError(
-                f"the robot asks for chunks of {horizon}, this server makes {loop.chunk}"
-            )
-        r.info = dict(intro.get("robot") or {})
-        r.layouts = layouts_from_spaces(r.info.get("spaces") or {})
-        if on_connect is not None:
-            on_connect(r.info)
-        loop.run(r, str(intro.get("session")))
-        stats.refused = sum(1 for m in r._replies.values() if m.type == Msg.ERROR)
-        stats.refused_peers = self.pin.refused
-        return stats
+        intro: dict[str, Any] | None = None
+        while True:
+            r = RemoteRobot(self.endpoint, context=self.ctx, sock=self.sock)
+            if intro is None:
+                intro = self._intro(loop)
+            stats.refused_peers = self.pin.refused
+            if intro is None:
+                return stats
+            horizon = intro.get("horizon")
+            if horizon != loop.chunk:
+                raise ValueError(
+                    f"the robot asks for chunks of {horizon}, this server makes {loop.chunk}"
+                )
+            r.info = dict(intro.get("robot") or {})
+            r.layouts = layouts_from_spaces(r.info.get("spaces") or {})
+            if on_connect is not None:
+                on_connect(r.info)
+            stats.last_cycle = -1
+            stats.sessions += 1
+            limit = loop.run(r, str(intro.get("session")))
+            stats.refused += sum(1 for m in r._replies.values() if m.type == Msg.ERROR)
+            stats.refused_peers = self.pin.refused
+            if limit or not keep_serving:
+                return stats
+            intro, r.intro = r.intro, None
 
     def _intro(self, loop: _Loop) -> dict[str, Any] | None:
         while not loop.over():
@@ -345,6 +371,9 @@ class _Loop:
                     pass
                 if r.closed_reason is not None:
                     stats.reason = f"SessionClosedError: {SessionClosedError(r.closed_reason)}"
+                    return False
+                if r.intro is not None:  # bound: a robot's new `serve` (the next session)
+                    stats.reason = "a new serving session"
                     return False
                 if r._stopped is not None:
                     ev = r._stopped

@@ -185,6 +185,9 @@ class RemoteRobot:
         #: The last supervisor transition the robot reported (a "safety" event), as a dict.
         self.safety: dict[str, Any] | None = None
         self._stopped: dict[str, Any] | None = None  # a stop since the last arm()
+        #: A bound policy server's socket: the `serve` of a robot that dialled it (a new
+        #: serving session), read while serving the last one (raas_client.policy_server).
+        self.intro: dict[str, Any] | None = None
         #: The Curve keys of this client's stream subscriptions: `open` authorises the public
         #: one (`stream_key`), so the stream reaches this client only while its session is open.
         self.stream_keys: tuple[bytes, bytes] = zmq.curve_keypair()
@@ -289,6 +292,8 @@ class RemoteRobot:
                 str(msg.get("safety_reason", "")),
                 received_ns,
             )
+        elif kind == Msg.SERVE:
+            self.intro = dict(msg.header)
         elif kind == Msg.EVENT:
             ev = dict(msg.header)
             self._events.append(ev)

@@ -38,7 +38,13 @@ from raas.service.models import (
     Robot,
     User,
 )
-from raas.service.schemas import EpisodePublic, JobCreate, JobEventPublic, JobPublic
+from raas.service.schemas import (
+    EpisodePublic,
+    JobCreate,
+    JobEventPublic,
+    JobPublic,
+    PolicyServerPublic,
+)
 
 #: Highest priority a researcher may give a job; staff may go up to 10.
 RESEARCHER_MAX_PRIORITY = 5
@@ -65,7 +71,7 @@ def submit(
         raise Forbidden(f"priority above {RESEARCHER_MAX_PRIORITY} is for staff")
     if data.deadline is not None and data.deadline <= now:
         raise InvalidTimeRange("deadline is in the past")
-    if not blobs.exists(data.bundle_sha256):
+    if data.bundle_sha256 is not None and not blobs.exists(data.bundle_sha256):
         raise BundleNotFound(
             f"no bundle {data.bundle_sha256} is stored: PUT /bundles/{data.bundle_sha256} first"
         )
@@ -84,9 +90,14 @@ def submit(
             f"no robot has hand model {data.hand_model!r} "
             f"(hand models: {', '.join(models) or 'none registered'})"
         )
+    server = data.policy_server
     job = Job(
         user_id=user.id,
         bundle_sha256=data.bundle_sha256,
+        policy_endpoint=server.endpoint if server else None,
+        policy_server_key=server.server_key if server else None,
+        policy_horizon=server.horizon if server else None,
+        policy_blend=server.blend if server else None,
         task=data.task,
         episodes=data.episodes,
         robot_id=robot_id,
@@ -106,7 +117,8 @@ def submit(
         db,
         job,
         "submitted",
-        f"{data.episodes} episode(s) of {data.task} by {user.email}",
+        f"{data.episodes} episode(s) of {data.task} by {user.email}"
+        + (f", policy server {server.endpoint}" if server else ""),
         now,
         user=user.email,
     )
@@ -254,6 +266,7 @@ def publics(db: Session, jobs: Sequence[Job]) -> list[JobPublic]:
             user_id=j.user_id,
             user=emails.get(j.user_id, ""),
             bundle_sha256=j.bundle_sha256,
+            policy_server=_policy_server(j),
             task=j.task,
             episodes=j.episodes,
             episodes_done=len(results[j.id]),
@@ -274,6 +287,17 @@ def publics(db: Session, jobs: Sequence[Job]) -> list[JobPublic]:
         )
         for j in jobs
     ]
+
+
+def _policy_server(job: Job) -> PolicyServerPublic | None:
+    if job.policy_endpoint is None:
+        return None
+    return PolicyServerPublic(
+        endpoint=job.policy_endpoint,
+        server_key=job.policy_server_key or "",
+        horizon=job.policy_horizon or 16,
+        blend=job.policy_blend or "newest",
+    )
 
 
 def public(db: Session, job: Job) -> JobPublic:

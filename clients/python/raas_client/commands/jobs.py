@@ -2,6 +2,8 @@
 
   raas jobs submit BUNDLE --task reorientation --episodes N [--robot NAME | --hand MODEL]
                    [--priority P] [--deadline ISO] [--seed S] [--wait]
+  raas jobs submit --policy-server tcp://HOST:PORT --policy-key KEY [--horizon H] --episodes N
+                   [...]   (the robot dials your policy server for each episode: AutoEval)
   raas jobs list [--all] [--status S] [--json]
   raas jobs show ID [--json]
   raas jobs cancel ID
@@ -38,7 +40,15 @@ from raas_client.errors import (
     ServiceRefusedError,
     ServiceUnreachableError,
 )
-from raas_client.jobs import STATUSES, TASKS, Job, JobEvent, JobRequest, JobsClient
+from raas_client.jobs import (
+    STATUSES,
+    TASKS,
+    Job,
+    JobEvent,
+    JobRequest,
+    JobsClient,
+    PolicyServer,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -62,8 +72,27 @@ def register(sub: Any) -> None:
     )
     jobs = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
 
-    s = jobs.add_parser("submit", help="upload a bundle (once) and queue a job")
-    s.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle file or directory")
+    s = jobs.add_parser(
+        "submit",
+        help="upload a bundle (once) and queue a job; or queue one that names a policy server",
+    )
+    s.add_argument(
+        "bundle", type=Path, nargs="?", metavar="BUNDLE", help="bundle file or directory"
+    )
+    s.add_argument(
+        "--policy-server",
+        metavar="tcp://HOST:PORT",
+        help="instead of BUNDLE: the robot dials this policy server for each episode (`raas "
+        "serve-policy --bind ... --robot-key ... --keep-serving`)",
+    )
+    s.add_argument("--policy-key", metavar="KEY", help="with --policy-server: its public key (Z85)")
+    s.add_argument(
+        "--horizon",
+        type=int,
+        default=16,
+        metavar="H",
+        help="with --policy-server: actions per chunk, the server's --chunk (16)",
+    )
     s.add_argument("--task", default="reorientation", choices=TASKS)
     s.add_argument("--episodes", type=int, required=True, help="episodes to run (1..1000)")
     where = s.add_mutually_exclusive_group()
@@ -165,10 +194,27 @@ def parse_deadline(text: str) -> datetime:
     return when if when.tzinfo is not None else when.astimezone()
 
 
+def _policy_choice(args: argparse.Namespace) -> str | None:
+    """Why the policy arguments do not name exactly one policy, or None."""
+    if args.bundle is not None and args.policy_server is not None:
+        return "give BUNDLE or --policy-server, not both"
+    if args.bundle is None and args.policy_server is None:
+        return "give BUNDLE (a bundle to upload) or --policy-server tcp://HOST:PORT"
+    if args.policy_server is not None and not args.policy_key:
+        return "--policy-server needs --policy-key (the key `raas serve-policy --bind` prints)"
+    if args.policy_server is None and args.policy_key:
+        return "--policy-key goes with --policy-server"
+    return None
+
+
 @_command("submit")
 def submit(args: argparse.Namespace) -> int:
-    bundle: Path = args.bundle
-    if not bundle.exists():
+    why = _policy_choice(args)
+    if why is not None:
+        _err(f"raas jobs submit: {why}")
+        return EXIT_USAGE
+    bundle: Path | None = args.bundle
+    if bundle is not None and not bundle.exists():
         _err(f"raas jobs submit: no such bundle: {bundle}")
         return EXIT_USAGE
     deadline = None
@@ -182,21 +228,16 @@ def submit(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
     with _client(args) as client:
-        data = bundles.pack(bundle)
-        sha = bundles.sha256(data)
-        if client.has_bundle(sha):
-            _say(f"bundle {bundle.name}: sha256 {sha[:16]}, already on the service")
+        sha = None
+        server = None
+        if bundle is not None:
+            sha = _upload(client, bundle)
         else:
-            t0 = time.monotonic()
-            with _upload_progress(bundle.name, len(data)) as progress:
-                client.put_bundle(data, sha, progress)
-            _say(
-                f"bundle {bundle.name}: sha256 {sha[:16]}, uploaded {_size(len(data))} in "
-                f"{time.monotonic() - t0:.1f} s"
-            )
+            server = PolicyServer(args.policy_server, args.policy_key, args.horizon)
         job = client.submit(
             JobRequest(
                 bundle_sha256=sha,
+                policy_server=server,
                 episodes=args.episodes,
                 task=args.task,
                 robot=args.robot,
@@ -215,6 +256,23 @@ def submit(args: argparse.Namespace) -> int:
             _say(f"follow it: raas jobs logs {job.id} --follow")
             return EXIT_OK
         return _follow(client, job.id, seen=0)
+
+
+def _upload(client: JobsClient, bundle: Path) -> str:
+    """Upload the bundle unless the service has it; its sha256."""
+    data = bundles.pack(bundle)
+    sha = bundles.sha256(data)
+    if client.has_bundle(sha):
+        _say(f"bundle {bundle.name}: sha256 {sha[:16]}, already on the service")
+        return sha
+    t0 = time.monotonic()
+    with _upload_progress(bundle.name, len(data)) as progress:
+        client.put_bundle(data, sha, progress)
+    _say(
+        f"bundle {bundle.name}: sha256 {sha[:16]}, uploaded {_size(len(data))} in "
+        f"{time.monotonic() - t0:.1f} s"
+    )
+    return sha
 
 
 @contextmanager
@@ -402,7 +460,13 @@ def show(args: argparse.Namespace) -> int:
         return EXIT_OK
     _say(f"job {job.id}: {job.status}" + (f" ({_message(job)})" if _message(job) else ""))
     _say(f"  by {job.user}; {job.episodes} episode(s) of {job.task} on {_where(job)}")
-    _say(f"  bundle sha256 {job.bundle_sha256}; seed {job.seed}; priority {job.priority}")
+    ps = job.policy_server
+    policy = (
+        f"policy server {ps.endpoint} (key {ps.server_key}, chunks of {ps.horizon}, {ps.blend})"
+        if ps is not None
+        else f"bundle sha256 {job.bundle_sha256}"
+    )
+    _say(f"  {policy}; seed {job.seed}; priority {job.priority}")
     if job.deadline:
         _say(f"  deadline {_short_time(job.deadline)}")
     claimed = f"; on {job.claimed_by} (attempt {job.attempt})" if job.claimed_by else ""

@@ -5,14 +5,20 @@ chunks (raas_client.policy_server), optionally slowed down on purpose (`--simula
 
 `--bind tcp://*:7000 --robot-key KEY` instead of `--robot`: the robot dials this server (for a
 robot that may only dial out); it prints its own public key, which the researcher passes to
-`raas dial-policy` (the `serve` request's `dial.server_key`)."""
+`raas dial-policy` (the `serve` request's `dial.server_key`) or to `raas jobs submit
+--policy-server ... --policy-key KEY`. `--robot-key` again for each robot that may dial (an
+evaluation job may run on any robot that qualifies); `--keep-serving` to serve one serving
+session (one job episode) after another until Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from raas_client.bundle_policy import BundlePolicy
@@ -45,7 +51,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--robot-key",
-        help="with --bind: the robot's Curve public key (its server key); other robots are refused",
+        action="append",
+        metavar="KEY",
+        help="with --bind: a robot's Curve public key (its server key, `raas robots`); again for "
+        "each robot that may dial; other robots are refused",
+    )
+    p.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="with --bind: serve one serving session after another (each episode of an "
+        "evaluation job is one) until Ctrl-C or SIGTERM, --duration or --max-chunks",
     )
     p.add_argument(
         "--key-dir",
@@ -93,6 +108,19 @@ def bound(listener: PolicyListener) -> None:
     )
 
 
+def _stop_on_signals() -> threading.Event:
+    """SIGINT (Ctrl-C) and SIGTERM end the serving gracefully: the loop sees the event within
+    50 ms, the robot's session is left as it is, and the JSON line is printed."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stopping
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         on_connect = None
@@ -116,6 +144,7 @@ def main(args: argparse.Namespace) -> int:
         endpoint = server_key = lease = None
         if args.robot is not None:
             endpoint, server_key, lease = resolve(args, lease=True)
+        stopping = _stop_on_signals()
         stats = serve(
             fn,
             chunk,
@@ -132,10 +161,15 @@ def main(args: argparse.Namespace) -> int:
             latency=latency,
             workers=args.workers,
             on_connect=on_connect,
+            keep_serving=args.keep_serving,
+            should_stop=stopping.is_set,
         )
     except (RaasClientError, ValueError, ImportError) as exc:
         print(f"raas serve-policy: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("raas serve-policy: interrupted", file=sys.stderr)
+        return 130
     print(
         json.dumps(
             {
@@ -143,6 +177,7 @@ def main(args: argparse.Namespace) -> int:
                 "refused": stats.refused,
                 "refused_peers": stats.refused_peers,
                 "unsent": stats.unsent,
+                "sessions": stats.sessions,
                 "reason": stats.reason,
                 "summary": stats.summary,
             }

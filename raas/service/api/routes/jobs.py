@@ -82,8 +82,9 @@ def _announce(state: ServiceState, revoked: bool, jobs_changed: bool) -> None:
     },
 )
 def submit_job(body: JobCreate, person: Person, db: WriteDB, state: State, now: Now) -> JobPublic:
-    """Queue an evaluation job: a stored bundle, a task, a number of episodes, and which
-    robots qualify (one robot by name, any robot of a hand model, or any robot)."""
+    """Queue an evaluation job: the policy (a stored bundle, or a policy server the robot
+    dials for each episode), a task, a number of episodes, and which robots qualify (one robot
+    by name, any robot of a hand model, or any robot)."""
     job = job_crud.submit(db, person.user, body, now, blob_store(state), staff=person.is_staff)
     audit.record(
         db,
@@ -93,6 +94,7 @@ def submit_job(body: JobCreate, person: Person, db: WriteDB, state: State, now: 
         now,
         episodes=job.episodes,
         bundle=job.bundle_sha256,
+        policy_server=job.policy_endpoint,
     )
     answer = job_crud.public(db, job)
     db.commit()
