@@ -10,8 +10,8 @@ through `on_commit_invalidate` (called after such a commit: the token cache publ
 other service processes, raas/service/notify.py) and whoever calls `invalidate()` on their word;
 without that an entry is trusted for at most `ttl_s` after it was stored, then read again.
 
-Statements run on the session's DBAPI connection directly (the booking paths,
-raas/service/crud/booking_sqlite.py and booking_postgresql.py) are not seen by these hooks: they
+Statements run on the session's DBAPI connection directly (the SQLite booking path,
+raas/service/crud/booking_sqlite.py) are not seen by these hooks: they
 name the tables they wrote with `note_write(session, *tables)`, which marks exactly the caches
 watching one of them.
 """

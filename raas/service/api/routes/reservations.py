@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from raas.service.crud import audit, booking_postgresql, booking_sqlite
+from raas.service.crud import audit, booking_sqlite
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import reservations as reservation_crud
 from raas.service.crud import robots as robot_crud
@@ -159,14 +159,9 @@ def _book_apart(
     idempotency_key: str | None,
 ) -> tuple[Reservation, bool]:
     """A booking in a transaction of its own (PostgreSQL: writers run in parallel on their row
-    locks), audited, committed before this returns: in two round trips with psycopg's pipeline
-    mode (raas/service/crud/booking_postgresql.py). The session is closed here, in the
-    route's thread, whatever happens (its row locks go with it)."""
+    locks), audited, committed before this returns. The session is opened and closed here, in
+    the route's thread, whatever happens (its row locks go with it; no extra hop to close)."""
     with state.db.write() as session:
-        if booking_postgresql.supported():
-            return booking_postgresql.book(
-                session, user, body, now, state.settings, idempotency_key=idempotency_key
-            )
         reservation, replayed = reservation_crud.create(
             session, user, body, now, state.settings, idempotency_key=idempotency_key
         )
