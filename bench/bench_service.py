@@ -21,6 +21,7 @@ send to last byte, in microseconds; the client is a minimal HTTP/1.1 reader on a
 so it is not the bottleneck it would be with a full client library on 2 shared cores.
 
     python -m bench service -- [--duration S] [--concurrency 1,8] [--prebooked N] [--db D]
+                               [--workloads availability,booking]
     python -m bench.bench_service [same options]
 """
 
@@ -360,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--prebooked", type=int, default=500, help="bookings already held (500)")
     ap.add_argument(
+        "--workloads",
+        default="availability,booking",
+        help="a comma list of availability, booking (both)",
+    )
+    ap.add_argument(
         "--db",
         choices=("sqlite", "postgresql"),
         default="sqlite",
@@ -368,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     levels = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
+    chosen = [w.strip() for w in str(args.workloads).split(",") if w.strip()]
+    unknown = sorted(set(chosen) - {"availability", "booking"})
+    if unknown or not chosen:
+        ap.error(f"--workloads: unknown {', '.join(unknown) or '(none given)'}")
 
     results: dict[str, dict[str, Any]] = {}
     with (
@@ -392,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             with server(app, env, tmp / f"{side}.log") as port:
                 counter = itertools.count()
                 for name, (make, ok) in workloads(seeded.robot_id, token).items():
+                    if name not in chosen:
+                        continue
                     for level in levels:
                         row = run_phase(port, make, ok, counter, level, args.duration, args.warmup)
                         key = f"{name} c={level}"
@@ -422,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup_s": args.warmup,
                 "concurrency": levels,
                 "prebooked": args.prebooked,
+                "workloads": chosen,
                 "database": DATABASES[args.db],
                 "uvicorn": UVICORN_ARGS,
             },

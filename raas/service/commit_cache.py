@@ -9,6 +9,11 @@ reader that read the database before such a commit cannot store what it read: it
 through `on_commit_invalidate` (called after such a commit: the token cache publishes it to the
 other service processes, raas/service/notify.py) and whoever calls `invalidate()` on their word;
 without that an entry is trusted for at most `ttl_s` after it was stored, then read again.
+
+Statements run on the session's DBAPI connection directly (the SQLite booking path,
+raas/service/crud/booking_sqlite.py) are not seen by these hooks: they
+name the tables they wrote with `note_write(session, *tables)`, which marks exactly the caches
+watching one of them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 #: How long an entry is trusted without reading the database again (changes by other processes).
 TTL_S = 1.0
+#: session.info key: the caches watching the session's factory.
+_CACHES = "raas_commit_caches"
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -39,6 +46,7 @@ class CommitCache(Generic[K, V]):
         self._generation = 0
         self._lock = threading.Lock()
         self._mark = f"raas_touched_{id(self)}"
+        self._tables = {getattr(model, "__table__", None) for model in watched}
         #: Called (in the committing thread) after a commit emptied the cache.
         self.on_commit_invalidate: list[Callable[[], None]] = []
 
@@ -80,6 +88,10 @@ class CommitCache(Generic[K, V]):
     def watch(self, factory: sessionmaker[Session]) -> None:
         """Invalidate on every commit of `factory`'s sessions that changed a watched row."""
         mark, watched = self._mark, self.watched
+        # Each session's info names the caches watching it (for `note_write`); sessionmaker
+        # copies its `info` into every session it makes.
+        info = factory.kw.setdefault("info", {})
+        info[_CACHES] = (*info.get(_CACHES, ()), self)
 
         def after_flush(session: Session, _context: Any) -> None:
             for obj in (*session.new, *session.dirty, *session.deleted):
@@ -87,7 +99,7 @@ class CommitCache(Generic[K, V]):
                     session.info[mark] = True
                     return
 
-        tables = {getattr(model, "__table__", None) for model in watched}
+        tables = self._tables
 
         def on_execute(state: ORMExecuteState) -> None:
             # A Core INSERT/UPDATE/DELETE names its table: one into a table that is not
@@ -108,3 +120,12 @@ class CommitCache(Generic[K, V]):
         event.listen(factory, "after_flush", after_flush)
         event.listen(factory, "do_orm_execute", on_execute)
         event.listen(factory, "after_commit", after_commit)
+
+
+def note_write(session: Session, *tables: Any) -> None:
+    """Say that `tables` were written in `session`'s transaction by statements its hooks did not
+    see (run on the DBAPI connection directly): each cache watching one of them is emptied when
+    that transaction commits, as for a write made through the session."""
+    for cache in session.info.get(_CACHES, ()):
+        if cache._tables.intersection(tables):
+            session.info[cache._mark] = True

@@ -15,15 +15,24 @@ write transaction and commits once; only then does each submitter get its answer
 - commit-invalidated caches (raas/service/commit_cache.py) are emptied inside that commit,
   before any submitter answers.
 
+A job submitted with `raw=True` promises to write through the session's sqlite3 connection only
+(no ORM object added or changed; reads through the session are fine): its savepoint is plain
+SQL (`SAVEPOINT` / `RELEASE` / `ROLLBACK TO`), without the session's nested-transaction
+bookkeeping. `submit` blocks its thread until the commit; `submit_async` awaits it on the
+event loop instead (no thread of the pool waits for the batch), and the answers of one batch
+reach their loop in one wake-up.
+
 Used for bookings on SQLite (docs/performance.md, "Group commit"); PostgreSQL writers run in
 parallel on their own row locks and are not batched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -38,7 +47,11 @@ MAX_JOBS = 64
 @dataclass(eq=False)
 class _Job(Generic[T]):
     run: Callable[[Session], T]
-    done: threading.Event = field(default_factory=threading.Event)
+    raw: bool = False
+    #: Set for `submit` (a thread waits on it); None for `submit_async`.
+    done: threading.Event | None = field(default_factory=threading.Event)
+    #: Set for `submit_async`: settled on its loop once the batch is over.
+    future: asyncio.Future[Any] | None = None
     result: Any = None
     error: BaseException | None = None
 
@@ -54,10 +67,25 @@ class WriteBatcher:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def submit(self, run: Callable[[Session], T]) -> T:
+    def submit(self, run: Callable[[Session], T], *, raw: bool = False) -> T:
         """Run `run(session)` in a write transaction; answer its result once committed, or
-        raise what it raised (or what the commit raised)."""
-        job: _Job[T] = _Job(run)
+        raise what it raised (or what the commit raised). `raw`: see the module's doc."""
+        job: _Job[T] = _Job(run, raw)
+        self._enqueue(job)
+        assert job.done is not None
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        result: T = job.result
+        return result
+
+    async def submit_async(self, run: Callable[[Session], T], *, raw: bool = False) -> T:
+        """`submit`, awaited on the running event loop instead of blocking a thread."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Job(run, raw, done=None, future=future))
+        return await future
+
+    def _enqueue(self, job: _Job[Any]) -> None:
         with self._wake:
             if self._closed:
                 raise RuntimeError("the write batcher is closed")
@@ -68,11 +96,6 @@ class WriteBatcher:
                 self._thread.start()
             self._queue.append(job)
             self._wake.notify()
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        result: T = job.result
-        return result
 
     def close(self) -> None:
         """Finish the jobs already submitted, then stop the thread."""
@@ -100,18 +123,55 @@ class WriteBatcher:
         try:
             with self._factory() as session, session.begin():
                 for job in batch:
-                    try:
-                        with session.begin_nested():
-                            job.result = job.run(session)
-                    except Exception as exc:  # the job's refusal, for its submitter
-                        job.error = exc
+                    if job.raw:
+                        self._run_raw(session, job)
+                    else:
+                        try:
+                            with session.begin_nested():
+                                job.result = job.run(session)
+                        except Exception as exc:  # the job's refusal, for its submitter
+                            job.error = exc
                     ran.append(job)
                 # session.begin() commits here; the answers wait for it
         except BaseException as exc:  # the commit (or a savepoint) failed: nothing is kept
             for job in batch:
                 job.result, job.error = None, exc
         finally:
+            settle: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
             for job in batch:
                 if job not in ran and job.error is None:
                     job.error = RuntimeError("the write batch stopped before this job ran")
-                job.done.set()
+                if job.done is not None:
+                    job.done.set()
+                elif job.future is not None:
+                    settle.setdefault(job.future.get_loop(), []).append(job)
+            for loop, jobs in settle.items():
+                # RuntimeError: the loop is closed, nobody waits for these answers
+                with suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, jobs)
+
+    @staticmethod
+    def _run_raw(session: Session, job: _Job[Any]) -> None:
+        """Run a raw job inside a plain-SQL savepoint of the batch's transaction. A job's
+        refusal rolls back to the savepoint; a savepoint statement that fails fails the batch."""
+        raw = session.connection().connection.dbapi_connection
+        assert raw is not None
+        raw.execute("SAVEPOINT raas_job")
+        try:
+            job.result = job.run(session)
+        except Exception as exc:  # the job's refusal, for its submitter
+            job.error = exc
+            raw.execute("ROLLBACK TO raas_job")
+        raw.execute("RELEASE raas_job")
+
+
+def _settle(jobs: list[_Job[Any]]) -> None:
+    """On the submitters' loop: hand each job its answer (unless its waiter gave up)."""
+    for job in jobs:
+        future = job.future
+        if future is None or future.done():
+            continue
+        if job.error is not None:
+            future.set_exception(job.error)
+        else:
+            future.set_result(job.result)

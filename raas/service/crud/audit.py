@@ -27,9 +27,15 @@ def record(
             "actor_id": actor.id if actor else None,
             "action": action,
             "target": target,
-            "detail": json.dumps(detail, default=str, sort_keys=True) if detail else "",
+            "detail": detail_text(detail),
         },
     )
+
+
+def detail_text(detail: dict[str, Any]) -> str:
+    """An entry's `detail` column: its keyword arguments as JSON (sorted keys, datetimes and
+    other non-JSON values as their str()); empty without any."""
+    return json.dumps(detail, default=str, sort_keys=True) if detail else ""
 
 
 def list_entries(db: Session, *, limit: int, offset: int) -> list[AuditEntry]:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from raas.service.booking_rules import check_shape, rules_for
+from raas.service.booking_rules import BookingRules, check_shape, rules_for
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.crud import users as user_crud
@@ -73,7 +73,7 @@ def week_start(t: datetime, zone: tzinfo = UTC) -> datetime:
     return datetime.combine(monday, time(0), tzinfo=zone).astimezone(UTC)
 
 
-def _next_week(w: datetime, zone: tzinfo) -> datetime:
+def next_week(w: datetime, zone: tzinfo) -> datetime:
     monday = w.astimezone(zone).date() + WEEK
     return datetime.combine(monday, time(0), tzinfo=zone).astimezone(UTC)
 
@@ -84,7 +84,7 @@ def hours_by_week(start: datetime, end: datetime, zone: tzinfo = UTC) -> dict[da
     out: dict[datetime, float] = {}
     w = week_start(start, zone)
     while w < end:
-        nxt = _next_week(w, zone)
+        nxt = next_week(w, zone)
         overlap = min(end, nxt) - max(start, w)
         if overlap > timedelta(0):
             out[w] = overlap.total_seconds() / 3600.0
@@ -196,6 +196,91 @@ _AROUND = {
 }
 
 
+@dataclass(frozen=True)
+class SlotQuery:
+    """What `check_slot` asks the database about a slot, and what it needs to judge the rows
+    (the robot's rules, the weeks of the user's hours quota)."""
+
+    params: dict[str, Any]
+    #: The user has an hours quota: the rows include the user's bookings ('q') in `wanted`'s weeks.
+    quota: bool
+    exclude: bool
+    wanted: dict[datetime, float] | None
+    rules: BookingRules
+
+
+def plan_slot(
+    robot: Robot,
+    user: User,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    settings: Settings,
+    limits: user_crud.Limits,
+    *,
+    exclude_id: int | None = None,
+    keeps_start: bool = False,
+) -> SlotQuery:
+    """The checks that need no database (range, robot state, grid and length), then what to
+    ask it. Raises the first refusal."""
+    if end <= start:
+        raise InvalidTimeRange("ends_at must be after starts_at")
+    if start < now - START_GRACE and not keeps_start:
+        raise InvalidTimeRange("starts_at is in the past")
+    if not robot_crud.bookable(robot):
+        raise RobotNotBookable(
+            f"robot {robot.name} is blocked: {robot.health_note}"
+            if robot.health_blocked
+            else f"robot {robot.name} is in maintenance"
+        )
+    rules = rules_for(robot, settings, staff=is_staff_role(user))
+    check_shape(rules, start, end, robot.name)
+    zone = settings.zone
+    wanted = hours_by_week(start, end, zone) if limits.hours_per_week is not None else None
+    window = (min(wanted), next_week(max(wanted), zone)) if wanted else None
+    buffer = timedelta(seconds=rules.buffer_s)
+    params: dict[str, Any] = {
+        "robot_id": robot.id,
+        "start": start,
+        "end": end,
+        "lo": start - buffer,
+        "hi": end + buffer,
+        "exclude_id": exclude_id,
+    }
+    if window is not None:
+        params.update(user_id=user.id, q_lo=window[0], q_hi=window[1])
+    return SlotQuery(params, window is not None, exclude_id is not None, wanted, rules)
+
+
+def judge_slot(
+    query: SlotQuery,
+    rows: list[tuple[str, datetime, datetime]],
+    robot: Robot,
+    end: datetime,
+    now: datetime,
+    settings: Settings,
+    limits: user_crud.Limits,
+) -> None:
+    """Judge what the database answered to `query` (rows tagged 'm', 'r', 'q', see
+    `_build_around`): maintenance, too far ahead, quota, other bookings, buffer, in that
+    order. Raises the first refusal."""
+    start = query.params["start"]
+    if any(kind == "m" for kind, _, _ in rows):
+        raise MaintenanceConflict()
+    if limits.max_days_ahead is not None and end > now + timedelta(days=limits.max_days_ahead):
+        raise TooFarAhead(f"bookings may end at most {limits.max_days_ahead} days ahead")
+    if query.wanted is not None and limits.hours_per_week is not None:
+        _check_hours(rows, query.wanted, limits.hours_per_week, settings.zone)
+    neighbours = [(s, e) for kind, s, e in rows if kind == "r"]
+    if any(s < end and e > start for s, e in neighbours):
+        raise ReservationConflict()
+    if neighbours:
+        raise BufferConflict(
+            f"robot {robot.name} keeps {query.rules.buffer_s // 60} min free between bookings "
+            "(reset and cool-down)"
+        )
+
+
 def check_slot(
     db: Session,
     robot: Robot,
@@ -215,52 +300,24 @@ def check_slot(
     booking being moved (it does not collide with itself); `keeps_start` lets a running
     booking keep its start that is already past. One statement reads what the slot may
     collide with (`_AROUND`)."""
-    if end <= start:
-        raise InvalidTimeRange("ends_at must be after starts_at")
-    if start < now - START_GRACE and not keeps_start:
-        raise InvalidTimeRange("starts_at is in the past")
-    if not robot_crud.bookable(robot):
-        raise RobotNotBookable(
-            f"robot {robot.name} is blocked: {robot.health_note}"
-            if robot.health_blocked
-            else f"robot {robot.name} is in maintenance"
-        )
-    rules = rules_for(robot, settings, staff=is_staff_role(user))
-    check_shape(rules, start, end, robot.name)
     if limits is None:
         limits = user_crud.limits(db, user)
-    zone = settings.zone
-    wanted = hours_by_week(start, end, zone) if limits.hours_per_week is not None else None
-    window = (min(wanted), _next_week(max(wanted), zone)) if wanted else None
-    buffer = timedelta(seconds=rules.buffer_s)
-    params: dict[str, Any] = {
-        "robot_id": robot.id,
-        "start": start,
-        "end": end,
-        "lo": start - buffer,
-        "hi": end + buffer,
-        "exclude_id": exclude_id,
-    }
-    if window is not None:
-        params.update(user_id=user.id, q_lo=window[0], q_hi=window[1])
+    query = plan_slot(
+        robot,
+        user,
+        start,
+        end,
+        now,
+        settings,
+        limits,
+        exclude_id=exclude_id,
+        keeps_start=keeps_start,
+    )
     connection = db.connection()
     postgresql = connection.dialect.name == "postgresql"
-    around = _AROUND[window is not None, exclude_id is not None, postgresql]
-    rows = [(r[0], r[1], r[2]) for r in connection.execute(around, params)]
-    if any(kind == "m" for kind, _, _ in rows):
-        raise MaintenanceConflict()
-    if limits.max_days_ahead is not None and end > now + timedelta(days=limits.max_days_ahead):
-        raise TooFarAhead(f"bookings may end at most {limits.max_days_ahead} days ahead")
-    if wanted is not None and limits.hours_per_week is not None:
-        _check_hours(rows, wanted, limits.hours_per_week, zone)
-    neighbours = [(s, e) for kind, s, e in rows if kind == "r"]
-    if any(s < end and e > start for s, e in neighbours):
-        raise ReservationConflict()
-    if neighbours:
-        raise BufferConflict(
-            f"robot {robot.name} keeps {rules.buffer_s // 60} min free between bookings "
-            "(reset and cool-down)"
-        )
+    around = _AROUND[query.quota, query.exclude, postgresql]
+    rows = [(r[0], r[1], r[2]) for r in connection.execute(around, query.params)]
+    judge_slot(query, rows, robot, end, now, settings, limits)
 
 
 def _check_hours(
@@ -282,7 +339,7 @@ def _check_hours(
             )
 
 
-def _same_request(reservation: Reservation, data: ReservationCreate) -> bool:
+def same_request(reservation: Reservation, data: ReservationCreate) -> bool:
     return (
         reservation.robot_id == data.robot_id
         and reservation.starts_at == data.starts_at
@@ -374,6 +431,9 @@ def _robot_and_limits(
 
 _INSERT = insert(cast(Table, Reservation.__table__))
 
+#: What the audit log says of a new booking.
+AUDIT_ACTION = "reservation.create"
+
 
 def create(
     db: Session,
@@ -396,7 +456,7 @@ def create(
     robot, limits, earlier_id = _robot_and_limits(db, data.robot_id, user, idempotency_key)
     if earlier_id is not None:
         earlier = get(db, earlier_id)
-        if not _same_request(earlier, data):
+        if not same_request(earlier, data):
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {idempotency_key!r} was used for reservation {earlier.id}, "
                 "a different request; use a new key for a new booking"

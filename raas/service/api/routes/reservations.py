@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from raas.service.crud import audit
+from raas.service.crud import audit, booking_sqlite
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import reservations as reservation_crud
 from raas.service.crud import robots as robot_crud
@@ -15,7 +17,7 @@ from raas.service.crud import users as user_crud
 from raas.service.deps import Now, ObjectId, Person, ReadDB, State, WriteDB
 from raas.service.deps import Principal as PrincipalT
 from raas.service.errors import Forbidden, NotFound
-from raas.service.models import Lease, Reservation, ReservationStatus, Revocation
+from raas.service.models import Lease, Reservation, ReservationStatus, Revocation, User
 from raas.service.schemas import (
     ErrorPublic,
     InvalidRequestPublic,
@@ -31,6 +33,7 @@ from raas.service.schemas import (
     SeriesPublic,
     UTCTime,
 )
+from raas.service.state import ServiceState
 
 router = APIRouter(prefix="/reservations", tags=["reservations"])
 
@@ -117,26 +120,56 @@ IdempotencyKey = Annotated[
         },
     },
 )
-def create_reservation(
+async def create_reservation(
     body: ReservationCreate,
     principal: Person,
-    db: WriteDB,
     state: State,
     now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Book a robot. 409 when the slot collides with another booking, maintenance or the
     robot's buffer; 422 off the robot's time grid, too short or too long."""
+    user, settings = principal.user, state.settings
+    # Committed (and on disk) before the 201 leaves.
+    batcher = state.db.batcher
+    if batcher is not None:
+        # SQLite: the booking shares its transaction and commit with the bookings that arrived
+        # with it (raas/service/write_batch.py), its statements run on the batch's sqlite3
+        # connection (raas/service/crud/booking_sqlite.py); awaited here, no thread waits.
+        def book(session: Session) -> tuple[Reservation, bool]:
+            return booking_sqlite.book(
+                session, user, body, now, settings, idempotency_key=idempotency_key
+            )
 
-    def book(session: Session) -> tuple[Reservation, bool]:
+        reservation, replayed = await batcher.submit_async(book, raw=True)
+    else:
+        reservation, replayed = await run_in_threadpool(
+            _book_apart, state, user, body, now, idempotency_key
+        )
+    if replayed:
+        return _created(reservation, {"Idempotent-Replayed": "true"})
+    return _created(reservation)
+
+
+def _book_apart(
+    state: ServiceState,
+    user: User,
+    body: ReservationCreate,
+    now: datetime,
+    idempotency_key: str | None,
+) -> tuple[Reservation, bool]:
+    """A booking in a transaction of its own (PostgreSQL: writers run in parallel on their row
+    locks), audited, committed before this returns. The session is opened and closed here, in
+    the route's thread, whatever happens (its row locks go with it; no extra hop to close)."""
+    with state.db.write() as session:
         reservation, replayed = reservation_crud.create(
-            session, principal.user, body, now, state.settings, idempotency_key=idempotency_key
+            session, user, body, now, state.settings, idempotency_key=idempotency_key
         )
         if not replayed:
             audit.record(
                 session,
-                principal.user,
-                "reservation.create",
+                user,
+                reservation_crud.AUDIT_ACTION,
                 f"reservation:{reservation.id}",
                 now,
                 robot_id=reservation.robot_id,
@@ -144,18 +177,6 @@ def create_reservation(
                 ends_at=reservation.ends_at,
             )
         return reservation, replayed
-
-    # Committed (and on disk) before the 201 leaves. On SQLite the booking shares its
-    # transaction and commit with the bookings that arrived with it (raas/service/write_batch.py).
-    batcher = state.db.batcher
-    if batcher is not None:
-        reservation, replayed = batcher.submit(book)
-    else:
-        reservation, replayed = book(db)
-        db.commit()
-    if replayed:
-        return _created(reservation, {"Idempotent-Replayed": "true"})
-    return _created(reservation)
 
 
 def _created(reservation: Reservation, headers: dict[str, str] | None = None) -> Response:
