@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from raas import __version__
 from raas.leases.keys import load_or_create_private_key, load_private_key, load_public_key
-from raas.service.api import api_router
+from raas.service.api import add_routes
 from raas.service.db import Database
 from raas.service.errors import SeriesConflict, ServiceError
 from raas.service.job_sweeper import sweep_forever
@@ -113,7 +113,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = state
-    app.include_router(api_router)
+    add_routes(app.router)  # flat: no included-router node to walk per request
     install_metrics(app, state)  # GET /metrics and request counts (docs/metrics.md)
 
     @app.exception_handler(ServiceError)

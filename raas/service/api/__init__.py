@@ -1,5 +1,5 @@
-"""HTTP API: `api_router` gathers the route modules."""
+"""HTTP API: `add_routes` registers every route module's routes on the application."""
 
-from raas.service.api.main import api_router
+from raas.service.api.main import add_routes
 
-__all__ = ["api_router"]
+__all__ = ["add_routes"]
