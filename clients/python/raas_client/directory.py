@@ -108,21 +108,7 @@ def list_robots(service: Service, *, timeout_s: float = 10.0) -> list[dict[str, 
     """Every robot the service knows (`GET /robots`): name, `online`, `hand_model`,
     `server_public_key` (what a bound policy server admits: `raas serve-policy --robot-key`),
     endpoints, status; a robot that never registered has empty endpoints and key."""
-    headers = {"Authorization": f"Bearer {service.token}"}
-    try:
-        r = httpx.get(service.url + "/robots", headers=headers, timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        raise ServiceUnreachableError(
-            f"the reservation service at {service.url} is unreachable: {exc}"
-        ) from exc
-    try:
-        body = r.json()
-    except ValueError:
-        body = None
-    if r.status_code >= 400:
-        code = str(body.get("error", "")) if isinstance(body, dict) else ""
-        detail = str(body.get("detail", r.text)) if isinstance(body, dict) else r.text
-        raise ServiceRefusedError(code or f"http_{r.status_code}", f"{service.url}: {detail}")
+    body = _request(service, "GET", "/robots", timeout_s)
     if not isinstance(body, list):
         raise ServiceRefusedError("bad_answer", f"{service.url}/robots: not a JSON list")
     return [x for x in body if isinstance(x, dict)]
@@ -161,6 +147,15 @@ def _entry(body: dict[str, Any]) -> RobotEntry:
 
 
 def _call(service: Service, method: str, path: str, timeout_s: float) -> dict[str, Any]:
+    body = _request(service, method, path, timeout_s)
+    if not isinstance(body, dict):
+        raise ServiceRefusedError("bad_answer", f"{service.url}{path}: not a JSON object")
+    return body
+
+
+def _request(service: Service, method: str, path: str, timeout_s: float) -> Any:
+    """The JSON answer of `method path`; a refusal raises its named error (ServiceRefusedError
+    and subclasses), an unreachable service ServiceUnreachableError."""
     headers = {"Authorization": f"Bearer {service.token}"}
     try:
         r = httpx.request(method, service.url + path, headers=headers, timeout=timeout_s)
@@ -177,6 +172,4 @@ def _call(service: Service, method: str, path: str, timeout_s: float) -> dict[st
         detail = str(body.get("detail", r.text)) if isinstance(body, dict) else r.text
         cls = _ERRORS.get(code, ServiceRefusedError)
         raise cls(code or f"http_{r.status_code}", f"{service.url}: {detail}", r.status_code)
-    if not isinstance(body, dict):
-        raise ServiceRefusedError("bad_answer", f"{service.url}{path}: not a JSON object")
     return body
