@@ -135,6 +135,8 @@ def bench_rig(
             fired = devs.trigger.fire(k)
             asked = time.monotonic_ns()
             devs.hand.request_state(k)
+            devs.trigger.settle()  # the clock fits while the boards answer, as the loop does
+            devs.hand.settle()
             got = _collect(sources, k)
             for name, (sample, read_ns) in got.items():
                 assert sample.device_ns is not None

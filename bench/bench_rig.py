@@ -91,6 +91,8 @@ def bench_ours(cycles: int, rate: float) -> dict[str, Any]:
             _wait_until(t0 + k * period)
             sent = d.trigger.fire(k)
             d.hand.request_state(k)
+            d.trigger.settle()
+            d.hand.settle()
             pending = list(sources)
             while pending:
                 pending = [s for s in pending if s.poll(k) is None]
@@ -166,6 +168,8 @@ def bench_lockstep(cycles: int) -> dict[str, Any]:
         for k in range(cycles):
             d.trigger.fire(k)
             d.hand.request_state(k)
+            d.trigger.settle()
+            d.hand.settle()
             pending = list(sources)
             while pending:
                 pending = [s for s in pending if s.poll(k) is None]

@@ -96,6 +96,7 @@ def bench_ours(cycles: int, rate: float) -> tuple[dict[str, float], dict[str, fl
             t = time.monotonic_ns()
             hand.apply(targets, k)
             hand.request_state(k)
+            hand.settle()
             while True:
                 state = hand.poll(k)
                 if state is not None:

@@ -157,6 +157,8 @@ class ClockMapper:
         self._residual = 0.0
         self._delay = 0.0
         self._fitted = False
+        #: fits run so far (where a driver fits: in refit(), or lazily when a stamp is mapped)
+        self.fits = 0
 
     # -- observations --------------------------------------------------------------------------
 
@@ -274,6 +276,7 @@ class ClockMapper:
         return (np.arange(n, dtype=np.int64) + self._head) % self._window
 
     def _fit(self) -> None:
+        self.fits += 1
         idx = self._ordered()
         dev = self._dev[idx]
         lo = self._lo[idx]

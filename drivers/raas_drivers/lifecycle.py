@@ -28,6 +28,12 @@ class Device:
         self.name = name
         self.state = LifecycleState.UNCONFIGURED
 
+    def settle(self) -> None:
+        """Spare-time work of a cycle (a clock fit), for the loop to call once every device of
+        the cycle has been asked (trigger sent, hand state requested), while they answer: a
+        request is never held up by another device's fit. Safe to skip: the fit then runs when
+        a stamp is next mapped. Default: nothing."""
+
     def configure(self) -> None:
         self._require(LifecycleState.UNCONFIGURED, "configure")
         self._on_configure()

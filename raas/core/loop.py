@@ -3,7 +3,8 @@
     prepare             at t_k - P, a controller that has prepare() warms up (realtime only;
                         LoopConfig.prepare may move it to just after the trigger, or off)
     t_k = t_0 + k T     sleep-then-spin until t_k (absolute grid, no drift)
-    trigger             one trigger to every device, the hand's state request
+    trigger             one trigger to every device, the hand's state request, then each
+                        driver's settle() (clock fits) while they answer
     collect (needed)    the sources the controller reads, each until its own deadline
     decide              controller -> desired action; late, missing or non-finite -> fallback
     condition           the supervisor (raas.safety): watchdogs, then the target of its state;
@@ -258,6 +259,8 @@ class ControlLoop:
                 trig_ns = clock.now_ns()
                 trigger.fire(k)
                 hand.request_state(k)
+                trigger.settle()  # spare-time work (clock fits) once every device was asked
+                hand.settle()
                 obs.t_k_ns = t_k
                 obs.trigger_ns = trig_ns
                 s1 = sw()

@@ -95,10 +95,12 @@ def collect(sources: Sequence[Source], cycle: int, timeout_s: float = 10.0) -> d
 
 
 def step(cell: Cell, timeout_s: float = 10.0) -> dict[str, Any]:
-    """One cycle as the loop runs it: fire, request the hand state, collect."""
+    """One cycle as the loop runs it: fire, request the hand state, the clock fits, collect."""
     k = cell.next_cycle()
     cell.devs.trigger.fire(k)
     cell.devs.hand.request_state(k)
+    cell.devs.trigger.settle()
+    cell.devs.hand.settle()
     return collect(cell.sources, k, timeout_s)
 
 

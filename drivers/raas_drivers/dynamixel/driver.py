@@ -375,7 +375,11 @@ class DynamixelHandDriver(HandDriver):
         self._active_read = read
         self._read_cycle = cycle
         self._read_seq = self._applied_seq
-        self.clock.refit()  # while the servos answer, so that poll only maps
+
+    def settle(self) -> None:
+        """The clock fit while the servos answer (after every device was asked), so that
+        poll only maps."""
+        self.clock.refit()
 
     def poll(self, cycle: int) -> HandState | None:
         self._raise_if_lost()

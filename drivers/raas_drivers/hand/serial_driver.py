@@ -75,7 +75,7 @@ class SerialHandDriver(SerialDevice, HandDriver):
         self._asked_ns = 0  # host time its request left
         self._observed = -1  # the latest cycle whose exchange went to the clock mapper
         self._retries = 0
-        # the fit runs after each request went out (request_state), while the board answers
+        # the fit runs after each request went out (settle), while the board answers
         self.clock = DeviceClock(
             name, lockstep_period_ns=lockstep_period_ns, refit_interval_ns=REFIT_BY_TO_HOST_NS
         )
@@ -91,6 +91,9 @@ class SerialHandDriver(SerialDevice, HandDriver):
         self._asked_ns = self.clock.host_ns(cycle)
         self._send(StateRequest(cycle))
         self.link.track(("state", cycle))
+
+    def settle(self) -> None:
+        """The clock fit, while the board answers (after every device was asked)."""
         self.clock.mapper.refit()
 
     def poll(self, cycle: int) -> HandState | None:

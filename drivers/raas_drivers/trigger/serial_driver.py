@@ -56,7 +56,7 @@ class SerialTriggerDriver(SerialDevice, TriggerDriver):
         self._fired_ns = 0
         self._observed = -1  # the latest cycle whose exchange went to the clock mapper
         self._retries = 0
-        # the fit runs after each trigger went out (fire), while the board answers
+        # the fit runs after each trigger went out (settle), while the board answers
         self.clock = DeviceClock(
             name, lockstep_period_ns=lockstep_period_ns, refit_interval_ns=2_000_000_000
         )
@@ -67,8 +67,11 @@ class SerialTriggerDriver(SerialDevice, TriggerDriver):
         self._fired, self._fired_ns, self._retries = cycle, self.clock.host_ns(cycle), 0
         self._send(cycle)
         self.link.track(("trigger", cycle))
-        self.clock.mapper.refit()
         return sent
+
+    def settle(self) -> None:
+        """The clock fit, while the board answers (after every device was asked)."""
+        self.clock.mapper.refit()
 
     def poll(self, cycle: int) -> TriggerAck | None:
         link = self.link
