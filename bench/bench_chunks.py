@@ -19,6 +19,7 @@ computation age (cycles, and ms at the period) beside the policy's latency p99 +
 the lateness p99.9 with chunks arriving over the idle side's (the issue's targets: <= 1.1).
 
   python -m bench chunks -- [--duration S] [--latency MEAN,SD] [--chunk H] [--rate HZ] [--workers W]
+                             [--no-peer]
 """
 
 from __future__ import annotations
@@ -190,6 +191,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--chunk", type=int, default=16)
     p.add_argument("--rate", type=float, default=12.5)
     p.add_argument("--workers", type=int, default=4, help="policy calls at once (chunks side)")
+    p.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="skip the remote-step side (no target reads it; `bench targets` uses this)",
+    )
     args = p.parse_args(argv)
     mean, _, sd = args.latency.partition(",")
     lat_mean, lat_sd = float(mean), float(sd or 0)
@@ -233,13 +239,15 @@ def main(argv: list[str]) -> int:
             rest = rec.take()
             both = (idle_taken[0] + rest[0], idle_taken[1] + rest[1], idle_taken[2] + rest[2])
             idle = figures(both, idle_s + time.monotonic() - t0, budget_ns)
-            t0 = time.monotonic()
-            rearms = run_remote_step(
-                endpoint, key, lease, fn, SimulatedLatency(lat_mean, lat_sd, seed=1),
-                args.duration,
-            )  # fmt: skip
-            peer = figures(rec.take(), time.monotonic() - t0, budget_ns)
-            peer["rearms"] = rearms
+            peer: dict[str, Any] | None = None
+            if not args.no_peer:
+                t0 = time.monotonic()
+                rearms = run_remote_step(
+                    endpoint, key, lease, fn, SimulatedLatency(lat_mean, lat_sd, seed=1),
+                    args.duration,
+                )  # fmt: skip
+                peer = figures(rec.take(), time.monotonic() - t0, budget_ns)
+                peer["rearms"] = rearms
             rec.close()
             watcher.close()
         except RaasClientError as exc:
@@ -269,7 +277,8 @@ def main(argv: list[str]) -> int:
         f"{args.workers} policy worker(s) on the chunks side"
     )
     print(f"{'':<14}{'cycles':>8}{'fallbacks':>11}{'/min':>9}{'held':>7}{'jerk/cycle':>13}")
-    for name, f in (("idle", idle), ("chunks", ours), ("remote step", peer)):
+    sides = [("idle", idle), ("chunks", ours)] + ([] if peer is None else [("remote step", peer)])
+    for name, f in sides:
         print(
             f"{name:<14}{f['cycles']:>8}{f['fallbacks']:>11}{f['fallbacks_per_min']:>9.1f}"
             f"{f['held_cycles']:>7}{f['jerk_per_cycle']:>13.2e}"

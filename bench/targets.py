@@ -81,12 +81,12 @@ RUNS: dict[str, Run] = {
     "remote": Run("remote", ("--steps", "3000", "--paced-steps", "300", "--duration", "5")),
     "policy": Run(
         "policy",
-        ("--duration", "30", "--cameras", "3", "--iterations", "3000"),
+        ("--duration", "20", "--cameras", "3", "--iterations", "3000"),
         ("--duration", "600", "--cameras", "3", "--iterations", "5000"),
     ),
     "loop_12hz": Run(
         "loop",
-        ("--cases", "12.5Hz-3cam", "--skip-unprivileged", "--duration", "30"),
+        ("--cases", "12.5Hz-3cam", "--skip-unprivileged", "--duration", "20"),
         ("--cases", "12.5Hz-3cam", "--skip-unprivileged", "--duration", "600"),
         timeout_s=2400,
     ),
@@ -107,8 +107,16 @@ RUNS: dict[str, Run] = {
     ),
     "dynamixel": Run("dynamixel", ("--duration", "3"), ("--duration", "10")),
     "clock": Run("clock", ()),
-    "chunks": Run("chunks", ("--duration", "60"), ("--duration", "600"), timeout_s=2400),
-    "fleet": Run("fleet", ("--robots", "3", "--jobs", "12", "--episodes", "2"), timeout_s=3600),
+    # the short runs sum to under 10 minutes on the 2-core development machine
+    "chunks": Run(
+        "chunks", ("--duration", "45", "--no-peer"), ("--duration", "600"), timeout_s=2400
+    ),
+    "fleet": Run(
+        "fleet",
+        ("--robots", "3", "--jobs", "6", "--episodes", "1"),
+        ("--robots", "3", "--jobs", "12", "--episodes", "2"),
+        timeout_s=3600,
+    ),
 }
 
 _RT = ("round_trip_us",)
