@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,8 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
+    try:
+        args = parser.parse_args(argv)
+        code: int = args.func(args)
+    except BrokenPipeError:
+        # the reader of our output went away (`... | head`): exit quietly, as a Unix tool does
+        # (Python's recipe: point stdout at /dev/null so the exit's flush does not fail again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return code
 
 
