@@ -226,6 +226,10 @@ class ControlLoop:
         lead = round(cfg.prepare_lead_ms * _MS)
         if lead >= period:
             before = None
+        # Wall-clock budgets judge a realtime loop only: in lockstep, simulated time stands still
+        # while decide runs, and a stall of the machine must not change what the run does.
+        obs.lockstep = not clock.realtime
+        judged = clock.realtime
         self.controller.reset()
         if self.arm_on_start:
             sup.arm(Cause.POLICY)
@@ -281,7 +285,9 @@ class ControlLoop:
                 s3 = sw()
                 step.decide_ns = s3 - s2
                 # Non-finite values are the conditioning pipeline's to reject (and count).
-                if ok and (step.decide_ns <= budget or getattr(controller, "planned", False)):
+                if ok and (
+                    not judged or step.decide_ns <= budget or getattr(controller, "planned", False)
+                ):
                     kind = FallbackKind.NONE
                 else:
                     kind = fallback.choose(desired)

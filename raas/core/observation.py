@@ -50,6 +50,9 @@ class Observation:
     cycle: int = -1
     t_k_ns: int = 0  # the grid time of the cycle
     trigger_ns: int = 0  # when the trigger was sent
+    #: the loop runs on simulated time (LockstepClock): wall-clock budgets do not apply, so that
+    #: a lockstep run's actions and results do not depend on how busy the machine is
+    lockstep: bool = False
     sources: dict[str, SourceReading] = field(default_factory=dict)
     # Task slots, written by a controller that runs a task (e.g. block reorientation) so that the
     # goal and episode boundaries travel with the cycle to publishers, the recorder and replay.

@@ -412,7 +412,8 @@ class PolicyRunner:
         self._act[i] = dt
         if dt > self.budget_ns:
             self.overruns += 1
-            return False
+            # a lockstep cycle is counted, not failed: its result must not depend on the machine
+            return obs.lockstep
         return True
 
     # ------------------------------------------------------------------ figures

@@ -82,3 +82,22 @@ def test_a_planned_action_is_applied_however_long_decide_took(make_loop) -> None
     assert res.fallbacks_repeat == 0 and res.fallbacks_idle == 0
     applied = {k: a for k, _, a in dev["hand"].applied}
     assert applied[3][0] != applied[2][0]  # cycle 3's own target, not cycle 2's repeated
+
+
+def test_a_lockstep_loop_does_not_judge_decide_by_the_wall_clock(make_loop) -> None:
+    """On a LockstepClock simulated time stands still while decide runs: a decide slower than
+    the budget in wall time (the machine stalled) is applied, so the run's actions do not
+    depend on the machine (docs/architecture.md, Clocks); the controller sees obs.lockstep."""
+
+    def slow(cycle: int, clock: FakeClock) -> object:
+        if cycle == 3:
+            clock.advance(6 * MS)  # budget is T/2 = 5 ms
+        return None
+
+    loop, dev = make_loop(duration_s=0.2, behaviour=slow)
+    dev["clock"].realtime = False  # type: ignore[attr-defined]
+    res = loop.run()
+    assert res.fallbacks_repeat == 0 and res.fallbacks_idle == 0
+    applied = {k: a for k, _, a in dev["hand"].applied}
+    assert applied[3][0] != applied[2][0]  # cycle 3's own target
+    assert loop.obs.lockstep  # what every controller's decide() reads

@@ -47,6 +47,22 @@ def test_runtime_overrun_gives_fallback_and_is_counted(dense_bundle: Path) -> No
     assert runner.overruns == 2
 
 
+def test_a_lockstep_overrun_is_counted_not_failed(dense_bundle: Path) -> None:
+    """On simulated time (obs.lockstep, set by the loop on a LockstepClock) the budget in wall
+    time judges nothing: a stalled machine must not change a lockstep evaluation's actions."""
+    runner = load_bundle(dense_bundle, period_s=0.08)
+    ctl = PolicyController(runner)
+    obs = observation()
+    obs.lockstep = True
+    timed, slow = np.zeros(20), np.zeros(20)
+    assert ctl.decide(obs, timed) is True
+    ctl.reset()
+    runner.budget_ns = 0  # every inference is "slow"
+    assert ctl.decide(obs, slow) is True
+    assert runner.overruns == 1
+    np.testing.assert_array_equal(slow, timed)
+
+
 def test_nan_output_is_handed_to_the_safety_pipeline_and_counted(nan_bundle: Path) -> None:
     """A NaN output is passed on as NaN (the conditioning rejects it and the supervisor's
     non-finite watchdog holds the run, tests/policy/test_nan_in_loop.py), never as a number."""
