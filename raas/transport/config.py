@@ -106,6 +106,6 @@ class TransportConfig(BaseModel):
 
     task: TaskConfig = Field(
         default_factory=TaskConfig,
-        description="the task a remote stepper is judged on (its observations carry `task`): "
-        "block reorientation, raas/task/reorientation.py",
+        description="the task bundle runs, remote steppers (their observations carry `task`) "
+        "and policy servers are judged on: block reorientation, raas/task/reorientation.py",
     )

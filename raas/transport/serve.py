@@ -121,7 +121,10 @@ def _load_bundle(ctl: SessionController, cell: Cell, req: RunRequest) -> _Loaded
             data = {k: v for k, v in event.items() if k != "event"}
             ctl.run_event(str(event.get("event", "event")), data)
 
-        ev = EvaluationController(runner, episodes=req.episodes, seed=req.seed, on_event=on_event)
+        # judged on the robot's task settings, as remote stepping and policy servers are
+        ev = EvaluationController(
+            runner, episodes=req.episodes, seed=req.seed, on_event=on_event, task=ctl.cfg.task
+        )
         # a safety stop ends the episode (recorded as held, with the reason) before the session
         # ends the run on it
         ev.attach(ctl.supervisor, first=True)
