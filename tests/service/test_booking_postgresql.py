@@ -22,8 +22,9 @@ from raas.service.errors import BufferConflict, ReservationConflict
 from raas.service.models import AuditEntry, Reservation, Role, User
 from raas.service.schemas import ReservationCreate
 from raas.service.settings import Settings
+from tests.conftest import require
 from tests.service.harness import seed, settings_for
-from tests.service.pg_server import PgServer
+from tests.service.pg_server import PgServer, start_pg_server, unavailable_reason
 
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
 NOW = T0 - timedelta(days=1)
@@ -133,3 +134,43 @@ def test_a_connection_idle_longer_than_the_ping_window_is_pinged(
     assert killed is not None and killed[0] >= 1
     time.sleep(0.2)
     env.book(3, 4)  # a dead connection handed out without a ping fails here
+
+
+@pytest.mark.slow
+def test_acknowledged_bookings_survive_a_server_crash(tmp_path: Path) -> None:
+    """The booking's own commit does not wait for its WAL flush (the robot's lock is released
+    before the fsync); the durable mark after it does. A server killed right after the answers
+    (`pg_ctl stop -m immediate`: its WAL buffers in shared memory are lost) still has every
+    acknowledged booking when it starts again. The WAL writer is slowed to 10 s so that nothing
+    but the mark flushes the bookings' commits."""
+    require("PostgreSQL", unavailable_reason() is None, unavailable_reason() or "")
+    pg = start_pg_server(durable=True)
+    try:
+        pg.psql("ALTER SYSTEM SET wal_writer_delay = '10s'")
+        pg.psql("SELECT pg_reload_conf()")
+        url = pg.create_database("raas_crash")
+        settings = settings_for(url, tmp_path).model_copy(update={"buffer_s": 0})
+        seeded = seed(settings, users={"a@lab": Role.admin}, robots=("r1",))
+        db = Database(url)
+        with db.read() as s:
+            user = user_crud.get_user(s, seeded.users["a@lab"][0])
+            s.expunge(user)
+        env = Env(db, settings, user, seeded.robots["r1"])
+        made = [env.book(i, i + 1).id for i in range(8)]
+        assert booking_postgresql._READY and all(booking_postgresql._READY.values())
+        db.dispose()
+        pg.run("pg_ctl", "stop", "-D", str(pg.datadir), "-m", "immediate", "-w")
+        options = (
+            f"-p {pg.port} -c listen_addresses=127.0.0.1 -k {pg.sockdir} "
+            "-c max_connections=150 -c TimeZone=UTC"
+        )
+        pg.run("pg_ctl", "start", "-D", str(pg.datadir), "-l", str(pg.logfile), "-o", options, "-w")
+        after = Database(url)
+        try:
+            with after.read() as s:
+                kept = sorted(s.scalars(select(Reservation.id)))
+        finally:
+            after.dispose()
+        assert kept == sorted(made)
+    finally:
+        pg.stop()

@@ -37,12 +37,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Any, cast
-from weakref import WeakSet
+from weakref import WeakKeyDictionary
 
 import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from raas.service.booking_rules import RobotRow
 from raas.service.commit_cache import note_write
 from raas.service.crud import audit
 from raas.service.crud import reservations as reservation_crud
@@ -53,7 +54,7 @@ from raas.service.errors import (
     NotFound,
     ReservationConflict,
 )
-from raas.service.models import AuditEntry, Reservation, ReservationStatus, Robot, User
+from raas.service.models import AuditEntry, Reservation, ReservationStatus, User
 from raas.service.schemas import ReservationCreate
 from raas.service.settings import Settings
 
@@ -150,10 +151,25 @@ _PREPARE = "; ".join(_prepared(name, sql)[0] for name, sql in _STATEMENTS.items(
 _EXECUTE = {name: _prepared(name, sql)[1] for name, sql in _STATEMENTS.items()}
 #: Round trip 1: the row locks, then what the slot collides with.
 LOCK_AND_AROUND = f"{_EXECUTE['raas_booking_lock']}; {_EXECUTE['raas_booking_around']}"
-#: Round trip 2: the reservation with its audit row, then the COMMIT.
+#: Round trip 2: the reservation with its audit row, then the COMMIT (waiting for its WAL flush,
+#: inside the robot's lock).
 INSERT_AND_COMMIT = f"{_EXECUTE['raas_booking_insert']}; COMMIT"
-#: The psycopg connections whose session holds the prepared statements.
-_READY: WeakSet[Any] = WeakSet()
+#: A transactional WAL record of no consequence, committed with the session's (synchronous)
+#: durability: its commit waits for the WAL to be flushed up to its own commit record.
+DURABLE_MARK = "SELECT pg_logical_emit_message(true, 'raas', 'booking')"
+#: Round trip 2 where the mark can be written: the booking's transaction commits without
+#: waiting for the WAL flush (`synchronous_commit` off for it alone), so the robot's lock is
+#: released before the fsync; then the mark, in a transaction of its own, waits for the flush
+#: of everything written before it, the booking's commit record included, before the answer
+#: comes back. Nothing is acknowledged before the booking is on disk, and the fsync is shared by
+#: every booking committed meanwhile (PostgreSQL flushes all the WAL inserted so far).
+INSERT_AND_COMMIT_THEN_FLUSH = (
+    f"SET LOCAL synchronous_commit TO off; {_EXECUTE['raas_booking_insert']}; COMMIT;"
+    f" {DURABLE_MARK}"
+)
+#: The psycopg connections whose session holds the prepared statements, and whether the durable
+#: mark can be written there (False: a server that refuses `pg_logical_emit_message`).
+_READY: WeakKeyDictionary[Any, bool] = WeakKeyDictionary()
 
 
 def _prepare(session: Session, cursor: psycopg.ClientCursor[Any]) -> None:
@@ -164,7 +180,23 @@ def _prepare(session: Session, cursor: psycopg.ClientCursor[Any]) -> None:
         # Some of the statements may exist now: never reuse this connection.
         session.connection().invalidate()
         raise
-    _READY.add(cursor.connection)
+
+
+def _set_up(session: Session, cursor: psycopg.ClientCursor[Any], fresh: bool) -> None:
+    """A connection's first booking: find out whether the durable mark can be written (in a
+    transaction of its own when nothing else is in this one), then prepare the statements."""
+    raw = cursor.connection
+    try:
+        cursor.execute(DURABLE_MARK)
+        mark = True
+    except psycopg.Error:
+        if not fresh:
+            raise
+        mark = False
+    if fresh:
+        raw.rollback()  # the probe's transaction; the booking begins anew
+    _prepare(session, cursor)
+    _READY[raw] = mark
 
 
 def _aware(t: datetime) -> datetime:
@@ -212,7 +244,7 @@ def book(
     fresh = raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     try:
         if raw not in _READY:
-            _prepare(session, cursor)
+            _set_up(session, cursor, fresh)
         try:
             cursor.execute(statement, params)
         except psycopg.errors.InvalidSqlStatementName:
@@ -229,7 +261,7 @@ def book(
         around = [(r[0], _aware(r[1]), _aware(r[2])) for r in cursor.fetchall()]
         if row is None:
             raise NotFound(f"no robot {data.robot_id}")
-        robot = Robot(
+        robot = RobotRow(
             id=row[0],
             name=row[1],
             status=row[2],
@@ -257,7 +289,7 @@ def book(
         reservation_crud.judge_slot(query, rows, robot, data.ends_at, now, settings, limits)
         detail = {"ends_at": data.ends_at, "robot_id": robot.id, "starts_at": data.starts_at}
         statement, params = (
-            INSERT_AND_COMMIT,
+            INSERT_AND_COMMIT_THEN_FLUSH if _READY.get(raw) else INSERT_AND_COMMIT,
             {
                 "robot_id": robot.id,
                 "user_id": user.id,
@@ -270,7 +302,10 @@ def book(
             },
         )
         try:
-            inserted = cursor.execute(statement, params).fetchone()
+            cursor.execute(statement, params)
+            if statement is INSERT_AND_COMMIT_THEN_FLUSH:
+                cursor.nextset()  # past the SET
+            inserted = cursor.fetchone()
         except psycopg.errors.IntegrityError as exc:  # the exclusion constraint (or the key)
             raise ReservationConflict("the robot is already booked for part of that time") from exc
         assert inserted is not None
