@@ -5,17 +5,20 @@ foreign keys on, a generous busy timeout. Transactions begin IMMEDIATE (the data
 lock is taken before anything is read) unless the session was made for reading only; that is
 what makes check-then-insert atomic on SQLite. Writers of one process queue on a lock first.
 PostgreSQL needs none of this: there the exclusion constraint decides, and writers lock the
-robot row.
+robot row. Its pooled connections are pinged on checkout unless they were returned to the pool
+less than `PING_AFTER_IDLE_S` ago (`_configure_postgresql`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -32,6 +35,9 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 #: PRAGMAs (SQLite) or a TCP handshake and authentication (PostgreSQL) on the request's time.
 POOL_SIZE = 40
 MAX_OVERFLOW = 10
+#: PostgreSQL: a pooled connection returned less than this long ago (seconds) is handed out
+#: without a ping (see `_configure_postgresql`).
+PING_AFTER_IDLE_S = 1.0
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -52,9 +58,45 @@ def make_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(
+    engine = create_engine(
         url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_timeout=60, pool_pre_ping=True
     )
+    if parsed.get_backend_name() == "postgresql":
+        _configure_postgresql(engine)
+    return engine
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it sat in the pool for
+    `PING_AFTER_IDLE_S` or longer (or psycopg already knows it broken).
+
+    The pre-ping (an empty statement, a round trip, and with psycopg the BEGIN before it a
+    round trip of its own) is what replaces a connection the server dropped while it sat in the
+    pool (a restart, an idle timeout) before a request meets it. A connection returned a moment
+    ago was working a moment ago: under load every checkout is one, and its ping was one round
+    trip in seven of a booking (docs/performance.md, "The create-booking path"). A server that
+    goes away within that second fails the requests using it, as it fails the requests in
+    flight: 503 `database_busy`, and the pool is renewed."""
+    returned: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection is not None:
+            returned[dbapi_connection] = time.monotonic()
+
+    ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        at = returned.get(dbapi_connection)
+        if (
+            at is not None
+            and time.monotonic() - at < PING_AFTER_IDLE_S
+            and not getattr(dbapi_connection, "broken", False)
+        ):
+            return True
+        return ping(dbapi_connection)
+
+    engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
 def _configure_sqlite(engine: Engine) -> None:

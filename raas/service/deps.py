@@ -6,7 +6,7 @@ Dependencies that neither block nor touch the database are `async def`: FastAPI 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -74,7 +74,8 @@ async def get_read_session(state: State) -> AsyncIterator[Session]:
 WriteDB = Annotated[Session, Depends(get_write_session)]
 ReadDB = Annotated[Session, Depends(get_read_session)]
 
-_bearer = HTTPBearer(auto_error=False, description="API token or login session token")
+#: The bearer scheme's description in the OpenAPI document (`HTTPBearer`, the scheme's name).
+BEARER_DESCRIPTION = "API token or login session token"
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,13 @@ class Principal:
 
 async def get_principal(
     request: Request,
-    state: State,
-    now: Now,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    state: ServiceState,
+    now: datetime,
+    credentials: HTTPAuthorizationCredentials | None,
 ) -> Principal:
-    """The token's owner: from the per-process token cache (raas/service/token_cache.py) when
-    it holds the token, else read from the database in the thread pool and remembered."""
+    """The token's owner (the bearer credentials, else the login cookie): from the per-process
+    token cache (raas/service/token_cache.py) when it holds the token, else read from the
+    database in the thread pool and remembered."""
     secret = credentials.credentials if credentials else None
     if secret is None:
         secret = request.cookies.get(state.settings.cookie_name)
@@ -125,31 +127,59 @@ async def get_principal(
     return Principal(user=user, token=token)
 
 
-AnyPrincipal = Annotated[Principal, Depends(get_principal)]
+def _any(principal: Principal) -> None:
+    """Any valid credential: a person's or a robot daemon's."""
 
 
-async def get_person(principal: AnyPrincipal) -> Principal:
+def _person(principal: Principal) -> None:
     """A person (any role), not a robot daemon."""
     if principal.robot_id is not None:
         raise Forbidden("robot tokens may only report heartbeats and read revocations")
-    return principal
 
 
-async def get_staff(principal: Annotated[Principal, Depends(get_person)]) -> Principal:
+def _staff(principal: Principal) -> None:
+    _person(principal)
     if not principal.is_staff:
         raise Forbidden("staff or admin only")
-    return principal
 
 
-async def get_admin(principal: Annotated[Principal, Depends(get_person)]) -> Principal:
+def _admin(principal: Principal) -> None:
+    _person(principal)
     if not principal.is_admin:
         raise Forbidden("admin only")
-    return principal
 
 
-Person = Annotated[Principal, Depends(get_person)]
-Staff = Annotated[Principal, Depends(get_staff)]
-Admin = Annotated[Principal, Depends(get_admin)]
+class PrincipalOf(HTTPBearer):
+    """The request's principal, checked by `check`, as ONE dependency.
+
+    FastAPI solves every node of a dependency tree on every request (recursively, with its
+    parameter extraction and cache-key work even for a node already solved): the chain this
+    replaces (role check -> principal -> state, clock, bearer scheme) was nine nodes per
+    booking (docs/performance.md, "The create-booking path"). This is the `HTTPBearer`
+    scheme itself (same name and description, so the OpenAPI document is unchanged) whose call
+    reads the bearer credentials, the state and the clock and authenticates."""
+
+    def __init__(self, check: Callable[[Principal], None]) -> None:
+        super().__init__(auto_error=False, scheme_name="HTTPBearer", description=BEARER_DESCRIPTION)
+        self.check = check
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        state: ServiceState = request.app.state.service
+        credentials = await super().__call__(request)
+        principal = await get_principal(request, state, state.clock(), credentials)
+        self.check(principal)
+        return principal
+
+
+# FastAPI reads a dependency's parameters from its signature; an instance has no `__globals__`
+# to resolve this module's postponed (string) annotations in, so give it the class itself.
+PrincipalOf.__call__.__annotations__["request"] = Request
+
+
+AnyPrincipal = Annotated[Principal, Depends(PrincipalOf(_any))]
+Person = Annotated[Principal, Depends(PrincipalOf(_person))]
+Staff = Annotated[Principal, Depends(PrincipalOf(_staff))]
+Admin = Annotated[Principal, Depends(PrincipalOf(_admin))]
 
 
 def require_robot_or_staff(principal: Principal, robot_id: int) -> None:

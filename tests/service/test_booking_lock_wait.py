@@ -2,7 +2,10 @@
 lock's holder committed (READ COMMITTED: the collision statement's snapshot is taken after the
 lock was granted). The buffer is the decisive case, as no database rule stands behind it: a
 stale read would book inside the buffer. An Idempotency-Key retry answers the first booking,
-and the quota weeks are read for an hours quota only. On a real PostgreSQL server."""
+and the quota weeks are read for an hours quota only. Each test runs both ways a booking is
+made: `reservations.create` (the ORM path series and moves share) and the booking route's
+`booking_postgresql.book` (row locks and collision read in one round trip, insert and COMMIT in
+another). On a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from raas.service.crud import booking_postgresql
 from raas.service.crud import reservations as reservation_crud
 from raas.service.crud import users as user_crud
 from raas.service.db import Database
@@ -36,8 +40,10 @@ H = timedelta(hours=1)
 
 
 class Env:
-    def __init__(self, db: Database, settings: Settings, user: int, robot: int) -> None:
-        self.db, self.settings, self.robot = db, settings, robot
+    def __init__(
+        self, db: Database, settings: Settings, user: int, robot: int, path: str = "crud"
+    ) -> None:
+        self.db, self.settings, self.robot, self.path = db, settings, robot, path
         with db.read() as s:
             self.user = user_crud.get_user(s, user)
             s.expunge(self.user)
@@ -47,18 +53,22 @@ class Env:
             robot_id=self.robot, starts_at=T0 + start * H, ends_at=T0 + end * H
         )
         with self.db.write() as session:
+            if self.path == "route":
+                return booking_postgresql.book(
+                    session, self.user, data, NOW, self.settings, idempotency_key=key
+                )
             return reservation_crud.create(
                 session, self.user, data, NOW, self.settings, idempotency_key=key
             )
 
 
-@pytest.fixture
-def env(pg_server: PgServer, tmp_path: Path) -> Iterator[Env]:
+@pytest.fixture(params=["crud", "route"])
+def env(pg_server: PgServer, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
     url = pg_server.create_database(f"raas_lockwait_{time.monotonic_ns()}")
     settings = settings_for(url, tmp_path).model_copy(update={"buffer_s": 600})
     seeded = seed(settings, users={"a@lab": Role.researcher}, robots=("r1",))
     db = Database(url)
-    yield Env(db, settings, seeded.users["a@lab"][0], seeded.robots["r1"])
+    yield Env(db, settings, seeded.users["a@lab"][0], seeded.robots["r1"], request.param)
     db.dispose()
 
 

@@ -26,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from raas.service.booking_rules import RobotRow
 from raas.service.commit_cache import note_write
 from raas.service.crud import audit
 from raas.service.crud import reservations as reservation_crud
@@ -36,7 +37,7 @@ from raas.service.errors import (
     NotFound,
     ReservationConflict,
 )
-from raas.service.models import AuditEntry, Reservation, ReservationStatus, Robot, User
+from raas.service.models import AuditEntry, Reservation, ReservationStatus, User
 from raas.service.schemas import ReservationCreate
 from raas.service.settings import Settings
 
@@ -143,7 +144,7 @@ def book(
         row = cursor.execute(statement, params).fetchone()
         if row is None:
             raise NotFound(f"no robot {data.robot_id}")
-        robot = Robot(
+        robot = RobotRow(
             id=row[0],
             name=row[1],
             status=row[2],

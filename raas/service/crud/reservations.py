@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from raas.service.booking_rules import BookingRules, check_shape, rules_for
+from raas.service.booking_rules import BookableRobot, BookingRules, check_shape, rules_for
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.crud import users as user_crud
@@ -210,7 +210,7 @@ class SlotQuery:
 
 
 def plan_slot(
-    robot: Robot,
+    robot: BookableRobot,
     user: User,
     start: datetime,
     end: datetime,
@@ -255,7 +255,7 @@ def plan_slot(
 def judge_slot(
     query: SlotQuery,
     rows: list[tuple[str, datetime, datetime]],
-    robot: Robot,
+    robot: BookableRobot,
     end: datetime,
     now: datetime,
     settings: Settings,

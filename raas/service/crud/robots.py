@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from raas.service.booking_rules import rules_for
+from raas.service.booking_rules import BookableRobot, rules_for
 from raas.service.crud import directory
 from raas.service.crud import wear as wear_crud
 from raas.service.errors import AlreadyExists, InvalidBookingRules, NotFound
@@ -47,7 +47,7 @@ def list_robots(db: Session) -> list[Robot]:
     return list(db.scalars(select(Robot).order_by(Robot.id)))
 
 
-def bookable(robot: Robot) -> bool:
+def bookable(robot: BookableRobot) -> bool:
     return robot.status != RobotStatus.maintenance.value and not robot.health_blocked
 
 

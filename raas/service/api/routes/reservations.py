@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from raas.service.crud import audit, booking_sqlite
+from raas.service.crud import audit, booking_postgresql, booking_sqlite
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import reservations as reservation_crud
 from raas.service.crud import robots as robot_crud
@@ -123,12 +123,15 @@ IdempotencyKey = Annotated[
 async def create_reservation(
     body: ReservationCreate,
     principal: Person,
-    state: State,
-    now: Now,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Book a robot. 409 when the slot collides with another booking, maintenance or the
     robot's buffer; 422 off the robot's time grid, too short or too long."""
+    # The state and the clock are read here, not as dependencies: each dependency is a node
+    # FastAPI solves on every request (docs/performance.md, "The create-booking path").
+    state: ServiceState = request.app.state.service
+    now = state.clock()
     user, settings = principal.user, state.settings
     # Committed (and on disk) before the 201 leaves.
     batcher = state.db.batcher
@@ -159,24 +162,14 @@ def _book_apart(
     idempotency_key: str | None,
 ) -> tuple[Reservation, bool]:
     """A booking in a transaction of its own (PostgreSQL: writers run in parallel on their row
-    locks), audited, committed before this returns. The session is opened and closed here, in
-    the route's thread, whatever happens (its row locks go with it; no extra hop to close)."""
+    locks), audited, committed before this returns, its statements run on the session's
+    psycopg connection (raas/service/crud/booking_postgresql.py). The session is opened and
+    closed here, in the route's thread, whatever happens (its row locks go with it; no extra
+    hop to close)."""
     with state.db.write() as session:
-        reservation, replayed = reservation_crud.create(
+        return booking_postgresql.book(
             session, user, body, now, state.settings, idempotency_key=idempotency_key
         )
-        if not replayed:
-            audit.record(
-                session,
-                user,
-                reservation_crud.AUDIT_ACTION,
-                f"reservation:{reservation.id}",
-                now,
-                robot_id=reservation.robot_id,
-                starts_at=reservation.starts_at,
-                ends_at=reservation.ends_at,
-            )
-        return reservation, replayed
 
 
 def _created(reservation: Reservation, headers: dict[str, str] | None = None) -> Response:
