@@ -17,8 +17,13 @@ subscribers  `raasd robot --sim --clock realtime --rate 1000` for --duration sec
 phases       with --phases N: each phase of one step timed alone in one process (inproc), the
              robot's and the client's real code (bench/remote_phases.py).
 
+cpus         with --cpus LIST: the benchmark and every process it starts (both sides, ours and
+             the peer alike) run on those CPUs only (os.sched_setaffinity, inherited): on one
+             CPU a round trip is the CPU work of both sides in sequence, without the cross-CPU
+             wake-ups that make the 2-CPU hot figures bimodal (docs/performance.md).
+
   python -m bench remote -- [--duration S] [--steps N] [--paced-steps N] [--no-subscribers]
-                            [--phases N]
+                            [--phases N] [--hot-only] [--cpus LIST]
 """
 
 from __future__ import annotations
@@ -308,10 +313,25 @@ def main(argv: list[str]) -> int:
         metavar="N",
         help="first, time each phase of a step alone over N steps in one process (0: skip)",
     )
+    p.add_argument(
+        "--hot-only",
+        action="store_true",
+        help="only the hot-loop round trips (no 12.5 Hz runs, stream or subscribers)",
+    )
+    p.add_argument(
+        "--cpus",
+        default="",
+        metavar="LIST",
+        help="run both sides (and the peer) on these CPUs only, e.g. 0 or 0,1",
+    )
     args = p.parse_args(argv)
     os.environ.setdefault("PYTHONPATH", str(ROOT))
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     load = {"before": loadavg()}
     print(f"load average (1, 5, 15 min): {load['before']}")
+    if args.cpus:
+        print(f"on CPUs {sorted(os.sched_getaffinity(0))} only (both sides, ours and the peer)")
 
     phases: dict[str, Any] = {}
     if args.phases:
@@ -328,6 +348,14 @@ def main(argv: list[str]) -> int:
         r = ratio(ours["p50"], peer["p50"])
         print(f"ratio p50 ours/peer ({name}): {r} (target <= 1.3)")
         rt[f"hot_{name}"] = {"ours": ours, "peer": peer, "ratio_p50": r}
+    if args.hot_only:
+        load["after"] = loadavg()
+        print(f"load average (1, 5, 15 min): {load['after']}")
+        write_report(
+            "remote",
+            {"round_trip_us": rt, "phases_us": phases, "load": load, "cpus": args.cpus or None},
+        )
+        return 0
     n = args.paced_steps
     print(f"== remote step round trip at 12.5 Hz, Curve ({n} steps, 80 ms idle between)")
     peer = bench_peer(n, True, PERIOD_S)
@@ -363,6 +391,7 @@ def main(argv: list[str]) -> int:
             "subscribers": subs,
             "phases_us": phases,
             "load": load,
+            "cpus": args.cpus or None,
         },
     )
     return 0

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
-from raas_client.wire import ErrorCode, Msg
+from raas_client.wire import PROTOCOL_VERSION, ErrorCode, Msg
 
 from raas.core.fallback import FallbackKind
 from raas.core.observation import Observation, Step
@@ -142,7 +142,10 @@ class RemoteStep:
         self.judged = judged
         host.packer.fill(obs)  # in place: the arrays are views on the packer's block
         sup = host.supervisor
-        fields: dict[str, Any] = {
+        # The whole header, in the order wire.encode writes it (v, t, the fields, b).
+        header: dict[str, Any] = {
+            "v": PROTOCOL_VERSION,
+            "t": Msg.OBS,
             "cycle": obs.cycle,
             "episode": host.episode,
             "stale": [name for name, r in obs.sources.items() if r.stale],
@@ -150,19 +153,16 @@ class RemoteStep:
             "safety_reason": sup.reason.value,
         }
         if judged is not None:
-            fields["task"] = judged
+            header["task"] = judged
         if self.report is not None:
-            fields["report"] = self.report
+            header["report"] = self.report
             self.report = None
-        sent = time.monotonic_ns()
+        header["b"] = self._obs_layout.name
+        sent = time.monotonic_ns()  # then: the header packed and the frames sent
         if dialled is not None:
-            host.sockets.send_on(
-                dialled, Msg.OBS, fields, layout=self._obs_layout, block=self._obs_block
-            )
+            host.sockets.send_block_on(dialled, header, self._obs_block)
             return sent
-        host.sockets.send_to(
-            ctl.identity, Msg.OBS, fields, layout=self._obs_layout, block=self._obs_block
-        )
+        host.sockets.send_block_to(ctl.identity, header, self._obs_block)
         return sent
 
     def on_step(self, msg_cycle: object, action: np.ndarray | None) -> None:

@@ -12,6 +12,7 @@ import msgpack
 import numpy as np
 import zmq
 from raas_client.wire import PROTOCOL_VERSION, Layout, Msg, encode
+from raas_client.zmq_send import send as _send_frame
 
 from raas.transport.config import TransportConfig
 from raas.transport.curve import CurveKeys, load_or_create, needs_curve
@@ -25,7 +26,6 @@ _LAST = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
 _RCVTIMEO = int(zmq.RCVTIMEO)
-_RCVMORE = int(zmq.RCVMORE)
 
 
 class RobotSockets:
@@ -102,15 +102,17 @@ class RobotSockets:
     def _recv(self, flags: int) -> list[Any]:
         """[identity (bytes), frame, ...]: the identity (at most 255 bytes) copied, which costs
         less than a zmq.Frame; the rest as zmq.Frame, never copied (a frame may be up to
-        max_frame_bytes); Frame.more saves asking ZMQ_RCVMORE after each of them."""
+        max_frame_bytes); Frame.more saves asking ZMQ_RCVMORE after each of them. A ROUTER
+        puts the sender's identity before every message, so at least one part always follows
+        it: ZMQ_RCVMORE is not asked after it either (pyzmq's `get` builds an enum per call,
+        ~0.4 us)."""
         sock = self.control
         frames: list[Any] = [sock.recv(flags)]
-        more = sock.get(_RCVMORE)
-        while more:
+        while True:
             frame = sock.recv(_LAST, copy=False)  # the parts of a message arrive together
             frames.append(frame)
-            more = frame.more
-        return frames
+            if not frame.more:
+                return frames
 
     def recv_wait(self, timeout_ms: int) -> list[Any] | None:
         """One control message, waiting up to timeout_ms for it (0: just look), or None.
@@ -151,6 +153,29 @@ class RobotSockets:
         )
         self._send(self.control, [identity, *frames])
 
+    def send_block_to(self, identity: bytes, header: Mapping[str, Any], block: Any) -> None:
+        """[identity, header, block] on the control socket, `header` complete (`v`, `t`, `b`
+        and the fields): what `send_to` sends for a message with a block and no loose arrays
+        (remote step's observation, every cycle), without the frame list and the loop."""
+        head = self._pack(header)  # packed first: a header that cannot be packed sends nothing
+        sock = self.control
+        try:
+            _send_frame(sock, identity, _MORE)
+            _send_frame(sock, head, _MORE)
+            _send_frame(sock, block, _LAST)
+        except zmq.ZMQError:
+            self.dropped += 1
+
+    def send_block_on(self, sock: zmq.Socket[bytes], header: Mapping[str, Any], block: Any) -> None:
+        """`send_block_to` on another socket of the loop's thread (a dialled policy server's
+        DEALER: raas/transport/policy_serve.py): [header, block], dropped rather than waited for."""
+        head = self._pack(header)
+        try:
+            _send_frame(sock, head, _MORE)
+            _send_frame(sock, block, _LAST)
+        except zmq.ZMQError:
+            self.dropped += 1
+
     def send_on(
         self,
         sock: zmq.Socket[bytes],
@@ -190,20 +215,21 @@ class RobotSockets:
         the loop around the three sends."""
         sock = self.stream
         try:
-            sock.send(topic, _MORE)
-            sock.send(header, _MORE)
-            sock.send(body, _LAST)
+            _send_frame(sock, topic, _MORE)
+            _send_frame(sock, header, _MORE)
+            _send_frame(sock, body, _LAST)
         except zmq.ZMQError:
             self.dropped += 1
 
     def _send(self, sock: zmq.Socket[bytes], frames: list[Any]) -> None:
-        # Frame by frame with plain int flags: send_multipart's per-frame enum arithmetic costs
-        # more than the send. ROUTER (without ROUTER_MANDATORY) and PUB drop rather than refuse
-        # a message, so a multipart message is never left half sent.
+        # Frame by frame with plain int flags and pyzmq's compiled send (raas_client.zmq_send):
+        # send_multipart's per-frame enum arithmetic and Socket.send's Python wrapper cost more
+        # than the send. ROUTER (without ROUTER_MANDATORY) and PUB drop rather than refuse a
+        # message, so a multipart message is never left half sent.
         last = len(frames) - 1
         try:
             for i, frame in enumerate(frames):
-                sock.send(frame, _LAST if i == last else _MORE, copy=True)
+                _send_frame(sock, frame, _LAST if i == last else _MORE)
         except zmq.ZMQError:  # e.g. the peer vanished mid-send: its problem, not the loop's
             self.dropped += 1
 

@@ -201,3 +201,48 @@ def test_a_header_as_bytes_and_a_block_as_frame_decode_to_writable_views() -> No
     assert action.flags.writeable
     a.close()
     b.close()
+
+
+def test_a_step_header_from_its_parts_is_the_packed_header() -> None:
+    """RemoteRobot.act sends head + pack(cycle) + tail: the same bytes as packing the header
+    map, whatever the cycle's msgpack size, and the daemon reads the cycle back."""
+    from raas_client.session import step_header_parts
+
+    head, tail = step_header_parts("step")
+    pack = msgpack.Packer().pack
+    for cycle in (0, 1, 127, 128, 255, 65536, 2**31, 2**40, -1, -33):
+        header = {"v": V, "t": "step", "cycle": cycle, "b": "step"}
+        assert head + pack(cycle) + tail == msgpack.packb(header)
+        msg = decode([head + pack(cycle) + tail, bytes(STEP.size)], layouts={"step": STEP})
+        assert msg.get("cycle") == cycle and msg.type == "step" and msg.block == "step"
+
+
+def test_frames_received_as_zmq_frames_decode_and_count_toward_the_limit() -> None:
+    """What the daemon and RemoteRobot receive now (every part a zmq.Frame, read without a
+    memoryview): a block and a loose array are writable views on their frames, and a message
+    over its limit is refused by its size in bytes with the request's id."""
+    ctx = zmq.Context.instance()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    a.bind("inproc://wire-test-frames")
+    b.connect("inproc://wire-test-frames")
+    block, views = STEP.allocate()
+    views["action"][:] = np.arange(20.0)
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    a.send_multipart(encode("obs", {"id": 5}, {"image": image}, layout=STEP, block=block))
+    frames = b.recv_multipart(copy=False)
+    assert all(type(f) is zmq.Frame for f in frames)
+    msg = decode(frames, limit=lambda kind: 64 * 1024, layouts={"step": STEP})
+    action, got = msg.arrays["action"], msg.arrays["image"]
+    assert np.array_equal(action, np.arange(20.0)) and np.array_equal(got, image)
+    assert np.shares_memory(action, np.frombuffer(frames[1].buffer, np.uint8))
+    assert np.shares_memory(got, np.frombuffer(frames[2].buffer, np.uint8))
+    assert action.flags.writeable and got.flags.writeable
+    big = np.zeros(64 * 1024, dtype=np.uint8)
+    a.send_multipart(encode("upload_chunk", {"id": 6}, {"data": big}))
+    frames = b.recv_multipart(copy=False)
+    with pytest.raises(ProtocolError) as exc:
+        decode(frames, limit=lambda kind: 64 * 1024)
+    assert exc.value.too_large and exc.value.request_id == 6
+    assert f"of {len(frames[0]) + big.nbytes} bytes" in str(exc.value)
+    a.close()
+    b.close()

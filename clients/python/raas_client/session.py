@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -47,14 +47,15 @@ from raas_client.wire import (
     encode,
     layouts_from_spaces,
 )
+from raas_client.zmq_send import send as _send_frame
 
 # Plain ints: pyzmq's enum flags cost more in arithmetic, and get(EVENTS) with the enum builds
 # a PollEvent, than the calls they decorate (a remote step makes several of each).
 _EVENTS = int(zmq.EVENTS)
-_RCVMORE = int(zmq.RCVMORE)
 _POLLIN = int(zmq.POLLIN)
 _SNDMORE = int(zmq.SNDMORE)
 _RCVTIMEO = int(zmq.RCVTIMEO)
+_OBS = Msg.OBS
 
 
 @dataclass(slots=True)
@@ -133,6 +134,17 @@ def connect_socket(
     return sock
 
 
+def step_header_parts(layout: str) -> tuple[bytes, bytes]:
+    """The msgpack bytes of a `step` header `{"v", "t": "step", "cycle": ?, "b": layout}` before
+    and after the cycle's value: `head + pack(cycle) + tail` is `pack(header)` (msgpack writes a
+    map as its size, then each key and value in order)."""
+    p = msgpack.Packer()
+    head = p.pack_map_header(4) + b"".join(
+        p.pack(x) for x in ("v", PROTOCOL_VERSION, "t", Msg.STEP, "cycle")
+    )
+    return head, p.pack("b") + p.pack(layout)
+
+
 def stream_endpoint_for(control: str, announced: str) -> str:
     """The stream endpoint as this client reaches it: the announced one, with the control
     endpoint's host when the daemon bound a wildcard or another interface."""
@@ -176,10 +188,11 @@ class RemoteRobot:
         self._obs: Observation | None = None
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
         self.info: dict[str, Any] = {}
-        #: The robot's block layouts (hello's spaces.layouts), and the preallocated `step`
-        #: block that act() fills and sends.
+        #: The robot's block layouts (hello's spaces.layouts), and what act() sends: the step
+        #: header's bytes before and after its cycle, the preallocated `step` block and its
+        #: `action` view (filled in place).
         self.layouts: dict[str, Layout] = {}
-        self._step: tuple[Layout, np.ndarray, np.ndarray] | None = None
+        self._step: tuple[bytes, bytes, np.ndarray, np.ndarray] | None = None
         self.session: dict[str, Any] | None = None
         self.closed_reason: str | None = None
         #: The last supervisor transition the robot reported (a "safety" event), as a dict.
@@ -259,7 +272,7 @@ class RemoteRobot:
         # inside libzmq, where ZMQ_EVENTS + poll asked the socket's mailbox two or three times.
         ms = max(0, int(timeout_s * 1000))
         if ms == 0:
-            if not cast(int, self.sock.get(_EVENTS)) & _POLLIN:
+            if not self.sock.get(_EVENTS) & _POLLIN:  # type: ignore[operator]
                 return False
         elif ms != self._rcvtimeo:
             self.sock.setsockopt(_RCVTIMEO, ms)
@@ -270,28 +283,29 @@ class RemoteRobot:
             return False
         received_ns = time.monotonic_ns()
         msg = decode(frames, layouts=self.layouts)
-        kind = msg.type
-        if kind in (Msg.OK, Msg.ERROR):
-            rid = msg.get("id")
+        h = msg.header
+        kind = h["t"]  # decode checked it is a str
+        if kind == _OBS:  # the hot path first: an observation every step
+            rep = h.get("report")
+            task = h.get("task")
+            self._obs = Observation(
+                int(h.get("cycle", -1)),
+                int(h.get("episode", 0)),
+                msg.arrays,
+                list(h.get("stale", [])),
+                StepReport.from_header(rep) if isinstance(rep, dict) else None,
+                dict(task) if isinstance(task, dict) else None,
+                str(h.get("safety", "")),
+                str(h.get("safety_reason", "")),
+                received_ns,
+            )
+        elif kind in (Msg.OK, Msg.ERROR):
+            rid = h.get("id")
             if isinstance(rid, int):
                 self._replies[rid] = msg
                 if len(self._replies) > 1000:  # replies nobody waits for (heartbeats)
                     for old in sorted(self._replies)[:500]:
                         del self._replies[old]
-        elif kind == Msg.OBS:
-            rep = msg.get("report")
-            task = msg.get("task")
-            self._obs = Observation(
-                int(msg.get("cycle", -1)),
-                int(msg.get("episode", 0)),
-                msg.arrays,
-                list(msg.get("stale", [])),
-                StepReport.from_header(rep) if isinstance(rep, dict) else None,
-                dict(task) if isinstance(task, dict) else None,
-                str(msg.get("safety", "")),
-                str(msg.get("safety_reason", "")),
-                received_ns,
-            )
         elif kind == Msg.SERVE:
             self.intro = dict(msg.header)
         elif kind == Msg.EVENT:
@@ -307,16 +321,15 @@ class RemoteRobot:
         return True
 
     def _recv(self) -> list[Any]:
-        """One waiting message: the header copied into bytes (cheaper than a zmq.Frame for a
-        few hundred bytes), the frames after it as zmq.Frame (no copy; arrays on them are
-        writable views); Frame.more saves asking ZMQ_RCVMORE after each of them."""
+        """One waiting message as zmq.Frame (no copy; arrays on them are writable views):
+        Frame.more says whether a part follows, where asking ZMQ_RCVMORE after a copying recv
+        costs more than the Frame (pyzmq's `get` builds an enum per call)."""
         sock = self.sock
-        frames: list[Any] = [sock.recv()]  # blocks up to ZMQ_RCVTIMEO (zmq.Again after it)
-        more = sock.get(_RCVMORE)
-        while more:
+        frame = sock.recv(copy=False)  # blocks up to ZMQ_RCVTIMEO (zmq.Again after it)
+        frames: list[Any] = [frame]
+        while frame.more:
             frame = sock.recv(copy=False)
             frames.append(frame)
-            more = frame.more
         return frames
 
     # ------------------------------------------------------------- session
@@ -327,7 +340,8 @@ class RemoteRobot:
         if step is None:
             raise ProtocolError("hello's spaces.layouts has no 'step' layout")
         block, views = step.allocate()
-        self._step = (step, block, views["action"])
+        head, tail = step_header_parts(step.name)
+        self._step = (head, tail, block, views["action"])
         self.info = info
         return self.info
 
@@ -420,7 +434,7 @@ class RemoteRobot:
             self._pump(left)
         # Drain whatever else is already queued so the newest one wins (ZMQ_EVENTS: no syscall
         # when nothing is queued, which is the usual case).
-        while cast(int, self.sock.get(_EVENTS)) & _POLLIN and self._pump(0):
+        while self.sock.get(_EVENTS) & _POLLIN and self._pump(0):  # type: ignore[operator]
             pass
         obs = self._obs
         self._obs = None
@@ -430,19 +444,23 @@ class RemoteRobot:
         """The action for `cycle` (fire and forget: its report comes with the next observation).
 
         Written into the preallocated `step` block (hello's layout) and sent as one frame."""
-        if self._step is None:
+        step = self._step
+        if step is None:
             self.hello()
-        assert self._step is not None
-        layout, block, view = self._step
+            step = self._step
+            assert step is not None
+        head, tail, block, view = step
         a = np.asarray(action)
         if a.shape != view.shape:
             raise ValueError(f"action must have shape {view.shape} (hello's spaces), not {a.shape}")
         view[:] = a
         # Header and block, both copied into zmq messages (the block is reused by the next
-        # act): two plain sends, which is what send_multipart does with more Python around it.
-        header = {"v": PROTOCOL_VERSION, "t": Msg.STEP, "cycle": cycle, "b": layout.name}
-        self.sock.send(self._pack(header), _SNDMORE)
-        self.sock.send(block.data)
+        # act): two sends without pyzmq's Python wrapper (raas_client.zmq_send). The header
+        # is the packed {"v", "t": "step", "cycle", "b": "step"} with only the cycle packed
+        # per step (the same bytes: a msgpack map is its entries one after the other).
+        sock = self.sock
+        _send_frame(sock, head + self._pack(cycle) + tail, _SNDMORE)
+        _send_frame(sock, block, 0)
 
     # ------------------------------------------------------------- e-stop
     def estop(self, lease: str | None = None) -> dict[str, Any]:

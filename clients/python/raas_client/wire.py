@@ -32,6 +32,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+import zmq
 
 from raas_client.errors import ProtocolError
 
@@ -46,6 +47,9 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 64 * 1024
 #: Most array frames in one message.
 MAX_ARRAYS = 64
+#: Frames read as they are: their len() is their size in bytes, and numpy and msgpack read
+#: them through the buffer protocol (a memoryview on a zmq.Frame costs more than the read).
+_DIRECT = (bytes, zmq.Frame)
 _DTYPES = frozenset({"f4", "f8", "i4", "i8", "u1", "u2", "b1"})
 
 
@@ -274,9 +278,9 @@ def decode(
     as a map, the error carries the request's `id` (`request_id`)."""
     if not frames:
         raise ProtocolError("empty message")
-    raw = _buffer(frames[0])
-    if len(raw) > MAX_HEADER_BYTES:
-        raise ProtocolError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+    raw, nbytes = _raw(frames[0])
+    if nbytes > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header of {nbytes} bytes exceeds {MAX_HEADER_BYTES}")
     try:  # msgpack >= 1.0: raw=False and strict_map_key=True are the defaults
         header = msgpack.unpackb(raw, max_bin_len=0, max_ext_len=0, max_array_len=4096)
     except Exception as exc:  # msgpack raises many types on garbage
@@ -301,11 +305,17 @@ def decode(
     spec = header.pop("a", None)
     name = header.pop("b", None)
     arrays: dict[str, np.ndarray] = {}
+    n = len(frames)
     try:
-        rest = frames[1:]
         if name is not None:
-            arrays = _block(name, rest[0] if rest else None, layouts)
-            rest = rest[1:]
+            arrays = _block(name, frames[1] if n > 1 else None, layouts)
+            if spec is None:  # a block alone (an observation, a step): the usual message
+                if n > 2:
+                    raise ProtocolError("array frames without an array list 'a'")
+                return Message(header, arrays, name)
+            rest = frames[2:]
+        else:
+            rest = frames[1:]
         if spec is None:
             if rest:
                 raise ProtocolError("array frames without an array list 'a'")
@@ -313,7 +323,7 @@ def decode(
         if not isinstance(spec, list) or len(spec) != len(rest) or len(spec) > MAX_ARRAYS:
             raise ProtocolError("array list 'a' does not match the frames")
         for entry, frame in zip(spec, rest, strict=True):
-            arrays.update([_array(entry, _buffer(frame))])
+            arrays.update([_array(entry, *_raw(frame))])
     except ProtocolError as exc:
         exc.request_id = rid
         raise
@@ -335,10 +345,10 @@ def _block(name: object, frame: Any, layouts: Mapping[str, Layout] | None) -> di
         raise ProtocolError(f"unknown block layout {name!r} (hello's spaces.layouts)"[:200])
     if frame is None:
         raise ProtocolError(f"block {layout.name!r} is missing")
-    buf = _buffer(frame)
-    if buf.nbytes != layout.size:
+    buf, nbytes = _raw(frame)
+    if nbytes != layout.size:
         raise ProtocolError(
-            f"block {layout.name!r} of {buf.nbytes} bytes: its layout has {layout.size}"
+            f"block {layout.name!r} of {nbytes} bytes: its layout has {layout.size}"
         )
     return layout.views(buf)
 
@@ -359,7 +369,16 @@ def _valid_shape(shape: object) -> bool:
 
 
 def _nbytes(frame: Any) -> int:
-    return len(frame) if type(frame) is bytes else _buffer(frame).nbytes
+    return len(frame) if type(frame) in _DIRECT else _buffer(frame).nbytes
+
+
+def _raw(frame: Any) -> tuple[Any, int]:
+    """`frame` as something numpy and msgpack read (bytes and a zmq.Frame as they are, anything
+    else as a memoryview), and its size in bytes."""
+    if type(frame) in _DIRECT:
+        return frame, len(frame)
+    buf = _buffer(frame)
+    return buf, buf.nbytes
 
 
 def _buffer(frame: Any) -> memoryview:
@@ -374,7 +393,7 @@ def _buffer(frame: Any) -> memoryview:
         raise ProtocolError(f"frame of type {type(frame).__name__} is not a buffer") from None
 
 
-def _array(entry: Any, buf: memoryview) -> tuple[str, np.ndarray]:
+def _array(entry: Any, buf: Any, nbytes: int) -> tuple[str, np.ndarray]:
     if not (isinstance(entry, list) and len(entry) == 3):
         raise ProtocolError("array entry is not [name, dtype, shape]")
     name, dtype, shape = entry
@@ -384,8 +403,8 @@ def _array(entry: Any, buf: memoryview) -> tuple[str, np.ndarray]:
         raise ProtocolError(f"bad array shape {shape!r}"[:200])
     dt = np.dtype(dtype)
     count = _count(shape)
-    if count * dt.itemsize != buf.nbytes:
-        raise ProtocolError(f"array {name!r}: {buf.nbytes} bytes do not make {dtype}{shape}")
+    if count * dt.itemsize != nbytes:
+        raise ProtocolError(f"array {name!r}: {nbytes} bytes do not make {dtype}{shape}")
     if count == 0:
         return name, np.zeros(shape, dtype=dt)
     return name, np.frombuffer(buf, dtype=dt).reshape(shape)
