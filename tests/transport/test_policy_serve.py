@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 from raas_client.errors import RemoteError
 from raas_client.policy_server import SimulatedLatency, serve
 from raas_client.session import Observation, RemoteRobot
@@ -42,8 +43,14 @@ def test_a_served_policy_drives_the_hand(
         daemon.control, server_key=daemon.key, lease=issuer.issue(scope="observe", sub="watcher")
     )
     watcher.open("observe")
-    events = watcher.stream((Topic.EVENT,))
-    time.sleep(0.3)  # the subscription settles (no event comes before the serve starts)
+    # Subscribed to steps too, until the first one arrives: the stream is admitted then (an
+    # observer's within about a second of `open`), so no chunk event can be missed.
+    events = watcher.stream((Topic.STEP, Topic.EVENT))
+    deadline = time.monotonic() + 30.0
+    while (first := events.recv(1.0)) is None or first[0] != "step":
+        assert time.monotonic() < deadline, "the observer's stream never arrived"
+        watcher.heartbeat()
+    events.sock.setsockopt(zmq.UNSUBSCRIBE, Topic.STEP)
     serving = threading.Event()
 
     def keep_watching() -> None:  # the observer session lives while the policy is served
@@ -79,6 +86,8 @@ def test_a_served_policy_drives_the_hand(
     chunks: list[dict[str, object]] = []
     done: dict[str, object] = {}
     while (got := events.recv(2.0)) is not None and not done:
+        if got[0] != "event":
+            continue  # a step queued before the unsubscription
         kind = got[1].get("kind")
         if kind == "chunk":
             chunks.append(got[1])

@@ -3,6 +3,7 @@ the hand in the cycle it is received, and a re-arm after a hold starts from the 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,6 @@ def _collect(stream: Stream, until: Any, timeout_s: float = 20.0) -> dict[str, A
     """Steps by cycle and events, until `until(steps, events)` holds."""
     steps: dict[int, tuple[dict[str, Any], dict[str, np.ndarray]]] = {}
     events: list[dict[str, Any]] = []
-    import time
 
     end = time.monotonic() + timeout_s
     while time.monotonic() < end and not until(steps, events):
@@ -99,6 +99,12 @@ def test_rearm_after_hold_starts_from_the_measured_pose(
     stream = ctl.stream()
     try:
         _open_armed(ctl)
+        # the stream is admitted once the session is open (within about a second): wait for it,
+        # or the cycle below can pass before this subscriber receives anything
+        deadline = time.monotonic() + 30.0
+        while (got := stream.recv(0.2)) is None or not got[0].startswith("step"):
+            assert time.monotonic() < deadline, "the stream never arrived"
+            ctl.heartbeat()  # the session's liveness
         _step(ctl, 6, HI)  # far away: the rate limit walks the targets there
         ctl.disarm()
         assert ctl.status()["safety"]["state"] == "hold"
