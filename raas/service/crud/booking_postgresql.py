@@ -49,7 +49,6 @@ from raas.service.crud import audit
 from raas.service.crud import reservations as reservation_crud
 from raas.service.crud import users as user_crud
 from raas.service.errors import (
-    IdempotencyKeyReused,
     InvalidTimeRange,
     NotFound,
     ReservationConflict,
@@ -279,7 +278,7 @@ def book(
         else:
             limits = user_crud.Limits(row[11], row[12], default=False)
         if row[13] is not None:
-            return _replay(session, row[13], data, idempotency_key), True
+            return reservation_crud.replay(session, row[13], data, idempotency_key), True
         query = reservation_crud.plan_slot(
             robot, user, data.starts_at, data.ends_at, now, settings, limits
         )
@@ -315,31 +314,7 @@ def book(
     finally:
         cursor.close()
     note_write(session, Reservation.__table__, AuditEntry.__table__)
-    reservation = Reservation(
-        id=new_id,
-        robot_id=robot.id,
-        user_id=user.id,
-        starts_at=data.starts_at,
-        ends_at=data.ends_at,
-        status=ReservationStatus.confirmed.value,
-        purpose=data.purpose,
-        created_at=now,
-        updated_at=now,
-        idempotency_key=idempotency_key,
-        revision=0,
-        series_id=None,
+    return (
+        reservation_crud.confirmed(new_id, robot.id, user.id, data, now, idempotency_key),
+        False,
     )
-    return reservation, False
-
-
-def _replay(
-    session: Session, earlier_id: int, data: ReservationCreate, idempotency_key: str | None
-) -> Reservation:
-    """The booking made earlier with this Idempotency-Key, if the request is the same."""
-    earlier = reservation_crud.get(session, earlier_id)
-    if not reservation_crud.same_request(earlier, data):
-        raise IdempotencyKeyReused(
-            f"Idempotency-Key {idempotency_key!r} was used for reservation {earlier.id}, "
-            "a different request; use a new key for a new booking"
-        )
-    return earlier

@@ -339,6 +339,46 @@ def _check_hours(
             )
 
 
+def replay(
+    db: Session, earlier_id: int, data: ReservationCreate, idempotency_key: str | None
+) -> Reservation:
+    """The booking made earlier with this Idempotency-Key (read through the session: on the
+    SQLite write batch's connection it may be a booking of this very batch), if the request is
+    the same; else IdempotencyKeyReused."""
+    earlier = get(db, earlier_id)
+    if not same_request(earlier, data):
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {idempotency_key!r} was used for reservation {earlier.id}, "
+            "a different request; use a new key for a new booking"
+        )
+    return earlier
+
+
+def confirmed(
+    new_id: int,
+    robot_id: int,
+    user_id: int,
+    data: ReservationCreate,
+    now: datetime,
+    idempotency_key: str | None,
+) -> Reservation:
+    """A new booking's answer, built from what the request holds (not read back)."""
+    return Reservation(
+        id=new_id,
+        robot_id=robot_id,
+        user_id=user_id,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        status=ReservationStatus.confirmed.value,
+        purpose=data.purpose,
+        created_at=now,
+        updated_at=now,
+        idempotency_key=idempotency_key,
+        revision=0,
+        series_id=None,
+    )
+
+
 def same_request(reservation: Reservation, data: ReservationCreate) -> bool:
     return (
         reservation.robot_id == data.robot_id
@@ -455,13 +495,7 @@ def create(
         raise InvalidTimeRange("ends_at must be after starts_at")
     robot, limits, earlier_id = _robot_and_limits(db, data.robot_id, user, idempotency_key)
     if earlier_id is not None:
-        earlier = get(db, earlier_id)
-        if not same_request(earlier, data):
-            raise IdempotencyKeyReused(
-                f"Idempotency-Key {idempotency_key!r} was used for reservation {earlier.id}, "
-                "a different request; use a new key for a new booking"
-            )
-        return earlier, True
+        return replay(db, earlier_id, data, idempotency_key), True
     check_slot(db, robot, user, data.starts_at, data.ends_at, now, settings, limits=limits)
     values = {
         "robot_id": robot.id,
