@@ -43,7 +43,6 @@ import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from raas.service.booking_rules import RobotRow
 from raas.service.commit_cache import note_write
 from raas.service.crud import audit
 from raas.service.crud import reservations as reservation_crud
@@ -260,25 +259,9 @@ def book(
         around = [(r[0], _aware(r[1]), _aware(r[2])) for r in cursor.fetchall()]
         if row is None:
             raise NotFound(f"no robot {data.robot_id}")
-        robot = RobotRow(
-            id=row[0],
-            name=row[1],
-            status=row[2],
-            health_blocked=bool(row[3]),
-            health_note=row[4],
-            booking_granularity_s=row[5],
-            min_booking_s=row[6],
-            max_booking_s=row[7],
-            staff_max_booking_s=row[8],
-            buffer_s=row[9],
-        )
-        if row[10] is None:
-            hours, days = user_crud.DEFAULT_QUOTAS[user.role]
-            limits = user_crud.Limits(hours, days, default=True)
-        else:
-            limits = user_crud.Limits(row[11], row[12], default=False)
-        if row[13] is not None:
-            return reservation_crud.replay(session, row[13], data, idempotency_key), True
+        robot, limits, earlier_id = reservation_crud.robot_and_limits_of(row, user.role)
+        if earlier_id is not None:
+            return reservation_crud.replay(session, earlier_id, data, idempotency_key), True
         query = reservation_crud.plan_slot(
             robot, user, data.starts_at, data.ends_at, now, settings, limits
         )

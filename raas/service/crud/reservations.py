@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, cast
@@ -29,7 +30,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from raas.service.booking_rules import BookableRobot, BookingRules, check_shape, rules_for
+from raas.service.booking_rules import (
+    BookableRobot,
+    BookingRules,
+    RobotRow,
+    check_shape,
+    rules_for,
+)
 from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.crud import users as user_crud
@@ -337,6 +344,32 @@ def _check_hours(
                 f"week of {w.astimezone(zone).date()}: {booked[w]:.2f} h booked + {h:.2f} h "
                 f"requested > {hours_per_week:g} h allowed"
             )
+
+
+def robot_and_limits_of(
+    row: Sequence[Any], role: str
+) -> tuple[RobotRow, user_crud.Limits, int | None]:
+    """The raw booking paths' first read (their ROBOT_AND_LIMITS statement: the robot's
+    columns, the user's quota row, the id of an earlier booking with the same
+    Idempotency-Key) as the robot, the user's limits and that id."""
+    robot = RobotRow(
+        id=row[0],
+        name=row[1],
+        status=row[2],
+        health_blocked=bool(row[3]),
+        health_note=row[4],
+        booking_granularity_s=row[5],
+        min_booking_s=row[6],
+        max_booking_s=row[7],
+        staff_max_booking_s=row[8],
+        buffer_s=row[9],
+    )
+    if row[10] is None:
+        hours, days = user_crud.DEFAULT_QUOTAS[role]
+        limits = user_crud.Limits(hours, days, default=True)
+    else:
+        limits = user_crud.Limits(row[11], row[12], default=False)
+    return robot, limits, row[13]
 
 
 def replay(
