@@ -6,6 +6,10 @@ started (a server that never answers is not judged). Real sockets, the lockstep 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +20,8 @@ from raas_client.errors import RemoteError
 from raas_client.session import RemoteRobot
 from raas_client.wire import Msg
 
-from tests.transport.harness import LeaseIssuer, RobotDaemon, start_daemon, wait_for
-from tests.transport.test_policy_dial import BoundServer
+from tests.transport.harness import ROOT, LeaseIssuer, RobotDaemon, start_daemon, wait_for
+from tests.transport.test_policy_dial import _BOUND, BoundServer
 from tests.transport.test_policy_serve import MAX_REPEATS, H
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -158,3 +162,49 @@ def test_bad_episode_fields_are_refused(
         assert r.status()["mode"] == "hold"
     finally:
         r.close()
+
+
+def test_dial_policy_episode_from_a_shell_prints_the_record(
+    daemon: RobotDaemon, issuer: LeaseIssuer, tmp_path: Path
+) -> None:
+    """`raas serve-policy --bind` on the GPU machine, `raas dial-policy --episode --seed 3`
+    from the researcher's: the robot serves one episode and ends it by itself (no --duration);
+    the command prints the episode's record and exits 0. `--seed` without `--episode` is a usage
+    error that sends nothing."""
+    cli = [sys.executable, "-m", "raas_client.cli"]
+    env = dict(os.environ)
+    base = [*cli, "dial-policy", daemon.control, "--server-key", daemon.key, "--chunk", str(H)]
+    bad = subprocess.run(
+        [*base, "--lease", issuer.issue(), "--policy", "tcp://127.0.0.1:1", "--policy-key",
+         "k" * 40, "--seed", "3"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--seed needs --episode" in bad.stderr
+    server = subprocess.Popen(
+        [*cli, "serve-policy", "tests.transport.test_policy_serve:policy", "--bind",
+         "tcp://127.0.0.1:*", "--robot-key", daemon.key, "--chunk", str(H), "--key-dir",
+         str(tmp_path)],
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        found = _BOUND.search(server.stderr.readline().decode())
+        assert found
+        dial = subprocess.run(
+            [*base, "--lease", issuer.issue(), "--policy", found[1], "--policy-key", found[2],
+             "--episode", "--seed", "3"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+        assert dial.returncode == 0, dial.stderr
+        summary = json.loads(dial.stdout.strip().splitlines()[-1])
+        assert summary["reason"] == "done" and summary["dialled"] == found[1]
+        [record] = summary["episodes"]
+        assert record["reason"] == "max_successes" and record["successes"] == MAX_SUCCESSES
+        assert f"episode 0: {MAX_SUCCESSES} successes, max_successes" in dial.stderr
+    finally:
+        server.kill()
+        server.wait()
+        if server.stderr is not None:
+            server.stderr.close()
+        if server.stdout is not None:
+            server.stdout.close()

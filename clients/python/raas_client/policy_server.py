@@ -197,17 +197,30 @@ def load_or_create_keypair(key_dir: Path) -> tuple[bytes, bytes]:
 
 
 def ask_to_dial(
-    r: RemoteRobot, endpoint: str, server_key: str, chunk: int, blend: str = "newest"
+    r: RemoteRobot,
+    endpoint: str,
+    server_key: str,
+    chunk: int,
+    blend: str = "newest",
+    *,
+    episode: bool = False,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """From a researcher's open control session: have the robot dial a bound policy server and
     serve its chunks. The session owns the serving: keep it open (heartbeats) while the policy
-    serves; closing it ends the serving and stops the hand. RemoteError `bad_dial` when the
-    robot refuses `dial`."""
-    fields = {
+    serves; closing it ends the serving and stops the hand. With `episode`, the robot serves one
+    episode of its cell's task (goals from `seed`) and ends the serving by itself; the record is
+    in the summary's `episodes`. RemoteError `bad_dial` when the robot refuses `dial`,
+    `unavailable` when its cell cannot judge the task."""
+    fields: dict[str, Any] = {
         "horizon": chunk,
         "blend": blend,
         "dial": {"endpoint": endpoint, "server_key": server_key},
     }
+    if episode:
+        fields["episode"] = True
+        if seed is not None:
+            fields["seed"] = seed
     return r.request(Msg.SERVE, fields)
 
 
