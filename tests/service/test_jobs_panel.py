@@ -2,8 +2,9 @@
 
 `raasd serve` in a subprocess, the system Chromium via Playwright (as test_booking_page.py).
 Alice has a finished job (three episodes, run over the robot routes by shadow-2), a running
-one (claimed by shadow-1, one episode done) and a queued one; Bob has one. Alice sees only her
-three, with status, robot, episodes done and the
+one (claimed by shadow-1, one episode done) and a queued one; Bob has one naming a policy
+server. Alice sees only her three, with status, policy (the bundle's digest), robot, episodes
+done and the
 episode's successes, and cancels the queued one from the page; staff see all three with names;
 the week grid of shadow-1 shows the running job's hold as busy. The page keeps its
 Content-Security-Policy (no violation in the console). The picture goes to
@@ -101,7 +102,21 @@ def test_jobs_panel_in_a_real_browser(server: tuple[ServerProcess, Seeded], tmp_
     finally:
         one.close()
         two.close()
-    bobs = submit(base, seeded, "bob@lab", b"policy C", episodes=1, robot="shadow-2")
+    # Bob's names a policy server instead of a bundle (the AutoEval pattern)
+    server_key = ">r{dG?>dd{bhp.aHh)l%.J%I!Uxv+#xXGJitS6+H"
+    r = httpx.post(
+        f"{base}/jobs",
+        json={
+            "policy_server": {"endpoint": "tcp://gpu.lab:7000", "server_key": server_key},
+            "task": "reorientation",
+            "episodes": 1,
+            "robot": "shadow-2",
+        },
+        headers=seeded.headers("bob@lab"),
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    bobs = int(r.json()["id"])
 
     # the page itself: the one policy, no inline script
     page_html = httpx.get(
@@ -138,6 +153,12 @@ def test_jobs_panel_in_a_real_browser(server: tuple[ServerProcess, Seeded], tmp_
             expect(done_row.locator(".job-results")).to_have_text("2 7 5")
             expect(done_row.locator(".job-episodes")).to_have_text("3/3")
             expect(done_row.locator("button.job-cancel")).to_have_count(0)
+            # the policy it ran: the bundle's digest, the full one as the tooltip
+            digest = hashlib.sha256(b"policy D").hexdigest()
+            expect(done_row.locator(".job-policy")).to_have_text(f"bundle {digest[:12]}")
+            expect(done_row.locator(".job-policy")).to_have_attribute(
+                "title", f"bundle sha256 {digest}"
+            )
             run_row = panel.locator(f"tr[data-job-id='{running}']")
             expect(run_row.locator(".job-status")).to_have_text("running")
             expect(run_row.locator(".job-robot")).to_have_text("shadow-1")
@@ -176,6 +197,11 @@ def test_jobs_panel_in_a_real_browser(server: tuple[ServerProcess, Seeded], tmp_
             bob_cell = spanel.locator(f"tr[data-job-id='{bobs}'] .job-user")
             expect(bob_cell).to_have_text("bob")  # the name; the email is its tooltip
             expect(bob_cell).to_have_attribute("title", "bob@lab")
+            bob_policy = spanel.locator(f"tr[data-job-id='{bobs}'] .job-policy")
+            expect(bob_policy).to_have_text("server tcp://gpu.lab:7000")
+            expect(bob_policy).to_have_attribute(
+                "title", f"policy server key {server_key}, H=16, newest"
+            )
             expect(spanel.locator(f"tr[data-job-id='{running}'] .job-user")).to_contain_text(
                 "alice"
             )

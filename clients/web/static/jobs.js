@@ -1,5 +1,6 @@
-// The Jobs panel on /book: evaluation jobs (raas jobs submit) with their status, robot,
-// episodes done and per-episode successes; cancel a queued or running one. Researchers see
+// The Jobs panel on /book: evaluation jobs (raas jobs submit) with their status, the policy
+// they run (a bundle's digest, or the policy server the robot dials), robot, episodes done and
+// per-episode successes; cancel a queued or running one. Researchers see
 // their own jobs, staff everyone's with names. The robot column: the robot running the job,
 // else the robots that ran its episodes, else what the job asked for. Same JSON API as `raas jobs`, with the cookie:
 //   GET  /jobs                 (the service answers a researcher's own, staff all)
@@ -56,6 +57,15 @@
     return job.hand_model ? `any ${job.hand_model}` : "any robot";
   }
 
+  // [text, tooltip]: "bundle 0123456789ab" (the full digest as the tooltip), or
+  // "server tcp://gpu:7000" (its public key and chunk size as the tooltip)
+  function policyOf(job) {
+    const ps = job.policy_server;
+    if (ps) return [`server ${ps.endpoint}`, `policy server key ${ps.server_key}, H=${ps.horizon}, ${ps.blend}`];
+    if (job.bundle_sha256) return [`bundle ${job.bundle_sha256.slice(0, 12)}`, `bundle sha256 ${job.bundle_sha256}`];
+    return ["—", ""];
+  }
+
   function successes(job) {
     const results = (job.results || []).slice().sort((a, b) => a.index - b.index);
     return results.map((r) => {
@@ -81,6 +91,10 @@
     status.append(badge);
     if (job.message) status.title = job.message;
     tr.append(status);
+    const [policy, policyTitle] = policyOf(job);
+    const policyCell = cell(policy, "job-policy");
+    policyCell.title = policyTitle;
+    tr.append(policyCell);
     tr.append(cell(robotOf(job), "job-robot"));
     tr.append(cell(`${job.episodes_done}/${job.episodes}`, "job-episodes"));
     tr.append(cell(successes(job), "job-results"));
