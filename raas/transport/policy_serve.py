@@ -207,6 +207,18 @@ class PolicyServe:
             assert keys is not None
             self._dial(dial[0], dial[1], keys.public, keys.secret, started)
             started["dial"] = dial[0]
+        # the recording (and the stream) name what served: who asked, and the dialled server
+        self.host._event(
+            "serve_started",
+            {
+                **started,
+                "session": session_id,
+                "episode": parsed.episode,
+                "seed": parsed.seed,
+                "dial": None if dial is None else dial[0],
+                "server_key": None if dial is None else dial[1].decode("ascii"),
+            },
+        )
         return started
 
     def _dial(

@@ -27,9 +27,9 @@ from raas_client.policy_server import (
     serve,
 )
 from raas_client.session import RemoteRobot
-from raas_client.wire import Msg
+from raas_client.wire import Msg, Topic
 
-from tests.transport.harness import ROOT, LeaseIssuer, RobotDaemon, wait_for
+from tests.transport.harness import ROOT, LeaseIssuer, RobotDaemon, wait_for, watch_stream
 from tests.transport.test_policy_serve import MAX_REPEATS, H, policy
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -89,16 +89,31 @@ class BoundServer:
 
 def test_the_robot_dials_a_bound_policy_server(daemon: RobotDaemon, issuer: LeaseIssuer) -> None:
     server = BoundServer(daemon.key, latency=SimulatedLatency(30, 10, seed=1))  # ~1.5 periods
+    watcher, stream = watch_stream(daemon, issuer, (Topic.STEP, Topic.EVENT))
     r = RemoteRobot(daemon.control, server_key=daemon.key, lease=issuer.issue())
+    started: list[dict[str, Any]] = []
+
+    def seen_start() -> bool:
+        watcher.heartbeat()
+        while (got := stream.recv(timeout_s=0)) is not None:
+            if got[0] == "event" and got[1].get("kind") == "serve_started":
+                started.append(got[1])
+        return bool(started)
+
     try:
         r.open("control")
         got = ask_to_dial(r, server.endpoint, server.key, H)
         assert got["mode"] == "serve" and got["dial"] == server.endpoint and got["horizon"] == H
+        # the stream (and a recording) names the dialled server: its endpoint and public key
+        assert wait_for(seen_start, 10)
+        assert started[0]["dial"] == server.endpoint and started[0]["server_key"] == server.key
+        assert started[0]["horizon"] == H and started[0]["session"]
         # the researcher's session owns the serving: its status requests are its heartbeats
         assert wait_for(lambda: (r.status().get("serve") or {}).get("chunks", 0) >= 20, 30)
         summary = r.request(Msg.STOP)["summary"]
     finally:
         r.close()
+        watcher.close()
     stats = server.finish()
     assert stats.refused == 0 and stats.refused_peers == 0 and stats.chunks >= 20, stats
     assert summary["dialled"] == server.endpoint

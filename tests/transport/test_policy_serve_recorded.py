@@ -78,6 +78,15 @@ def test_chunk_timing_is_recorded_per_chunk_and_reported(
     events = [m.data for m in RecordingFile(path).messages([fmt.TOPIC_EVENTS])]
     chunks: list[dict[str, Any]] = [e["data"] for e in events if e["kind"] == "chunk"]
     (done,) = [e["data"] for e in events if e["kind"] == "serve_done"]
+    # what served is named: the session that sent `serve` and its settings (it dialled the
+    # robot: no dialled endpoint); before the first chunk
+    (started,) = [e["data"] for e in events if e["kind"] == "serve_started"]
+    assert started["horizon"] == H and started["blend"] == "newest"
+    assert started["dial"] is None and started["server_key"] is None
+    assert started["episode"] is False and started["seed"] is None
+    assert isinstance(started["session"], str) and started["session"]
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("serve_started") < kinds.index("chunk")
     assert len(chunks) == CHUNKS == done["chunks"]
     cycles = [c["cycle"] for c in chunks]
     assert cycles == sorted(cycles) and len(set(cycles)) == CHUNKS
