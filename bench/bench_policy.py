@@ -225,8 +225,10 @@ def cell_run(
     prepare: str,
     lead_ms: float,
     warmup_runs: int,
+    background: bool = True,
 ) -> dict[str, Any]:
-    """The policy in `raasd run --sim` (realtime rig, safety layer, recorder on)."""
+    """The policy in `raasd run --sim` (realtime rig, safety layer, recorder on); `background`:
+    [loop] warm_during_collect."""
     rec_dir = tempfile.mkdtemp(prefix="bench-policy-rec-")
     cfg = sim_cell_config(
         {
@@ -235,6 +237,7 @@ def cell_run(
                 "duration_s": duration,
                 "prepare": prepare,
                 "prepare_lead_ms": lead_ms,
+                "warm_during_collect": background,
             },
             "rig": {"clock": "realtime", "rate_hz": 12.5, "cameras": cameras},
             "rt": {"enabled": rt},
@@ -257,6 +260,7 @@ def cell_run(
         "cameras": cameras,
         "prepare": prepare,
         "prepare_lead_ms": lead_ms,
+        "warm_during_collect": background,
         "load_before": load0,
         "load_after": load(),
         "stats": st,
@@ -270,7 +274,8 @@ def _cell_line(cell: dict[str, Any]) -> str:
     t2a = st["trigger_to_apply_us"]
     stale = {k: v["stale_cycles"] for k, v in st["sources"].items() if v["stale_cycles"]}
     return (
-        f"prepare {cell['prepare']}: cycles {st['cycles']['run']} missed "
+        f"prepare {cell['prepare']}, warm during collect "
+        f"{'on' if cell['warm_during_collect'] else 'off'}: cycles {st['cycles']['run']} missed "
         f"{st['cycles']['missed']} fallbacks {st['cycles']['fallbacks']}; trigger->apply p50 "
         f"{t2a['p50'] / 1e3:.3f} ms (target <= 1), p99 {t2a['p99'] / 1e3:.3f} ms (target <= 2); "
         f"stale {stale or 'none'}; load {cell['load_before']} -> {cell['load_after']}"
@@ -291,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, help="bundle (default: the Dactyl-shaped example)")
     ap.add_argument("--no-rt", action="store_true", help="do not ask for real-time privileges")
     ap.add_argument("--no-cell", action="store_true", help="skip the cell run (part 3)")
+    ap.add_argument(
+        "--compare-background",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="cell runs with [loop] warm_during_collect on and off, interleaved, ROUNDS each",
+    )
     ap.add_argument(
         "--compare-warmup",
         action="store_true",
@@ -379,16 +391,27 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     os.sched_setaffinity(0, cpus)
     if not args.no_cell:
-        modes = (
-            ["before_trigger", "after_trigger", "off"]
-            if args.compare_warmup
-            else [LoopConfig().prepare]
-        )
+        default = LoopConfig()
+        modes = [
+            (m, default.warm_during_collect)
+            for m in (
+                ["before_trigger", "after_trigger", "off"]
+                if args.compare_warmup
+                else [default.prepare]
+            )
+        ]
+        if args.compare_background:
+            modes = [
+                (default.prepare, bg)
+                for _ in range(args.compare_background)
+                for bg in (True, False)
+            ]
         cells = []
-        for mode in modes:
+        for mode, background in modes:
             print(
                 f"== 3. realtime cell at 12.5 Hz, {args.cameras} cameras + mocap, recorder on, "
-                f"{args.duration:g} s, prepare {mode}, load {load()}"
+                f"{args.duration:g} s, prepare {mode}, warm during collect "
+                f"{'on' if background else 'off'}, load {load()}"
             )
             cell = cell_run(
                 bundle,
@@ -398,7 +421,10 @@ def main(argv: list[str] | None = None) -> int:
                 mode,
                 args.lead_ms,
                 args.warmup_runs,
+                background,
             )
+            print(fmt_dist("phase collect", cell["stats"]["phases_us"]["collect"]))
+            print(fmt_dist("phase decide", cell["stats"]["phases_us"]["decide"]))
             print(fmt_dist("trigger->apply", cell["stats"]["trigger_to_apply_us"]))
             print(fmt_dist("in-loop inference", cell["inference_us"]))
             print(_cell_line(cell))
@@ -409,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         first = cells[0]
         report["cell"] = {
             "prepare": first["prepare"],
+            "warm_during_collect": first["warm_during_collect"],
             "inference_us": first["inference_us"],
             "trigger_to_apply_us": first["stats"]["trigger_to_apply_us"],
             "missed": first["stats"]["cycles"]["missed"],

@@ -5,7 +5,9 @@
     t_k = t_0 + k T     sleep-then-spin until t_k (absolute grid, no drift)
     trigger             one trigger to every device, the hand's state request, then each
                         driver's settle() (clock fits) while they answer
-    collect (needed)    the sources the controller reads, each until its own deadline
+    collect (needed)    the sources the controller reads, each until its own deadline; while
+                        the loop sleeps here, a controller's warm_background() runs on a helper
+                        thread below the loop's priority (realtime only; background_warmup.py)
     decide              controller -> desired action; late, missing or non-finite -> fallback
     condition           the supervisor (raas.safety): watchdogs, then the target of its state;
                         while RUNNING, the conditioning pipeline (finite, limits, rate, derate)
@@ -31,6 +33,7 @@ from raas_drivers.hand import HandDriver
 from raas_drivers.source import Source
 from raas_drivers.trigger import TriggerDriver
 
+from raas.core.background_warmup import BackgroundWarmup
 from raas.core.clock import Clock
 from raas.core.collect import Collector
 from raas.core.controller import Controller
@@ -69,6 +72,12 @@ class LoopConfig(BaseModel):
     )
     prepare_lead_ms: float = Field(
         default=3.0, gt=0, description="how long before the trigger (prepare = before_trigger)"
+    )
+    warm_during_collect: bool = Field(
+        default=True,
+        description="while the realtime loop waits for the devices' answers, run the "
+        "controller's warm_background() (a policy's warm-up inferences) on a helper thread on "
+        "the loop's CPU, one priority below the loop, which preempts it when the answers come",
     )
     status_interval_s: float = Field(default=1.0, gt=0)
 
@@ -178,6 +187,8 @@ class ControlLoop:
         self.log = TimingLog(capacity_for(config.rate_hz, duration))
         self.result = LoopResult()
         self._ran = False
+        #: the warm-up helper of the last run (None: its controller has no warm_background)
+        self.background: BackgroundWarmup | None = None
         self._done = 0
         #: Index of the first cycle. A later loop on the same devices (e.g. the next segment of
         #: `raasd robot`) continues their cycle numbering: devices match samples by cycle.
@@ -226,6 +237,13 @@ class ControlLoop:
         lead = round(cfg.prepare_lead_ms * _MS)
         if lead >= period:
             before = None
+        warm_bg: Callable[[], bool] | None = getattr(controller, "warm_background", None)
+        background = (
+            BackgroundWarmup(warm_bg)
+            if warm_bg is not None and clock.realtime and cfg.warm_during_collect
+            else None
+        )
+        self.background = background
         # Wall-clock budgets judge a realtime loop only: in lockstep, simulated time stands still
         # while decide runs, and a stall of the machine must not change what the run does.
         obs.lockstep = not clock.realtime
@@ -274,7 +292,11 @@ class ControlLoop:
                 # controller prepared is taken whatever its deadline)
                 if after is not None:
                     after()
+                if background is not None:
+                    background.begin()
                 self.collect_first.collect(obs, k, trig_ns)
+                if background is not None:
+                    background.end()
                 s2 = sw()
                 phases.collect = s2 - s1
 
@@ -377,6 +399,8 @@ class ControlLoop:
             self._go_safe()
             raise DeviceLost(device, str(exc)) from exc
         finally:
+            if background is not None:
+                background.close()
             self._finish(wall_start, grid, k)
         return res
 

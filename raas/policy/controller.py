@@ -33,6 +33,10 @@ class PolicyController:
         """Called by the loop shortly before the trigger (LoopConfig.prepare_lead_ms)."""
         self.runner.prepare()
 
+    def warm_background(self) -> bool:
+        """The loop's warm-up helper, while the loop waits for the devices (thread-safe)."""
+        return self.runner.warm_background()
+
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         if obs.episode != self._episode:
             if self._episode is not None:

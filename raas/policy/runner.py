@@ -271,6 +271,7 @@ class PolicyRunner:
         self.missing = 0
         self.state_resets = 0
         self.prepared = 0
+        self.background_warmups = 0
         self.last_missing: str | None = None
         self._lat = np.zeros(_LATENCY_RING, dtype=np.int64)  # vision + policy run
         self._act = np.zeros(_LATENCY_RING, dtype=np.int64)  # the whole act()
@@ -346,6 +347,17 @@ class PolicyRunner:
             # markers: act() computes the pose afresh from its own observation
             self._object_pose(self._last_obs)
         self.prepared += 1
+
+    def warm_background(self) -> bool:
+        """One warm-up inference (and the vision model's) on scratch buffers, from the loop's
+        warm-up helper thread while the loop waits for the devices (raas/core/background_warmup.py).
+        Thread-safe beside act(): it reads the inputs act() writes and writes only scratch
+        outputs; onnxruntime's run may run on two threads at once."""
+        if self.vision is not None:
+            self.vision.session.warm()
+        self.policy.warm()
+        self.background_warmups += 1
+        return True
 
     def _object_pose(self, obs: Observation) -> bool:
         if self.vision is not None:
@@ -449,6 +461,7 @@ class PolicyRunner:
             "state_resets": self.state_resets,
             "warmups": self.prepared,
             "warmup_runs": self.options.warmup_runs,
+            "background_warmups": self.background_warmups,
             "object_pose_from": self.manifest.object_pose_source,
         }
 

@@ -1,0 +1,103 @@
+"""Warm-up work on a helper thread while the loop waits for the devices' answers.
+
+After the trigger the loop sleeps in select() until the hand's state and the motion capture
+arrive (0.4-1 ms on the simulated cell). A policy's inference after that wait runs cold: the
+80 ms between cycles let the rest of the machine evict its code and weights from the caches
+(docs/performance.md, "Cold after 80 ms"), and a warm-up before the trigger is undone by the gap
+(measured: 3 warm-ups, then 3 ms asleep, 455-536 us; right after them, 287 us). Running the
+warm-ups *in* the loop's thread during the wait made every answer that came mid-warm-up wait for
+it. Here a helper thread runs them instead, on the loop's CPU, at SCHED_IDLE: it runs only
+while the loop sleeps and nothing else wants that CPU, and the kernel preempts it the moment an
+answer wakes the loop. So the wait's idle CPU warms the caches, and no answer waits for a
+warm-up. Not a real-time priority below the loop's: tried, and the helper then kept the kernel's
+workers that carry the devices' bytes (pty, UDP) off that CPU for the whole wait, so on a busy
+machine every source came late.
+
+The controller's `warm_background()` must change nothing decide() will return (a policy runs its
+inference on scratch outputs) and be safe while decide() runs: the helper may be preempted in the
+middle of one, and decide() then runs beside it (onnxruntime's run is thread-safe). It returns
+False when there is nothing to warm (no policy running), and the helper then sleeps until the
+next cycle's wait. An exception is counted and ends the warm-ups of that wait; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+#: After this many failed warm-ups in a row the helper stops for good (a broken controller
+#: hook must not cost a traceback per cycle).
+MAX_CONSECUTIVE_ERRORS = 10
+
+
+class BackgroundWarmup:
+    """The helper thread. The loop's thread calls begin() once its requests went out, end()
+    when what the controller reads has been collected, and close() when the loop ends."""
+
+    def __init__(self, warm: Callable[[], bool], name: str = "raas warm-up") -> None:
+        self._warm = warm
+        self._name = name
+        self._armed = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        #: warm-ups run, failed ones included
+        self.runs = 0
+        self.errors = 0
+        self.last_error = ""
+        self.stopped_by_errors = False
+
+    def begin(self) -> None:
+        """The loop is about to wait: let the helper warm up (started on first use, on the
+        calling thread's CPUs, at SCHED_IDLE)."""
+        if self._thread is None:
+            self._start()
+        self._armed.set()
+
+    def end(self) -> None:
+        """The wait is over: the helper stops after the warm-up it is in (if any)."""
+        self._armed.clear()
+
+    def close(self) -> None:
+        self._closed = True
+        self._armed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start(self) -> None:
+        cpus = os.sched_getaffinity(0)
+        self._thread = threading.Thread(
+            target=self._run, args=(cpus,), name=self._name, daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, cpus: set[int]) -> None:
+        # the loop's CPU (its caches are the ones to warm), idle time only
+        os.sched_setaffinity(0, cpus)
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        armed, warm = self._armed, self._warm
+        failed = 0
+        while True:
+            armed.wait()
+            if self._closed:
+                return
+            while armed.is_set() and not self._closed:
+                self.runs += 1
+                try:
+                    more = warm()
+                    failed = 0
+                except Exception as exc:  # counted; the loop must go on
+                    self.errors += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    failed += 1
+                    more = False
+                    if failed >= MAX_CONSECUTIVE_ERRORS:
+                        self.stopped_by_errors = True
+                        return
+                if not more:
+                    armed.clear()  # nothing to warm: sleep until the next wait

@@ -1,0 +1,145 @@
+"""The loop's warm-up helper (raas/core/background_warmup.py): while the realtime loop waits for
+the devices, a controller's warm_background() runs on another thread, on the loop's CPUs at
+SCHED_IDLE; it stops when the wait ends and with the loop; lockstep and
+`warm_during_collect = false` start no helper; a failing hook is counted, never fatal."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from fakes import ScriptedController
+
+from raas.core.background_warmup import MAX_CONSECUTIVE_ERRORS, BackgroundWarmup
+from raas.core.clock import FakeClock
+
+
+def _wait(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+class Calls:
+    def __init__(self, result: bool = True, fail: bool = False) -> None:
+        self.threads: set[int] = set()
+        self.policies: set[int] = set()
+        self.cpus: list[set[int]] = []
+        self.n = 0
+        self.result = result
+        self.fail = fail
+
+    def __call__(self) -> bool:
+        self.n += 1
+        self.threads.add(threading.get_ident())
+        self.policies.add(os.sched_getscheduler(0))
+        self.cpus.append(os.sched_getaffinity(0))
+        time.sleep(0.0005)
+        if self.fail:
+            raise RuntimeError("broken hook")
+        return self.result
+
+
+def test_runs_between_begin_and_end_on_another_idle_thread() -> None:
+    calls = Calls()
+    bg = BackgroundWarmup(calls)
+    try:
+        bg.begin()
+        assert _wait(lambda: calls.n >= 5)
+        bg.end()
+        time.sleep(0.05)  # the one in flight ends
+        n = calls.n
+        time.sleep(0.1)
+        assert calls.n == n, "warm-ups went on after end()"
+        assert calls.threads and threading.get_ident() not in calls.threads
+        assert calls.policies == {os.SCHED_IDLE}
+        assert all(c == os.sched_getaffinity(0) for c in calls.cpus)
+        bg.begin()
+        assert _wait(lambda: calls.n > n)
+    finally:
+        bg.close()
+    assert not bg.alive and bg.runs == calls.n and bg.errors == 0
+
+
+def test_nothing_to_warm_sleeps_until_the_next_wait() -> None:
+    calls = Calls(result=False)
+    bg = BackgroundWarmup(calls)
+    try:
+        for i in range(1, 4):
+            bg.begin()
+            assert _wait(lambda i=i: calls.n >= i)  # type: ignore[misc]
+            time.sleep(0.05)
+            assert calls.n == i  # once per wait, no spinning
+    finally:
+        bg.close()
+
+
+def test_a_failing_hook_is_counted_and_stops_the_helper_not_the_caller() -> None:
+    calls = Calls(fail=True)
+    bg = BackgroundWarmup(calls)
+    try:
+        for _ in range(MAX_CONSECUTIVE_ERRORS + 5):
+            bg.begin()
+            time.sleep(0.01)
+        assert _wait(lambda: not bg.alive)
+    finally:
+        bg.close()
+    assert bg.errors == MAX_CONSECUTIVE_ERRORS and bg.stopped_by_errors
+    assert bg.last_error == "RuntimeError: broken hook"
+
+
+class WarmingController(ScriptedController):
+    def __init__(self, clock: FakeClock, needs: frozenset[str]) -> None:
+        super().__init__(clock, needs=needs)
+        self.calls = Calls()
+        self.waiting = False  # set by the test's slowed collect
+        self.during_wait: list[bool] = []
+
+    def warm_background(self) -> bool:
+        self.during_wait.append(self.waiting)
+        return self.calls()
+
+
+def _loop_with(make_loop, **cfg: object):  # type: ignore[no-untyped-def]
+    loop, parts = make_loop(duration_s=0.1, **cfg)
+    ctrl = WarmingController(parts["clock"], loop.controller.needs)
+    loop.controller = ctrl
+    collect = loop.collect_first.collect
+
+    def slow_collect(*args: object) -> None:  # the devices take 20 ms (real time) to answer
+        ctrl.waiting = True
+        time.sleep(0.02)
+        ctrl.waiting = False
+        collect(*args)  # type: ignore[arg-type]
+
+    loop.collect_first.collect = slow_collect  # type: ignore[method-assign]
+    return loop, ctrl
+
+
+def test_the_loop_warms_up_while_it_waits_and_stops_with_the_run(make_loop) -> None:  # type: ignore[no-untyped-def]
+    loop, ctrl = _loop_with(make_loop)
+    res = loop.run()
+    assert res.cycles == 10
+    bg = loop.background
+    assert bg is not None and not bg.alive  # closed with the run
+    n = ctrl.calls.n
+    assert n >= res.cycles  # at least one per 20 ms wait
+    # all but at most one per cycle (the one started just as the wait ended) fell in a wait
+    assert ctrl.during_wait.count(False) <= res.cycles
+    assert threading.get_ident() not in ctrl.calls.threads
+    time.sleep(0.05)
+    assert ctrl.calls.n == n
+
+
+def test_off_and_lockstep_start_no_helper(make_loop) -> None:  # type: ignore[no-untyped-def]
+    loop, ctrl = _loop_with(make_loop, warm_during_collect=False)
+    loop.run()
+    assert loop.background is None and ctrl.calls.n == 0
+    loop, ctrl = _loop_with(make_loop)
+    loop.clock.realtime = False  # type: ignore[misc]  # a lockstep clock, as far as the loop asks
+    loop.run()
+    assert loop.background is None and ctrl.calls.n == 0
