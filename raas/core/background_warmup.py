@@ -13,11 +13,13 @@ warm-up. Not a real-time priority below the loop's: tried, and the helper then k
 workers that carry the devices' bytes (pty, UDP) off that CPU for the whole wait, so on a busy
 machine every source came late.
 
-The controller's `warm_background()` must change nothing decide() will return (a policy runs its
-inference on scratch outputs) and be safe while decide() runs: the helper may be preempted in the
-middle of one, and decide() then runs beside it (onnxruntime's run is thread-safe). It returns
-False when there is nothing to warm (no policy running), and the helper then sleeps until the
-next cycle's wait. An exception is counted and ends the warm-ups of that wait; the loop goes on.
+The controller says what to warm, on the loop's thread, once per cycle before the wait:
+`background_warmup()` returns a callable (a policy's scratch-buffer inference), or None when
+there is nothing to warm (no policy running: the helper is not even woken). The callable must
+change nothing decide() will return and be safe while decide() runs: the helper may be
+preempted in the middle of one, and decide() then runs beside it (onnxruntime's run is
+thread-safe). An exception is counted and ends that wait's warm-ups; after
+MAX_CONSECUTIVE_ERRORS in a row the helper stops for good. The loop goes on either way.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ MAX_CONSECUTIVE_ERRORS = 10
 
 
 class BackgroundWarmup:
-    """The helper thread. The loop's thread calls begin() once its requests went out, end()
+    """The helper thread. The loop's thread calls begin(warm) once its requests went out, end()
     when what the controller reads has been collected, and close() when the loop ends."""
 
-    def __init__(self, warm: Callable[[], bool], name: str = "raas warm-up") -> None:
-        self._warm = warm
+    def __init__(self, name: str = "raas warm-up") -> None:
         self._name = name
         self._armed = threading.Event()
+        self._warm: Callable[[], object] | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
         #: warm-ups run, failed ones included
@@ -47,9 +49,12 @@ class BackgroundWarmup:
         self.last_error = ""
         self.stopped_by_errors = False
 
-    def begin(self) -> None:
-        """The loop is about to wait: let the helper warm up (started on first use, on the
-        calling thread's CPUs, at SCHED_IDLE)."""
+    def begin(self, warm: Callable[[], object]) -> None:
+        """The loop is about to wait: the helper runs `warm` until end() (the helper is started
+        on first use, on the calling thread's CPUs, at SCHED_IDLE)."""
+        if self.stopped_by_errors:
+            return
+        self._warm = warm
         if self._thread is None:
             self._start()
         self._armed.set()
@@ -80,24 +85,25 @@ class BackgroundWarmup:
         # the loop's CPU (its caches are the ones to warm), idle time only
         os.sched_setaffinity(0, cpus)
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        armed, warm = self._armed, self._warm
+        armed = self._armed
         failed = 0
         while True:
             armed.wait()
             if self._closed:
                 return
             while armed.is_set() and not self._closed:
+                warm = self._warm
+                if warm is None:
+                    break
                 self.runs += 1
                 try:
-                    more = warm()
+                    warm()
                     failed = 0
                 except Exception as exc:  # counted; the loop must go on
                     self.errors += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     failed += 1
-                    more = False
+                    armed.clear()  # no more this wait
                     if failed >= MAX_CONSECUTIVE_ERRORS:
                         self.stopped_by_errors = True
                         return
-                if not more:
-                    armed.clear()  # nothing to warm: sleep until the next wait

@@ -29,10 +29,11 @@ class Controller(Protocol):
         LoopConfig.prepare_lead_ms before each trigger (PolicyController warms its inference
         up there); it must not change what decide() will return.
 
-        And `warm_background() -> bool`: the realtime loop's helper thread calls it again and
-        again while the loop waits for the devices' answers (LoopConfig.warm_during_collect,
-        raas/core/background_warmup.py). It must not change what decide() will return and must
-        be safe while decide() runs on the loop's thread; False: nothing to warm this cycle.
+        And `background_warmup() -> Callable[[], object] | None`, called on the loop's thread
+        once per realtime cycle before the wait for the devices: what the loop's helper thread
+        should run again and again during that wait (LoopConfig.warm_during_collect,
+        raas/core/background_warmup.py), or None. What it returns must not change what decide()
+        will return and must be safe while decide() runs on the loop's thread.
 
         And it may have a bool attribute `planned`, read after each decide: True when this
         cycle's action was planned for this very cycle before it began (a policy server's chunk

@@ -6,8 +6,8 @@
     trigger             one trigger to every device, the hand's state request, then each
                         driver's settle() (clock fits) while they answer
     collect (needed)    the sources the controller reads, each until its own deadline; while
-                        the loop sleeps here, a controller's warm_background() runs on a helper
-                        thread below the loop's priority (realtime only; background_warmup.py)
+                        the loop sleeps here, what a controller's background_warmup() names runs
+                        on a SCHED_IDLE helper thread (realtime only; background_warmup.py)
     decide              controller -> desired action; late, missing or non-finite -> fallback
     condition           the supervisor (raas.safety): watchdogs, then the target of its state;
                         while RUNNING, the conditioning pipeline (finite, limits, rate, derate)
@@ -76,8 +76,8 @@ class LoopConfig(BaseModel):
     warm_during_collect: bool = Field(
         default=True,
         description="while the realtime loop waits for the devices' answers, run the "
-        "controller's warm_background() (a policy's warm-up inferences) on a helper thread on "
-        "the loop's CPU, one priority below the loop, which preempts it when the answers come",
+        "warm-up its background_warmup() names (a policy's scratch inference) again and again on "
+        "a SCHED_IDLE helper thread on the loop's CPU; the loop preempts it when answers come",
     )
     status_interval_s: float = Field(default=1.0, gt=0)
 
@@ -187,7 +187,7 @@ class ControlLoop:
         self.log = TimingLog(capacity_for(config.rate_hz, duration))
         self.result = LoopResult()
         self._ran = False
-        #: the warm-up helper of the last run (None: its controller has no warm_background)
+        #: the warm-up helper of the last run (None: its controller has no background_warmup)
         self.background: BackgroundWarmup | None = None
         self._done = 0
         #: Index of the first cycle. A later loop on the same devices (e.g. the next segment of
@@ -237,12 +237,12 @@ class ControlLoop:
         lead = round(cfg.prepare_lead_ms * _MS)
         if lead >= period:
             before = None
-        warm_bg: Callable[[], bool] | None = getattr(controller, "warm_background", None)
-        background = (
-            BackgroundWarmup(warm_bg)
-            if warm_bg is not None and clock.realtime and cfg.warm_during_collect
-            else None
+        warm_what: Callable[[], Callable[[], object] | None] | None = getattr(
+            controller, "background_warmup", None
         )
+        if not clock.realtime or not cfg.warm_during_collect:
+            warm_what = None
+        background = BackgroundWarmup() if warm_what is not None else None
         self.background = background
         # Wall-clock budgets judge a realtime loop only: in lockstep, simulated time stands still
         # while decide runs, and a stall of the machine must not change what the run does.
@@ -292,10 +292,13 @@ class ControlLoop:
                 # controller prepared is taken whatever its deadline)
                 if after is not None:
                     after()
-                if background is not None:
-                    background.begin()
+                warming = warm_what() if warm_what is not None else None
+                if warming is not None:
+                    assert background is not None
+                    background.begin(warming)
                 self.collect_first.collect(obs, k, trig_ns)
-                if background is not None:
+                if warming is not None:
+                    assert background is not None
                     background.end()
                 s2 = sw()
                 phases.collect = s2 - s1

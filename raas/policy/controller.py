@@ -6,7 +6,7 @@ observations: the same sequence gives the same actions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,9 +33,10 @@ class PolicyController:
         """Called by the loop shortly before the trigger (LoopConfig.prepare_lead_ms)."""
         self.runner.prepare()
 
-    def warm_background(self) -> bool:
-        """The loop's warm-up helper, while the loop waits for the devices (thread-safe)."""
-        return self.runner.warm_background()
+    def background_warmup(self) -> Callable[[], object] | None:
+        """What the loop's warm-up helper runs while the loop waits for the devices: the
+        runner's scratch-buffer inference (thread-safe beside decide)."""
+        return self.runner.warm_background
 
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         if obs.episode != self._episode:

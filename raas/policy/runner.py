@@ -348,7 +348,7 @@ class PolicyRunner:
             self._object_pose(self._last_obs)
         self.prepared += 1
 
-    def warm_background(self) -> bool:
+    def warm_background(self) -> None:
         """One warm-up inference (and the vision model's) on scratch buffers, from the loop's
         warm-up helper thread while the loop waits for the devices (raas/core/background_warmup.py).
         Thread-safe beside act(): it reads the inputs act() writes and writes only scratch
@@ -357,7 +357,6 @@ class PolicyRunner:
             self.vision.session.warm()
         self.policy.warm()
         self.background_warmups += 1
-        return True
 
     def _object_pose(self, obs: Observation) -> bool:
         if self.vision is not None:

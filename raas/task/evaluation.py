@@ -116,12 +116,12 @@ class EvaluationController:
             m = obs.mocap
             self.referee.update(m.positions[self.block_rows], m.visible[self.block_rows])
 
-    def warm_background(self) -> bool:
-        """The loop's warm-up helper (thread-safe): the policy's warm-up inference while the
-        loop waits for the devices, during an episode only."""
+    def background_warmup(self) -> Callable[[], object] | None:
+        """What the loop's warm-up helper runs while the loop waits for the devices: the
+        policy's scratch-buffer inference, during an episode only."""
         if self.done or not self._in_episode:
-            return False
-        return self.runner.warm_background()
+            return None
+        return self.runner.warm_background
 
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         self.episode_over = False

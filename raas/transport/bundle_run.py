@@ -55,12 +55,12 @@ class BundleRun:
         if warm is not None:
             warm()
 
-    def warm_background(self) -> bool:
-        """The policy's warm-up on the loop's helper thread (PolicyController.warm_background),
-        while the loop waits for the devices. Thread-safe: reads `policy` once."""
-        policy = self.policy
-        warm: Callable[[], bool] | None = getattr(policy, "warm_background", None)
-        return warm() if warm is not None else False
+    def background_warmup(self) -> Callable[[], object] | None:
+        """The policy's warm-up for the loop's helper thread (PolicyController's)."""
+        what: Callable[[], Callable[[], object] | None] | None = getattr(
+            self.policy, "background_warmup", None
+        )
+        return what() if what is not None else None
 
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         assert self.policy is not None

@@ -236,15 +236,16 @@ class SessionController:
         if warm is not None and self.supervisor.active:
             warm()
 
-    def warm_background(self) -> bool:
-        """The loop's warm-up helper thread calls this while the loop waits for the devices
-        (raas/core/background_warmup.py): the active mode's warm_background (a bundle run's
-        inference), if any. Thread-safe: it only reads the mode and calls a thread-safe warm."""
-        mode = self._active()
-        warm: Callable[[], bool] | None = getattr(mode, "warm_background", None)
-        if warm is None or not self.supervisor.active:
-            return False
-        return warm()
+    def background_warmup(self) -> Callable[[], object] | None:
+        """What the loop's warm-up helper runs while the loop waits for the devices
+        (raas/core/background_warmup.py): the active mode's (a bundle run's inference), if
+        any; None (the helper is not woken) in every other mode."""
+        if not self.supervisor.active:
+            return None
+        what: Callable[[], Callable[[], object] | None] | None = getattr(
+            self._active(), "background_warmup", None
+        )
+        return what() if what is not None else None
 
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         now = time.monotonic_ns()

@@ -1,13 +1,15 @@
 """The loop's warm-up helper (raas/core/background_warmup.py): while the realtime loop waits for
 the devices, a controller's warm_background() runs on another thread, on the loop's CPUs at
-SCHED_IDLE; it stops when the wait ends and with the loop; lockstep and
-`warm_during_collect = false` start no helper; a failing hook is counted, never fatal."""
+SCHED_IDLE; it stops when the wait ends and with the loop; a controller with nothing to warm
+does not wake it; lockstep and `warm_during_collect = false` start no helper; a failing
+warm-up is counted, never fatal."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from fakes import ScriptedController
 
@@ -25,15 +27,14 @@ def _wait(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
 
 
 class Calls:
-    def __init__(self, result: bool = True, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False) -> None:
         self.threads: set[int] = set()
         self.policies: set[int] = set()
         self.cpus: list[set[int]] = []
         self.n = 0
-        self.result = result
         self.fail = fail
 
-    def __call__(self) -> bool:
+    def __call__(self) -> None:
         self.n += 1
         self.threads.add(threading.get_ident())
         self.policies.add(os.sched_getscheduler(0))
@@ -41,14 +42,13 @@ class Calls:
         time.sleep(0.0005)
         if self.fail:
             raise RuntimeError("broken hook")
-        return self.result
 
 
 def test_runs_between_begin_and_end_on_another_idle_thread() -> None:
     calls = Calls()
-    bg = BackgroundWarmup(calls)
+    bg = BackgroundWarmup()
     try:
-        bg.begin()
+        bg.begin(calls)
         assert _wait(lambda: calls.n >= 5)
         bg.end()
         time.sleep(0.05)  # the one in flight ends
@@ -58,55 +58,56 @@ def test_runs_between_begin_and_end_on_another_idle_thread() -> None:
         assert calls.threads and threading.get_ident() not in calls.threads
         assert calls.policies == {os.SCHED_IDLE}
         assert all(c == os.sched_getaffinity(0) for c in calls.cpus)
-        bg.begin()
+        bg.begin(calls)
         assert _wait(lambda: calls.n > n)
     finally:
         bg.close()
     assert not bg.alive and bg.runs == calls.n and bg.errors == 0
 
 
-def test_nothing_to_warm_sleeps_until_the_next_wait() -> None:
-    calls = Calls(result=False)
-    bg = BackgroundWarmup(calls)
-    try:
-        for i in range(1, 4):
-            bg.begin()
-            assert _wait(lambda i=i: calls.n >= i)  # type: ignore[misc]
-            time.sleep(0.05)
-            assert calls.n == i  # once per wait, no spinning
-    finally:
-        bg.close()
-
-
 def test_a_failing_hook_is_counted_and_stops_the_helper_not_the_caller() -> None:
     calls = Calls(fail=True)
-    bg = BackgroundWarmup(calls)
+    bg = BackgroundWarmup()
     try:
         for _ in range(MAX_CONSECUTIVE_ERRORS + 5):
-            bg.begin()
+            bg.begin(calls)
             time.sleep(0.01)
         assert _wait(lambda: not bg.alive)
     finally:
         bg.close()
-    assert bg.errors == MAX_CONSECUTIVE_ERRORS and bg.stopped_by_errors
+    # one failure per wait (the wait's warm-ups end with it), then the helper gives up
+    assert bg.errors == calls.n == MAX_CONSECUTIVE_ERRORS and bg.stopped_by_errors
     assert bg.last_error == "RuntimeError: broken hook"
 
 
 class WarmingController(ScriptedController):
-    def __init__(self, clock: FakeClock, needs: frozenset[str]) -> None:
+    """Has something to warm in the cycles of `warm_cycles` (None: every cycle)."""
+
+    def __init__(
+        self, clock: FakeClock, needs: frozenset[str], warm_cycles: set[int] | None = None
+    ) -> None:
         super().__init__(clock, needs=needs)
         self.calls = Calls()
         self.waiting = False  # set by the test's slowed collect
         self.during_wait: list[bool] = []
+        self.asked: list[int] = []
+        self.warm_cycles = warm_cycles
 
-    def warm_background(self) -> bool:
+    def background_warmup(self) -> Callable[[], None] | None:
+        self.asked.append(threading.get_ident())
+        cycle = len(self.asked) - 1
+        if self.warm_cycles is not None and cycle not in self.warm_cycles:
+            return None
+        return self.warm
+
+    def warm(self) -> None:
         self.during_wait.append(self.waiting)
-        return self.calls()
+        self.calls()
 
 
-def _loop_with(make_loop, **cfg: object):  # type: ignore[no-untyped-def]
+def _loop_with(make_loop, warm_cycles: set[int] | None = None, **cfg: object):  # type: ignore[no-untyped-def]
     loop, parts = make_loop(duration_s=0.1, **cfg)
-    ctrl = WarmingController(parts["clock"], loop.controller.needs)
+    ctrl = WarmingController(parts["clock"], loop.controller.needs, warm_cycles)
     loop.controller = ctrl
     collect = loop.collect_first.collect
 
@@ -131,8 +132,20 @@ def test_the_loop_warms_up_while_it_waits_and_stops_with_the_run(make_loop) -> N
     # all but at most one per cycle (the one started just as the wait ended) fell in a wait
     assert ctrl.during_wait.count(False) <= res.cycles
     assert threading.get_ident() not in ctrl.calls.threads
+    assert set(ctrl.asked) == {threading.get_ident()}  # asked on the loop's thread, each cycle
+    assert len(ctrl.asked) == res.cycles
     time.sleep(0.05)
     assert ctrl.calls.n == n
+
+
+def test_nothing_to_warm_does_not_wake_the_helper(make_loop) -> None:  # type: ignore[no-untyped-def]
+    loop, ctrl = _loop_with(make_loop, warm_cycles=set())
+    loop.run()
+    assert len(ctrl.asked) == 10 and ctrl.calls.n == 0
+    assert loop.background is not None and not loop.background.alive  # never started
+    loop, ctrl = _loop_with(make_loop, warm_cycles={3})
+    loop.run()
+    assert ctrl.calls.n >= 1 and ctrl.during_wait.count(False) <= 1
 
 
 def test_off_and_lockstep_start_no_helper(make_loop) -> None:  # type: ignore[no-untyped-def]
