@@ -230,6 +230,17 @@ def horn_quaternion(h: list[float], out: np.ndarray) -> bool:
     return True
 
 
+def _rotate(q: list[float], v: list[float]) -> tuple[float, float, float]:
+    """R(q) v for a unit quaternion q (w, x, y, z), in Python floats."""
+    w, x, y, z = q
+    a, b, c = v
+    return (
+        (1 - 2 * (y * y + z * z)) * a + 2 * (x * y - w * z) * b + 2 * (x * z + w * y) * c,
+        2 * (x * y + w * z) * a + (1 - 2 * (x * x + z * z)) * b + 2 * (y * z - w * x) * c,
+        2 * (x * z - w * y) * a + 2 * (y * z + w * x) * b + (1 - 2 * (x * x + y * y)) * c,
+    )
+
+
 class MarkerPose:
     """The block's pose from its LED markers by least-squares rigid fit (Kabsch).
 
@@ -244,7 +255,8 @@ class MarkerPose:
         self.position = np.zeros(3)
         self.orientation = np.array([1.0, 0.0, 0.0, 0.0])
         self._qc = self.offsets.mean(axis=0)
-        self._qc_zero = not self._qc.any()  # markers centred on the block (its 8 corners)
+        self._qc_zero = not self._qc.any()
+        self._qc_list: list[float] = self._qc.tolist()
         self._qcT = np.ascontiguousarray((self.offsets - self._qc).T)  # (3, M), rows sum to 0
         self._h = np.zeros((3, 3))
         self._h_flat = self._h.reshape(-1)
@@ -253,16 +265,45 @@ class MarkerPose:
         self._u, self._s, self._vt = np.zeros((3, 3)), np.zeros(3), np.zeros((3, 3))
         self._rows_p = np.zeros_like(self.offsets)  # update_rows' gathered markers
         self._rows_v = np.zeros(len(self.offsets), dtype=bool)
+        # update_rows' product for a whole frame: (4, N) weights fixed per rows, (4, 3) out
+        self._frame_rows: np.ndarray | None = None
+        self._frame_w = np.zeros((4, 0))
+        self._frame_hp = np.zeros((4, 3))
+        self._frame_hp_flat = self._frame_hp.reshape(-1)
 
     def update_rows(self, positions: np.ndarray, visible: np.ndarray, rows: np.ndarray) -> None:
-        """update(positions[rows], visible[rows]) into preallocated buffers: `positions` and
-        `visible` are a whole motion-capture frame, `rows` the block markers' rows in it."""
+        """update(positions[rows], visible[rows]) without gathering: `positions` (N, 3) and
+        `visible` (N,) are a whole motion-capture frame, `rows` the block markers' rows in it.
+
+        When every marker of the frame is visible (the usual cycle), one product of a (4, N)
+        matrix fixed per `rows` with the frame gives the cross-covariance and the centroid
+        (its sums in BLAS's order: the same values as update()'s to a few ulps)."""
         if positions.dtype != np.float64 or visible.dtype != np.bool_:
             self.update(positions[rows], visible[rows])
             return
-        np.take(positions, rows, axis=0, out=self._rows_p)
-        np.take(visible, rows, out=self._rows_v)
-        self.update(self._rows_p, self._rows_v)
+        if positions.shape != (len(visible), 3) or np.count_nonzero(visible) != len(visible):
+            np.take(positions, rows, axis=0, out=self._rows_p)
+            np.take(visible, rows, out=self._rows_v)
+            self.update(self._rows_p, self._rows_v)
+            return
+        if rows is not self._frame_rows or len(visible) != self._frame_w.shape[1]:
+            w = np.zeros((4, len(visible)))
+            w[:3, rows] = self._qcT
+            w[3, rows] = 1.0 / len(rows)
+            self._frame_rows, self._frame_w = rows, w
+        np.matmul(self._frame_w, positions, out=self._frame_hp)
+        v = self._frame_hp_flat.tolist()
+        if not horn_quaternion(v[:9], self.orientation):
+            np.take(positions, rows, axis=0, out=self._rows_p)
+            np.take(visible, rows, out=self._rows_v)
+            self.update(self._rows_p, self._rows_v)
+            return
+        pos = self.position
+        if self._qc_zero:
+            pos[0], pos[1], pos[2] = v[9], v[10], v[11]
+            return
+        rx, ry, rz = _rotate(self.orientation.tolist(), self._qc_list)
+        pos[0], pos[1], pos[2] = v[9] - rx, v[10] - ry, v[11] - rz  # pc - R qc
 
     def update(self, positions: np.ndarray, visible: np.ndarray) -> None:
         """`positions` (M, 3) world frame, `visible` (M,) bool, rows as `offsets`."""
@@ -280,40 +321,27 @@ class MarkerPose:
             qc_zero = False
             self._pc[:] = p.mean(axis=0)
             np.matmul((q - qc).T, p - self._pc, out=self._h)
-        r = self._r
         if horn_quaternion(self._h_flat.tolist(), self.orientation):
-            if qc_zero:  # position = pc - R qc = pc
-                np.copyto(self.position, self._pc)
-                return
-            w, x, y, z = self.orientation.tolist()
-            r[0, 0], r[0, 1], r[0, 2] = (
-                1 - 2 * (y * y + z * z),
-                2 * (x * y - w * z),
-                2 * (x * z + w * y),
+            pc = self._pc.tolist()
+            rx, ry, rz = (
+                (0.0, 0.0, 0.0) if qc_zero else _rotate(self.orientation.tolist(), qc.tolist())
             )
-            r[1, 0], r[1, 1], r[1, 2] = (
-                2 * (x * y + w * z),
-                1 - 2 * (x * x + z * z),
-                2 * (y * z - w * x),
-            )
-            r[2, 0], r[2, 1], r[2, 2] = (
-                2 * (x * z - w * y),
-                2 * (y * z + w * x),
-                1 - 2 * (x * x + y * y),
-            )
-        else:
-            u, vt = self._u, self._vt
-            _svd3(self._h, u, self._s, vt)
+            pos = self.position
+            pos[0], pos[1], pos[2] = pc[0] - rx, pc[1] - ry, pc[2] - rz  # pc - R qc
+            return
+        r = self._r  # ill-determined by Horn's method: the SVD, as before
+        u, vt = self._u, self._vt
+        _svd3(self._h, u, self._s, vt)
+        np.matmul(vt.T, u.T, out=r)
+        a = r.ravel().tolist()
+        det = (
+            a[0] * (a[4] * a[8] - a[5] * a[7])
+            - a[1] * (a[3] * a[8] - a[5] * a[6])
+            + a[2] * (a[3] * a[7] - a[4] * a[6])
+        )
+        if det < 0:  # a reflection: flip the axis of the smallest singular value
+            vt[2] *= -1.0
             np.matmul(vt.T, u.T, out=r)
-            a = r.ravel().tolist()
-            det = (
-                a[0] * (a[4] * a[8] - a[5] * a[7])
-                - a[1] * (a[3] * a[8] - a[5] * a[6])
-                + a[2] * (a[3] * a[7] - a[4] * a[6])
-            )
-            if det < 0:  # a reflection: flip the axis of the smallest singular value
-                vt[2] *= -1.0
-                np.matmul(vt.T, u.T, out=r)
-            quat_from_matrix(r, self.orientation)
+        quat_from_matrix(r, self.orientation)
         np.matmul(r, qc, out=self.position)
         np.subtract(self._pc, self.position, out=self.position)
