@@ -4,12 +4,31 @@ Everything is preallocated at load; a cycle writes into existing buffers."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from raas.core.observation import Observation
 from raas.policy.cell import CellSpec
 from raas.policy.manifest import ActionSpec, ObservationSpec
-from raas.policy.pose import relative_rotation
+
+
+def _relative_goal(goal: list[float], current: list[float], out: np.ndarray) -> None:
+    """pose.relative_rotation(goal[3:7], current, out) in Python floats: the same products,
+    the norm as a sum of squares (np.linalg.norm's BLAS dot may round its last bit apart)."""
+    aw, ax, ay, az = goal[3:7]
+    bw, bx, by, bz = current
+    bx, by, bz = -bx, -by, -bz
+    w = aw * bw - ax * bx - ay * by - az * bz
+    x = aw * bx + ax * bw + ay * bz - az * by
+    y = aw * by - ax * bz + ay * bw + az * bx
+    z = aw * bz + ax * by - ay * bx + az * bw
+    n = math.sqrt(w * w + x * x + y * y + z * z)
+    if n > 0:
+        w, x, y, z = w / n, x / n, y / n, z / n
+    if w < 0:
+        w, x, y, z = -w, -x, -y, -z
+    out[0], out[1], out[2], out[3] = w, x, y, z
 
 
 class ObjectPose:
@@ -107,7 +126,7 @@ class ObservationAssembler:
             elif kind == _REL_GOAL:
                 if not pose.valid:
                     return key
-                relative_rotation(obs.goal[3:7], pose.orientation, dst)
+                _relative_goal(obs.goal.tolist(), pose.orientation.tolist(), dst)
             elif kind == _OBJ_ORI:
                 if not pose.valid:
                     return key
