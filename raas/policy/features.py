@@ -4,13 +4,28 @@ Everything is preallocated at load; a cycle writes into existing buffers."""
 
 from __future__ import annotations
 
+import importlib
 import math
+from typing import Any
 
 import numpy as np
 
 from raas.core.observation import Observation
 from raas.policy.cell import CellSpec
 from raas.policy.manifest import ActionSpec, ObservationSpec
+
+
+def _clip_ufunc() -> Any:
+    """The ufunc np.clip ends in, without np.clip's three Python layers around it."""
+    for name in ("numpy._core.umath", "numpy.core.umath"):
+        try:
+            return importlib.import_module(name).clip
+        except (ImportError, AttributeError):  # pragma: no cover - another numpy layout
+            continue
+    return np.clip  # pragma: no cover
+
+
+_clip: Any = _clip_ufunc()
 
 
 def _relative_goal(goal: list[float], current: list[float], out: np.ndarray) -> None:
@@ -145,17 +160,15 @@ class ObservationAssembler:
         raw = self.raw
         np.subtract(raw, self.mean, out=raw)
         np.multiply(raw, self.inv_std, out=raw)
-        # np.clip(raw, lo, hi) is max then min (lo <= hi); the min writes the model's input
-        np.maximum(raw, self.lo, out=raw)
         if out is not self._out:
             self._out = out
             flat = out.reshape(-1)
             self._out_flat = flat if np.shares_memory(flat, out) else raw
         if self._out_flat is raw:  # an `out` that cannot be written through a flat view
-            np.minimum(raw, self.hi, out=raw)
+            _clip(raw, self.lo, self.hi, out=raw)
             out.reshape(-1)[:] = raw
-        else:
-            np.minimum(raw, self.hi, out=self._out_flat)
+        else:  # the clip writes the model's input
+            _clip(raw, self.lo, self.hi, out=self._out_flat)
         return None
 
 
@@ -212,7 +225,7 @@ class ActionDecoder:
             view.argmax(axis=1, out=self._argmax)
             np.take(self.bin_values, self._argmax, out=a)
         else:
-            np.clip(view, -1.0, 1.0, out=a)
+            _clip(view, -1.0, 1.0, out=a)
         if self._in_order:
             prev = self.target
         else:
@@ -224,9 +237,7 @@ class ActionDecoder:
         else:
             np.multiply(a, self._step, out=new)
             np.add(new, prev, out=new)
-        # np.clip(new, lo, hi) is max then min (lo <= hi)
-        np.maximum(new, self.lo, out=new)
-        np.minimum(new, self.hi, out=new)
+        _clip(new, self.lo, self.hi, out=new)
         if self.smoothing > 0:
             np.multiply(new, self._keep, out=new)
             np.multiply(prev, self.smoothing, out=self._smooth)

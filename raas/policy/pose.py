@@ -173,8 +173,10 @@ def horn_quaternion(h: list[float], out: np.ndarray) -> bool:
     k1 = n02 * n23 - n03 * n22
     k0 = n02 * n13 - n03 * n12
     c0 = s0 * k5 - s1 * k4 + s2 * k3 + s3 * k2 - s4 * k1 + s5 * k0
-    # the largest eigenvalue is <= ||N||_F = 2 sqrt(ss); Newton from above converges to it
-    x = 2.0 * math.sqrt(ss)
+    # the largest eigenvalue is a sum of H's singular values (the last one signed), so at most
+    # sqrt(3 ss): Newton from there converges to it (in 1-2 steps for the block's corners,
+    # where the bound is tight)
+    x = math.sqrt(3.0 * ss)
     for _ in range(60):
         x2 = x * x
         f = (x2 + c2) * x2 + c1 * x + c0
@@ -255,7 +257,11 @@ class MarkerPose:
         self.position = np.zeros(3)
         self.orientation = np.array([1.0, 0.0, 0.0, 0.0])
         self._qc = self.offsets.mean(axis=0)
-        self._qc_zero = not self._qc.any()
+        # the centroid of the cell's corner LEDs is 1e-19 m (rounding): R qc is below the last
+        # bit of the position, so the fit takes position = centroid
+        self._qc_zero = bool(
+            np.abs(self._qc).max() <= 1e-12 * max(np.abs(self.offsets).max(), 1e-300)
+        )
         self._qc_list: list[float] = self._qc.tolist()
         self._qcT = np.ascontiguousarray((self.offsets - self._qc).T)  # (3, M), rows sum to 0
         self._h = np.zeros((3, 3))
