@@ -11,7 +11,8 @@ run, interleaved; then trigger-to-apply on the realtime simulated cell at 12.5 H
      (PolicyRunner.prepare()) `--lead-ms` before with a sleep in between, as the loop's default
      prepare = before_trigger does; ours warmed up just before (the closest case of
      after_trigger); ours cold, and bare cold `session.run`, one per period in rotation,
-     beside bare in a tight burst after each period's measured call (the hot-loop floor).
+     beside bare in a tight burst after each period's measured call (the hot-loop floor);
+     for ours, the inference and the whole act() (`act_<role>_us` in the report).
      Targets: ours warmed-up inference p50 <= 1.3x the bare tight p50, p99.9/p50 <= 1.5.
   3. the cell: the policy in the real control loop (safety layer and recorder on), realtime rig
      at 12.5 Hz with motion capture and N cameras: trigger-to-apply (target p50 <= 1 ms, p99 <=
@@ -20,6 +21,7 @@ run, interleaved; then trigger-to-apply on the realtime simulated cell at 12.5 H
 
     python -m bench policy -- [--duration S] [--paced S] [--cameras N] [--iterations N]
                               [--bundle DIR] [--compare-warmup] [--no-rt] [--no-cell]
+                              [--tight-only]
 
 The machine's load average (os.getloadavg) is printed and stored with each part.
 The lead's full run (10 minutes, 3 cameras + mocap): python -m bench policy -- --duration 600
@@ -183,7 +185,8 @@ def paced(
     runner.reset()
     period = round(PERIOD_S * 1e9)
     lead = round(lead_ms * 1e6)
-    res: dict[str, list[int]] = {r: [] for r in (*ROLES, "bare_tight")}
+    ours = [r for r in ROLES if r != "bare_cold"]
+    res: dict[str, list[int]] = {r: [] for r in (*ROLES, *(f"act_{r}" for r in ours), "bare_tight")}
     t = time.monotonic_ns() + period
     k = 0
     end = time.monotonic_ns() + round(seconds * 1e9)
@@ -202,6 +205,7 @@ def paced(
             runner.act(obs, out)
             if runner.inferences > n0:
                 res[role].append(int(runner.latencies_ns()[-1]))
+                res[f"act_{role}"].append(int(runner.decide_ns()[-1]))
         for _ in range(burst):
             res["bare_tight"].append(bare.run())
         k += 1
@@ -304,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         help="cell runs with [loop] warm_during_collect on and off, interleaved, ROUNDS each",
     )
     ap.add_argument(
+        "--tight-only", action="store_true", help="the tight loop (part 1) only: no parts 2, 3"
+    )
+    ap.add_argument(
         "--compare-warmup",
         action="store_true",
         help="cell runs with prepare after_trigger, before_trigger and off",
@@ -359,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         "load": load(),
     }
 
+    if args.tight_only:
+        write_report("policy", report)
+        return 0
     print(
         f"== 2. paced at 12.5 Hz (80 ms idle), {args.paced:g} s, {args.warmup_runs} warm-up runs, "
         f"lead {args.lead_ms:g} ms, load {load()}"
@@ -369,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     print(fmt_dist("ours, no warm-up", p["cold"]))
     print(fmt_dist(f"ours, warm-up {args.lead_ms:g} ms before", p["before"]))
     print(fmt_dist("ours, warm-up just before", p["after"]))
+    print(fmt_dist("ours, whole act(), no warm-up", p["act_cold"]))
+    print(fmt_dist(f"ours, whole act(), warm-up {args.lead_ms:g} ms before", p["act_before"]))
+    print(fmt_dist("ours, whole act(), warm-up just before", p["act_after"]))
     floor = p["bare_tight"]["p50"]
     warm = p["after"]
     print(
