@@ -13,7 +13,9 @@ without that an entry is trusted for at most `ttl_s` after it was stored, then r
 Statements run on the session's DBAPI connection directly (the SQLite booking path,
 raas/service/crud/booking_sqlite.py) are not seen by these hooks: they
 name the tables they wrote with `note_write(session, *tables)`, which marks exactly the caches
-watching one of them.
+watching one of them; writes committed on a pool connection outside any session (the
+PostgreSQL booking route, raas/service/crud/booking_postgresql.py) are told with
+`committed(*tables)` after their commit.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ class CommitCache(Generic[K, V]):
         with self._lock:
             self._generation += 1
             self._entries.clear()
+
+    def committed(self, *tables: Any) -> None:
+        """Writes to `tables` were committed outside the watched sessions (a raw connection
+        from the pool, the PostgreSQL booking route): empty the cache if it watches one of
+        them, as the commit of a watched session would have (before the answer leaves)."""
+        if self._tables.intersection(tables):
+            self.invalidate()
+            for call in self.on_commit_invalidate:
+                call()
 
     def __len__(self) -> int:
         return len(self._entries)

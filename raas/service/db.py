@@ -181,6 +181,12 @@ class Database:
         #: (raas/service/write_batch.py); None on PostgreSQL.
         self.batcher = WriteBatcher(self.writer) if self.sqlite else None
 
+    def committed(self, *tables: Any) -> None:
+        """Writes to `tables` were committed on a pool connection outside any session: the
+        caches watching one of them are emptied now (`CommitCache.committed`)."""
+        for cache in (self.token_cache, self.availability_cache):
+            cache.committed(*tables)
+
     @property
     def sqlite(self) -> bool:
         return is_sqlite(self.engine)

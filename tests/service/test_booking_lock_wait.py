@@ -4,8 +4,9 @@ lock was granted). The buffer is the decisive case, as no database rule stands b
 stale read would book inside the buffer. An Idempotency-Key retry answers the first booking,
 and the quota weeks are read for an hours quota only. Each test runs both ways a booking is
 made: `reservations.create` (the ORM path series and moves share) and the booking route's
-`booking_postgresql.book` (row locks and collision read in one round trip, insert and COMMIT in
-another). On a real PostgreSQL server."""
+`booking_postgresql.book` (on a connection with no transaction open: judged on a lock-free read,
+then the row locks, an insert made only if that read is unchanged, and the COMMIT in one message;
+what changed is judged again under the locks). On a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from raas.service.errors import (
     ReservationConflict,
 )
 from raas.service.models import Reservation, Robot, Role
-from raas.service.schemas import QuotaUpdate, ReservationCreate
+from raas.service.schemas import QuotaUpdate, ReservationCreate, ReservationPublic
 from raas.service.settings import Settings
 from tests.service.harness import seed, settings_for
 from tests.service.pg_server import PgServer
@@ -48,7 +49,9 @@ class Env:
             self.user = user_crud.get_user(s, user)
             s.expunge(self.user)
 
-    def book(self, start: float, end: float, key: str | None = None) -> tuple[Reservation, bool]:
+    def book(
+        self, start: float, end: float, key: str | None = None
+    ) -> tuple[Reservation | ReservationPublic, bool]:
         data = ReservationCreate(
             robot_id=self.robot, starts_at=T0 + start * H, ends_at=T0 + end * H
         )

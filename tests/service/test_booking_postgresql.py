@@ -1,14 +1,18 @@
 """The PostgreSQL booking path (raas/service/crud/booking_postgresql.py) and the pool's ping
 (raas/service/db.py): prepared statements that survive psycopg's DEALLOCATE ALL, the rows and
-the audit entry a booking writes, the cache it empties, and a connection that sat idle is still
-pinged. On a real PostgreSQL server; the lock-wait cases are in test_booking_lock_wait.py."""
+the audit entry a booking writes, the cache it empties, a connection that sat idle is still
+pinged, and the route's booking (`book_apart`: a pool connection, no session) commits, replays,
+refuses, hands its connection back clean and judges again what changed after its lock-free
+read. On a real PostgreSQL server; the lock-wait cases are in test_booking_lock_wait.py."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,9 +22,14 @@ from raas.service import db as db_module
 from raas.service.crud import booking_postgresql
 from raas.service.crud import users as user_crud
 from raas.service.db import Database
-from raas.service.errors import BufferConflict, ReservationConflict
+from raas.service.errors import (
+    BufferConflict,
+    IdempotencyKeyReused,
+    MaintenanceConflict,
+    ReservationConflict,
+)
 from raas.service.models import AuditEntry, Reservation, Role, User
-from raas.service.schemas import ReservationCreate
+from raas.service.schemas import ReservationCreate, ReservationPublic
 from raas.service.settings import Settings
 from tests.conftest import require
 from tests.service.harness import seed, settings_for
@@ -35,7 +44,7 @@ class Env:
     def __init__(self, db: Database, settings: Settings, user: User, robot: int) -> None:
         self.db, self.settings, self.user, self.robot = db, settings, user, robot
 
-    def book(self, start: float, end: float) -> Reservation:
+    def book(self, start: float, end: float) -> Reservation | ReservationPublic:
         data = ReservationCreate(
             robot_id=self.robot, starts_at=T0 + start * H, ends_at=T0 + end * H, purpose="p"
         )
@@ -174,3 +183,94 @@ def test_acknowledged_bookings_survive_a_server_crash(tmp_path: Path) -> None:
         assert kept == sorted(made)
     finally:
         pg.stop()
+
+
+# -- the route's booking: a pool connection, no session (booking_postgresql.book_apart) -------
+
+
+def _book_apart(env: Env, start: float, end: float, key: str | None = None) -> tuple[Any, bool]:
+    data = ReservationCreate(
+        robot_id=env.robot, starts_at=T0 + start * H, ends_at=T0 + end * H, purpose="p"
+    )
+    return booking_postgresql.book_apart(
+        env.db, env.user, data, NOW, env.settings, idempotency_key=key
+    )
+
+
+def test_the_route_booking_commits_audits_and_empties_the_availability_cache(env: Env) -> None:
+    cache = env.db.availability_cache
+    key = (env.robot, T0, T0 + 24 * H)
+    cache.put(key, b"{}", cache.generation)
+    made, replayed = _book_apart(env, 1, 2)
+    assert replayed is False
+    assert cache.get(key) is None  # emptied before the answer is returned
+    with env.db.read() as s:
+        [row] = s.scalars(select(Reservation))
+        [entry] = s.scalars(select(AuditEntry).where(AuditEntry.action == "reservation.create"))
+    assert (row.id, row.starts_at, row.ends_at, row.purpose) == (made.id, T0 + H, T0 + 2 * H, "p")
+    assert entry.target == f"reservation:{made.id}"
+
+
+def test_the_route_booking_replays_refuses_and_hands_its_connection_back_clean(env: Env) -> None:
+    first, _ = _book_apart(env, 1, 2, key="k-1")
+    again, replayed = _book_apart(env, 1, 2, key="k-1")
+    assert replayed is True and again.id == first.id
+    with pytest.raises(IdempotencyKeyReused):
+        _book_apart(env, 3, 4, key="k-1")
+    with pytest.raises(BufferConflict):
+        _book_apart(env, 2, 3)
+    # the pool's connections come back out of autocommit with no transaction open: a session's
+    # rolled-back write leaves nothing behind
+    with env.db.writer() as s:
+        s.execute(text("UPDATE robots SET name = 'renamed'"))
+        s.rollback()
+    with env.db.read() as s:
+        assert s.scalar(text("SELECT count(*) FROM robots WHERE name = 'renamed'")) == 0
+    _book_apart(env, 4, 5)
+    with env.db.read() as s:
+        assert s.scalar(text("SELECT count(*) FROM reservations")) == 2
+
+
+def test_a_change_between_the_read_and_the_locks_is_judged_again(env: Env) -> None:
+    """The route's booking judges a lock-free read; a maintenance block committed after that
+    read (here: while the booking waits for the robot's lock) changes what the conditional
+    insert reads again, so nothing is written and the booking is judged again under the locks."""
+    outcome: list[object] = []
+
+    def book() -> None:
+        try:
+            outcome.append(_book_apart(env, 1, 2))
+        except Exception as exc:
+            outcome.append(exc)
+
+    with env.db.write() as holder:
+        holder.execute(text("SELECT id FROM robots WHERE id = :r FOR UPDATE"), {"r": env.robot})
+        thread = threading.Thread(target=book)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not _waiting_on_a_lock(env):
+            assert time.monotonic() < deadline, "the booking never waited for the lock"
+            time.sleep(0.02)
+        holder.execute(
+            text(
+                "INSERT INTO maintenance_blocks (robot_id, starts_at, ends_at, reason,"
+                " created_by, created_at) VALUES (:r, :s, :e, 'oil', :u, :s)"
+            ),
+            {"r": env.robot, "s": T0, "e": T0 + 3 * H, "u": env.user.id},
+        )
+    thread.join(30)
+    [result] = outcome
+    assert isinstance(result, MaintenanceConflict), result
+    with env.db.read() as s:
+        assert s.scalar(text("SELECT count(*) FROM reservations")) == 0
+
+
+def _waiting_on_a_lock(env: Env) -> bool:
+    with env.db.engine.connect() as c:
+        waiting = c.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            )
+        ).scalar_one()
+    return bool(waiting)

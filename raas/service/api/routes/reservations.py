@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -17,7 +16,7 @@ from raas.service.crud import users as user_crud
 from raas.service.deps import Now, ObjectId, Person, ReadDB, State, WriteDB
 from raas.service.deps import Principal as PrincipalT
 from raas.service.errors import Forbidden, NotFound
-from raas.service.models import Lease, Reservation, ReservationStatus, Revocation, User
+from raas.service.models import Lease, Reservation, ReservationStatus, Revocation
 from raas.service.schemas import (
     ErrorPublic,
     InvalidRequestPublic,
@@ -135,6 +134,7 @@ async def create_reservation(
     user, settings = principal.user, state.settings
     # Committed (and on disk) before the 201 leaves.
     batcher = state.db.batcher
+    reservation: Reservation | ReservationPublic
     if batcher is not None:
         # SQLite: the booking shares its transaction and commit with the bookings that arrived
         # with it (raas/service/write_batch.py), its statements run on the batch's sqlite3
@@ -146,35 +146,28 @@ async def create_reservation(
 
         reservation, replayed = await batcher.submit_async(book, raw=True)
     else:
+        # PostgreSQL: in a transaction of its own on a pool connection, no session
+        # (raas/service/crud/booking_postgresql.py); writers run in parallel on row locks.
         reservation, replayed = await run_in_threadpool(
-            _book_apart, state, user, body, now, idempotency_key
+            booking_postgresql.book_apart,
+            state.db,
+            user,
+            body,
+            now,
+            settings,
+            idempotency_key=idempotency_key,
         )
     if replayed:
         return _created(reservation, {"Idempotent-Replayed": "true"})
     return _created(reservation)
 
 
-def _book_apart(
-    state: ServiceState,
-    user: User,
-    body: ReservationCreate,
-    now: datetime,
-    idempotency_key: str | None,
-) -> tuple[Reservation, bool]:
-    """A booking in a transaction of its own (PostgreSQL: writers run in parallel on their row
-    locks), audited, committed before this returns, its statements run on the session's
-    psycopg connection (raas/service/crud/booking_postgresql.py). The session is opened and
-    closed here, in the route's thread, whatever happens (its row locks go with it; no extra
-    hop to close)."""
-    with state.db.write() as session:
-        return booking_postgresql.book(
-            session, user, body, now, state.settings, idempotency_key=idempotency_key
-        )
-
-
-def _created(reservation: Reservation, headers: dict[str, str] | None = None) -> Response:
+def _created(
+    reservation: Reservation | ReservationPublic, headers: dict[str, str] | None = None
+) -> Response:
     """The 201, serialized here in the route's thread: a returned model would be validated
-    again against `response_model` in a thread-pool hop of its own."""
+    again against `response_model` in a thread-pool hop of its own. An answer that is already
+    a `ReservationPublic` (the PostgreSQL path's) is serialized as it is."""
     body = ReservationPublic.model_validate(reservation).model_dump_json()
     return Response(body, status.HTTP_201_CREATED, headers, media_type="application/json")
 
