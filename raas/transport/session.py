@@ -37,7 +37,9 @@ from raas_client.wire import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     ErrorCode,
+    Message,
     Msg,
+    StepReader,
     Topic,
     decode,
     encode,
@@ -179,6 +181,9 @@ class SessionController:
         self._limit: Callable[[str], int] = lambda kind: request_limit(kind, chunk)
         #: A client sends only `step` blocks (protocol 2; hello's spaces.layouts).
         self._layouts = {"step": packer.layouts["step"]}
+        #: The `step` of every remote step, as raas_client writes it, read without decode()
+        #: (the same Message; any other encoding goes through decode()).
+        self._steps = StepReader(packer.layouts["step"])
         #: The control modes (raas/transport/modes.py), each with its own rules.
         self.stepping = RemoteStep(self, action_wait_ns)
         self.runs = BundleRun(self)
@@ -332,8 +337,30 @@ class SessionController:
             self.counters.malformed += 1
             return
         identity = bytes(frames[0])
+        # The step of every remote step, as raas_client writes it, is read without decode()
+        # and handled as decode()'s Message of it would be (wire.StepReader).
+        step = self._steps.read(frames[1], frames[2]) if len(frames) == 3 else None
+        msg = None if step is not None else self._decode(identity, frames)
+        if msg is None and step is None:
+            return  # malformed: counted and answered by _decode
+        req_id = None if msg is None else msg.get("id")
         try:
-            msg = decode(frames[1:], self._limit, self._layouts)
+            if step is not None:
+                cycle, arrays = step
+                self._step(self._peer(identity), "step", cycle, arrays.get("action"))
+            elif msg is not None:
+                self._handle(identity, msg.type, msg.header, msg.arrays, req_id, msg.block)
+        except RequestRefusedError as exc:
+            self.counters.refused += 1
+            self.sockets.error(identity, req_id, exc.code, exc.message)
+        except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
+            self.counters.malformed += 1
+            self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
+
+    def _decode(self, identity: bytes, frames: list[Any]) -> Message | None:
+        """decode() of a request; a malformed one is counted and answered here (None)."""
+        try:
+            return decode(frames[1:], self._limit, self._layouts)
         except ProtocolError as exc:
             self.counters.malformed += 1
             code, version, text = ErrorCode.BAD_REQUEST, PROTOCOL_VERSION, str(exc)
@@ -351,16 +378,7 @@ class SessionController:
             elif exc.too_large:
                 code = ErrorCode.TOO_LARGE
             self.sockets.error(identity, exc.request_id, code, text, version)
-            return
-        req_id = msg.get("id")
-        try:
-            self._handle(identity, msg.type, msg.header, msg.arrays, req_id, msg.block)
-        except RequestRefusedError as exc:
-            self.counters.refused += 1
-            self.sockets.error(identity, req_id, exc.code, exc.message)
-        except Exception as exc:  # a bug meets bad input: refuse it, keep the robot running
-            self.counters.malformed += 1
-            self.sockets.error(identity, req_id, ErrorCode.BAD_REQUEST, repr(exc))
+            return None
 
     def _handle(
         self,
@@ -371,25 +389,11 @@ class SessionController:
         req_id: Any,
         block: str | None = None,
     ) -> None:
-        now = time.monotonic_ns()
-        peer = self.peers.get(ident)
-        if peer is not None:
-            code = self.gate.still_valid(peer.claims)  # every command re-checks the lease
-            if code is not None:
-                self._close(peer, code)
-                raise RequestRefusedError(code, "the lease no longer holds; session closed")
-            peer.last_seen_ns = now  # any message is a heartbeat, even an unknown one
+        peer = self._peer(ident)
         if kind not in _REQUESTS:  # before the role checks: with or without a session
             raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
         if kind == Msg.STEP:  # hot path first
-            ctl = self._controller_peer(peer)
-            if block != "step":
-                raise RequestRefusedError(
-                    ErrorCode.BAD_REQUEST,
-                    "a step carries its action in the 'step' block (protocol 2; hello's "
-                    "spaces.layouts)",
-                )
-            self.stepping.on_step(h.get("cycle"), arrays.get("action"))
+            self._step(peer, block, h.get("cycle"), arrays.get("action"))
             return
         if kind == Msg.CHUNK:  # a policy server's chunk (raas/transport/policy_serve.py)
             self._controller_peer(peer)
@@ -404,7 +408,7 @@ class SessionController:
                 raise RequestRefusedError(ErrorCode.NO_SESSION, "open a session first")
             self.sockets.reply(ident, req_id, {"mode": self._mode()})
         elif kind == Msg.OPEN:
-            self._open(ident, h, req_id, now)
+            self._open(ident, h, req_id, time.monotonic_ns())
         elif kind == Msg.CLOSE:
             if peer is not None:
                 self._close(peer, "closed by client")
@@ -418,6 +422,30 @@ class SessionController:
             ctl = self._controller_peer(peer)
             fields = self._control(ctl, kind, h, arrays)
             self.sockets.reply(ident, req_id, fields)
+
+    def _peer(self, ident: bytes) -> Peer | None:
+        """The session of `ident` (None: none), its lease re-checked, as on every command: a
+        lease that ended or was revoked closes the session and refuses the command with the
+        lease's code. Any message renews the session's liveness, even an unknown one."""
+        peer = self.peers.get(ident)
+        if peer is not None:
+            code = self.gate.still_valid(peer.claims)
+            if code is not None:
+                self._close(peer, code)
+                raise RequestRefusedError(code, "the lease no longer holds; session closed")
+            peer.last_seen_ns = time.monotonic_ns()
+        return peer
+
+    def _step(self, peer: Peer | None, block: str | None, cycle: object, action: Any) -> None:
+        """A `step` request: the controller's, with its action in the `step` block."""
+        self._controller_peer(peer)
+        if block != "step":
+            raise RequestRefusedError(
+                ErrorCode.BAD_REQUEST,
+                "a step carries its action in the 'step' block (protocol 2; hello's "
+                "spaces.layouts)",
+            )
+        self.stepping.on_step(cycle, action)
 
     def _control(
         self, ctl: Peer, kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray]

@@ -39,13 +39,13 @@ from raas_client.errors import (
     SessionClosedError,
 )
 from raas_client.wire import (
-    PROTOCOL_VERSION,
     Layout,
     Msg,
     Topic,
     decode,
     encode,
     layouts_from_spaces,
+    step_header_parts,
 )
 from raas_client.zmq_send import send as _send_frame
 
@@ -132,17 +132,6 @@ def connect_socket(
         sock.curve_serverkey = server_key.encode("ascii")
     sock.connect(endpoint)
     return sock
-
-
-def step_header_parts(layout: str) -> tuple[bytes, bytes]:
-    """The msgpack bytes of a `step` header `{"v", "t": "step", "cycle": ?, "b": layout}` before
-    and after the cycle's value: `head + pack(cycle) + tail` is `pack(header)` (msgpack writes a
-    map as its size, then each key and value in order)."""
-    p = msgpack.Packer()
-    head = p.pack_map_header(4) + b"".join(
-        p.pack(x) for x in ("v", PROTOCOL_VERSION, "t", Msg.STEP, "cycle")
-    )
-    return head, p.pack("b") + p.pack(layout)
 
 
 def stream_endpoint_for(control: str, announced: str) -> str:

@@ -51,6 +51,7 @@ MAX_ARRAYS = 64
 #: them through the buffer protocol (a memoryview on a zmq.Frame costs more than the read).
 _DIRECT = (bytes, zmq.Frame)
 _DTYPES = frozenset({"f4", "f8", "i4", "i8", "u1", "u2", "b1"})
+_unpackb = msgpack.unpackb
 
 
 class Msg:
@@ -149,12 +150,18 @@ class Layout:
     _plan: tuple[tuple[str, np.dtype[Any], int, int, tuple[int, ...] | None], ...] = field(
         init=False, repr=False, compare=False
     )
+    #: The whole block as one numpy record (a structured dtype, a field per array at its
+    #: offset), when the layout can be one: views() then makes one 0-d array on the block and
+    #: takes each array as a field of it, which costs less than one frombuffer per array
+    #: (an observation's six: 0.9 against 1.3 us).
+    _record: np.dtype[Any] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         plan = tuple(
             (n, np.dtype(d), _count(s), o, None if len(s) == 1 else s) for n, d, s, o in self.arrays
         )
         object.__setattr__(self, "_plan", plan)
+        object.__setattr__(self, "_record", _record_dtype(self.arrays, self.size, plan))
 
     @classmethod
     def of(cls, name: str, arrays: Sequence[tuple[str, str, Sequence[int]]]) -> Layout:
@@ -198,6 +205,10 @@ class Layout:
 
     def views(self, buf: Any) -> dict[str, np.ndarray]:
         """The arrays as views on `buf` (a block of exactly `size` bytes; not checked here)."""
+        record = self._record
+        if record is not None:
+            r = np.ndarray((), record, buf)
+            return {n: r[n] for n in record.names}  # type: ignore[union-attr]
         out: dict[str, np.ndarray] = {}
         frombuffer = np.frombuffer
         for n, dtype, count, offset, shape in self._plan:
@@ -214,6 +225,33 @@ class Layout:
         block."""
         block = np.zeros(self.size, dtype=np.uint8)
         return block, self.views(block)
+
+
+def _record_dtype(
+    arrays: Sequence[tuple[str, str, tuple[int, ...], int]],
+    size: int,
+    plan: Sequence[tuple[str, np.dtype[Any], int, int, tuple[int, ...] | None]],
+) -> np.dtype[Any] | None:
+    """The structured dtype of a layout (a field per array, at its offset, of its dtype and
+    shape; itemsize the block's size), or None when views() must make the arrays one by one:
+    no arrays, an empty array (a fresh zero array, not a view), a name used twice, or arrays
+    numpy does not accept as fields; and fewer than three arrays (a field costs about 100 ns,
+    the record about 400, one frombuffer about 200: the record pays from three arrays on, e.g.
+    the six of an observation, not for the one of a step)."""
+    names = [n for n, _, _, _ in arrays]
+    if len(arrays) < 3 or len(set(names)) != len(names) or any(c == 0 for _, _, c, _, _ in plan):
+        return None
+    try:
+        return np.dtype(
+            {
+                "names": names,
+                "formats": [(np.dtype(d), s) for _, d, s, _ in arrays],
+                "offsets": [o for _, _, _, o in arrays],
+                "itemsize": size,
+            }
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 def layouts_from_spaces(spaces: Mapping[str, Any]) -> dict[str, Layout]:
@@ -257,6 +295,55 @@ def encode(
     return frames
 
 
+def step_header_parts(layout: str) -> tuple[bytes, bytes]:
+    """The msgpack bytes of a `step` header `{"v", "t": "step", "cycle": ?, "b": layout}` before
+    and after the cycle's value: `head + pack(cycle) + tail` is `pack(header)` (msgpack writes a
+    map as its size, then each key and value in order). What RemoteRobot.act sends."""
+    p = msgpack.Packer()
+    head = p.pack_map_header(4) + b"".join(
+        p.pack(x) for x in ("v", PROTOCOL_VERSION, "t", Msg.STEP, "cycle")
+    )
+    return head, p.pack("b") + p.pack(layout)
+
+
+class StepReader:
+    """The daemon's reading of a `step` request written as raas_client writes it: the header
+    exactly `step_header_parts(layout)`'s head, the cycle (an integer) and tail, then a block
+    of the layout's size. `read` gives what decode() would give for those frames (the cycle
+    and the block's arrays) from a comparison of bytes, where decode() builds a msgpack map of
+    four string keys and checks the version, the type and the size limit, which such a
+    message always passes. Anything else (another message, the same header written in another
+    order or with an `id`, a block of another size) gives None: decode() reads it and says what
+    is wrong. The wire is the same either way; this spares the daemon work on every step."""
+
+    __slots__ = ("_longest", "_shortest", "head", "layout", "tail")
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.head, self.tail = step_header_parts(layout.name)
+        fixed = len(self.head) + len(self.tail)
+        self._shortest, self._longest = fixed + 1, fixed + 9  # msgpack ints: 1 to 9 bytes
+
+    def read(self, header: Any, block: Any) -> tuple[int, dict[str, np.ndarray]] | None:
+        """(cycle, the block's arrays as views), or None: decode() must read these frames."""
+        if type(header) not in _DIRECT or type(block) not in _DIRECT:
+            return None
+        n = len(header)
+        if n < self._shortest or n > self._longest or len(block) != self.layout.size:
+            return None
+        raw = header if type(header) is bytes else header.bytes
+        head, tail = self.head, self.tail
+        if not (raw.startswith(head) and raw.endswith(tail)):
+            return None
+        try:
+            cycle = msgpack.unpackb(raw[len(head) : n - len(tail)])
+        except Exception:  # not one msgpack value: decode() says what it is
+            return None
+        if type(cycle) is not int:
+            return None
+        return cycle, self.layout.views(block)
+
+
 def request_limit(kind: str, chunk_bytes: int) -> int:
     """The size limit of a request of type `kind`, all frames (docs/protocol.md, Size limits):
     64 KiB, and 64 KiB + `chunk_bytes` for an `upload_chunk`."""
@@ -278,21 +365,26 @@ def decode(
     as a map, the error carries the request's `id` (`request_id`)."""
     if not frames:
         raise ProtocolError("empty message")
-    raw, nbytes = _raw(frames[0])
+    first = frames[0]
+    if type(first) in _DIRECT:  # bytes or a zmq.Frame: read as it is (see _raw)
+        raw, nbytes = first, len(first)
+    else:
+        raw, nbytes = _raw(first)
     if nbytes > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {nbytes} bytes exceeds {MAX_HEADER_BYTES}")
     try:  # msgpack >= 1.0: raw=False and strict_map_key=True are the defaults
-        header = msgpack.unpackb(raw, max_bin_len=0, max_ext_len=0, max_array_len=4096)
+        header = _unpackb(raw, max_bin_len=0, max_ext_len=0, max_array_len=4096)
     except Exception as exc:  # msgpack raises many types on garbage
         raise ProtocolError(f"header is not msgpack: {type(exc).__name__}") from None
-    if not isinstance(header, dict):
+    if type(header) is not dict:  # msgpack makes maps as dict, never a subclass
         raise ProtocolError("header is not a map")
-    rid = header.get("id")
-    v = header.get("v")
+    get = header.get
+    rid = get("id")
+    v = get("v")
     if v != PROTOCOL_VERSION:
         raise ProtocolError(_version_message(v), version=True, request_id=rid, peer_version=v)
-    kind = header.get("t")
-    if not isinstance(kind, str):
+    kind = get("t")
+    if type(kind) is not str:  # msgpack makes strings as str, never a subclass
         raise ProtocolError("header has no message type 't'", request_id=rid)
     if limit is not None:
         size, most = sum(map(_nbytes, frames)), limit(kind)
@@ -304,8 +396,13 @@ def decode(
             )
     spec = header.pop("a", None)
     name = header.pop("b", None)
-    arrays: dict[str, np.ndarray] = {}
     n = len(frames)
+    if name is not None and spec is None and n == 2:  # a block alone: an observation, a step
+        layout = layouts.get(name) if layouts is not None and type(name) is str else None
+        block = frames[1]
+        if layout is not None and type(block) in _DIRECT and len(block) == layout.size:
+            return Message(header, layout.views(block), name)
+    arrays: dict[str, np.ndarray] = {}
     try:
         if name is not None:
             arrays = _block(name, frames[1] if n > 1 else None, layouts)
