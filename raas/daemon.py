@@ -43,7 +43,7 @@ from raas.controllers import make_controller
 from raas.core.clock import Clock, LockstepClock, MonotonicClock
 from raas.core.controller import Controller
 from raas.core.loop import ControlLoop, LoopConfig, Publisher, SourceSpec
-from raas.core.rt import RtReport, RtRequest, acquire
+from raas.core.rt import RtReport, RtRequest, acquire, current_sched, restore
 from raas.core.stats import build_stats, device_clocks, format_summary
 from raas.core.status import StatusLine
 from raas.errors import ConfigError, DeviceLost
@@ -471,6 +471,8 @@ def cell_up(cfg: CellConfig) -> Iterator[Cell]:
     shared: dict[str, Any] = {}
     named: dict[str, tuple[str, Device]] = {}
     devices: list[Device] = []
+    sched_before = current_sched()
+    report: RtReport | None = None
     try:
         try:
             build_devices(cfg, shared, named)
@@ -517,6 +519,9 @@ def cell_up(cfg: CellConfig) -> Iterator[Cell]:
             except Exception as exc:
                 print(f"raasd: shutdown of {d.name} failed: {exc}", file=sys.stderr)
         _close_shared(shared)
+        if report is not None:
+            for note in restore(sched_before, report):
+                print(f"raasd: {note}", file=sys.stderr)
 
 
 def run_loop(loop: ControlLoop) -> int:

@@ -108,6 +108,56 @@ def acquire(request: RtRequest) -> RtReport:
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class SchedState:
+    """The calling thread's scheduling as it was before `acquire`: what `restore` puts back."""
+
+    policy: int
+    priority: int
+    cpus: frozenset[int]
+    timer_slack_ns: int | None
+
+
+def current_sched() -> SchedState:
+    libc = _libc()
+    slack = None
+    if libc is not None:
+        _PR_GET_TIMERSLACK = 30
+        slack = int(libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
+    return SchedState(
+        policy=os.sched_getscheduler(0),
+        priority=os.sched_getparam(0).sched_priority,
+        cpus=frozenset(os.sched_getaffinity(0)),
+        timer_slack_ns=slack,
+    )
+
+
+def restore(before: SchedState, report: RtReport) -> list[str]:
+    """Undo `acquire` on the calling thread once its cell is down: its scheduling policy,
+    priority, CPUs and timer slack as they were, and the memory lock if `acquire` took it.
+    What a thread starts afterwards inherits these, so without this a second cell in the same
+    process (a benchmark comparing settings, a test) would start its simulated rig on the first
+    loop's CPU at the loop's FIFO priority. Returns notes for what could not be undone."""
+    notes: list[str] = []
+    if not report.requested:
+        return notes
+    try:
+        os.sched_setscheduler(0, before.policy, os.sched_param(before.priority))
+    except (OSError, AttributeError) as exc:
+        notes.append(f"scheduling policy not restored: {getattr(exc, 'strerror', exc)}")
+    try:
+        os.sched_setaffinity(0, set(before.cpus))
+    except OSError as exc:
+        notes.append(f"affinity not restored: {exc.strerror}")
+    libc = _libc()
+    if libc is not None:
+        if before.timer_slack_ns is not None:
+            libc.prctl(_PR_SET_TIMERSLACK, before.timer_slack_ns, 0, 0, 0)
+        if report.mlockall and libc.munlockall() != 0:
+            notes.append(f"munlockall failed: {os.strerror(ctypes.get_errno())}")
+    return notes
+
+
 def _read_back(report: RtReport, libc: ctypes.CDLL | None) -> None:
     policy = os.sched_getscheduler(0)
     report.sched_policy = {

@@ -24,8 +24,8 @@ def _sched(tid: int) -> tuple[int, int]:
 
 @pytest.fixture
 def restore_sched() -> Iterator[None]:
-    """cell_up gives this process the loop's real-time settings; later tests' children must
-    not inherit them."""
+    """cell_up gives the loop's real-time settings back on exit (test below); should a test fail
+    inside the cell, later tests' children must not inherit them either."""
     cpus = os.sched_getaffinity(0)
     yield
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
@@ -59,3 +59,36 @@ def test_renderer_scheduling(render_priority: int) -> None:
                 assert not os.sched_getaffinity(tid) & set(cell.rt_report.affinity)
         if got_fifo and render_priority > 0:
             assert f"cameras SCHED_FIFO prio {render_priority}" in cell.banner()
+
+
+def _fifo_cell(cameras: int) -> object:
+    return sim_cell_config(
+        {
+            "loop": {"rate_hz": 12.5},
+            "rig": {"clock": "realtime", "cameras": cameras},
+            "rt": {"enabled": True},
+        }
+    )
+
+
+@pytest.mark.usefixtures("restore_sched")
+def test_cell_up_gives_back_the_callers_scheduling() -> None:
+    """A second cell in one process (a benchmark comparing settings, a test) starts its rig like
+    the first: off the loop's CPU and not at the loop's priority. Before the fix the caller kept
+    the first loop's SCHED_FIFO and CPU, the second rig inherited both, and the rig then ran on
+    the loop's CPU (its answers came ~2x later and the warm-up helper never ran)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs a CPU beside the loop's")
+    before = (_sched(0), os.sched_getaffinity(0))
+    for _ in range(2):
+        with cell_up(_fifo_cell(1)) as cell:  # type: ignore[arg-type]
+            rig = cell.rig
+            assert rig is not None and rig.renderer_pid
+            loop_cpus = set(cell.rt_report.affinity)
+            for pid in (rig.pid, rig.renderer_pid):
+                for t in Path(f"/proc/{pid}/task").iterdir():
+                    tid = int(t.name)
+                    if cell.rt_report.sched_policy == "SCHED_FIFO":
+                        assert not os.sched_getaffinity(tid) & loop_cpus, f"rig thread {tid}"
+                        assert _sched(tid)[1] < cell.rt_report.fifo_priority, f"rig thread {tid}"
+    assert (_sched(0), os.sched_getaffinity(0)) == before
