@@ -17,11 +17,14 @@ run, interleaved; then trigger-to-apply on the realtime simulated cell at 12.5 H
   3. the cell: the policy in the real control loop (safety layer and recorder on), realtime rig
      at 12.5 Hz with motion capture and N cameras: trigger-to-apply (target p50 <= 1 ms, p99 <=
      2 ms), missed cycles, in-loop inference; with `--compare-warmup` once per prepare mode
-     (before_trigger, after_trigger, off), one after the other.
+     (before_trigger, after_trigger, off), one after the other; with `--compare-background N`
+     / `--compare-lead N`, [loop] warm_during_collect / warm_during_lead on and off, interleaved,
+     N rounds (each cell in this process starts its rig as the first did: cell_up gives the
+     loop's real-time settings back when the cell is down).
 
     python -m bench policy -- [--duration S] [--paced S] [--cameras N] [--iterations N]
-                              [--bundle DIR] [--compare-warmup] [--no-rt] [--no-cell]
-                              [--tight-only]
+                              [--bundle DIR] [--compare-warmup] [--compare-background N]
+                              [--compare-lead N] [--no-rt] [--no-cell] [--tight-only]
 
 The machine's load average (os.getloadavg) is printed and stored with each part.
 The lead's full run (10 minutes, 3 cameras + mocap): python -m bench policy -- --duration 600
@@ -230,9 +233,10 @@ def cell_run(
     lead_ms: float,
     warmup_runs: int,
     background: bool = True,
+    lead_warm: bool = True,
 ) -> dict[str, Any]:
     """The policy in `raasd run --sim` (realtime rig, safety layer, recorder on); `background`:
-    [loop] warm_during_collect."""
+    [loop] warm_during_collect; `lead_warm`: [loop] warm_during_lead."""
     rec_dir = tempfile.mkdtemp(prefix="bench-policy-rec-")
     cfg = sim_cell_config(
         {
@@ -242,6 +246,7 @@ def cell_run(
                 "prepare": prepare,
                 "prepare_lead_ms": lead_ms,
                 "warm_during_collect": background,
+                "warm_during_lead": lead_warm,
             },
             "rig": {"clock": "realtime", "rate_hz": 12.5, "cameras": cameras},
             "rt": {"enabled": rt},
@@ -265,6 +270,7 @@ def cell_run(
         "prepare": prepare,
         "prepare_lead_ms": lead_ms,
         "warm_during_collect": background,
+        "warm_during_lead": lead_warm,
         "load_before": load0,
         "load_after": load(),
         "stats": st,
@@ -279,7 +285,8 @@ def _cell_line(cell: dict[str, Any]) -> str:
     stale = {k: v["stale_cycles"] for k, v in st["sources"].items() if v["stale_cycles"]}
     return (
         f"prepare {cell['prepare']}, warm during collect "
-        f"{'on' if cell['warm_during_collect'] else 'off'}: cycles {st['cycles']['run']} missed "
+        f"{'on' if cell['warm_during_collect'] else 'off'}, during the lead "
+        f"{'on' if cell['warm_during_lead'] else 'off'}: cycles {st['cycles']['run']} missed "
         f"{st['cycles']['missed']} fallbacks {st['cycles']['fallbacks']}; trigger->apply p50 "
         f"{t2a['p50'] / 1e3:.3f} ms (target <= 1), p99 {t2a['p99'] / 1e3:.3f} ms (target <= 2); "
         f"stale {stale or 'none'}; load {cell['load_before']} -> {cell['load_after']}"
@@ -306,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="ROUNDS",
         help="cell runs with [loop] warm_during_collect on and off, interleaved, ROUNDS each",
+    )
+    ap.add_argument(
+        "--compare-lead",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="cell runs with [loop] warm_during_lead on and off, interleaved, ROUNDS each",
     )
     ap.add_argument(
         "--tight-only", action="store_true", help="the tight loop (part 1) only: no parts 2, 3"
@@ -406,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_cell:
         default = LoopConfig()
         modes = [
-            (m, default.warm_during_collect)
+            (m, default.warm_during_collect, default.warm_during_lead)
             for m in (
                 ["before_trigger", "after_trigger", "off"]
                 if args.compare_warmup
@@ -415,16 +429,23 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.compare_background:
             modes = [
-                (default.prepare, bg)
+                (default.prepare, bg, default.warm_during_lead)
                 for _ in range(args.compare_background)
                 for bg in (True, False)
             ]
+        if args.compare_lead:
+            modes = [
+                (default.prepare, True, lw)
+                for _ in range(args.compare_lead)
+                for lw in (True, False)
+            ]
         cells = []
-        for mode, background in modes:
+        for mode, background, lead_warm in modes:
             print(
                 f"== 3. realtime cell at 12.5 Hz, {args.cameras} cameras + mocap, recorder on, "
                 f"{args.duration:g} s, prepare {mode}, warm during collect "
-                f"{'on' if background else 'off'}, load {load()}"
+                f"{'on' if background else 'off'}, during the lead {'on' if lead_warm else 'off'}, "
+                f"load {load()}"
             )
             cell = cell_run(
                 bundle,
@@ -435,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.lead_ms,
                 args.warmup_runs,
                 background,
+                lead_warm,
             )
             print(fmt_dist("phase collect", cell["stats"]["phases_us"]["collect"]))
             print(fmt_dist("phase decide", cell["stats"]["phases_us"]["decide"]))
@@ -449,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         report["cell"] = {
             "prepare": first["prepare"],
             "warm_during_collect": first["warm_during_collect"],
+            "warm_during_lead": first["warm_during_lead"],
             "inference_us": first["inference_us"],
             "trigger_to_apply_us": first["stats"]["trigger_to_apply_us"],
             "missed": first["stats"]["cycles"]["missed"],

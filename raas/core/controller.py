@@ -30,9 +30,10 @@ class Controller(Protocol):
         up there); it must not change what decide() will return.
 
         And `background_warmup() -> Callable[[], object] | None`, called on the loop's thread
-        once per realtime cycle before the wait for the devices: what the loop's helper thread
-        should run again and again during that wait (LoopConfig.warm_during_collect,
-        raas/core/background_warmup.py), or None. What it returns must not change what decide()
+        once per realtime cycle before the wait for the devices (and, with a prepare() run
+        before the trigger, once more right after it): what the loop's helper thread should run
+        again and again during that wait and that lead (LoopConfig.warm_during_collect,
+        warm_during_lead, raas/core/background_warmup.py), or None. What it returns must not change what decide()
         will return and must be safe while decide() runs on the loop's thread.
 
         And it may have a bool attribute `planned`, read after each decide: True when this

@@ -79,6 +79,12 @@ class LoopConfig(BaseModel):
         "warm-up its background_warmup() names (a policy's scratch inference) again and again on "
         "a SCHED_IDLE helper thread on the loop's CPU; the loop preempts it when answers come",
     )
+    warm_during_lead: bool = Field(
+        default=True,
+        description="with prepare = before_trigger and warm_during_collect on, the same helper "
+        "also runs that warm-up from prepare() until the trigger, so the inference's caches stay "
+        "warm across the lead instead of cooling for prepare_lead_ms",
+    )
     status_interval_s: float = Field(default=1.0, gt=0)
 
     @property
@@ -243,6 +249,9 @@ class ControlLoop:
         if not clock.realtime or not cfg.warm_during_collect:
             warm_what = None
         background = BackgroundWarmup() if warm_what is not None else None
+        # The helper also fills the lead between prepare() and the trigger: the warm-ups then
+        # end at the trigger, not prepare_lead_ms before it (docs/performance.md).
+        warm_lead = before is not None and background is not None and cfg.warm_during_lead
         self.background = background
         # Wall-clock budgets judge a realtime loop only: in lockstep, simulated time stands still
         # while decide runs, and a stall of the machine must not change what the run does.
@@ -266,6 +275,13 @@ class ControlLoop:
                 if before is not None and clock.now_ns() < t_k - lead:
                     clock.sleep_until(t_k - lead)
                     before()
+                    if warm_lead:
+                        assert warm_what is not None and background is not None
+                        leading = warm_what()
+                        if leading is not None:
+                            background.begin(leading)
+                            clock.sleep_until(t_k)
+                            background.end()
                 clock.sleep_until(t_k)
                 now = clock.now_ns()
                 if now >= t_k + period:  # woke a whole slot late: skip to the current slot

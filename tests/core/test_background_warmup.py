@@ -2,7 +2,8 @@
 the devices, a controller's warm_background() runs on another thread, on the loop's CPUs at
 SCHED_IDLE; it stops when the wait ends and with the loop; a controller with nothing to warm
 does not wake it; lockstep and `warm_during_collect = false` start no helper; a failing
-warm-up is counted, never fatal."""
+warm-up is counted, never fatal. With `warm_during_lead` (default on) it also runs from the
+controller's prepare() until the trigger."""
 
 from __future__ import annotations
 
@@ -156,3 +157,59 @@ def test_off_and_lockstep_start_no_helper(make_loop) -> None:  # type: ignore[no
     loop.clock.realtime = False  # type: ignore[misc]  # a lockstep clock, as far as the loop asks
     loop.run()
     assert loop.background is None and ctrl.calls.n == 0
+
+
+class LeadWarmingController(WarmingController):
+    """Has a prepare() (the loop's warm-up before the trigger) and notes where each background
+    warm-up started: in the lead (after prepare(), before the trigger) or elsewhere."""
+
+    def __init__(self, clock: FakeClock, needs: frozenset[str]) -> None:
+        super().__init__(clock, needs)
+        self.phase = "idle"
+        self.prepared = 0
+        self.started_in: list[str] = []
+
+    def prepare(self) -> None:
+        self.prepared += 1
+        self.phase = "lead"
+
+    def warm(self) -> None:
+        self.started_in.append(self.phase)
+        super().warm()
+
+
+def _lead_loop(make_loop, **cfg: object):  # type: ignore[no-untyped-def]
+    loop, parts = make_loop(duration_s=0.1, **cfg)
+    ctrl = LeadWarmingController(parts["clock"], loop.controller.needs)
+    loop.controller = ctrl
+    clock = loop.clock
+    sleep_until = clock.sleep_until
+
+    def slow_lead(deadline: int) -> None:  # the lead takes 20 ms (real time)
+        if ctrl.phase == "lead":
+            time.sleep(0.02)
+            ctrl.phase = "trigger"
+        sleep_until(deadline)
+
+    clock.sleep_until = slow_lead  # type: ignore[method-assign]
+    return loop, ctrl
+
+
+def test_the_helper_fills_the_lead_until_the_trigger(make_loop) -> None:  # type: ignore[no-untyped-def]
+    loop, ctrl = _lead_loop(make_loop)
+    res = loop.run()
+    assert ctrl.prepared >= res.cycles
+    # asked twice a cycle on the loop's thread: for the lead and for the devices' wait
+    assert len(ctrl.asked) == 2 * ctrl.prepared and set(ctrl.asked) == {threading.get_ident()}
+    assert ctrl.started_in.count("lead") >= res.cycles  # at least one per 20 ms lead
+    time.sleep(0.05)
+    n = ctrl.calls.n
+    time.sleep(0.05)
+    assert ctrl.calls.n == n and loop.background is not None and not loop.background.alive
+
+
+def test_warm_during_lead_off_leaves_the_lead_alone(make_loop) -> None:  # type: ignore[no-untyped-def]
+    loop, ctrl = _lead_loop(make_loop, warm_during_lead=False)
+    loop.run()
+    assert ctrl.prepared >= 10 and len(ctrl.asked) == ctrl.prepared  # the wait's only
+    assert "lead" not in ctrl.started_in
