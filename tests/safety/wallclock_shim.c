@@ -30,7 +30,9 @@
  * Still on the true wall clock, as no userspace shim can move them: raw futex/timerfd/timer_*
  * deadlines and the kernel's own stamps (SO_TIMESTAMPNS on a socket, file times). The sim's
  * mocap driver maps a datagram's kernel stamp with the process's wall clock and keeps the
- * earlier of that and its monotonic read time, so after a step back it uses the read time.
+ * earlier of that and its monotonic read time: after a step back it uses the read time, after a
+ * step forward every mapped arrival is an hour early (a real step does that to the datagrams
+ * received before it and read after it only).
  *
  * Cost: one stat() of the offset file per CLOCK_REALTIME read (about 1 us; the daemon reads the
  * wall clock ~40 times a second).
