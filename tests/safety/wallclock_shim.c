@@ -13,12 +13,13 @@
  * kernel a deadline shifted by the offset: 1 h in the past after a step back (every wait times
  * out at once, and a thread that waits in a loop spins a whole CPU) or 1 h in the future after a
  * step forward (the wait hangs). That is an artifact no real step makes, and it did happen:
- * onnxruntime 1.32's telemetry thread, present in every daemon, waits with
- * pthread_cond_timedwait on CLOCK_REALTIME; after the shim's step back it busy-spun on one of
- * the CI machine's 2 CPUs, the kernel's tty worker starved, the loop's read of the hand's pty
- * blocked ~0.4-0.6 s in it, and the hand firmware's 500 ms watchdog latched (the rare failure
- * of the fault matrix's clock_jump_back-step cell). So the shim also takes the offset back out
- * of every absolute CLOCK_REALTIME deadline that glibc's waits pass to the kernel:
+ * a thread of onnxruntime 1.32 (in every daemon; it looks up Microsoft's telemetry host) waits
+ * with pthread_cond_timedwait on CLOCK_REALTIME and, seconds after the shim's step back,
+ * busy-spun a whole CPU; on a loaded 2-CPU machine that is the likely cause of the rare failure
+ * of the fault matrix's clock_jump_back-step cell (a loop read of the hand's pty blocked behind
+ * the starved tty worker, the firmware's 500 ms watchdog latched; docs/safety.md). So the shim
+ * also takes the offset back out of every absolute CLOCK_REALTIME deadline that glibc's waits
+ * pass to the kernel:
  * pthread_cond_timedwait (on a condition variable with the default clock; glibc keeps the clock
  * in bit 1 of __wrefs, __PTHREAD_COND_CLOCK_MONOTONIC_MASK), pthread_cond_clockwait,
  * sem_timedwait, sem_clockwait, pthread_mutex_timedlock, pthread_mutex_clocklock,
