@@ -109,7 +109,8 @@ HOW = (
     (
         "wall-clock jump",
         "an LD_PRELOAD shim (tests/safety/wallclock_shim.c) steps the daemon's CLOCK_REALTIME by "
-        "+/-1 h; CLOCK_MONOTONIC is untouched",
+        "+/-1 h; CLOCK_MONOTONIC is untouched; the absolute wall-clock deadlines of glibc's timed "
+        "waits are stepped back for the kernel, so a wait lasts as long as after a real step",
     ),
 )
 
