@@ -33,8 +33,9 @@ class Controller(Protocol):
         once per realtime cycle before the wait for the devices (and, with a prepare() run
         before the trigger, once more right after it): what the loop's helper thread should run
         again and again during that wait and that lead (LoopConfig.warm_during_collect,
-        warm_during_lead, raas/core/background_warmup.py), or None. What it returns must not change what decide()
-        will return and must be safe while decide() runs on the loop's thread.
+        warm_during_lead, raas/core/background_warmup.py), or None. What it returns must not
+        change what decide() will return and must be safe while decide() runs on the loop's
+        thread.
 
         And it may have a bool attribute `planned`, read after each decide: True when this
         cycle's action was planned for this very cycle before it began (a policy server's chunk
