@@ -401,6 +401,16 @@ class Subscriber:
 
 
 # ------------------------------------------------------------------ fixtures
+def _clear_a_latched_estop(robot: RobotDaemon, issuer: LeaseIssuer) -> None:
+    """The module shares one daemon: leave no e-stop latched behind (no-op when none is)."""
+    c = Client(robot)
+    try:
+        c.reply(c.send("open", {"lease": issuer.issue()}))
+        c.reply(c.send("clear_estop"))
+    finally:
+        c.close()
+
+
 @pytest.fixture(scope="module")
 def doc() -> Doc:
     return load_doc()
@@ -700,7 +710,10 @@ def test_estop_hold_and_rearm(
         assert safety.header["reason"] == "estop"
         assert safety.fields() - {"kind"} == doc.events["safety"]
         c.inbox.clear()
-        assert c.next("obs", timeout_s=0.5) is None  # observations stop
+        # observations stop (the wait stays inside the harness's 0.5 s liveness timeout: a
+        # session silent for 0.5 s is closed, and `arm` would then say no_session)
+        c.ok("heartbeat")
+        assert c.next("obs", timeout_s=0.3) is None
         assert c.error("arm") == "estopped"
         cleared = c.ok("clear_estop")
         assert cleared.fields() == doc.requests["clear_estop"]
@@ -720,6 +733,7 @@ def test_estop_hold_and_rearm(
             c2.close()
     finally:
         c.close()
+        _clear_a_latched_estop(robot, issuer)  # a failure above must not fail the next tests
     for topic, m in stream.drain():
         if topic == "event":
             assert m.header["kind"] in doc.events
