@@ -16,7 +16,7 @@ machine every source came late.
 The same helper also fills the lead before the trigger (`[loop] warm_during_lead`, default on):
 after the controller's prepare() the loop sleeps prepare_lead_ms (3 ms) until the trigger, and
 that gap cooled what prepare() warmed; with the helper warming through it, the in-loop inference
-was lower in 7 of 7 interleaved pairs (docs/performance.md, "Warm-ups through the lead").
+was lower in 10 of 10 interleaved pairs (docs/performance.md, "Warm-ups through the lead").
 
 The controller says what to warm, on the loop's thread, once per cycle before the wait:
 `background_warmup()` returns a callable (a policy's scratch-buffer inference), or None when

@@ -19,6 +19,7 @@ import zmq
 _MCL_CURRENT = 1
 _MCL_FUTURE = 2
 _PR_SET_TIMERSLACK = 29
+_PR_GET_TIMERSLACK = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,6 @@ def current_sched() -> SchedState:
     libc = _libc()
     slack = None
     if libc is not None:
-        _PR_GET_TIMERSLACK = 30
         slack = int(libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
     return SchedState(
         policy=os.sched_getscheduler(0),
@@ -169,7 +169,6 @@ def _read_back(report: RtReport, libc: ctypes.CDLL | None) -> None:
         report.fifo_priority = os.sched_getparam(0).sched_priority
     report.affinity = sorted(os.sched_getaffinity(0))
     if libc is not None:
-        _PR_GET_TIMERSLACK = 30
         report.timer_slack_ns = int(libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
 
 

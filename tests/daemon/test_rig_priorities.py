@@ -14,6 +14,7 @@ import pytest
 
 from raas.config import sim_cell_config
 from raas.daemon import cell_up
+from tests.conftest import require
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -77,8 +78,7 @@ def test_cell_up_gives_back_the_callers_scheduling() -> None:
     the first: off the loop's CPU and not at the loop's priority. Before the fix the caller kept
     the first loop's SCHED_FIFO and CPU, the second rig inherited both, and the rig then ran on
     the loop's CPU (its answers came ~2x later and the warm-up helper never ran)."""
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs a CPU beside the loop's")
+    require("a second CPU", len(os.sched_getaffinity(0)) >= 2, "the rig runs beside the loop's")
     before = (_sched(0), os.sched_getaffinity(0))
     for _ in range(2):
         with cell_up(_fifo_cell(1)) as cell:  # type: ignore[arg-type]
