@@ -110,6 +110,13 @@ class RtConfig(BaseModel):
         default=None, description="CPUs for the loop; None: the last CPU when there are 2 or more"
     )
     mlock: bool = True
+    cpu_latency_us: int = Field(
+        default=0,
+        ge=-1,
+        le=1_000_000,
+        description="CPU wake-up latency (us) held on /dev/cpu_dma_latency while the loop runs "
+        "(0: idle CPUs poll instead of halting); -1: leave the machine's setting alone",
+    )
     spin_us: int | None = Field(
         default=None,
         ge=0,

@@ -77,7 +77,11 @@ def _rt_request(cfg: CellConfig) -> RtRequest:
         n = os.cpu_count() or 1
         cpus = (n - 1,) if n >= 2 else None
     return RtRequest(
-        enabled=cfg.rt.enabled, fifo_priority=cfg.rt.fifo_priority, cpus=cpus, mlock=cfg.rt.mlock
+        enabled=cfg.rt.enabled,
+        fifo_priority=cfg.rt.fifo_priority,
+        cpus=cpus,
+        mlock=cfg.rt.mlock,
+        cpu_latency_us=cfg.rt.cpu_latency_us,
     )
 
 

@@ -1,8 +1,10 @@
 """Real-time settings: ask for them, never require them, and report exactly what was obtained.
 
 The loop asks for SCHED_FIFO at a priority, CPU affinity, mlockall (no page faults in the cycle),
-a 1 ns timer slack (sleeps end on time) and, after warm-up, a frozen heap with the cyclic garbage
-collector switched off. Unprivileged, each request fails softly and the report says so.
+a 1 ns timer slack (sleeps end on time), a CPU wake-up latency of 0 us held on
+/dev/cpu_dma_latency (idle CPUs poll instead of halting, as cyclictest does) and, after warm-up,
+a frozen heap with the cyclic garbage collector switched off. Unprivileged, each request fails
+softly and the report says so.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +23,10 @@ _MCL_CURRENT = 1
 _MCL_FUTURE = 2
 _PR_SET_TIMERSLACK = 29
 _PR_GET_TIMERSLACK = 30
+#: The kernel's PM QoS device for the CPU wake-up latency: a process that writes a 32-bit
+#: latency in us and keeps the file open holds that limit for the whole machine; closing the file
+#: (or the process ending) drops it.
+CPU_DMA_LATENCY = "/dev/cpu_dma_latency"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,8 @@ class RtRequest:
     cpus: tuple[int, ...] | None = None
     mlock: bool = True
     timer_slack_ns: int = 1
+    #: the CPU wake-up latency to hold (us) while the loop runs; -1 leaves the machine's alone
+    cpu_latency_us: int = 0
 
 
 @dataclass(slots=True)
@@ -43,9 +52,13 @@ class RtReport:
     affinity: list[int] = field(default_factory=list)
     mlockall: bool = False
     timer_slack_ns: int | None = None
+    #: the CPU wake-up latency this process holds (us); None: none held
+    cpu_latency_us: int | None = None
     gc_frozen: bool = False
     euid: int = -1
     notes: list[str] = field(default_factory=list)
+    #: the open /dev/cpu_dma_latency that holds the limit (-1: none); release() closes it
+    qos_fd: int = field(default=-1, repr=False)
 
     @property
     def privileged(self) -> bool:
@@ -53,15 +66,18 @@ class RtReport:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["qos_fd"]
         d["privileged"] = self.privileged
         return d
 
     def summary(self) -> str:
         prio = f" prio {self.fifo_priority}" if self.fifo_priority is not None else ""
+        latency = "not held" if self.cpu_latency_us is None else f"{self.cpu_latency_us} us"
         return (
             f"{self.sched_policy}{prio}, cpus {self.affinity}, "
             f"mlockall {'yes' if self.mlockall else 'no'}, "
-            f"timer slack {self.timer_slack_ns if self.timer_slack_ns is not None else '?'} ns"
+            f"timer slack {self.timer_slack_ns if self.timer_slack_ns is not None else '?'} ns, "
+            f"cpu wake-up latency {latency}"
         )
 
 
@@ -102,11 +118,42 @@ def acquire(request: RtRequest) -> RtReport:
             report.notes.append(f"SCHED_FIFO refused: {getattr(exc, 'strerror', exc)}")
         if libc is not None and libc.prctl(_PR_SET_TIMERSLACK, request.timer_slack_ns, 0, 0, 0):
             report.notes.append("timer slack refused")
+        if request.cpu_latency_us >= 0:
+            _hold_cpu_latency(request.cpu_latency_us, report)
     else:
         report.notes.append("real-time settings not requested")
     collect_garbage()
     _read_back(report, libc)
     return report
+
+
+def _hold_cpu_latency(latency_us: int, report: RtReport) -> None:
+    """Hold the machine's CPU wake-up latency at `latency_us` for as long as `report.qos_fd` is
+    open. With 0 the idle governor keeps idle CPUs polling instead of halting: on this project's
+    VMs a halted vCPU took 100-250 us to wake for a device's answer (and the host ran other work
+    on its core meanwhile), which every cycle paid (docs/performance.md, "Idle CPUs that halt").
+    The cost: idle CPUs spin (power; on a VM, host CPU time), only while the loop runs."""
+    try:
+        fd = os.open(CPU_DMA_LATENCY, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        report.notes.append(f"cpu wake-up latency not held: {CPU_DMA_LATENCY}: {exc.strerror}")
+        return
+    try:
+        os.write(fd, struct.pack("=i", latency_us))
+    except OSError as exc:
+        os.close(fd)
+        report.notes.append(f"cpu wake-up latency not held: {exc.strerror}")
+        return
+    report.qos_fd = fd
+    report.cpu_latency_us = latency_us
+
+
+def release_cpu_latency(report: RtReport) -> None:
+    """Drop the wake-up latency `acquire` held (the machine's own setting applies again)."""
+    if report.qos_fd >= 0:
+        os.close(report.qos_fd)
+        report.qos_fd = -1
+        report.cpu_latency_us = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +181,13 @@ def current_sched() -> SchedState:
 
 def restore(before: SchedState, report: RtReport) -> list[str]:
     """Undo `acquire` on the calling thread once its cell is down: its scheduling policy,
-    priority, CPUs and timer slack as they were, and the memory lock if `acquire` took it.
+    priority, CPUs and timer slack as they were, and the memory lock and the CPU wake-up latency
+    if `acquire` took them.
     What a thread starts afterwards inherits these, so without this a second cell in the same
     process (a benchmark comparing settings, a test) would start its simulated rig on the first
     loop's CPU at the loop's FIFO priority. Returns notes for what could not be undone."""
     notes: list[str] = []
+    release_cpu_latency(report)
     if not report.requested:
         return notes
     try:
