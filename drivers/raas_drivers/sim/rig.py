@@ -67,6 +67,9 @@ MAX_CATCH_UP_STEPS = 50  # realtime: beyond this we were stalled; re-base rather
 SERVO_PERIOD_NS = 1_000_000  # the hand board's 1 kHz servo tick
 TRIGGER_WAIT_S = 0.05  # lockstep: how long a trigger waits for the hand's state request
 RENDER_HOLD_NS = 5_000_000  # realtime: how long a render waits for the hand's answer of its cycle
+#: realtime: how long a pulse's capture work waits for the hand's state request of its cycle
+#: (at most a quarter of the period), when the host asks the hand every cycle (_hand_first)
+HAND_FIRST_WAIT_NS = 300_000
 
 
 class RigProcess:
@@ -167,6 +170,7 @@ class RigProcess:
         self.replug_at: float | None = None  # wall time (time.monotonic) the ports come back
         self.datagram = bytearray(mocap_datagram_size(len(MARKER_NAMES)))
         self.frames_dropped = 0
+        self.hand_first_timeouts = 0  # _hand_first waits that ended without the request
         # realtime: (cycle, capture ns, scene), sent to the renderer once the hand's state of
         # that cycle went out, or at render_hold_ns (CLOCK_MONOTONIC) at the latest
         self.render_pending: tuple[int, int, bytes] | None = None
@@ -319,6 +323,7 @@ class RigProcess:
             return
         cycle, now = self.capture_due
         self.capture_due = None
+        self.record.write("rig", "capture", now, cycle=cycle)  # the work starts (mono_ns)
         self.catch_up(now)
         self.send_mocap(cycle, now, now)
         # the scene is snapshotted now, sent once the hand's state of this cycle has gone out
@@ -334,6 +339,38 @@ class RigProcess:
                 self.world.render_state().tobytes(),
             )
             self.render_hold_ns = time.monotonic_ns() + RENDER_HOLD_NS
+
+    def _hand_first(self, cycle: int) -> None:
+        """realtime: before the pulse's capture work, answer the hand's state request of the same
+        cycle, waiting up to HAND_FIRST_WAIT_NS (a quarter of the period at most) for it.
+
+        The host writes the trigger, then the hand's request, on two ptys; each reaches this
+        process through a kernel worker, so the request comes in a later wake-up than the pulse.
+        Without the wait the request queued behind the capture work (physics, the mocap frame,
+        the scene: ~250 us of cold Python on the 2-core VM), where two real boards would answer
+        independently (docs/performance.md, "Where the devices' answers go"). Only when the
+        host asked for the previous cycle's state (a host that asks every cycle): a host that
+        polls the hand less often never holds up the capture."""
+        hand = self.hand
+        asked = hand.max_requested
+        if asked < 0 or asked != cycle - 1 or not hand.ready or not hand.port.port.plugged:
+            return
+        wait_ns = min(HAND_FIRST_WAIT_NS, self.period_ns // 4)
+        end = time.monotonic_ns() + wait_ns
+        fd = hand.port.fileno()
+        while hand.max_requested < cycle and fd >= 0:
+            left = end - time.monotonic_ns()
+            if left <= 0:
+                self.hand_first_timeouts += 1
+                self.record.write("rig", "hand_first_timeout", self.now_ns(), cycle=cycle)
+                return
+            readable, _, _ = select.select([fd], [], [], left * 1e-9)
+            if not readable:
+                continue
+            for frame in hand.port.receive():
+                msg = hand._decode(frame)
+                if msg is not None:
+                    self.handle_board(hand, frame.seq, msg)
 
     def _render_due(self, now_ns: int) -> bool:
         """realtime: may the pending render go now? Once the hand answered its cycle (or never
@@ -545,6 +582,8 @@ class RigProcess:
             for board, seq, msg in hand_batch:
                 if board is not first:
                     self.handle_board(board, seq, msg)
+            if self.capture_due is not None and not self.lockstep:
+                self._hand_first(self.capture_due[0])
             self.capture_after_ack()
             if self.lockstep:
                 deadline = time.monotonic() + TRIGGER_WAIT_S

@@ -3,7 +3,7 @@
 Each line has `t_ns` (the emulator's clock: CLOCK_MONOTONIC in realtime, sim time in lockstep),
 `mono_ns` (CLOCK_MONOTONIC always), `board` and `event`, plus the event's fields:
   hello, applied {seq, targets}, watchdog {last_command_ns, held}, fault {code}, reset,
-  unplugged, plugged, bad_frame, ...
+  unplugged, plugged, bad_frame, capture {cycle} and hand_first_timeout {cycle} (rig), ...
 Off by default (RigConfig.link.record_events): the hand writes one line per applied target.
 """
 
