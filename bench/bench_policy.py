@@ -33,6 +33,7 @@ The lead's full run (10 minutes, 3 cameras + mocap): python -m bench policy -- -
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -156,13 +157,23 @@ def tight(runner: PolicyRunner, bare: Bare, n: int, blocks: int = 10) -> dict[st
     start = runner.inferences
     b, o = [], []
     per = max(1, n // blocks)
-    for _ in range(blocks):
-        for _ in range(per):
-            b.append(bare.run())
-        for _ in range(per):
-            t0 = time.perf_counter_ns()
-            runner.act(obs, out)
-            o.append(time.perf_counter_ns() - t0)
+    # as the loop does after its warm-up cycles: no cyclic garbage collection while measuring
+    # (both sides; the lists of figures allocate). A ~50 ms max on either side remains: not
+    # the collector (it stays with the collector off), a stall of the VM as seen by both
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        for _ in range(blocks):
+            for _ in range(per):
+                b.append(bare.run())
+            for _ in range(per):
+                t0 = time.perf_counter_ns()
+                runner.act(obs, out)
+                o.append(time.perf_counter_ns() - t0)
+    finally:
+        gc.enable()
+        gc.unfreeze()
     n_new = runner.inferences - start
     lat = runner.latencies_ns()
     inference = lat[len(lat) - n_new :] if n_new > 0 else lat[:0]
