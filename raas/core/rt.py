@@ -57,7 +57,7 @@ class RtReport:
     gc_frozen: bool = False
     euid: int = -1
     notes: list[str] = field(default_factory=list)
-    #: the open /dev/cpu_dma_latency that holds the limit (-1: none); release() closes it
+    #: the open /dev/cpu_dma_latency that holds the limit (-1: none); release_cpu_latency closes it
     qos_fd: int = field(default=-1, repr=False)
 
     @property
@@ -131,8 +131,9 @@ def _hold_cpu_latency(latency_us: int, report: RtReport) -> None:
     """Hold the machine's CPU wake-up latency at `latency_us` for as long as `report.qos_fd` is
     open. With 0 the idle governor keeps idle CPUs polling instead of halting: on this project's
     VMs a halted vCPU took 100-250 us to wake for a device's answer (and the host ran other work
-    on its core meanwhile), which every cycle paid (docs/performance.md, "Idle CPUs that halt").
-    The cost: idle CPUs spin (power; on a VM, host CPU time), only while the loop runs."""
+    on its core meanwhile), which every cycle paid (docs/performance.md, "Where the devices'
+    answers go; idle CPUs that halt"). The cost: idle CPUs spin (power; on a VM, host CPU
+    time), only while the loop runs."""
     try:
         fd = os.open(CPU_DMA_LATENCY, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:

@@ -170,7 +170,6 @@ class RigProcess:
         self.replug_at: float | None = None  # wall time (time.monotonic) the ports come back
         self.datagram = bytearray(mocap_datagram_size(len(MARKER_NAMES)))
         self.frames_dropped = 0
-        self.hand_first_timeouts = 0  # _hand_first waits that ended without the request
         # realtime: (cycle, capture ns, scene), sent to the renderer once the hand's state of
         # that cycle went out, or at render_hold_ns (CLOCK_MONOTONIC) at the latest
         self.render_pending: tuple[int, int, bytes] | None = None
@@ -361,7 +360,6 @@ class RigProcess:
         while hand.max_requested < cycle and fd >= 0:
             left = end - time.monotonic_ns()
             if left <= 0:
-                self.hand_first_timeouts += 1
                 self.record.write("rig", "hand_first_timeout", self.now_ns(), cycle=cycle)
                 return
             readable, _, _ = select.select([fd], [], [], left * 1e-9)
