@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "raas.commands.health",
     "raas.commands.devices",
     "raas.commands.serve",
+    "raas.commands.create_admin",
     "raas.commands.worker",
     "raas.service.cli",
     "raas.leases.cli",

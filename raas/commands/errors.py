@@ -1,4 +1,4 @@
-"""Errors of the `raasd up` supervisor, named by what went wrong."""
+"""Errors of the operator commands (`raasd up`, `raasd create-admin`), named by what went wrong."""
 
 from __future__ import annotations
 
@@ -15,3 +15,7 @@ class ChildFailedError(RaasError):
 
 class ServiceRequestError(RaasError):
     """The reservation service refused or did not answer a request `raasd up` made."""
+
+
+class AdminCommandError(RaasError):
+    """`raasd create-admin` cannot do what was asked (the message says why, for the operator)."""
