@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,14 @@ def test_status_and_watch(daemon: RobotDaemon, issuer: LeaseIssuer) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "cycle" in r.stdout and "lateness p50" in r.stdout
+    # A lease that ends (or is revoked) closes the session: watch says so and ends, rather
+    # than print the last cycle once a second forever.
+    short = issuer.issue(scope="observe", sub="watcher", exp=time.time() + 3)
+    r = raas(
+        "watch", daemon.control, "--server-key", daemon.key, "--lease", short, "--seconds", "60"
+    )
+    assert r.returncode == 1, r.stderr
+    assert "the session closed: lease_expired" in r.stderr, r.stderr
     r = raas("status", "shadow-1")  # nowhere to find it
     assert r.returncode == 1 and "--endpoint" in r.stderr
 

@@ -371,13 +371,14 @@ class RemoteRobot:
         return self.request(Msg.STATUS)
 
     def events(self, timeout_s: float = 0.0) -> Iterator[dict[str, Any]]:
-        """Events received so far (and within timeout_s): session closed, run progress..."""
+        """Events received so far (and within timeout_s): session closed, run progress...
+        Messages already waiting on the socket count as received (timeout 0 reads them too)."""
         deadline = time.monotonic() + timeout_s
         while True:
             while self._events:
                 yield self._events.popleft()
             left = deadline - time.monotonic()
-            if (left <= 0 or not self._pump(left)) and not self._events:
+            if not self._pump(max(left, 0.0)) and not self._events:
                 return
 
     # ------------------------------------------------------------- remote step

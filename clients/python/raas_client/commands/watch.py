@@ -1,5 +1,8 @@
 """`raas watch ROBOT`: the robot's live state and timing, one line per second, and each event
-as it happens, one line in words (`--json`: the events as JSON objects, one per line)."""
+as it happens, one line in words (`--json`: the events as JSON objects, one per line).
+
+It ends after `--seconds`, on Ctrl-C (exit 0), or when the robot closes its session (the lease
+ended or was revoked, the daemon stops: exit 1, with the reason on standard error)."""
 
 from __future__ import annotations
 
@@ -61,10 +64,15 @@ def _watch(robot: Any, stream: Any, seconds: float | None, json_events: bool = F
     last_cycle, gaps = -1, 0
     head: dict[str, Any] = {}
     next_line = time.monotonic() + 1.0
+    watching_in_session = robot.session is not None
     while end is None or time.monotonic() < end:
         if robot.session is not None:
             robot.heartbeat()
             list(robot.events())
+        elif watching_in_session:  # the robot closed it (lease ended or revoked, daemon stops)
+            # the stream reaches open sessions only: nothing more would come
+            print(f"raas watch: the session closed: {robot.closed_reason}", file=sys.stderr)
+            return 1
         got = stream.recv(timeout_s=0.2)
         if got is not None:
             topic, h, _ = got
