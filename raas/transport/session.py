@@ -95,6 +95,11 @@ _REQUESTS = frozenset(
 )
 
 
+#: Requests that would move the hand: refused (`busy`) while the post-session health check is
+#: due or running (a `reset` with `scene` too); `stop` and `disarm` leave the check alone.
+_MOVES = frozenset({Msg.ARM, Msg.RUN, Msg.SERVE})
+
+
 @dataclass(slots=True)
 class Peer:
     identity: bytes
@@ -179,8 +184,10 @@ class SessionController:
         self.recording_paths: dict[str, tuple[str, Path]] = {}  # session -> (owner sub, file)
         chunk = cfg.max_chunk_bytes
         self._limit: Callable[[str], int] = lambda kind: request_limit(kind, chunk)
-        #: A client sends only `step` blocks (protocol 2; hello's spaces.layouts).
-        self._layouts = {"step": packer.layouts["step"]}
+        #: A client sends only `step` blocks (protocol 2; hello's spaces.layouts); the robot's
+        #: own layouts are known to decode() too, so that a step sent in one of them is refused
+        #: saying so (`_step`) instead of as an unknown layout.
+        self._layouts = dict(packer.layouts)
         #: The `step` of every remote step, as raas_client writes it, read without decode()
         #: (the same Message; any other encoding goes through decode()).
         self._steps = StepReader(packer.layouts["step"])
@@ -260,7 +267,7 @@ class SessionController:
         self._check_sessions(now)
         self.sockets.serve_stream_auth()  # after the closes: an ended session's key goes now
         obs.episode = self.episode
-        if self.health.due and self.controller is None:
+        if self.health.due:  # a session opened since does not postpone it (docs/safety.md 5)
             self.health.start()
         mode = self._active()
         if mode is self.health:
@@ -360,7 +367,14 @@ class SessionController:
     def _decode(self, identity: bytes, frames: list[Any]) -> Message | None:
         """decode() of a request; a malformed one is counted and answered here (None)."""
         try:
-            return decode(frames[1:], self._limit, self._layouts)
+            msg = decode(frames[1:], self._limit, self._layouts)
+            if type(msg.header["v"]) is not int:  # 2.0 == 2 in Python; the version is an integer
+                raise ProtocolError(
+                    f"v must be the integer {PROTOCOL_VERSION}, not {msg.header['v']!r}",
+                    version=True,
+                    request_id=msg.get("id"),
+                )
+            return msg
         except ProtocolError as exc:
             self.counters.malformed += 1
             code, version, text = ErrorCode.BAD_REQUEST, PROTOCOL_VERSION, str(exc)
@@ -375,8 +389,8 @@ class SessionController:
                         f"this robot speaks protocol {PROTOCOL_VERSION}, the request "
                         f"protocol {v}: update raas_client (pip install -U ./clients/python)"
                     )
-            elif exc.too_large:
-                code = ErrorCode.TOO_LARGE
+            elif exc.too_large or _nbytes(frames[1]) > MAX_HEADER_BYTES:
+                code = ErrorCode.TOO_LARGE  # the header alone over its 64 KiB too (Size limits)
             self.sockets.error(identity, exc.request_id, code, text, version)
             return None
 
@@ -395,6 +409,10 @@ class SessionController:
         if kind == Msg.STEP:  # hot path first
             self._step(peer, block, h.get("cycle"), arrays.get("action"))
             return
+        if block is not None:
+            raise RequestRefusedError(
+                ErrorCode.BAD_REQUEST, f"only a step carries a block, not a {kind!r}"[:200]
+            )
         if kind == Msg.CHUNK:  # a policy server's chunk (raas/transport/policy_serve.py)
             self._controller_peer(peer)
             self.serving.on_chunk(h, arrays.get("actions"))
@@ -440,19 +458,31 @@ class SessionController:
         """A `step` request: the controller's, with its action in the `step` block."""
         self._controller_peer(peer)
         if block != "step":
+            what = "no block" if block is None else f"the {block!r} block"
             raise RequestRefusedError(
                 ErrorCode.BAD_REQUEST,
-                "a step carries its action in the 'step' block (protocol 2; hello's "
-                "spaces.layouts)",
+                f"a step carries its action in the 'step' block, not in {what} (protocol 2; "
+                "hello's spaces.layouts: 'obs' and 'stream' are the robot's, not action layouts)",
+            )
+        if type(cycle) is not int:  # msgpack makes integers int, never a subclass (nor bool)
+            raise RequestRefusedError(
+                ErrorCode.BAD_REQUEST, f"a step's cycle must be an integer, not {cycle!r}"[:200]
             )
         self.stepping.on_step(cycle, action)
 
     def _control(
         self, ctl: Peer, kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> dict[str, Any] | None:
-        if kind in (Msg.ARM, Msg.RUN, Msg.SERVE) and self.mode == "health":
+        # Nothing a client asks for moves the hand until the check has run (docs/safety.md
+        # section 5): what would is refused, the rest (upload, a plain reset, stop and disarm,
+        # which have nothing to stop) is served.
+        checking = self.mode == "health" or self.health.due
+        if checking and (kind in _MOVES or (kind == Msg.RESET and h.get("scene"))):
+            what = "is running" if self.mode == "health" else "starts once the hand is still"
             raise RequestRefusedError(
-                ErrorCode.BUSY, "the post-session health check is running (about 20 s); retry"
+                ErrorCode.BUSY,
+                f"the post-session health check {what} (about 20 s; the `health` event says "
+                "when it is done); retry then",
             )
         if kind == Msg.SERVE:
             if self.mode == "policy":
@@ -515,7 +545,8 @@ class SessionController:
                 summary = self.serving.last_summary
             if self.mode in ("step", "serve"):
                 self.mode = "hold"
-            self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
+            if self.mode != "health":  # the check is nobody's to stop but an e-stop's
+                self.supervisor.disarm(Cause.CLIENT, Reason.CLIENT_DISARM)
             return {"mode": self._mode(), "summary": summary}
         raise RequestRefusedError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
 
@@ -575,7 +606,8 @@ class SessionController:
         self.sockets.allow_subscriber(peer.session_id, stream_key)
         if role == "control":
             self.controller = peer
-            self.mode = "hold"
+            if self.mode != "health":  # a check in progress goes on (docs/safety.md 5)
+                self.mode = "hold"
         self._event("session_opened", {"session": peer.session_id, "role": role, "sub": claims.sub})
         self.sockets.reply(
             ident,
@@ -597,10 +629,16 @@ class SessionController:
         c[reason] = c.get(reason, 0) + 1
         if peer is self.controller:
             self.controller = None
-            self.runs.end(reason)
-            self.mode = "hold"
-            self._stop_for_close(reason)
-            self.health.session_ended(reason)
+            if self.mode == "health":
+                # a session opened during the check never drove the hand: its end neither
+                # stops the check (a hold or ramp-down would abandon it) nor asks for another
+                # (the one running is the check after the session before it)
+                pass
+            else:
+                self.runs.end(reason)
+                self.mode = "hold"
+                self._stop_for_close(reason)
+                self.health.session_ended(reason)
             self.stepping.end(reason)
             self.serving.end(reason)
             self._stop_recording()
@@ -688,6 +726,8 @@ class SessionController:
         """Latch the e-stop: the supervisor holds the hand where it is from this cycle on."""
         if self.mode == "policy":
             self.runs.finish("e-stop")
+        if self.mode == "health":  # the check ends, reported failed (`completed`: e-stop)
+            self.health.end(f"e-stop by {who} via {via}")
         self.serving.end("e-stop")
         self.mode = "hold"
         self.supervisor.fault(Cause.OPERATOR, Reason.ESTOP, f"{who} via {via}")
@@ -848,6 +888,14 @@ class SessionController:
         for peer in list(self.peers.values()):
             self._close(peer, reason)
         self.serving.end(reason)  # a dialled policy server's socket too (before ctx.term)
+
+
+def _nbytes(frame: Any) -> int:
+    """The size of a received frame (bytes or a zmq.Frame)."""
+    try:
+        return memoryview(frame).nbytes
+    except TypeError:
+        return len(frame)
 
 
 def plain(data: Mapping[str, Any]) -> dict[str, Any]:

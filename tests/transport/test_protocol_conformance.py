@@ -545,6 +545,11 @@ def test_size_limits(robot: RobotDaemon, client: Client) -> None:
     assert client.error("step", {"cycle": 0}, action=np.zeros(20_000)) == "too_large"
     just = np.zeros(64 * 1024 - 200, dtype=np.uint8)  # a hello under 64 KiB in all: fine
     client.ok("hello", data=just)
+    # A header over its 64 KiB: too_large too; it is not read, so the reply's id is null.
+    client.send_frames([msgpack.packb({"v": VERSION, "t": "hello", "id": "h", "x": "y" * 70_000})])
+    m = client.recv(10)
+    assert m is not None and m.t == "error", m
+    assert (m.header["code"], m.header["id"]) == ("too_large", None), m.header
     over = Client(robot)
     try:
         rid = over.send("hello", data=np.zeros(FRAME_CAP + 1024, dtype=np.uint8))

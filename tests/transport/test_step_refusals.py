@@ -184,3 +184,70 @@ def test_a_step_without_a_session_is_refused(cell: Cell, how: str) -> None:
 def test_a_step_from_an_observer_is_refused(cell: Cell, how: str) -> None:
     assert _step(cell, cell.client.sock, how, 5, np.zeros(20)) == ErrorCode.NOT_CONTROLLER
     assert cell.ctl.counters.refused == 1
+
+
+def _send_header(cell: Cell, header: dict[str, Any], block: bytes) -> tuple[str, str] | None:
+    """A step with this header (decode()'s path): (code, message) of its error, or None."""
+    ctl, sock = cell.ctl, cell.client.sock
+    sock.send_multipart([msgpack.packb(header), block])
+    got = ctl.sockets.recv_wait(5000)
+    assert got is not None
+    ctl._dispatch(got)
+    while sock.poll(200):
+        msg = decode(sock.recv_multipart(), layouts=cell.client.layouts)
+        if msg.type == "error":
+            return str(msg.get("code")), str(msg.get("message"))
+    return None
+
+
+@pytest.mark.parametrize("cycle", ["5", 5.0, True, None, [5]])
+def test_a_step_whose_cycle_is_not_an_integer_is_refused(cell: Cell, cycle: Any) -> None:
+    """`bad_request` ("a field has the wrong type"), with the request's id; not counted as a
+    late action, and the action is not taken."""
+    _observation(cell, 5)
+    header = {"v": 2, "t": "step", "id": 41, "cycle": cycle, "b": "step"}
+    if cycle is None:
+        del header["cycle"]
+    got = _send_header(cell, header, np.zeros(20).tobytes())
+    assert got is not None and got[0] == ErrorCode.BAD_REQUEST, got
+    assert "cycle must be an integer" in got[1]
+    assert cell.ctl.counters.actions_late == 0 and not cell.ctl.stepping.have_action
+
+
+def test_a_step_in_the_obs_layout_is_refused_naming_the_step_block(cell: Cell) -> None:
+    """`obs` is announced in hello's layouts, but it is the robot's, not an action layout."""
+    _observation(cell, 5)
+    size = cell.client.layouts["obs"].size
+    got = _send_header(cell, {"v": 2, "t": "step", "cycle": 5, "b": "obs"}, bytes(size))
+    assert got is not None and got[0] == ErrorCode.BAD_REQUEST, got
+    assert "'step' block, not in the 'obs' block" in got[1] and "not action layouts" in got[1]
+    assert not cell.ctl.stepping.have_action
+
+
+def _refusal(cell: Cell, frames: list[bytes]) -> tuple[str, Any] | None:
+    """Any request's frames, served: (code, id) of the error it got, or None."""
+    ctl, sock = cell.ctl, cell.client.sock
+    sock.send_multipart(frames)
+    got = ctl.sockets.recv_wait(5000)
+    assert got is not None
+    ctl._dispatch(got)
+    while sock.poll(200):
+        msg = decode(sock.recv_multipart(), layouts=cell.client.layouts)
+        if msg.type == "error":
+            return str(msg.get("code")), msg.get("id")
+    return None
+
+
+def test_a_float_version_is_refused(cell: Cell) -> None:
+    """`v` is the integer 2: 2.0 (equal to 2 in Python) is another version."""
+    got = _refusal(cell, [msgpack.packb({"v": 2.0, "t": "status", "id": 3})])
+    assert got == (ErrorCode.UNSUPPORTED_VERSION, 3)
+    assert _refusal(cell, [msgpack.packb({"v": 2, "t": "status", "id": 4})]) is None
+
+
+def test_a_block_on_any_request_but_a_step_is_refused(cell: Cell) -> None:
+    size = cell.client.layouts["step"].size
+    got = _refusal(
+        cell, [msgpack.packb({"v": 2, "t": "status", "id": 5, "b": "step"}), bytes(size)]
+    )
+    assert got == (ErrorCode.BAD_REQUEST, 5)
