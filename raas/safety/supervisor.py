@@ -270,15 +270,12 @@ class Supervisor:
         for r in readings:
             # a late answer (an earlier cycle's, after its deadline) shows the source alive
             if (r.required or r.name in self.needs) and w.stale(r.name, r.stale and not r.late):
-                w.trips[Reason.STALE_SENSOR] += 1
                 self.hold(Cause.WATCHDOG, Reason.STALE_SENSOR, r.name)
                 return
         if w.deadline(slipped):
-            w.trips[Reason.LOOP_DEADLINE] += 1
             self.hold(Cause.WATCHDOG, Reason.LOOP_DEADLINE, f"{w.late_streak} cycles")
             return
         if w.nonfinite(not np.isfinite(desired, out=self._finite).all()):
-            w.trips[Reason.NONFINITE_ACTION] += 1
             self.hold(Cause.WATCHDOG, Reason.NONFINITE_ACTION)
             return
         if fallback_exhausted:
@@ -304,5 +301,8 @@ class Supervisor:
         self.since_ns = t.mono_ns
         self.history.append(t)
         self.reason_counts[reason.value] = self.reason_counts.get(reason.value, 0) + 1
+        if cause is Cause.WATCHDOG:  # every watchdog stop, wherever it was detected
+            trips = self.watchdogs.trips
+            trips[reason] = trips.get(reason, 0) + 1
         for listener in self.listeners:
             listener(t)

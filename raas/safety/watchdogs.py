@@ -18,6 +18,16 @@ from __future__ import annotations
 from raas.safety.config import WatchdogConfig
 from raas.safety.reasons import Reason
 
+#: The reason codes a watchdog stops with (docs/safety.md section 3): `watchdog_trips`' keys.
+TRIP_REASONS = (
+    Reason.STALE_SENSOR,
+    Reason.LOOP_DEADLINE,
+    Reason.NONFINITE_ACTION,
+    Reason.CLIENT_LATE,
+    Reason.INFERENCE_OVERRUN,
+    Reason.CLIENT_LOST,
+)
+
 
 class Watchdogs:
     def __init__(self, cfg: WatchdogConfig) -> None:
@@ -25,9 +35,9 @@ class Watchdogs:
         self.stale_streak: dict[str, int] = {}
         self.late_streak = 0
         self.nonfinite_streak = 0
-        self.trips = dict.fromkeys(
-            (Reason.STALE_SENSOR, Reason.LOOP_DEADLINE, Reason.NONFINITE_ACTION), 0
-        )
+        #: Stops by each watchdog layer, counted by the supervisor on every transition a
+        #: watchdog caused (Cause.WATCHDOG): these streaks, late decisions, and client liveness.
+        self.trips = dict.fromkeys(TRIP_REASONS, 0)
 
     def reset(self) -> None:
         for name in self.stale_streak:

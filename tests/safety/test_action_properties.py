@@ -409,3 +409,29 @@ def test_supervisor_targets_under_hypothesis_requests(
         for req, desired, lag, effort, temp, decided, slipped in script
     ]
     run_supervisor(cycles)
+
+
+def test_every_watchdog_stop_is_counted_in_watchdog_trips() -> None:
+    """A hold for late decisions (client_late, inference_overrun) and for a lost client is a
+    watchdog trip like a stale sensor's: status()'s `watchdog_trips` counts each by reason."""
+    sup = supervisor_for_hand(LimitsHand(), SafetyConfig(), PERIOD_S)
+    out = np.zeros(N)
+    desired = sup.home.copy()
+    for k, late in enumerate((Reason.CLIENT_LATE, Reason.INFERENCE_OVERRUN)):
+        sup.arm(Cause.CLIENT, late_reason=late)
+        sup.cycle((), desired, True, True, False, out)  # the fallback's repeats ran out
+        assert (sup.state, sup.reason) == (SafetyState.HOLD, late), k
+    sup.arm(Cause.CLIENT)
+    sup.hold(Cause.WATCHDOG, Reason.CLIENT_LOST)
+    sup.arm(Cause.CLIENT)
+    sup.disarm(Cause.CLIENT)  # a client's own disarm is no watchdog trip
+    trips = sup.status()["watchdog_trips"]
+    assert isinstance(trips, dict)
+    assert trips == {
+        "stale_sensor": 0,
+        "loop_deadline": 0,
+        "nonfinite_action": 0,
+        "client_late": 1,
+        "inference_overrun": 1,
+        "client_lost": 1,
+    }
