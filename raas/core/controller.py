@@ -41,5 +41,13 @@ class Controller(Protocol):
         cycle's action was planned for this very cycle before it began (a policy server's chunk
         row, indexed by cycle: raas.transport.policy_serve). The decide budget does not apply to
         such an action: a slow decide (a stalled process) does not make it stale, and the
-        fallback (the last action repeated) would be the worse target for the same moment."""
+        fallback (the last action repeated) would be the worse target for the same moment.
+
+        And a bool attribute `rests_while_held`: True when the controller's only effect is its
+        action (a policy; not a remote session, whose decide() also serves the client's
+        requests). While the supervisor ignores actions (hold, fault, idle, ramp-down) the loop
+        then calls none of decide(), prepare() and background_warmup(): a slow policy held for
+        inference_overrun cannot stretch the cycles that keep sending the hold target (the
+        hand's firmware watchdog trips after 500 ms without a command). Once the supervisor is
+        armed again the loop asks the controller again, from the memory it had."""
         ...

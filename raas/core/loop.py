@@ -9,6 +9,8 @@
                         the loop sleeps here, what a controller's background_warmup() names runs
                         on a SCHED_IDLE helper thread (realtime only; background_warmup.py)
     decide              controller -> desired action; late, missing or non-finite -> fallback
+                        (a controller with `rests_while_held` is not asked, nor warmed up,
+                        while the supervisor ignores its actions: the hold is applied at once)
     condition           the supervisor (raas.safety): watchdogs, then the target of its state;
                         while RUNNING, the conditioning pipeline (finite, limits, rate, derate)
     apply               at t_k + L when a fixed phase is configured, else at once
@@ -124,6 +126,7 @@ class LoopResult:
     interventions: dict[str, int] = field(default_factory=dict)  # cycles changed, per stage
     safety_state: str = ""  # the supervisor's state and reason when the loop ended
     safety_reason: str = ""
+    rested: int = 0  # cycles whose controller was not asked: the supervisor held (rests_while_held)
     stop_reason: str = ""
     lost_device: str | None = None
     wall_s: float = 0.0
@@ -253,6 +256,10 @@ class ControlLoop:
         # end at the trigger, not prepare_lead_ms before it (docs/performance.md).
         warm_lead = before is not None and background is not None and cfg.warm_during_lead
         self.background = background
+        # A controller that only acts through the supervisor (a policy) is not asked at all while
+        # the supervisor ignores its actions (hold, fault, idle, ramp-down): a slow policy's
+        # inference and warm-ups must not stretch the cycles that keep commanding the hold.
+        rests = bool(getattr(controller, "rests_while_held", False))
         # Wall-clock budgets judge a realtime loop only: in lockstep, simulated time stands still
         # while decide runs, and a stall of the machine must not change what the run does.
         obs.lockstep = not clock.realtime
@@ -272,7 +279,8 @@ class ControlLoop:
         try:
             while self._stop_reason is None:
                 t_k = grid.t(k)
-                if before is not None and clock.now_ns() < t_k - lead:
+                resting = rests and not sup.active
+                if before is not None and not resting and clock.now_ns() < t_k - lead:
                     clock.sleep_until(t_k - lead)
                     before()
                     if warm_lead:
@@ -306,9 +314,9 @@ class ControlLoop:
 
                 # 2. collect what the controller reads (a sample that arrived while the
                 # controller prepared is taken whatever its deadline)
-                if after is not None:
+                if after is not None and not resting:
                     after()
-                warming = warm_what() if warm_what is not None else None
+                warming = warm_what() if warm_what is not None and not resting else None
                 if warming is not None:
                     assert background is not None
                     background.begin(warming)
@@ -322,16 +330,26 @@ class ControlLoop:
                 # 3. decide (the supervisor measures first: a stop the controller requests
                 # holds the pose of this cycle)
                 sup.begin(k, obs.hand)
-                ok = controller.decide(obs, desired)
-                s3 = sw()
-                step.decide_ns = s3 - s2
-                # Non-finite values are the conditioning pipeline's to reject (and count).
-                if ok and (
-                    not judged or step.decide_ns <= budget or getattr(controller, "planned", False)
-                ):
+                if resting:  # the supervisor applies its hold target; nobody decides
+                    desired[:] = sup.hold_target
+                    if done >= warmup:
+                        res.rested += 1
+                    s3 = sw()
+                    step.decide_ns = s3 - s2
                     kind = FallbackKind.NONE
                 else:
-                    kind = fallback.choose(desired)
+                    ok = controller.decide(obs, desired)
+                    s3 = sw()
+                    step.decide_ns = s3 - s2
+                    # Non-finite values are the conditioning pipeline's to reject (and count).
+                    if ok and (
+                        not judged
+                        or step.decide_ns <= budget
+                        or getattr(controller, "planned", False)
+                    ):
+                        kind = FallbackKind.NONE
+                    else:
+                        kind = fallback.choose(desired)
                 step.fallback = kind
                 phases.decide = s3 - s2
 

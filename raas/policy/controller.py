@@ -15,6 +15,10 @@ from raas.policy.runner import PolicyRunner
 
 
 class PolicyController:
+    #: The loop does not run the policy (nor its warm-ups) while the supervisor holds: its
+    #: actions are ignored then, and a slow policy's time would stretch the holding cycles.
+    rests_while_held = True
+
     def __init__(self, runner: PolicyRunner) -> None:
         self.runner = runner
         self.name = f"policy:{runner.manifest.name}"
@@ -35,8 +39,9 @@ class PolicyController:
 
     def background_warmup(self) -> Callable[[], object] | None:
         """What the loop's warm-up helper runs while the loop waits for the devices: the
-        runner's scratch-buffer inference (thread-safe beside decide)."""
-        return self.runner.warm_background
+        runner's scratch-buffer inference (thread-safe beside decide); none after a cycle whose
+        inference overran its budget (PolicyRunner.prepare says why)."""
+        return None if self.runner.last_overran else self.runner.warm_background
 
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         if obs.episode != self._episode:

@@ -277,6 +277,9 @@ class PolicyRunner:
         self.state_resets = 0
         self.prepared = 0
         self.background_warmups = 0
+        self.warmups_skipped = 0
+        #: the last act() ran over its budget (realtime): no warm-ups until one fits again
+        self.last_overran = False
         self.last_missing: str | None = None
         self._lat = np.zeros(_LATENCY_RING, dtype=np.int64)  # vision + policy run
         self._act = np.zeros(_LATENCY_RING, dtype=np.int64)  # the whole act()
@@ -321,6 +324,7 @@ class PolicyRunner:
         self.policy.set_state(self.initial_state)
         self.decoder.reset()
         self.pose.valid = False
+        self.last_overran = False
 
     def measure(self, warmup: int = 30, runs: int = 200) -> dict[str, float]:
         """Warm the sessions up and time `runs` inferences (zeros in); the state is reset
@@ -342,7 +346,15 @@ class PolicyRunner:
         """Just before the inference (the loop calls it around the trigger): options.warmup_runs
         inferences on scratch buffers (the recurrent state, the outputs and the counters do
         not change), so that act() runs with warm caches instead of after the 80 ms in which
-        the rest of the machine evicted them."""
+        the rest of the machine evicted them.
+
+        Not after a cycle whose inference overran its budget: warm-ups make a fast inference
+        faster, but a policy already too slow would only stretch the cycle by warmup_runs more
+        of its inferences (a 75 ms policy made 300 ms cycles, and the hand's 500 ms firmware
+        watchdog tripped); counted in `warmups_skipped`."""
+        if self.last_overran:
+            self.warmups_skipped += 1
+            return
         for _ in range(self.options.warmup_runs):
             if self.vision is not None:
                 self.vision.session.warm()
@@ -411,6 +423,7 @@ class PolicyRunner:
         self._n_lat += 1
         if not self._finite():
             self._act[i] = time.perf_counter_ns() - t0
+            self.last_overran = bool(self._act[i] > self.budget_ns)
             self.nonfinite += 1
             for s in self.manifest.state:  # a NaN state would poison every later cycle
                 if not np.isfinite(self.policy.state(s.input)).all():
@@ -424,7 +437,8 @@ class PolicyRunner:
         out[:] = self.decoder.target
         dt = time.perf_counter_ns() - t0
         self._act[i] = dt
-        if dt > self.budget_ns:
+        self.last_overran = dt > self.budget_ns
+        if self.last_overran:
             self.overruns += 1
             # a lockstep cycle is counted, not failed: its result must not depend on the machine
             return obs.lockstep
@@ -470,6 +484,7 @@ class PolicyRunner:
             "warmups": self.prepared,
             "warmup_runs": self.options.warmup_runs,
             "background_warmups": self.background_warmups,
+            "warmups_skipped": self.warmups_skipped,
             "object_pose_from": self.manifest.object_pose_source,
         }
 

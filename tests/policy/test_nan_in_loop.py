@@ -49,10 +49,12 @@ def test_nan_policy_never_reaches_the_hand(nan_bundle: Path) -> None:
     assert res.cycles == 25
     assert len(sent) == 25
     assert all(np.isfinite(t).all() for t in sent)
-    assert runner.nonfinite == 25  # every cycle's output was NaN, and counted
     sup = loop.supervisor
     assert (sup.state.label, sup.reason.value) == ("hold", "nonfinite_action")
     k = cell.cfg.safety.watchdogs.nonfinite_cycles
+    # every output up to the hold was NaN, and counted; once held the policy is not run
+    assert runner.nonfinite == k
+    assert res.rested == 25 - k
     assert res.interventions["nonfinite"] == 0  # never RUNNING: no action was ever usable
     assert sup.history[-1].cycle == k - 1  # the K-th NaN action in a row
     # armed, then held: every target was a measured pose (the fingers settle a little under
