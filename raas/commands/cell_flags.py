@@ -93,15 +93,18 @@ def cell_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def assemble_from_args(
-    args: argparse.Namespace, overrides: dict[str, Any], what: str
+    args: argparse.Namespace,
+    overrides: dict[str, Any],
+    what: str,
+    defaults: dict[str, Any] | None = None,
 ) -> CellConfig:
-    """The cell of a command: --config / --sim under `overrides` and --cameras. Raises
-    ConfigError (also when neither --config nor --sim was given)."""
-    from raas.config import assemble_cell_config
+    """The cell of a command: `defaults` under --config / --sim under `overrides` and
+    --cameras. Raises ConfigError (also when neither --config nor --sim was given)."""
+    from raas.config import assemble_cell_config, merge
 
     return assemble_cell_config(
         args.config,
-        {"rig": {"clock": "realtime"}},
+        merge({"rig": {"clock": "realtime"}}, defaults or {}),
         overrides,
         sim=args.sim,
         cameras=args.cameras,

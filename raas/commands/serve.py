@@ -39,7 +39,26 @@ def register(sub: Any) -> None:
     p.add_argument("--lease-key", type=Path, help="public key (PEM) leases verify with")
     p.add_argument("--liveness", type=float, metavar="S", help="client liveness timeout (1.0)")
     p.add_argument("--action-wait", type=float, metavar="MS", help="remote-step action wait")
-    p.add_argument("--state-dir", type=Path, help="uploads and recordings under this directory")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="keys, uploads, wear and recordings (STATE_DIR/recordings) under this directory",
+    )
+    rec = p.add_mutually_exclusive_group()
+    rec.add_argument(
+        "--record",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="record every controlling session to DIR/<session>.mcap (default DIR: "
+        "STATE_DIR/recordings, else the cell's [recording] directory, var/recordings); "
+        "a cell file with [recording] enabled = true records without it (docs/recording.md)",
+    )
+    rec.add_argument(
+        "--no-record",
+        action="store_true",
+        help="record nothing, even when the cell file enables [recording]",
+    )
     p.add_argument("--revocations", metavar="URL", help="reservation service to follow")
     p.add_argument("--robot-id", type=int, help="the robot's id in the service (--revocations)")
     p.add_argument("--stats-json", type=Path, metavar="PATH", help="write the figures as JSON")
@@ -79,14 +98,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         tr["revocations"] = {"service_url": args.revocations, "robot_id": args.robot_id}
     out = cell_overrides(args)
     out["transport"] = tr
+    if args.no_record:
+        out["recording"] = {"enabled": False}
+    elif args.record is not None:  # --record, or --record DIR
+        out["recording"] = {"enabled": True} | ({"directory": args.record} if args.record else {})
     if args.no_health_check:
         out.setdefault("safety", {})["health_after_session"] = False
     return out
 
 
+def _defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """Below the cell file: with --state-dir, recordings go to STATE_DIR/recordings (where
+    `fetch` finds them) unless the cell file names its own [recording] directory."""
+    if args.state_dir is None:
+        return {}
+    return {"recording": {"directory": str(args.state_dir / "recordings")}}
+
+
 def main(args: argparse.Namespace) -> int:
     try:
-        cfg = assemble_from_args(args, _overrides(args), "raasd robot")
+        cfg = assemble_from_args(args, _overrides(args), "raasd robot", _defaults(args))
     except ConfigError as exc:
         print(f"raasd robot: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -318,6 +318,14 @@ def serve_cell(
         )
         if gate.public_key is None:
             print("raasd: no lease key configured: every session is refused", file=log, flush=True)
+        rec = cfg.recording
+        print(
+            f"raasd: recording every controlling session to {rec.directory}/<session>.mcap"
+            if rec.enabled
+            else "raasd: not recording (raasd robot --record, or [recording] enabled = true)",
+            file=log,
+            flush=True,
+        )
         exit_code = EXIT_OK
 
         def build_loop(first_cycle: int) -> ControlLoop:
