@@ -127,6 +127,13 @@ async def get_principal(
     return Principal(user=user, token=token)
 
 
+#: Why a robot daemon's token is refused on a route for people (docs/service.md, Roles).
+ROBOT_TOKEN_REFUSAL = (
+    "this route is for people: a robot daemon's token may only read its own robot, lease key, "
+    "revocation and command feeds, send its heartbeats, and claim and report evaluation jobs"
+)
+
+
 def _any(principal: Principal) -> None:
     """Any valid credential: a person's or a robot daemon's."""
 
@@ -134,7 +141,7 @@ def _any(principal: Principal) -> None:
 def _person(principal: Principal) -> None:
     """A person (any role), not a robot daemon."""
     if principal.robot_id is not None:
-        raise Forbidden("robot tokens may only report heartbeats and read revocations")
+        raise Forbidden(ROBOT_TOKEN_REFUSAL)
 
 
 def _staff(principal: Principal) -> None:

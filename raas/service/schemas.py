@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import struct
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import zmq.utils.z85
 from pydantic import (
@@ -101,6 +101,12 @@ class ErrorPublic(BaseModel):
 
     detail: str
     error: str
+
+
+def refusal(description: str) -> dict[str, Any]:
+    """A refusal in a route's `responses=`: `{detail, error}`, its `error` codes (and when) in
+    the description (raas/service/openapi.py adds the ones every route of a kind may answer)."""
+    return {"model": ErrorPublic, "description": description}
 
 
 class FieldError(BaseModel):

@@ -83,6 +83,9 @@ class Settings(BaseModel):
     #: recordings live under this directory (`sha256/ab/abcdef...`); None: `blobs/` next to a
     #: SQLite database file, else `<RAAS_STATE_DIR>/blobs`.
     blob_dir: Path | None = None
+    #: Largest request body of every route but the two uploads below (bytes): a larger one is
+    #: refused with 413 `body_too_large` before it is read (raas/service/body_limit.py).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     #: Largest bundle `PUT /bundles/{sha256}` stores (bytes).
     max_bundle_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     #: Largest episode recording a job worker may upload (bytes).

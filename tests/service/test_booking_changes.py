@@ -103,6 +103,9 @@ def test_a_weekly_series_reports_each_occurrence(env: ApiEnv) -> None:
     assert r.status_code == 409 and r.json()["error"] == "series_conflict", r.text
     errors = [o["error"] for o in r.json()["occurrences"]]
     assert errors == [None, None, "reservation_conflict", None]
+    # times written like every other answer's (Z), not Python's +00:00
+    for o in r.json()["occurrences"]:
+        assert o["starts_at"].endswith("Z") and o["ends_at"].endswith("Z"), o
     mine = env.client.get(
         "/reservations", params={"user_id": env.seeded.users["staff@lab"][0]}, headers=staff
     ).json()

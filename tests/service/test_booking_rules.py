@@ -132,6 +132,36 @@ def test_length_limits_for_researchers_and_staff(env: ApiEnv) -> None:
     assert r.status_code == 422 and r.json()["error"] == "invalid_booking_rules"
 
 
+def test_the_rules_are_checked_merged_with_the_stored_and_default_ones(env: ApiEnv) -> None:
+    """A PATCH of one rule is judged with the rules in force: the robot's stored values and the
+    service's defaults for what neither sets (the default minimum is 60 s)."""
+    robot, staff = env.seeded.robots["arm-2"], env.h("staff@lab")
+    r = env.client.patch(f"/robots/{robot}", json={"booking_granularity_s": 7}, headers=staff)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_booking_rules", r.text
+    r = env.client.patch(f"/robots/{robot}", json={"min_booking_s": 900}, headers=staff)
+    assert r.status_code == 200
+    r = env.client.patch(f"/robots/{robot}", json={"booking_granularity_s": 600}, headers=staff)
+    assert r.status_code == 422 and "900" in r.json()["detail"]
+    assert env.client.get(f"/robots/{robot}", headers=staff).json()["booking_rules"] == {
+        "granularity_s": 60,
+        "min_s": 900,
+        "max_s": 24 * 3600,
+        "staff_max_s": 14 * 24 * 3600,
+        "buffer_s": 0,
+    }
+    # a grid coarser than the default minimum lifts it (one grid step): no contradiction
+    r = env.client.patch(
+        f"/robots/{robot}",
+        json={"min_booking_s": None, "booking_granularity_s": 300},
+        headers=staff,
+    )
+    assert r.status_code == 200 and r.json()["booking_rules"]["min_s"] == 300
+    r = env.client.post(
+        "/robots", json={"name": "arm-9", "kind": "hand", "booking_granularity_s": 7}, headers=staff
+    )
+    assert r.status_code == 422 and r.json()["error"] == "invalid_booking_rules"
+
+
 def test_a_robot_grid_and_buffer(env: ApiEnv) -> None:
     robot = env.seeded.robots["arm-2"]
     r = env.client.patch(

@@ -7,6 +7,7 @@ handler itself fail: a 500 even before login), and request bodies are strictly t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -154,3 +155,105 @@ def test_well_formed_times_in_any_zone_are_accepted(env: ApiEnv) -> None:
         headers=env.h("alice@lab"),
     )
     assert r.status_code == 201, r.text
+
+
+# -- sizes: a body over the limit is refused before it is read, a 422 echoes little ------------
+
+MIB = 1024 * 1024
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(env: ApiEnv) -> None:
+    headers = {**JSON, **env.h("alice@lab")}
+    big = b'{"purpose": "' + b"x" * (2 * MIB) + b'"}'
+    r = env.client.post("/reservations", content=big, headers=headers)
+    body = _refused(r, 413)
+    assert body["error"] == "body_too_large" and len(r.content) < 500
+    # a chunked body (no Content-Length) is counted as it arrives
+    chunks = (b"x" * 65536 for _ in range(40))
+    r = env.client.post("/reservations", content=chunks, headers=headers)
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert _refused(r, 413)["error"] == "body_too_large"
+    # a body under the limit is judged as before
+    r = env.book("alice@lab", H, 2 * H, purpose="x" * 1000)
+    assert r.status_code == 201, r.text
+
+
+def test_the_upload_routes_keep_their_own_limits(database_url: str, tmp_path: Path) -> None:
+    e, client = api_env(database_url, tmp_path, blob_dir=tmp_path / "blobs")
+    data = bytes(range(256)) * (6 * 1024)  # 1.5 MiB, over the JSON routes' limit
+    digest = hashlib.sha256(data).hexdigest()
+    with client:
+        r = e.client.put(f"/bundles/{digest}", content=data, headers=e.h("alice@lab"))
+        assert r.status_code == 201, r.text
+    e.state.db.dispose()
+
+
+def test_the_body_limit_is_a_setting(database_url: str, tmp_path: Path) -> None:
+    e, client = api_env(database_url, tmp_path, max_body_bytes=100)
+    with client:
+        r = e.client.post("/auth/tokens", json={"name": "n" * 100}, headers=e.h("alice@lab"))
+        assert _refused(r, 413)["error"] == "body_too_large"
+        assert "100 bytes" in r.json()["detail"]
+        r = e.client.post("/auth/tokens", json={"name": "short"}, headers=e.h("alice@lab"))
+        assert r.status_code == 201
+    e.state.db.dispose()
+
+
+def test_a_422_echoes_a_short_prefix_of_the_input(env: ApiEnv) -> None:
+    long = "y" * 500_000
+    r = env.book("alice@lab", H, 2 * H, purpose=long)
+    body = _refused(r)
+    assert len(r.content) < 2000, len(r.content)
+    [error] = body["detail"]
+    assert error["loc"] == ["body", "purpose"]
+    assert error["input"].startswith("y" * 200) and "500000 characters" in error["input"]
+    # a body that is a huge list comes back as a few items, not the list
+    r = env.client.post("/reservations", json=list(range(50_000)), headers=env.h("alice@lab"))
+    assert len(_refused(r)["detail"][0]["input"]) <= 11 and len(r.content) < 2000
+
+
+# -- the framework's own refusals have the documented shape ------------------------------------
+
+
+def test_framework_refusals_are_detail_and_error(env: ApiEnv) -> None:
+    headers = env.h("alice@lab")
+    r = env.client.get("/reservations/..%2F..%2Fetc%2Fpasswd", headers=headers)
+    assert _refused(r, 404)["error"] == "not_found"
+    r = env.client.get("/no/such/route", headers=headers)
+    assert _refused(r, 404)["error"] == "not_found"
+    r = env.client.delete("/reservations", headers=headers)
+    assert _refused(r, 405)["error"] == "method_not_allowed"
+    assert "GET" in r.headers["allow"] and "POST" in r.headers["allow"]
+    nested = "[" * 100_000 + "]" * 100_000
+    r = env.client.post("/reservations", content=nested, headers={**JSON, **headers})
+    assert _refused(r, 400)["error"] == "malformed_body"
+
+
+# -- a key given twice is refused, not resolved by the last one --------------------------------
+
+
+def test_a_duplicate_key_is_refused(env: ApiEnv) -> None:
+    arm1, arm2 = env.seeded.robots["arm-1"], env.seeded.robots["arm-2"]
+    raw = (
+        f'{{"robot_id": {arm1}, "robot_id": {arm2}, '
+        f'"starts_at": "{env.at(H)}", "ends_at": "{env.at(2 * H)}"}}'
+    )
+    r = env.client.post("/reservations", content=raw, headers={**JSON, **env.h("alice@lab")})
+    body = _refused(r)
+    assert body["error"] == "invalid_request"
+    assert body["detail"][0]["loc"] == ["body", "robot_id"]
+    assert "duplicate key 'robot_id'" in body["detail"][0]["msg"]
+    assert env.client.get("/reservations", headers=env.h("alice@lab")).json() == []
+    # nested objects too (a heartbeat's report ignores unknown fields, not repeated ones)
+    raw = '{"status": "available", "health_ok": true, "safety": {"state": "ok", "state": "x"}}'
+    r = env.client.post(
+        f"/robots/{arm1}/heartbeat", content=raw, headers={**JSON, **env.h("staff@lab")}
+    )
+    assert _refused(r)["detail"][0]["loc"] == ["body", "state"]
+
+
+def test_a_robot_token_refusal_says_what_it_may_do(env: ApiEnv) -> None:
+    token = env.seeded.robot_tokens["arm-1"]
+    r = env.client.get("/reservations", headers={"Authorization": f"Bearer {token}"})
+    detail = _refused(r, 403)["detail"]
+    assert "claim" in detail and "lease key" in detail and "command" in detail

@@ -94,3 +94,81 @@ def test_the_document_describes_evaluation_jobs(tmp_path: Path) -> None:
     assert {"episodes_done", "claimed_by", "results", "status", "attempt"} <= job
     kinds = schemas["BusyInterval"]["properties"]["kind"]["enum"]
     assert "job" in kinds
+
+
+def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(m, p, op) for p, ops in doc["paths"].items() for m, op in ops.items()]
+
+
+def test_every_operation_declares_the_refusals_it_may_answer(tmp_path: Path) -> None:
+    """What an acceptance tester writes tests from: each operation lists the statuses it may
+    answer, each refusal as `{detail, error}` (tests/service/test_schemathesis.py checks the
+    answers against it)."""
+    doc = _doc(tmp_path)
+    error = {"$ref": "#/components/schemas/ErrorPublic"}
+    invalid = {"anyOf": [{"$ref": "#/components/schemas/InvalidRequestPublic"}, error]}
+    assert "HTTPValidationError" not in str(doc)
+    for method, path, op in _operations(doc):
+        responses = op["responses"]
+        where = f"{method.upper()} {path}"
+        if op.get("security"):
+            assert "401" in responses, where
+            assert {"not_authenticated", "token_expired", "token_revoked"} <= set(
+                responses["401"]["description"].replace(",", " ").split()
+            ), where
+        if "{" in path and (method, path) != ("put", "/bundles/{sha256}"):
+            assert "404" in responses, where
+        if "application/json" in op.get("requestBody", {}).get("content", {}):
+            assert "body_too_large" in responses["413"]["description"], where
+            assert responses["413"]["content"]["application/json"]["schema"] == error, where
+        if "422" in responses:
+            schema = responses["422"]["content"]["application/json"]["schema"]
+            assert schema == invalid, where
+            assert "invalid_request" in responses["422"]["description"], where
+        for status, response in responses.items():
+            if status >= "400" and "content" in response:
+                assert response["content"]["application/json"]["schema"] in (
+                    error,
+                    invalid,
+                    {"$ref": "#/components/schemas/SeriesConflictPublic"},
+                ), (where, status)
+
+
+def test_role_checks_and_handler_refusals_are_declared(tmp_path: Path) -> None:
+    doc = _doc(tmp_path)
+    paths = doc["paths"]
+    # a role dependency (Staff, Admin, Person: robot tokens refused) shows as a 403
+    for method, path in [
+        ("get", "/users"),  # staff
+        ("post", "/users"),  # admin
+        ("patch", "/robots/{robot_id}"),
+        ("post", "/maintenance"),
+        ("get", "/audit"),
+        ("get", "/metrics"),  # an included router's route
+        ("get", "/reservations"),  # person
+        ("get", "/robots/{robot_id}/calendar.ics"),  # the feeds' own reader check
+    ]:
+        assert "forbidden" in paths[path][method]["responses"]["403"]["description"], path
+    # only this robot's daemon or staff (the handler checks)
+    for path in ("/heartbeat", "/commands", "/revocations", "/revocations/stream"):
+        ops = paths[f"/robots/{{robot_id}}{path}"]
+        [op] = ops.values()
+        assert "forbidden" in op["responses"]["403"]["description"], path
+    # any valid token, the robot's own checked by hiding others (404, not 403)
+    assert "403" not in paths["/robots/{robot_id}"]["get"]["responses"]
+    # the conflicts only a handler knows
+    for method, path, code in [
+        ("post", "/users", "already_exists"),
+        ("post", "/robots", "already_exists"),
+        ("patch", "/users/{user_id}", "last_admin"),
+        ("post", "/reservations/{reservation_id}/cancel", "reservation_not_active"),
+    ]:
+        assert code in paths[path][method]["responses"]["409"]["description"], path
+    # an id in the body that may not exist
+    for path in ("/reservations", "/reservations/series", "/maintenance"):
+        assert "404" in paths[path]["post"]["responses"], path
+    assert (
+        "invalid_booking_rules"
+        in paths["/robots/{robot_id}"]["patch"]["responses"]["422"]["description"]
+    )
+    assert "invalid_time_range" in paths["/reservations"]["post"]["responses"]["422"]["description"]

@@ -29,6 +29,7 @@ from raas.service.api.routes import (
     users,
     wear,
 )
+from raas.service.json_body import StrictJSONRoute
 
 #: The route modules, in matching order (each module's routes in their own order).
 ROUTE_MODULES: tuple[ModuleType, ...] = (
@@ -77,7 +78,8 @@ def add_routes(router: APIRouter) -> None:
                 include_in_schema=r.include_in_schema,
                 response_class=r.response_class,
                 name=r.name,
-                route_class_override=type(r),
+                # strict JSON bodies: a duplicate key is refused (raas/service/json_body.py)
+                route_class_override=StrictJSONRoute,
                 callbacks=r.callbacks,
                 openapi_extra=r.openapi_extra,
                 generate_unique_id_function=r.generate_unique_id_function,

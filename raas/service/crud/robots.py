@@ -117,19 +117,33 @@ def booking_rules(robot: Robot, settings: Settings) -> BookingRulesPublic:
     )
 
 
-def _set_rules(robot: Robot, data: RobotCreate | RobotUpdate) -> None:
-    """Rule fields given in the body (null included: back to the default) are stored."""
+def _set_rules(robot: Robot, data: RobotCreate | RobotUpdate, settings: Settings | None) -> None:
+    """Rule fields given in the body (null included: back to the default) are stored, and the
+    rules then in force (the robot's merged with the body, the service's defaults for what
+    neither sets) must agree: the minimum a multiple of the grid. A default minimum below the
+    grid is lifted to one grid step (booking_rules.rules_for); a robot's own is not."""
     for name in RULE_FIELDS:
         if name in data.model_fields_set:
             setattr(robot, name, getattr(data, name))
     granularity, minimum = robot.booking_granularity_s, robot.min_booking_s
+    if settings is not None:
+        granularity = granularity or settings.booking_granularity_s
+        if minimum is None:
+            minimum = max(settings.min_booking_s, granularity)
     if granularity and minimum and minimum % granularity:
+        own = "" if robot.min_booking_s is not None else " (the service default)"
         raise InvalidBookingRules(
-            f"min_booking_s {minimum} is not a multiple of booking_granularity_s {granularity}"
+            f"min_booking_s {minimum}{own} is not a multiple of booking_granularity_s {granularity}"
         )
 
 
-def create(db: Session, data: RobotCreate, default_public_key: str, now: datetime) -> Robot:
+def create(
+    db: Session,
+    data: RobotCreate,
+    default_public_key: str,
+    now: datetime,
+    settings: Settings | None = None,
+) -> Robot:
     robot = Robot(
         name=data.name,
         kind=data.kind,
@@ -141,7 +155,7 @@ def create(db: Session, data: RobotCreate, default_public_key: str, now: datetim
         health_note="",
         created_at=now,
     )
-    _set_rules(robot, data)
+    _set_rules(robot, data, settings)
     db.add(robot)
     try:
         db.flush()
@@ -150,7 +164,7 @@ def create(db: Session, data: RobotCreate, default_public_key: str, now: datetim
     return robot
 
 
-def update(db: Session, robot: Robot, data: RobotUpdate) -> Robot:
+def update(db: Session, robot: Robot, data: RobotUpdate, settings: Settings | None = None) -> Robot:
     if data.kind is not None:
         robot.kind = data.kind
     if data.endpoint is not None:
@@ -161,7 +175,7 @@ def update(db: Session, robot: Robot, data: RobotUpdate) -> Robot:
         robot.lease_public_key = data.lease_public_key
     if data.dashboard_url is not None:
         robot.dashboard_url = data.dashboard_url
-    _set_rules(robot, data)
+    _set_rules(robot, data, settings)
     db.flush()
     return robot
 

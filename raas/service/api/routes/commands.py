@@ -32,7 +32,7 @@ from raas.service.deps import (
 from raas.service.errors import Forbidden
 from raas.service.models import CommandKind
 from raas.service.notify import long_poll
-from raas.service.schemas import CommandAccepted, CommandBatch, CommandNote, CommandPublic
+from raas.service.schemas import CommandAccepted, CommandBatch, CommandNote, CommandPublic, refusal
 from raas.service.state import ServiceState
 
 router = APIRouter(prefix="/robots", tags=["safety"])
@@ -41,7 +41,16 @@ BATCH = 500
 Since = Annotated[int, Query(ge=0, le=2**31 - 1, description="cursor: last seq seen")]
 
 
-@router.post("/{robot_id}/estop", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{robot_id}/estop",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        403: refusal(
+            "forbidden: only staff or the holder of the booking running now "
+            "(or a robot daemon's token)"
+        )
+    },
+)
 def estop(
     robot_id: ObjectId, body: CommandNote, person: Person, db: WriteDB, state: State, now: Now
 ) -> CommandAccepted:
@@ -93,7 +102,9 @@ def _read(state: ServiceState, robot_id: int, since: int) -> tuple[list[CommandP
         )
 
 
-@router.get("/{robot_id}/commands")
+@router.get(
+    "/{robot_id}/commands", responses={403: refusal("forbidden: only this robot's daemon or staff")}
+)
 async def commands(
     request: Request,
     robot_id: ObjectId,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from raas.service.crud import audit
 from raas.service.crud import maintenance as maintenance_crud
 from raas.service.deps import Now, ObjectId, Person, ReadDB, Staff, State, WriteDB
-from raas.service.schemas import MaintenanceCreate, MaintenancePublic, UTCTime
+from raas.service.schemas import MaintenanceCreate, MaintenancePublic, UTCTime, refusal
 
 router = APIRouter(prefix="/maintenance", tags=["maintenance"])
 
@@ -26,7 +26,14 @@ def list_blocks(
     return [MaintenancePublic.model_validate(b) for b in blocks]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        404: refusal("not_found: no robot `robot_id`"),
+        422: refusal("invalid_time_range: ends_at is not after starts_at"),
+    },
+)
 def create_block(
     body: MaintenanceCreate, staff: Staff, db: WriteDB, state: State, now: Now
 ) -> MaintenancePublic:

@@ -31,6 +31,7 @@ from raas.service.schemas import (
     SeriesConflictPublic,
     SeriesPublic,
     UTCTime,
+    refusal,
 )
 from raas.service.state import ServiceState
 
@@ -108,6 +109,7 @@ IdempotencyKey = Annotated[
     response_model=ReservationPublic,
     responses={
         **BOOKING_REFUSALS,
+        404: refusal("not_found: no robot `robot_id`"),
         201: {
             "description": "Booked (or, with a replayed Idempotency-Key, the earlier booking)",
             "headers": {
@@ -176,6 +178,7 @@ def _created(
     "/series",
     status_code=status.HTTP_201_CREATED,
     responses={
+        404: refusal("not_found: no robot `robot_id`"),
         409: {
             "model": SeriesConflictPublic,
             "description": "series_conflict: `occurrences` lists each one's fate",
@@ -234,6 +237,10 @@ def get_reservation(reservation_id: ObjectId, principal: Person, db: ReadDB) -> 
     "/{reservation_id}",
     responses={
         **BOOKING_REFUSALS,
+        403: refusal(
+            "quota_exceeded, too_far_ahead; forbidden: only the holder edits the purpose "
+            "(or a robot daemon's token)"
+        ),
         409: {
             "model": ErrorPublic,
             "description": BOOKING_REFUSALS[409]["description"] + ", reservation_not_active",
@@ -315,7 +322,10 @@ def _reissue(
     return out
 
 
-@router.post("/{reservation_id}/cancel")
+@router.post(
+    "/{reservation_id}/cancel",
+    responses={409: refusal("reservation_not_active: already cancelled or over")},
+)
 def cancel_reservation(
     reservation_id: ObjectId, principal: Person, db: WriteDB, state: State, now: Now
 ) -> ReservationPublic:
@@ -335,10 +345,13 @@ def cancel_reservation(
     "/{reservation_id}/lease",
     status_code=status.HTTP_201_CREATED,
     responses={
+        403: refusal(
+            "forbidden: only the holder takes a control lease (or a robot daemon's token)"
+        ),
         409: {
             "model": ErrorPublic,
             "description": "reservation_not_active, robot_not_bookable, reservation_too_short",
-        }
+        },
     },
 )
 def issue_lease(

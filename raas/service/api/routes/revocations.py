@@ -22,7 +22,7 @@ from raas.service.crud import leases as lease_crud
 from raas.service.crud import robots as robot_crud
 from raas.service.deps import AnyPrincipal, ObjectId, State, require_robot_or_staff
 from raas.service.revocations import long_poll
-from raas.service.schemas import RevocationBatch, RevocationPublic
+from raas.service.schemas import RevocationBatch, RevocationPublic, refusal
 from raas.service.state import ServiceState
 
 router = APIRouter(prefix="/robots", tags=["revocations"])
@@ -43,7 +43,10 @@ def _check_robot(state: ServiceState, robot_id: int) -> None:
         robot_crud.get(db, robot_id)
 
 
-@router.get("/{robot_id}/revocations")
+@router.get(
+    "/{robot_id}/revocations",
+    responses={403: refusal("forbidden: only this robot's daemon or staff")},
+)
 async def revocations(
     request: Request,
     robot_id: ObjectId,
@@ -65,7 +68,10 @@ async def revocations(
 @router.get(
     "/{robot_id}/revocations/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        403: refusal("forbidden: only this robot's daemon or staff"),
+    },
 )
 async def revocation_stream(
     robot_id: ObjectId, principal: AnyPrincipal, state: State, since: Since = 0

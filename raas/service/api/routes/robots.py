@@ -41,6 +41,7 @@ from raas.service.schemas import (
     TokenCreated,
     TokenPublic,
     UTCTime,
+    refusal,
 )
 from raas.service.state import ServiceState
 
@@ -53,11 +54,18 @@ def list_robots(_: Person, db: ReadDB, state: State, now: Now) -> list[RobotPubl
     return [robot_crud.public(db, r, now, state.settings) for r in robot_crud.list_robots(db)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        409: refusal("already_exists: a robot with that name exists"),
+        422: refusal("invalid_booking_rules: the minimum is not a multiple of the grid"),
+    },
+)
 def create_robot(
     body: RobotCreate, staff: Staff, db: WriteDB, state: State, now: Now
 ) -> RobotPublic:
-    robot = robot_crud.create(db, body, state.public_key_pem, now)
+    robot = robot_crud.create(db, body, state.public_key_pem, now, state.settings)
     audit.record(db, staff.user, "robot.create", f"robot:{robot.id}", now, name=robot.name)
     db.commit()
     return robot_crud.public(db, robot, now, state.settings)
@@ -141,18 +149,28 @@ def get_robot(
     return robot_crud.public(db, robot_crud.get(db, robot_id), now, state.settings)
 
 
-@router.patch("/{robot_id}")
+@router.patch(
+    "/{robot_id}",
+    responses={
+        422: refusal(
+            "invalid_booking_rules: the minimum in force is not a multiple of the grid in force"
+        )
+    },
+)
 def update_robot(
     robot_id: ObjectId, body: RobotUpdate, staff: Staff, db: WriteDB, state: State, now: Now
 ) -> RobotPublic:
-    robot = robot_crud.update(db, robot_crud.get(db, robot_id, lock=True), body)
+    robot = robot_crud.update(db, robot_crud.get(db, robot_id, lock=True), body, state.settings)
     fields = sorted(body.model_dump(exclude_none=True))
     audit.record(db, staff.user, "robot.update", f"robot:{robot.id}", now, fields=fields)
     db.commit()
     return robot_crud.public(db, robot, now, state.settings)
 
 
-@router.post("/{robot_id}/heartbeat")
+@router.post(
+    "/{robot_id}/heartbeat",
+    responses={403: refusal("forbidden: only this robot's daemon or staff")},
+)
 def heartbeat(
     robot_id: ObjectId,
     body: Heartbeat,

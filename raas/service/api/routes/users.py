@@ -15,7 +15,14 @@ from raas.service.crud.users import Limits
 from raas.service.deps import Admin, Now, ObjectId, Person, ReadDB, Staff, State, WriteDB
 from raas.service.errors import Forbidden, NotFound
 from raas.service.models import Revocation
-from raas.service.schemas import QuotaPublic, QuotaUpdate, UserCreate, UserPublic, UserUpdate
+from raas.service.schemas import (
+    QuotaPublic,
+    QuotaUpdate,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+    refusal,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -44,7 +51,11 @@ def list_users(_: Staff, db: ReadDB, limit: Limit = 100, offset: Offset = 0) -> 
     ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: refusal("already_exists: a user with that email exists")},
+)
 def create_user(body: UserCreate, admin: Admin, db: WriteDB, now: Now) -> UserPublic:
     user = user_crud.create_user(db, body, now)
     audit.record(db, admin.user, "user.create", f"user:{user.id}", now, role=user.role)
@@ -58,7 +69,16 @@ def get_user(user_id: ObjectId, principal: Person, db: ReadDB) -> UserPublic:
     return UserPublic.model_validate(user_crud.get_user(db, user_id))
 
 
-@router.patch("/{user_id}")
+@router.patch(
+    "/{user_id}",
+    responses={
+        403: refusal(
+            "forbidden: only admins change roles, activation or others' accounts "
+            "(or a robot daemon's token)"
+        ),
+        409: refusal("last_admin: the change would leave no active admin"),
+    },
+)
 def update_user(
     user_id: ObjectId, body: UserUpdate, principal: Person, db: WriteDB, state: State, now: Now
 ) -> UserPublic:
