@@ -246,3 +246,20 @@ def test_frames_received_as_zmq_frames_decode_and_count_toward_the_limit() -> No
     assert f"of {len(frames[0]) + big.nbytes} bytes" in str(exc.value)
     a.close()
     b.close()
+
+
+def test_refusals_name_what_is_wrong() -> None:
+    """An oversized header is `too_large`; bin or number keys and too many loose arrays say so
+    instead of 'not msgpack' or 'does not match'."""
+    big = msgpack.packb({"v": PROTOCOL_VERSION, "t": "hello", "pad": "x" * 70_000})
+    with pytest.raises(ProtocolError, match="header of") as err:
+        decode([big])
+    assert err.value.too_large
+    with pytest.raises(ProtocolError, match="keys must be strings"):
+        decode([msgpack.packb({1: 2, "v": PROTOCOL_VERSION})])
+    with pytest.raises(ProtocolError, match="binary data"):
+        decode([msgpack.packb({b"t": "hello", "v": PROTOCOL_VERSION})])
+    spec = [{"n": f"a{i}", "d": "<f4", "s": [1]} for i in range(65)]
+    header = msgpack.packb({"v": PROTOCOL_VERSION, "t": "hello", "a": spec})
+    with pytest.raises(ProtocolError, match="at most 64 loose arrays"):
+        decode([header] + [b"\0\0\0\0"] * 65)

@@ -371,10 +371,18 @@ def decode(
     else:
         raw, nbytes = _raw(first)
     if nbytes > MAX_HEADER_BYTES:
-        raise ProtocolError(f"header of {nbytes} bytes exceeds {MAX_HEADER_BYTES}")
+        raise ProtocolError(f"header of {nbytes} bytes exceeds {MAX_HEADER_BYTES}", too_large=True)
     try:  # msgpack >= 1.0: raw=False and strict_map_key=True are the defaults
         header = _unpackb(raw, max_bin_len=0, max_ext_len=0, max_array_len=4096)
     except Exception as exc:  # msgpack raises many types on garbage
+        text = str(exc)
+        if "map key" in text:  # strict_map_key: a number as a key
+            raise ProtocolError("header map keys must be strings") from None
+        if "max_bin_len" in text:  # a bin key or value: arrays travel in their own frames
+            raise ProtocolError(
+                "header carries binary data: its keys and texts must be strings (arrays go "
+                "in frames of their own)"
+            ) from None
         raise ProtocolError(f"header is not msgpack: {type(exc).__name__}") from None
     if type(header) is not dict:  # msgpack makes maps as dict, never a subclass
         raise ProtocolError("header is not a map")
@@ -417,8 +425,10 @@ def decode(
             if rest:
                 raise ProtocolError("array frames without an array list 'a'")
             return Message(header, arrays, name)
-        if not isinstance(spec, list) or len(spec) != len(rest) or len(spec) > MAX_ARRAYS:
+        if not isinstance(spec, list) or len(spec) != len(rest):
             raise ProtocolError("array list 'a' does not match the frames")
+        if len(spec) > MAX_ARRAYS:
+            raise ProtocolError(f"at most {MAX_ARRAYS} loose arrays in a message, not {len(spec)}")
         for entry, frame in zip(spec, rest, strict=True):
             arrays.update([_array(entry, *_raw(frame))])
     except ProtocolError as exc:
