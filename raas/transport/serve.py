@@ -150,8 +150,19 @@ def _start_run(ctl: SessionController, req: RunRequest, loaded: _Loaded, log: Te
         ev.detach()
         ctl.fail_run(str(exc))
         return
-    ctl.start_recording_for_run(req.sha256, str(loaded.runner.manifest.name))
-    ctl.run_event("run_started", {"sha256": req.sha256, "episodes": req.episodes, "load_s": took})
+    # The bundle's own hash (over its files: what the researcher cites, what `raasd replay`
+    # compares), not the upload's (over the archive as sent, which its packing changes).
+    bundle_sha = loaded.runner.bundle_hash
+    ctl.start_recording_for_run(bundle_sha, str(loaded.runner.manifest.name))
+    ctl.run_event(
+        "run_started",
+        {
+            "sha256": bundle_sha,
+            "upload_sha256": req.sha256,
+            "episodes": req.episodes,
+            "load_s": took,
+        },
+    )
 
 
 def _load_holding(

@@ -56,3 +56,43 @@ def test_without_record_nothing_is_recorded_and_the_banner_says_so(
     finally:
         robot.stop()
     assert not list(state.rglob("*.mcap"))
+
+
+def test_a_remote_run_names_the_bundle_by_its_own_hash(tmp_path: Path, issuer: LeaseIssuer) -> None:
+    """`run_started` and the recording carry the bundle's hash (over its files, the one
+    `raasd replay` compares and a researcher cites), the upload's hash beside it."""
+    from raas_client.report import format as fmt
+    from raas_client.report.reader import RecordingFile
+
+    from raas.policy.bundle import bundle_hash
+    from raas.policy.examples import ensure_examples
+
+    bundle = ensure_examples(tmp_path / "bundles", ["small"])["small"]
+    state = tmp_path / "state"
+    robot = start_daemon(state, issuer, rate=12.5, extra=("--record",))  # the bundle's rate
+    c = RemoteRobot(robot.control, server_key=robot.key, lease=issuer.issue(), timeout_s=10)
+    try:
+        session = str(c.open("control")["session"])
+        upload_sha = c.upload(bundle)
+        c.run(episodes=1)
+        events: list[dict[str, object]] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            c.heartbeat()
+            events += c.events(0.2)
+            if {"run_started", "run_failed"} & {e["kind"] for e in events}:
+                break
+        c.stop()
+    finally:
+        c.close()
+        robot.stop()
+    [started] = [e for e in events if e["kind"] == "run_started"] or [events]
+    assert started["sha256"] == bundle_hash(bundle) != upload_sha
+    assert started["upload_sha256"] == upload_sha
+    path = state / "recordings" / f"{session}.mcap"
+    deadline = time.monotonic() + 20  # the recorder closes the file after the session
+    while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rf = RecordingFile(path)
+    rf.scan_metadata()
+    assert rf.metadata[fmt.META_SESSION]["bundle_sha256"] == bundle_hash(bundle)
