@@ -53,9 +53,13 @@ from raas.recording.cell import layout_for as record_layout
 from raas.recording.cell import start_recorder, static_metadata
 from raas.safety import Supervisor, supervisor_for_hand
 from raas.safety.health import HealthCheck, HealthConfig, HealthReport, run_health_check
+from raas.safety.supervisor import Transition
 
 EXIT_OK = 0
 EXIT_DEVICE_LOST = 3
+#: `raasd run` ended with the supervisor holding the hand (or in fault): a watchdog stopped the
+#: controller (a late or non-finite policy, a stale sensor, ...); the same code as `raasd eval`'s
+EXIT_HELD = 6
 
 _CONTRACTS: dict[str, type[Device]] = {
     "hand": HandDriver,
@@ -544,6 +548,20 @@ def run_loop(loop: ControlLoop) -> int:
     return EXIT_OK
 
 
+def _record_transitions(
+    supervisor: Supervisor, sinks: list[SessionSink]
+) -> Callable[[Transition], None]:
+    """Every supervisor transition into the recordings as a `safety` event (as `raasd eval` and
+    a remote session record them); returns the listener, to be removed after the run."""
+
+    def record(t: Transition) -> None:
+        for sink in sinks:
+            sink.event("safety", t.as_dict())
+
+    supervisor.listeners.append(record)
+    return record
+
+
 def run_cell(
     cfg: CellConfig,
     *,
@@ -555,7 +573,9 @@ def run_cell(
 ) -> RunOutcome:
     """Run the cell until the duration ends, a signal arrives or a device is lost.
 
-    `controller` defaults to the built-in one named by `cfg.controller`."""
+    `controller` defaults to the built-in one named by `cfg.controller`. Exit code: EXIT_OK,
+    EXIT_DEVICE_LOST, or EXIT_HELD when the supervisor ended holding the hand (or in fault); the
+    summary and stats say why (`safety`), and a policy's figures go in them too (`policy`)."""
     out = out if out is not None else sys.stdout
     period_ns = cfg.loop.period_ns
     with cell_up(cfg) as cell:
@@ -577,11 +597,18 @@ def run_cell(
                 status_stream=status_stream,
             )
             print(cell.banner(), file=out, flush=True)
+            meta = {"mode": "run", "controller": ctl.name}
+            policy_stats = getattr(ctl, "policy_stats", None)
+            if callable(policy_stats):
+                p = policy_stats()
+                meta |= {"bundle": str(p["bundle"]), "bundle_sha256": str(p["bundle_sha256"])}
             for sink in outputs.sessions:
-                sink.start_session(f"run-{os.getpid()}", {"mode": "run"})
+                sink.start_session(f"run-{os.getpid()}", meta)
+            record_safety = _record_transitions(cell.supervisor, outputs.sessions)
             try:
                 exit_code = run_loop(loop)
             finally:
+                cell.supervisor.listeners.remove(record_safety)
                 for sink in outputs.sessions:
                     sink.end_session()
         rig = cell.rig
@@ -601,6 +628,8 @@ def run_cell(
         extra["clocks"] = device_clocks(cell.devices)
         stats = build_stats(loop, extra, devices=cell.devices)
     print(format_summary(stats), file=out, flush=True)
+    if exit_code == EXIT_OK and stats["safety"]["held"]:
+        exit_code = EXIT_HELD
     if stats_json is not None:
         stats_json.parent.mkdir(parents=True, exist_ok=True)
         stats_json.write_text(json.dumps(stats, indent=2) + "\n")

@@ -1,4 +1,9 @@
-"""`raasd run --config CELL.toml` (or `--sim`): run the robot cell's control loop."""
+"""`raasd run --config CELL.toml` (or `--sim`): run the robot cell's control loop.
+
+Exit codes: 0 stopped by duration or signal; 2 bad command line or cell file; 3 a device was
+lost; 5 the bundle was refused; 6 the run ended held (the supervisor stopped the controller:
+a late or non-finite policy, a stale sensor, ...; `HELD` in the summary, `safety` in the stats).
+"""
 
 from __future__ import annotations
 
@@ -133,8 +138,9 @@ def _policy(bundle: Path, cfg: Any) -> Any:
     )
     lat = runner.load_latency_us
     print(
-        f"raasd run: bundle {runner.manifest.name} loaded ({runner.provider}); inference p50 "
-        f"{lat['p50']:.1f} us, p99 {lat['p99']:.1f} us",
+        f"raasd run: bundle {runner.manifest.name} (sha256 {runner.bundle_hash[:12]}) loaded "
+        f"({runner.provider}); inference p50 {lat['p50']:.1f} us, p99 {lat['p99']:.1f} us at "
+        f"load (budget {runner.budget_ns / 1e3:.0f} us)",
         file=sys.stderr,
         flush=True,
     )

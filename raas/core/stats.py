@@ -18,7 +18,7 @@ from raas import __version__
 from raas.core.loop import ControlLoop
 from raas.core.timing import fallback_counts, percentiles_us, phase_summary
 
-SCHEMA_ID = "https://raas.dev/schemas/run-stats/2"
+SCHEMA_ID = "https://raas.dev/schemas/run-stats/3"
 
 
 def schema() -> dict[str, Any]:
@@ -131,9 +131,65 @@ def build_stats(
             "speed_vs_realtime": round(res.grid_s / res.wall_s, 3) if res.wall_s > 0 else None,
         },
     }
+    sup = loop.supervisor
+    stats["safety"] = {
+        "state": res.safety_state,
+        "reason": res.safety_reason,
+        "detail": sup.detail,
+        "held": res.safety_state in ("hold", "fault"),
+        "rested_cycles": res.rested,
+        "interventions": dict(res.interventions),
+        "watchdog_trips": {k.value: v for k, v in sup.watchdogs.trips.items()},
+        "transitions": [t.as_dict() for t in sup.history],
+    }
+    policy_stats = getattr(loop.controller, "policy_stats", None)
+    if callable(policy_stats):
+        stats["policy"] = policy_stats()
     if extra:
         stats.update(extra)
     return stats
+
+
+def _safety_lines(safety: dict[str, Any]) -> list[str]:
+    """The supervisor's end state (HELD when it held or faulted) and its last transitions."""
+    state, reason, detail = safety["state"], safety["reason"], safety["detail"]
+    why = f"{reason} ({detail})" if detail else reason
+    ts = safety["transitions"][-8:]
+    at = f" at cycle {ts[-1]['cycle']}" if ts and ts[-1]["to"] == state else ""
+    if safety["held"]:
+        line = (
+            f"  HELD: the supervisor ended in {state.upper()} {why}{at}; the hand was held at its "
+            "measured pose (docs/safety.md has the reason codes)"
+        )
+    else:
+        line = f"  safety: ended {state.upper()} ({why})"
+    out = [line]
+    if ts:
+        steps = " -> ".join(f"{t['to']} ({t['reason']}, cycle {t['cycle']})" for t in ts)
+        out.append(f"  safety transitions: {ts[0]['from']} -> {steps}")
+    if safety["rested_cycles"]:
+        out.append(
+            f"  policy not run in {safety['rested_cycles']} held cycles (the hold target was sent)"
+        )
+    return out
+
+
+def _policy_lines(p: dict[str, Any]) -> list[str]:
+    load, lat, dec = p["load_latency_us"], p["inference_latency_us"], p["decide_latency_us"]
+    pose = p["object_pose_from"]
+    pose = "no object pose" if pose == "none" else f"object pose from {pose}"
+    return [
+        f"  policy {p['bundle']} (sha256 {p['bundle_sha256'][:12]}) on "
+        f"{p['execution_provider']} ({p['intra_op_threads']} intra-op thread), {pose}",
+        f"  inference at load p50 {load.get('p50', 0.0):.1f}  p99 {load.get('p99', 0.0):.1f} us;"
+        f" in the loop p50 {lat['p50']:.1f}  p99 {lat['p99']:.1f}  max {lat['max']:.1f} us; "
+        f"whole decide p50 {dec['p50']:.1f}  p99 {dec['p99']:.1f} us (budget "
+        f"{p['budget_us']:.0f} us)",
+        f"  policy cycles {p['cycles']}: overruns {p['overruns']}, non-finite outputs "
+        f"{p['nonfinite_outputs']}, missing observations {p['missing_observations']}, state "
+        f"resets {p['state_resets']}; warm-ups {p['warmups']} x {p['warmup_runs']}, background "
+        f"{p['background_warmups']}, skipped after an overrun {p['warmups_skipped']}",
+    ]
 
 
 def format_summary(stats: dict[str, Any]) -> str:
@@ -159,6 +215,10 @@ def format_summary(stats: dict[str, Any]) -> str:
         row("period error", stats["period_error_us"]),
         row("trigger->apply", stats["trigger_to_apply_us"]),
     ]
+    if "safety" in stats:
+        lines[1:1] = _safety_lines(stats["safety"])
+    if "policy" in stats:
+        lines += _policy_lines(stats["policy"])
     lines += [row(f"phase {name}", p) for name, p in stats["phases_us"].items()]
     stale = ", ".join(f"{n} {s['stale_cycles']}" for n, s in stats["sources"].items())
     lines.append(f"  stale cycles per source: {stale}")

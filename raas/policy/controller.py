@@ -7,6 +7,7 @@ observations: the same sequence gives the same actions."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,11 @@ class PolicyController:
         runner's scratch-buffer inference (thread-safe beside decide); none after a cycle whose
         inference overran its budget (PolicyRunner.prepare says why)."""
         return None if self.runner.last_overran else self.runner.warm_background
+
+    def policy_stats(self) -> dict[str, Any]:
+        """The policy's figures for a run's summary and stats JSON (`policy`,
+        docs/stats-json.md): the bundle, its hash, load and in-loop latency, counters."""
+        return self.runner.stats()
 
     def decide(self, obs: Observation, out: np.ndarray) -> bool:
         if obs.episode != self._episode:
