@@ -29,6 +29,16 @@ from raas.policy.session import BoundSession, RuntimeOptions, TensorInfo, descri
 
 _LATENCY_RING = 1 << 18
 _FLOATS = (np.float32, np.float64)
+#: what the refusal of another element type says (float16 and bfloat16 included: export the
+#: policy in float32, e.g. `model.float()` before torch.onnx.export)
+_ACCEPTED = "float32 or float64 (ONNX tensor(float) or tensor(double))"
+
+
+def _not_float(what: str, dtype: type[np.generic]) -> str:
+    return (
+        f"{what} is {np.dtype(dtype).name}; it must be {_ACCEPTED}: export the policy in "
+        "float32 (e.g. model.float() before torch.onnx.export)"
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -55,9 +65,7 @@ def _check_policy_io(
             )
     oi = ins[obs.input]
     if oi.dtype not in _FLOATS:
-        raise ModelMismatchError(
-            "observation.input", f"{obs.input!r} must be float, not {oi.dtype}"
-        )
+        raise ModelMismatchError("observation.input", _not_float(repr(obs.input), oi.dtype))
     if _numel(oi.shape) != obs.size:
         raise ModelMismatchError(
             "observation.fields",
@@ -79,7 +87,7 @@ def _check_policy_io(
         )
     ao = outs[act.output]
     if ao.dtype not in _FLOATS:
-        raise ModelMismatchError("action.output", f"{act.output!r} must be float, not {ao.dtype}")
+        raise ModelMismatchError("action.output", _not_float(repr(act.output), ao.dtype))
     if _numel(ao.shape) != act.output_size:
         field, message = _action_size_fault(act.actuators, act.bins, ao)
         raise ModelMismatchError(field, message)
@@ -89,7 +97,9 @@ def _check_policy_io(
         si, so = ins[s.input], outs[s.output]
         if si.dtype not in _FLOATS or so.dtype != si.dtype:
             raise ModelMismatchError(
-                f"state.{i}", f"{s.input!r}/{s.output!r} must be the same float type"
+                f"state.{i}",
+                f"{s.input!r} is {np.dtype(si.dtype).name} and {s.output!r} "
+                f"{np.dtype(so.dtype).name}; both must be the same type, {_ACCEPTED}",
             )
         if si.shape != so.shape:
             raise ModelMismatchError(

@@ -75,7 +75,11 @@ def open_session(path: Path, opts: RuntimeOptions, field: str) -> ort.InferenceS
 def _info(arg: Any, kind: str, field: str) -> TensorInfo:
     dtype = _DTYPES.get(arg.type)
     if dtype is None:
-        raise ModelMismatchError(field, f"{kind} {arg.name!r} has unsupported type {arg.type}")
+        raise ModelMismatchError(
+            field,
+            f"{kind} {arg.name!r} has unsupported type {arg.type} (a policy's observation, "
+            "action and state are tensor(float) or tensor(double): float32 or float64)",
+        )
     declared = tuple(arg.shape)
     concrete = tuple(d if isinstance(d, int) and d > 0 else 1 for d in declared)
     return TensorInfo(arg.name, concrete, declared, dtype)

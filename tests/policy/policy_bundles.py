@@ -41,19 +41,23 @@ def copy_bundle(src: Path, dst: Path) -> Path:
     return dst
 
 
-def dense_model(path: Path, n_in: int, n_out: int, bias: float = 0.0) -> None:
-    """action = obs @ W + b (b may be NaN): a stateless model from onnx.helper."""
+def dense_model(
+    path: Path, n_in: int, n_out: int, bias: float = 0.0, dtype: str = "float32"
+) -> None:
+    """action = obs @ W + b (b may be NaN): a stateless model from onnx.helper, in `dtype`
+    (float32, float64, float16: what torch exports after .double() or .half())."""
     rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.normal(size=(n_in, n_out)).astype(np.float32) * 0.1, "W")
-    b = numpy_helper.from_array(np.full((n_out,), bias, dtype=np.float32), "B")
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    w = numpy_helper.from_array((rng.normal(size=(n_in, n_out)) * 0.1).astype(dtype), "W")
+    b = numpy_helper.from_array(np.full((n_out,), bias, dtype=dtype), "B")
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["obs", "W"], ["mm"]),
             helper.make_node("Add", ["mm", "B"], ["action"]),
         ],
         "dense",
-        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, [1, n_in])],
-        [helper.make_tensor_value_info("action", TensorProto.FLOAT, [1, n_out])],
+        [helper.make_tensor_value_info("obs", elem, [1, n_in])],
+        [helper.make_tensor_value_info("action", elem, [1, n_out])],
         initializer=[w, b],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -211,3 +211,24 @@ def test_symlinks_out_of_the_bundle_are_refused_inside_accepted(
     shutil.copy(dense_bundle / "model.onnx", b / "v1" / "model.onnx")
     (b / "model.onnx").symlink_to("v1/model.onnx")
     assert load_bundle(b, period_s=PERIOD).manifest.name == "dense"
+
+
+def test_float16_is_refused_naming_the_types_accepted(tmp_path: Path) -> None:
+    """float16 is a float, but the runner binds float32 or float64 buffers: the refusal says
+    so (before: "'obs' must be float, not <class 'numpy.float16'>")."""
+    b = tmp_path / "half"
+    b.mkdir()
+    dense_model(b / "model.onnx", 22, 20, dtype="float16")
+    write_manifest(b)
+    with pytest.raises(ModelMismatchError) as exc:
+        load_bundle(b, period_s=PERIOD)
+    assert exc.value.field == "observation.input"
+    assert "'obs' is float16; it must be float32 or float64" in str(exc.value)
+
+
+def test_float64_loads(tmp_path: Path) -> None:
+    b = tmp_path / "double"
+    b.mkdir()
+    dense_model(b / "model.onnx", 22, 20, dtype="float64")
+    write_manifest(b)
+    assert load_bundle(b, period_s=PERIOD).obs_input.dtype == "float64"
