@@ -5,6 +5,10 @@ actuators, cameras and resolution, the control period against the cell's rate), 
 estimate: the real onnxruntime session, warmed up, run N times with the runner's settings, p50 /
 p99 / p99.9 / max against the inference budget (p99 above it refuses the bundle, as at load).
 
+It also says how big the bundle is as `raas run` uploads it and warns (a WARNING line, `warnings`
+in the JSON; the exit code is unchanged) when that is over the robot's default upload limit
+(256 MiB, `[transport] max_upload_bytes`), where the upload would be refused as too_large.
+
 Exit codes: 0 the bundle would load; 2 bad command line (an unknown hand model); 5 refused, the
 field at fault named (on stderr, or in the JSON with --json).
 """
@@ -23,6 +27,7 @@ EXIT_REFUSED = 5
 #: The robot daemon's default cycle rate (raas.core.loop.LoopConfig.rate_hz).
 DEFAULT_RATE_HZ = 12.5
 WARMUP_RUNS = 30
+MIB = 1024 * 1024
 
 
 def register(sub: Any) -> None:
@@ -56,6 +61,43 @@ def register(sub: Any) -> None:
     )
     c.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     c.set_defaults(func=check)
+
+
+def upload_bytes(path: Path) -> int:
+    """About the bytes `raas run` sends for this bundle: an archive's own size; a directory as
+    the uncompressed tar the client builds of it (a 512-byte header per entry, contents padded
+    to 512 bytes, 1 KiB at the end; PAX headers for long names add a little)."""
+    if not path.is_dir():
+        return path.stat().st_size
+    n = 512 + 1024  # the directory's own entry, the end of the archive
+    for p in path.rglob("*"):
+        n += 512
+        if p.is_file():
+            n += -(-p.stat().st_size // 512) * 512
+    return n
+
+
+def _upload(path: Path) -> dict[str, Any] | None:
+    """The bundle's upload size against the robot's default upload limit (the `[transport]`
+    section's `max_upload_bytes` of the robot's cell file, raas.transport.config)."""
+    from raas.transport.config import TransportConfig
+
+    try:
+        size = upload_bytes(path)
+    except OSError:
+        return None  # a missing bundle is load_bundle's to name
+    limit = int(TransportConfig().max_upload_bytes)
+    return {"bytes": size, "limit_bytes": limit, "over_limit": size > limit}
+
+
+def _upload_warning(u: dict[str, Any]) -> str:
+    return (
+        f"the bundle is {u['bytes'] / MIB:.1f} MiB as uploaded, over the robot's default upload "
+        f"limit of {u['limit_bytes'] / MIB:g} MiB ([transport] max_upload_bytes in the robot's "
+        "cell file; evaluation jobs: the reservation service's max_bundle_bytes, also 256 MiB "
+        "by default): `raas run` and `raas jobs submit` will be refused (too_large) unless the "
+        "robot's limit was raised"
+    )
 
 
 def _refused(exc: Any) -> dict[str, Any]:
@@ -103,6 +145,14 @@ def _describe(runner: Any, cell: Any, hand: str) -> dict[str, Any]:
     }
 
 
+def _pose_words(b: dict[str, Any]) -> str:
+    """What the policy reads of the object: its pose from mocap or the vision model, or none."""
+    source = b["object_pose_from"]
+    if source == "none":
+        return "no object pose"
+    return f"object pose from {'the vision model' if source == 'vision' else source}"
+
+
 def _text(result: dict[str, Any], bundle: Path, out: TextIO) -> None:
     print(f"raasd policy check: {bundle}", file=out)
     b = result.get("bundle")
@@ -126,10 +176,7 @@ def _text(result: dict[str, Any], bundle: Path, out: TextIO) -> None:
             file=out,
         )
         print(f"  state        {state or 'none'}", file=out)
-        print(
-            f"  reads        {', '.join(b['reads'])} (object pose from {b['object_pose_from']})",
-            file=out,
-        )
+        print(f"  reads        {', '.join(b['reads'])} ({_pose_words(b)})", file=out)
     t = result.get("timing")
     if t is not None:
         lat = t["latency_us"]
@@ -144,6 +191,15 @@ def _text(result: dict[str, Any], bundle: Path, out: TextIO) -> None:
             "               an estimate on this machine; the robot measures again at load",
             file=out,
         )
+    u = result.get("upload")
+    if u is not None:
+        print(
+            f"  upload       {u['bytes'] / MIB:.1f} MiB as sent (the robot takes up to "
+            f"{u['limit_bytes'] / MIB:g} MiB by default)",
+            file=out,
+        )
+    for w in result.get("warnings", []):
+        print(f"raasd policy check: WARNING: {w}", file=out)
     if result["ok"]:
         print("raasd policy check: OK, the bundle would load", file=out)
     else:
@@ -207,6 +263,10 @@ def check(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 budget_ms=budget_ms,
             )
             result.update(_refused(over))
+    upload = _upload(args.bundle)
+    if upload is not None:
+        result["upload"] = upload
+        result["warnings"] = [_upload_warning(upload)] if upload["over_limit"] else []
     if args.json:
         print(json.dumps(result, indent=2), file=out)
     else:

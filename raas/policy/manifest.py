@@ -242,6 +242,10 @@ class BundleManifest(BaseModel):
 
     @property
     def object_pose_source(self) -> str:
+        """Where the object pose the policy reads comes from: `vision` (its vision model),
+        `mocap` (the block's markers), or `none` when no field reads the object pose."""
+        if not any("object" in KEYS[f.key].sources for f in self.observation.fields):
+            return "none"
         return "vision" if self.vision is not None else "mocap"
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from policy_bundles import copy_bundle
+from policy_bundles import copy_bundle, dense_model, write_manifest
 
 pytestmark = [pytest.mark.slow]
 
@@ -65,3 +65,47 @@ def test_an_unknown_hand_is_a_usage_error(small_bundle: Path) -> None:
     proc = _check(str(small_bundle), "--hand", "leap-v1")
     assert proc.returncode == 2
     assert "unknown hand model 'leap-v1'; known: shadow-dexterous" in proc.stderr
+
+
+def _hand_only(tmp_path: Path) -> Path:
+    """A policy that reads the hand alone (joint positions in, targets out)."""
+    b = tmp_path / "hand_only"
+    b.mkdir(parents=True)
+    dense_model(b / "model.onnx", 24, 20)
+    write_manifest(
+        b, observation={"input": "obs", "fields": [{"key": "joint_positions", "shape": [24]}]}
+    )
+    return b
+
+
+def test_a_hand_only_policy_reads_no_object_pose(tmp_path: Path) -> None:
+    """Before: "reads hand (object pose from mocap)" for a policy that reads no object pose."""
+    b = _hand_only(tmp_path)
+    proc = _check(str(b), "--runs", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert "reads        hand (no object pose)\n" in proc.stdout
+    r = json.loads(_check(str(b), "--runs", "20", "--json").stdout)
+    assert r["bundle"]["reads"] == ["hand"] and r["bundle"]["object_pose_from"] == "none"
+
+
+def test_a_bundle_over_the_upload_limit_is_warned_about(tmp_path: Path) -> None:
+    """A 300 MB bundle loads, but the robot refuses its upload (too_large, 256 MiB): the check
+    says so beforehand (before: "OK, the bundle would load" and nothing else)."""
+    b = _hand_only(tmp_path)
+    with (b / "junk.bin").open("wb") as f:  # sparse: no disk used, still hashed and uploaded
+        f.truncate(300 * 1000 * 1000)
+    proc = _check(str(b), "--runs", "20")
+    assert proc.returncode == 0, proc.stderr  # a warning: the bundle itself would load
+    assert (
+        "upload       286.1 MiB as sent (the robot takes up to 256 MiB by default)" in proc.stdout
+    )
+    assert (
+        "WARNING: the bundle is 286.1 MiB as uploaded, over the robot's default upload limit"
+        in (proc.stdout)
+    )
+    assert "[transport] max_upload_bytes" in proc.stdout
+    r = json.loads(_check(str(b), "--runs", "20", "--json").stdout)
+    assert r["ok"] is True and r["upload"]["over_limit"] is True
+    assert r["upload"]["limit_bytes"] == 256 * 1024 * 1024 and len(r["warnings"]) == 1
+    small = json.loads(_check(str(_hand_only(tmp_path / "small")), "--runs", "20", "--json").stdout)
+    assert small["upload"]["over_limit"] is False and small["warnings"] == []

@@ -64,6 +64,12 @@ def test_toml_manifest_reads(tmp_path: Path) -> None:
     m = read_manifest(tmp_path / "manifest.toml")
     assert m.observation.size == 3
     assert m.object_pose_source == "mocap"
+    (tmp_path / "manifest.toml").write_text(
+        'name = "t"\ncontrol_period_s = 0.08\n'
+        '[observation]\nfields = [{key = "joint_positions", shape = [24]}]\n'
+        '[action]\nactuators = ["A_WRJ1"]\n'
+    )
+    assert read_manifest(tmp_path / "manifest.toml").object_pose_source == "none"
 
 
 def test_missing_bundle_is_named(tmp_path: Path) -> None:
