@@ -55,6 +55,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/robots/{robot_id}/heartbeat"): STAFF | {"robot"},
     ("POST", "/robots/{robot_id}/clear-health"): STAFF,
     ("POST", "/robots/{robot_id}/tokens"): STAFF,
+    ("GET", "/robots/{robot_id}/tokens"): STAFF,
     ("GET", "/robots/{robot_id}/availability"): PEOPLE,
     ("GET", "/robots/{robot_id}/lease-key"): PEOPLE | {"robot"},
     ("GET", "/robots/{robot_id}/revocations"): STAFF | {"robot"},

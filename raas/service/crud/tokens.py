@@ -62,6 +62,11 @@ def list_for(db: Session, user: User) -> list[ApiToken]:
     return list(db.scalars(stmt))
 
 
+def list_for_robot(db: Session, robot_id: int) -> list[ApiToken]:
+    stmt = select(ApiToken).where(ApiToken.robot_id == robot_id).order_by(ApiToken.id)
+    return list(db.scalars(stmt))
+
+
 def get(db: Session, token_id: int) -> ApiToken:
     token = db.get(ApiToken, token_id)
     if token is None:

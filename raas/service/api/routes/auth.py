@@ -114,9 +114,10 @@ def create_token(body: TokenCreate, principal: Person, db: WriteDB, now: Now) ->
 
 @router.delete("/tokens/{token_id}")
 def revoke_token(token_id: ObjectId, principal: Person, db: WriteDB, now: Now) -> TokenPublic:
-    """Revoke one of your tokens (admins: anyone's)."""
+    """Revoke one of your tokens (admins: anyone's; staff: any robot's, e.g. a lost PC's)."""
     token = token_crud.get(db, token_id)
-    if token.user_id != principal.user.id and not principal.is_admin:
+    robot_token_by_staff = token.kind == "robot" and principal.is_staff
+    if token.user_id != principal.user.id and not principal.is_admin and not robot_token_by_staff:
         raise NotFound(f"no token {token_id}")
     token_crud.revoke(db, token, now)
     audit.record(db, principal.user, "token.revoke", f"token:{token.id}", now)

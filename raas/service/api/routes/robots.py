@@ -211,7 +211,7 @@ def clear_health(
 def create_robot_token(
     robot_id: ObjectId, body: TokenCreate, staff: Staff, db: WriteDB, now: Now
 ) -> TokenCreated:
-    """A token for the robot's daemon: it may only send heartbeats and read revocations."""
+    """A token for the robot's daemon (heartbeats, its feeds, its lease key, job claims)."""
     robot = robot_crud.get(db, robot_id)
     lifetime = timedelta(days=body.expires_in_days) if body.expires_in_days else None
     token, secret = token_crud.issue(
@@ -220,6 +220,14 @@ def create_robot_token(
     audit.record(db, staff.user, "robot.token_create", f"robot:{robot.id}", now, token=token.id)
     db.commit()
     return TokenCreated(token=secret, **TokenPublic.model_validate(token).model_dump())
+
+
+@router.get("/{robot_id}/tokens")
+def list_robot_tokens(robot_id: ObjectId, _: Staff, db: ReadDB) -> list[TokenPublic]:
+    """The robot's daemon tokens, revoked and expired ones too (newest last): find the id of a
+    lost control PC's token, then `DELETE /auth/tokens/{id}`. Never the secrets."""
+    robot = robot_crud.get(db, robot_id)
+    return [TokenPublic.model_validate(t) for t in token_crud.list_for_robot(db, robot.id)]
 
 
 @router.get("/{robot_id}/availability", response_model=Availability)
