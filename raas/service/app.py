@@ -189,7 +189,10 @@ def create_app(
             body["occurrences"] = _OCCURRENCES.dump_python(
                 _OCCURRENCES.validate_python(exc.occurrences), mode="json"
             )
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 401 and "WWW-Authenticate" not in headers:
+            headers = {**headers, "WWW-Authenticate": "Bearer"}  # RFC 9110: every 401 names one
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:

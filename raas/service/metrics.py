@@ -18,7 +18,13 @@ from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -37,6 +43,10 @@ from raas.service.models import (
 )
 from raas.service.notify import CHANNELS
 from raas.service.state import ServiceState
+
+# No `*_created` series: a counter's start time as a family of its own confuses readers and
+# doubles the series; Prometheus does not need it (docs/metrics.md).
+disable_created_metrics()
 
 UNMATCHED = "<unmatched>"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -42,7 +42,8 @@ def value(families: dict[str, Metric], family: str, sample: str, **labels: str) 
 
 def test_only_staff_and_admins_may_scrape(service: tuple[TestClient, Seeded, Clock]) -> None:
     client, seeded, _ = service
-    assert client.get("/metrics").status_code == 401
+    anonymous = client.get("/metrics")
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
     assert client.get("/metrics", headers=seeded.headers("alice@lab")).status_code == 403
     robot = {"Authorization": f"Bearer {seeded.robot_tokens['arm-1']}"}
     assert client.get("/metrics", headers=robot).status_code == 403
@@ -55,6 +56,7 @@ def test_metrics_parse_and_follow_requests_bookings_and_leases(
     client, seeded, clock = service
     alice = seeded.headers("alice@lab")
     before = scrape(client, seeded)
+    assert not [n for n in before if n.endswith("_created")]  # no start-time families
     assert value(before, "raas_reservations", "raas_reservations", status="confirmed") == 0
     assert value(before, "raas_robots", "raas_robots", status="available") == 2
     assert value(before, "raas_leases_issued", "raas_leases_issued_total") == 0
