@@ -31,6 +31,13 @@ class Fallback:
     def total(self) -> int:
         return self.repeats + self.idles
 
+    @property
+    def exhausted(self) -> bool:
+        """More than N fallbacks in a row: the N+1-th late decision (the supervisor's watchdog
+        holds then). Not merely an idle action: a late first cycle, with nothing applied yet to
+        repeat, gets the idle action but is only the first of the N+1."""
+        return self._consecutive > self.max_repeats
+
     def reset(self) -> None:
         self.last_applied[:] = self.idle_action
         self._have_last = False

@@ -358,7 +358,7 @@ class ControlLoop:
                     readings,
                     desired,
                     kind is FallbackKind.NONE,
-                    kind is FallbackKind.IDLE,
+                    kind is not FallbackKind.NONE and fallback.exhausted,
                     slipped,
                     target,
                 )

@@ -101,3 +101,16 @@ def test_a_lockstep_loop_does_not_judge_decide_by_the_wall_clock(make_loop) -> N
     applied = {k: a for k, _, a in dev["hand"].applied}
     assert applied[3][0] != applied[2][0]  # cycle 3's own target
     assert loop.obs.lockstep  # what every controller's decide() reads
+
+
+def test_late_from_the_first_cycle_holds_after_n_plus_one_not_at_once(make_loop) -> None:
+    """Nothing applied yet: the first late cycle gets the idle action, but the watchdog holds
+    only at the N+1-th late decision in a row (docs/safety.md), as later in a run. Before, the
+    first idle action counted as the fallback run out: a late first decision held at once."""
+    loop, _ = make_loop(duration_s=0.2, max_repeats=3, behaviour=lambda k, c: False)
+    loop.run()
+    sup = loop.supervisor
+    assert (sup.state.label, sup.reason.value) == ("hold", "inference_overrun")
+    assert sup.history[-1].cycle == 3  # cycles 0, 1, 2, 3: N + 1 = 4 late decisions
+    kinds = list(loop.log.series("fallback")[:4])
+    assert kinds == [FallbackKind.IDLE, FallbackKind.REPEAT, FallbackKind.REPEAT, FallbackKind.IDLE]
