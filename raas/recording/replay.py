@@ -17,7 +17,7 @@ import dataclasses
 import io
 import json
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,7 @@ class ReplayReport:
     cycles: int = 0  # recorded cycles replayed
     compared: int = 0  # cycles whose recorded action was the policy's (no fallback)
     skipped_fallback: int = 0
+    skipped_task: int = 0  # cycles between episodes, whose action the task chose (idle)
     differing: int = 0
     no_action: int = 0  # compared cycles where the replayed policy gave no action
     first_differing_cycle: int | None = None
@@ -183,6 +184,7 @@ class ReplayReport:
             "cycles": self.cycles,
             "compared": self.compared,
             "skipped_fallback": self.skipped_fallback,
+            "skipped_task": self.skipped_task,
             "differing": self.differing,
             "no_action": self.no_action,
             "first_differing_cycle": self.first_differing_cycle,
@@ -200,7 +202,12 @@ class ReplayReport:
     def format(self) -> str:
         lines = [
             f"replayed {self.cycles} cycles; compared {self.compared} "
-            f"(skipped {self.skipped_fallback} where the loop used a fallback)",
+            f"(skipped {self.skipped_fallback} where the loop used a fallback"
+            + (
+                f", {self.skipped_task} between episodes, where the task held the idle action)"
+                if self.skipped_task
+                else ")"
+            ),
         ]
         if self.recorded_bundle and self.replayed_bundle:
             same = "same" if self.recorded_bundle == self.replayed_bundle else "DIFFERENT"
@@ -221,7 +228,7 @@ class ReplayReport:
             return "\n".join(lines)
         lines.append(
             f"DIFFERENT: {self.differing} of {self.compared} cycles differ by more than "
-            f"{self.atol:g} rad (no action from the replay in {self.no_action}); first at "
+            f"{self.atol:g} rad (the replayed policy gave no action in {self.no_action}); first at "
             f"cycle {self.first_differing_cycle}"
         )
         lines.append("max |replayed - recorded| per actuator (rad):")
@@ -229,6 +236,26 @@ class ReplayReport:
             if v > self.atol:
                 lines.append(f"  {name:<8} {v:.6g}")
         return "\n".join(lines)
+
+
+def task_cycles(rf: RecordingFile) -> Callable[[int], bool]:
+    """Which recorded cycles' actions the evaluation task chose, not the policy: from the cycle
+    whose decide ended an episode (its `episode_end` event) until the one that started the next
+    (`episode_start`). The task holds the idle action there (raas/task/evaluation.py). An event
+    carries the last cycle recorded before it, so the cycle that emitted it is the next one.
+    A recording without episode events (`raasd run`, remote step): none."""
+    ended: list[tuple[int, int]] = []  # [first, last) cycles between an end and a start
+    end_at: int | None = None
+    for m in rf.messages([fmt.TOPIC_EVENTS]):
+        kind, after = m.data.get("kind"), int(m.data.get("cycle", -1))
+        if kind == "episode_end" and end_at is None:
+            end_at = after + 1
+        elif kind == "episode_start" and end_at is not None:
+            ended.append((end_at, after + 1))
+            end_at = None
+    if end_at is not None:  # the last episode's end: the task's idle action to the end
+        ended.append((end_at, 2**62))
+    return lambda cycle: any(first <= cycle < last for first, last in ended)
 
 
 def replay(
@@ -246,6 +273,7 @@ def replay(
         bind(layout.marker_names)
     out = np.zeros(n)
     last = None
+    by_task = task_cycles(rf)
     controller.reset()
     for rc in recorded_cycles(rf):
         obs = rebuild.fill(rc)
@@ -260,6 +288,9 @@ def replay(
             continue
         if act["fallback"] != "none":
             report.skipped_fallback += 1
+            continue
+        if by_task(obs.cycle):  # between episodes: the task's idle action, not the policy's
+            report.skipped_task += 1
             continue
         recorded = _floats(act["desired"])
         if recorded.shape != out.shape:

@@ -96,3 +96,37 @@ def test_a_remote_run_names_the_bundle_by_its_own_hash(tmp_path: Path, issuer: L
     rf = RecordingFile(path)
     rf.scan_metadata()
     assert rf.metadata[fmt.META_SESSION]["bundle_sha256"] == bundle_hash(bundle)
+
+
+def test_a_two_episode_remote_run_replays_identical(tmp_path: Path, issuer: LeaseIssuer) -> None:
+    """Between episodes the task, not the policy, holds the idle action; replay leaves those
+    cycles out (it compared them with the policy's action and called the run DIFFERENT)."""
+    from raas.policy.examples import ensure_examples
+    from raas.recording.replay import replay_file
+
+    bundle = ensure_examples(tmp_path / "bundles", ["small"])["small"]
+    state = tmp_path / "state"
+    robot = start_daemon(state, issuer, rate=12.5, extra=("--record",))
+    c = RemoteRobot(robot.control, server_key=robot.key, lease=issuer.issue(), timeout_s=10)
+    try:
+        session = str(c.open("control")["session"])
+        c.upload(bundle)
+        c.run(episodes=2)
+        kinds: list[object] = []
+        deadline = time.monotonic() + 300
+        while "run_done" not in kinds and "run_failed" not in kinds:
+            assert time.monotonic() < deadline, kinds
+            c.heartbeat()
+            kinds += [e["kind"] for e in c.events(0.2)]
+        assert kinds.count("episode_end") == 2, kinds
+    finally:
+        c.close()
+        robot.stop()
+    path = state / "recordings" / f"{session}.mcap"
+    deadline = time.monotonic() + 20
+    while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    report = replay_file(path, bundle)
+    assert report.identical, report.format()
+    assert report.skipped_task >= 2  # the cycle each episode ended in
+    assert report.recorded_bundle == report.replayed_bundle
