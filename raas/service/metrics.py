@@ -46,7 +46,7 @@ from raas.service.state import ServiceState
 
 # No `*_created` series: a counter's start time as a family of its own confuses readers and
 # doubles the series; Prometheus does not need it (docs/metrics.md).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 UNMATCHED = "<unmatched>"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
