@@ -102,3 +102,14 @@ def write_report(name: str, report: dict[str, Any]) -> Path:
 
 def python() -> str:
     return sys.executable
+
+
+#: `raasd run`'s exit code for a run that ended held (docs/operations.md): a watchdog stopped
+#: the controller (a stale camera on a busy machine, say). The run's timing figures still
+#: stand; benchmarks report it and go on.
+EXIT_HELD = 6
+
+
+def held_line(stdout: str) -> str:
+    """The summary's `HELD: ...` line of a held `raasd run`, or a stand-in."""
+    return next((ln.strip() for ln in stdout.splitlines() if "HELD" in ln), "(no HELD line)")
