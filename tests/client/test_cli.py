@@ -119,6 +119,24 @@ def test_run_uploads_runs_and_reports(
     assert session["bundle_sha256"] and session["bundle"] == "small"
 
 
+def test_a_run_past_max_wait_is_stopped_with_its_results_so_far(
+    daemon: RobotDaemon, issuer: LeaseIssuer, tmp_path: Path
+) -> None:
+    from raas.policy.examples import ensure_examples
+
+    bundle = ensure_examples(tmp_path / "bundles", ["small"])["small"]
+    r = raas(
+        "run", str(bundle), "--robot", daemon.control, "--server-key", daemon.key,
+        "--lease", issuer.issue(), "--episodes", "100000", "--max-wait", "4", "--no-fetch",
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "did not finish in time; stopping it" in r.stderr
+    # the stop reply's summary: what ran before the stop, and why it ended
+    assert re.search(
+        r"^results: \d+ episode\(s\), .* the run ended: stopped by client$", r.stdout, re.M
+    ), r.stdout
+
+
 def test_status_words_for_safety_and_health() -> None:
     """The lines `raas status` prints for a held robot and a failed health check (the shapes of
     the `safety` and `health` fields of docs/protocol.md's status reply)."""

@@ -39,7 +39,12 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path(), help="where the recording goes (.)")
     p.add_argument("--no-fetch", action="store_true", help="do not fetch the recording")
-    p.add_argument("--max-wait", type=float, default=3600.0, help="give up after S seconds")
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        default=3600.0,
+        help="stop the run after S seconds (default 3600): the results so far are printed, exit 1",
+    )
     p.add_argument(
         "--json",
         action="store_true",
@@ -108,9 +113,9 @@ def _follow(robot: RemoteRobot, max_wait: float, out: _Out) -> _Ended:
                 return _Ended(None, str(data.get("message")))
             if kind == "session_closed":
                 return _Ended(None)
-    out.warn("raas run: the run did not finish in time; stopping it")
-    robot.stop()
-    return _Ended(None)
+    out.warn("raas run: the run did not finish in time; stopping it (its results so far follow)")
+    so_far = robot.stop().get("summary")  # the episodes run so far (protocol.md, `stop`)
+    return _Ended(so_far if isinstance(so_far, dict) else None)
 
 
 def _counts(counts: dict[str, int] | None) -> str:
