@@ -105,14 +105,16 @@ def _load_bundle(ctl: SessionController, cell: Cell, req: RunRequest) -> _Loaded
     """Load the requested bundle and build its evaluation controller (slow; no sockets: this
     runs in the loader thread while the serving thread keeps the sockets)."""
     t0 = time.monotonic()
+    root: Path | None = None
     try:
         # Imported here: the runner and the evaluation are only needed when a bundle runs.
         load_bundle = importlib.import_module("raas.policy").load_bundle
         evaluation = importlib.import_module("raas.task.evaluation")
         EvaluationController = evaluation.EvaluationController
 
+        root = _bundle_path(req.bundle, ctl.cfg.upload_dir)
         runner = load_bundle(
-            _bundle_path(req.bundle, ctl.cfg.upload_dir),
+            root,
             period_s=1.0 / cell.cfg.loop.rate_hz,
             cell=cell.policy_cell(),
         )
@@ -129,7 +131,12 @@ def _load_bundle(ctl: SessionController, cell: Cell, req: RunRequest) -> _Loaded
         # ends the run on it
         ev.attach(ctl.supervisor, first=True)
     except Exception as exc:  # a bad bundle is the client's problem: report it, keep holding
-        return _Loaded(error=f"{type(exc).__name__}: {exc}", took_s=time.monotonic() - t0)
+        message = f"{type(exc).__name__}: {exc}"
+        # paths inside the bundle, not where this robot unpacked it
+        for place, name in ((root, "<bundle>"), (req.bundle, "<upload>")):
+            if place is not None:
+                message = message.replace(str(place), name)
+        return _Loaded(error=message, took_s=time.monotonic() - t0)
     return _Loaded(runner=runner, controller=ev, took_s=time.monotonic() - t0)
 
 
