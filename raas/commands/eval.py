@@ -196,9 +196,7 @@ def _start_sessions(
         "episodes": str(args.episodes),
     }
     for sink in sinks:
-        path = sink.start_session(session_id, meta)
-        if path is not None:
-            print(f"raasd eval: recording to {path}", file=out, flush=True)
+        sink.start_session(session_id, meta)  # prints `raasd: recording to PATH` itself
 
 
 def _summary_lines(s: dict[str, Any]) -> list[str]:
