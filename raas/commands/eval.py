@@ -199,6 +199,12 @@ def _start_sessions(
         sink.start_session(session_id, meta)  # prints `raasd: recording to PATH` itself
 
 
+def _pose_words(source: str) -> str:
+    """Where the policy's object pose came from, in words (the referee reads the block's
+    markers either way)."""
+    return "the policy reads no object pose" if source == "none" else f"object pose from {source}"
+
+
 def _summary_lines(s: dict[str, Any]) -> list[str]:
     p = s["policy"]
     lat = p["inference_latency_us"]
@@ -225,7 +231,7 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
         f"fallbacks {s['loop']['fallbacks']}  (policy: overruns {p['overruns']}, non-finite "
         f"{p['nonfinite_outputs']}, missing observation {p['missing_observations']})",
         f"  execution provider {p['execution_provider']} ({p['intra_op_threads']} intra-op "
-        f"thread), object pose from {p['object_pose_from']}; clock {s['loop']['clock']}",
+        f"thread), {_pose_words(p['object_pose_from'])}; clock {s['loop']['clock']}",
     ]
     if "RANDOM" in s.get("bundle_description", ""):
         lines.append(
