@@ -196,7 +196,9 @@ def _start_sessions(
         "episodes": str(args.episodes),
     }
     for sink in sinks:
-        sink.start_session(session_id, meta)  # prints `raasd: recording to PATH` itself
+        path = sink.start_session(session_id, meta)
+        if path is not None:
+            print(f"raasd eval: recording to {path}", file=out, flush=True)
 
 
 def _pose_words(source: str) -> str:
