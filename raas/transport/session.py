@@ -367,14 +367,7 @@ class SessionController:
     def _decode(self, identity: bytes, frames: list[Any]) -> Message | None:
         """decode() of a request; a malformed one is counted and answered here (None)."""
         try:
-            msg = decode(frames[1:], self._limit, self._layouts)
-            if type(msg.header["v"]) is not int:  # 2.0 == 2 in Python; the version is an integer
-                raise ProtocolError(
-                    f"v must be the integer {PROTOCOL_VERSION}, not {msg.header['v']!r}",
-                    version=True,
-                    request_id=msg.get("id"),
-                )
-            return msg
+            return decode(frames[1:], self._limit, self._layouts)
         except ProtocolError as exc:
             self.counters.malformed += 1
             code, version, text = ErrorCode.BAD_REQUEST, PROTOCOL_VERSION, str(exc)
@@ -389,8 +382,8 @@ class SessionController:
                         f"this robot speaks protocol {PROTOCOL_VERSION}, the request "
                         f"protocol {v}: update raas_client (pip install -U ./clients/python)"
                     )
-            elif exc.too_large or _nbytes(frames[1]) > MAX_HEADER_BYTES:
-                code = ErrorCode.TOO_LARGE  # the header alone over its 64 KiB too (Size limits)
+            elif exc.too_large:  # a message over its limit, or a header over 64 KiB
+                code = ErrorCode.TOO_LARGE
             self.sockets.error(identity, exc.request_id, code, text, version)
             return None
 
@@ -888,14 +881,6 @@ class SessionController:
         for peer in list(self.peers.values()):
             self._close(peer, reason)
         self.serving.end(reason)  # a dialled policy server's socket too (before ctx.term)
-
-
-def _nbytes(frame: Any) -> int:
-    """The size of a received frame (bytes or a zmq.Frame)."""
-    try:
-        return memoryview(frame).nbytes
-    except TypeError:
-        return len(frame)
 
 
 def plain(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -255,6 +255,9 @@ def test_refusals_name_what_is_wrong() -> None:
     with pytest.raises(ProtocolError, match="header of") as err:
         decode([big])
     assert err.value.too_large
+    with pytest.raises(ProtocolError) as version:  # 2.0 == 2 in Python, not on the wire
+        decode([msgpack.packb({"v": float(PROTOCOL_VERSION), "t": "hello", "id": 9})])
+    assert version.value.version and version.value.request_id == 9
     with pytest.raises(ProtocolError, match="keys must be strings"):
         decode([msgpack.packb({1: 2, "v": PROTOCOL_VERSION})])
     with pytest.raises(ProtocolError, match="binary data"):

@@ -389,7 +389,7 @@ def decode(
     get = header.get
     rid = get("id")
     v = get("v")
-    if v != PROTOCOL_VERSION:
+    if v != PROTOCOL_VERSION or type(v) is not int:  # 2.0 == 2 in Python: another version
         raise ProtocolError(_version_message(v), version=True, request_id=rid, peer_version=v)
     kind = get("t")
     if type(kind) is not str:  # msgpack makes strings as str, never a subclass
@@ -438,7 +438,7 @@ def decode(
 
 
 def _version_message(v: object) -> str:
-    if isinstance(v, int):
+    if type(v) is int:
         return (
             f"protocol {v} is not spoken here (protocol {PROTOCOL_VERSION}): update the older "
             "side (raas_client: pip install -U ./clients/python; docs/protocol.md, Versions)"
