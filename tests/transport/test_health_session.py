@@ -63,14 +63,19 @@ def _step_a_little(c: RemoteRobot) -> None:
         c.act(obs.cycle, idle)
 
 
+def _drive_a_session(robot: RobotDaemon, issuer: LeaseIssuer) -> None:
+    """A controlling session that moved the hand and closed: the check is then due."""
+    first = _client(robot, issuer)
+    _step_a_little(first)
+    first.close()
+
+
 def test_a_session_opened_during_the_check_can_neither_move_the_hand_nor_end_the_check(
     robot: RobotDaemon, issuer: LeaseIssuer
 ) -> None:
     watch = _client(robot, issuer, "observe")
     try:
-        first = _client(robot, issuer)
-        _step_a_little(first)
-        first.close()
+        _drive_a_session(robot, issuer)
         _until(watch, lambda st: st["mode"] == "health", 30)
         second = _client(robot, issuer)  # opening is allowed, and changes nothing
         try:
@@ -106,9 +111,7 @@ def test_a_session_opened_during_the_check_can_neither_move_the_hand_nor_end_the
 def test_a_session_opened_before_the_check_starts_does_not_postpone_it(
     robot: RobotDaemon, issuer: LeaseIssuer
 ) -> None:
-    first = _client(robot, issuer)
-    _step_a_little(first)
-    first.close()
+    _drive_a_session(robot, issuer)
     second = _client(robot, issuer)  # at once: the check is due, not yet running
     try:
         code = _code(second.arm)
@@ -125,9 +128,7 @@ def test_an_estop_during_the_check_ends_it_reported_failed(
 ) -> None:
     watch = _client(robot, issuer, "observe")
     try:
-        first = _client(robot, issuer)
-        _step_a_little(first)
-        first.close()
+        _drive_a_session(robot, issuer)
         _until(watch, lambda st: st["mode"] == "health", 30)
         watch.estop()
         st = _until(watch, lambda s: s["health"] is not None, 10)

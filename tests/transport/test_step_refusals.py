@@ -186,18 +186,24 @@ def test_a_step_from_an_observer_is_refused(cell: Cell, how: str) -> None:
     assert cell.ctl.counters.refused == 1
 
 
-def _send_header(cell: Cell, header: dict[str, Any], block: bytes) -> tuple[str, str] | None:
-    """A step with this header (decode()'s path): (code, message) of its error, or None."""
+def _error(cell: Cell, frames: list[bytes]) -> Any:
+    """Any request's frames, served by the robot: the error message it answered, or None."""
     ctl, sock = cell.ctl, cell.client.sock
-    sock.send_multipart([msgpack.packb(header), block])
+    sock.send_multipart(frames)
     got = ctl.sockets.recv_wait(5000)
     assert got is not None
     ctl._dispatch(got)
     while sock.poll(200):
         msg = decode(sock.recv_multipart(), layouts=cell.client.layouts)
         if msg.type == "error":
-            return str(msg.get("code")), str(msg.get("message"))
+            return msg
     return None
+
+
+def _send_header(cell: Cell, header: dict[str, Any], block: bytes) -> tuple[str, str] | None:
+    """A step with this header (decode()'s path): (code, message) of its error, or None."""
+    msg = _error(cell, [msgpack.packb(header), block])
+    return None if msg is None else (str(msg.get("code")), str(msg.get("message")))
 
 
 @pytest.mark.parametrize("cycle", ["5", 5.0, True, None, [5]])
@@ -226,16 +232,8 @@ def test_a_step_in_the_obs_layout_is_refused_naming_the_step_block(cell: Cell) -
 
 def _refusal(cell: Cell, frames: list[bytes]) -> tuple[str, Any] | None:
     """Any request's frames, served: (code, id) of the error it got, or None."""
-    ctl, sock = cell.ctl, cell.client.sock
-    sock.send_multipart(frames)
-    got = ctl.sockets.recv_wait(5000)
-    assert got is not None
-    ctl._dispatch(got)
-    while sock.poll(200):
-        msg = decode(sock.recv_multipart(), layouts=cell.client.layouts)
-        if msg.type == "error":
-            return str(msg.get("code")), msg.get("id")
-    return None
+    msg = _error(cell, frames)
+    return None if msg is None else (str(msg.get("code")), msg.get("id"))
 
 
 def test_a_float_version_is_refused(cell: Cell) -> None:
