@@ -548,14 +548,15 @@ def run_loop(loop: ControlLoop) -> int:
     return EXIT_OK
 
 
-def _record_transitions(
-    supervisor: Supervisor, sinks: list[SessionSink]
+def record_transitions(
+    supervisor: Supervisor, sinks: Callable[[], list[SessionSink]]
 ) -> Callable[[Transition], None]:
-    """Every supervisor transition into the recordings as a `safety` event (as `raasd eval` and
-    a remote session record them); returns the listener, to be removed after the run."""
+    """Every supervisor transition into the recordings open at the time (`sinks()`) as a
+    `safety` event, as a remote session records them (`raasd run`, `raasd eval`); returns the
+    listener, to be removed after the run."""
 
     def record(t: Transition) -> None:
-        for sink in sinks:
+        for sink in sinks():
             sink.event("safety", t.as_dict())
 
     supervisor.listeners.append(record)
@@ -604,7 +605,7 @@ def run_cell(
                 meta |= {"bundle": str(p["bundle"]), "bundle_sha256": str(p["bundle_sha256"])}
             for sink in outputs.sessions:
                 sink.start_session(f"run-{os.getpid()}", meta)
-            record_safety = _record_transitions(cell.supervisor, outputs.sessions)
+            record_safety = record_transitions(cell.supervisor, lambda: outputs.sessions)
             try:
                 exit_code = run_loop(loop)
             finally:

@@ -167,17 +167,6 @@ class _Progress:
                 self.stop(f"episode end: {e['reason']}")
 
 
-def _record_transitions(progress: _Progress, supervisor: Any) -> None:
-    """Every supervisor transition goes into the recording as a `safety` event (as in a
-    remote session), so a hold and its reason are in the file."""
-
-    def record(t: Any) -> None:
-        for sink in progress.sinks:
-            sink.event("safety", t.as_dict())
-
-    supervisor.listeners.append(record)
-
-
 def _start_sessions(
     sinks: list[Any], runner: Any, bundle: str, episode: int, args: argparse.Namespace, out: TextIO
 ) -> None:
@@ -248,7 +237,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     from raas.config import hand_shape
     from raas.core.timing import percentiles_us
-    from raas.daemon import EXIT_DEVICE_LOST, cell_outputs, cell_up, run_loop
+    from raas.daemon import EXIT_DEVICE_LOST, cell_outputs, cell_up, record_transitions, run_loop
     from raas.errors import ConfigError
     from raas.policy import CellSpec, RuntimeOptions, load_bundle
     from raas.policy.bundle import open_bundle
@@ -311,7 +300,8 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 )
                 progress.stop = None if args.same_rig else loop.request_stop
                 ctl.attach(cell.supervisor)
-                _record_transitions(progress, cell.supervisor)
+                # a hold and its reason in the episode's file
+                record_transitions(cell.supervisor, lambda: progress.sinks)
 
                 def stop_when_done(step: Any, loop: Any = loop) -> None:
                     if ctl.done:
